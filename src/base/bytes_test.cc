@@ -1,0 +1,114 @@
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <csignal>
+
+#include <cstdio>
+#include <vector>
+
+#include "base/byte_reader.h"
+#include "base/byte_writer.h"
+
+namespace ferry {
+namespace {
+
+TEST(ByteWriter, WritesBigEndianAndGrows) {
+  ByteWriter w(64);
+  w.put_u8(0x01);
+  w.put_be16(0x0203);
+  w.put_be32(0x04050607);
+  w.put_be64(0x08090a0b0c0d0e0fULL);
+  w.put(int32_t{-2});
+  std::vector<uint8_t> expected = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+                                   0xff, 0xff, 0xff, 0xfe};
+  EXPECT_EQ(w.to_vector(), expected);
+  for (int i = 0; i < 1000; i++) w.put_be32(static_cast<uint32_t>(i));
+  EXPECT_EQ(w.size(), expected.size() + 4000);
+  EXPECT_EQ(w.position(), w.size());
+  std::vector<uint8_t> big(10000, 0xaa);
+  w.put_bytes(big);
+  EXPECT_EQ(w.size(), expected.size() + 4000 + 10000);
+  EXPECT_EQ(w.bytes().back(), 0xaa);
+}
+
+TEST(ByteReader, ReadsAndRefusesToPassTheEnd) {
+  const uint8_t data[] = {0x12, 0x34, 0x56, 0x78, 0x9a};
+  ByteReader r(data);
+  uint32_t v = 0;
+  ASSERT_TRUE(r.get_be32(v));
+  EXPECT_EQ(v, 0x12345678u);
+  uint16_t w = 0;
+  EXPECT_FALSE(r.get_be16(w));
+  EXPECT_EQ(r.offset(), 4u);  // a failed read consumes nothing
+  Status s = r.read(w);
+  EXPECT_EQ(s.code(), ErrorCode::kOutOfRange);
+  EXPECT_EQ(s.message(), "input ends early at offset 4: needed 2 bytes, 1 left");
+  uint8_t b = 0;
+  ASSERT_TRUE(r.peek_u8(0, b));
+  EXPECT_EQ(b, 0x9a);
+  EXPECT_FALSE(r.peek_u8(1, b));
+  EXPECT_TRUE(r.peek(0, 2).empty());
+  EXPECT_FALSE(r.skip(2));
+  EXPECT_TRUE(r.skip(1));
+  EXPECT_TRUE(r.at_end());
+}
+
+TEST(ByteReader, SignedValuesRoundTrip) {
+  ByteWriter w;
+  w.put(int64_t{-5});
+  w.put(int16_t{-300});
+  ByteReader r(w.bytes());
+  int64_t a = 0;
+  int16_t b = 0;
+  ASSERT_TRUE(r.get(a));
+  ASSERT_TRUE(r.get(b));
+  EXPECT_EQ(a, -5);
+  EXPECT_EQ(b, -300);
+}
+
+TEST(FdWriter, BuffersAndFlushesToAFile) {
+  char path[] = "/tmp/ferry-fdwriter-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  unlink(path);
+  {
+    FdWriter w(fd, 64);
+    for (uint32_t i = 0; i < 100; i++) w.put_be32(i);  // crosses the buffer many times
+    std::vector<uint8_t> big(1000, 0x5a);
+    w.put_bytes(big);  // bypasses the buffer
+    w.put_u8(0x77);
+    EXPECT_EQ(w.position(), 400u + 1000u + 1u);
+    ASSERT_TRUE(w.flush().ok());
+  }
+  std::vector<uint8_t> back(2000);
+  ssize_t n = pread(fd, back.data(), back.size(), 0);
+  ASSERT_EQ(n, 1401);
+  ByteReader r(std::span(back.data(), static_cast<size_t>(n)));
+  for (uint32_t i = 0; i < 100; i++) {
+    uint32_t v = 0;
+    ASSERT_TRUE(r.get_be32(v));
+    ASSERT_EQ(v, i);
+  }
+  EXPECT_EQ(back[400], 0x5a);
+  EXPECT_EQ(back[1399], 0x5a);
+  EXPECT_EQ(back[1400], 0x77);
+  close(fd);
+}
+
+TEST(FdWriter, WriteErrorIsStickyAndNamed) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  close(fds[0]);  // nobody reads: writes fail with EPIPE
+  signal(SIGPIPE, SIG_IGN);
+  FdWriter w(fds[1], 64);
+  for (int i = 0; i < 100; i++) w.put_be64(1);
+  Status s = w.flush();
+  EXPECT_EQ(s.code(), ErrorCode::kIo);
+  EXPECT_NE(s.message().find("Broken pipe"), std::string_view::npos) << s.to_string();
+  close(fds[1]);
+}
+
+}  // namespace
+}  // namespace ferry
