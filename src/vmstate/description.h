@@ -242,7 +242,9 @@ class Description<T, std::tuple<Fs...>, std::tuple<Ss...>> {
       st = f.save(obj, w, d, shown);
       d.leave_field();
     } else {
+      d.enter_field(f.name);
       st = f.save(obj, w, d, f.name);
+      d.leave_field();
     }
     if (!st.ok()) [[unlikely]] st.prepend_path(f.name);
     return st;
