@@ -8,7 +8,7 @@ packages=(
   g++ clang-14 libclang-rt-14-dev          # clang + libFuzzer/ASan/UBSan/TSan runtimes
   libgtest-dev libgmock-dev libbenchmark-dev
   libisal-dev                              # crc32c
-  nlohmann-json3-dev libfmt-dev
+  nlohmann-json3-dev libfmt-dev libcli11-dev
   libprotobuf-dev protobuf-compiler        # benchmark baseline only
   libcereal-dev                            # benchmark baseline only
 )
