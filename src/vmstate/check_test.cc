@@ -1,7 +1,8 @@
 // Registration-time validation (QEMU's vmstate_check): one test per rule. A rule that C++
 // types already enforce (pointer array allocating into non-owning slots, counts that are
 // not integers, equal() on a non-scalar, a field of another type) is a compile error
-// instead, by static_assert in fields.h / builders.h / description.h.
+// instead, by static_assert in fields.h / builders.h / description.h, and each has a
+// compile-fail test (compile_fail/, registered in CMakeLists.txt).
 #include <gtest/gtest.h>
 
 #include <list>
