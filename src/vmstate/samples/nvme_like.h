@@ -108,7 +108,8 @@ inline constexpr auto kNvmeLikeDesc = describe<NvmeLike>(
     field("n_log", &NvmeLike::n_log).since(2),
     varray("error_log", &NvmeLike::error_log, &NvmeLike::n_log, 256).since(2),
     buffer("serial", &NvmeLike::serial).since(2),
-    subsection(kNvmeLikeSmart, [](const NvmeLike& s) { return s.smart_units_read != 0; }),
+    subsection(kNvmeLikeSmart,
+               [](const NvmeLike& s) { return s.smart_units_read != 0 || s.smart_units_written != 0; }),
     subsection(kNvmeLikeEvents, [](const NvmeLike& s) { return !s.pending_events.empty(); }));
 
 inline bool NvmeLike::operator==(const NvmeLike& o) const {
