@@ -16,16 +16,18 @@ std::string_view error_code_name(ErrorCode code) {
   return "unknown error";
 }
 
+void Status::RepDeleter::operator()(Rep* rep) const { delete rep; }
+
 Status::Status(ErrorCode code, std::string message)
-    : rep_(std::make_unique<Rep>(Rep{code, std::move(message), {}})) {
+    : rep_(new Rep{code, std::move(message), {}}) {
   assert(code != ErrorCode::kOk);
 }
 
 Status::Status(const Status& other)
-    : rep_(other.rep_ ? std::make_unique<Rep>(*other.rep_) : nullptr) {}
+    : rep_(other.rep_ ? new Rep(*other.rep_) : nullptr) {}
 
 Status& Status::operator=(const Status& other) {
-  if (this != &other) rep_ = other.rep_ ? std::make_unique<Rep>(*other.rep_) : nullptr;
+  if (this != &other) rep_.reset(other.rep_ ? new Rep(*other.rep_) : nullptr);
   return *this;
 }
 

@@ -61,7 +61,12 @@ class [[nodiscard]] Status {
     std::string message;
     std::string path;
   };
-  std::unique_ptr<Rep> rep_;
+  // Destroying a Rep is out of line so that the inline destructor of an OK Status is
+  // just a null test: an unrolled save or load handles one Status per field.
+  struct RepDeleter {
+    void operator()(Rep* rep) const;
+  };
+  std::unique_ptr<Rep, RepDeleter> rep_;
 };
 
 template <typename... Args>

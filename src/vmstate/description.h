@@ -228,13 +228,32 @@ class Description<T, std::tuple<Fs...>, std::tuple<Ss...>> {
   template <typename D, size_t... I>
   Status save_fields(T& obj, ByteSink& w, D& d, std::index_sequence<I...>) const {
     Status st;
-    (void)((st = save_field<I>(obj, w, d)).ok() && ...);
+    (void)(save_field_into<I>(obj, w, d, st) && ...);
     return st;
+  }
+
+  template <size_t I, typename D>
+  bool save_field_into(T& obj, ByteSink& w, D& d, Status& out) const {
+    Status st = save_field<I>(obj, w, d);
+    if (st.ok()) [[likely]] return true;
+    out = std::move(st);
+    return false;
+  }
+  template <size_t I>
+  bool load_field_into(T& obj, ByteReader& r, int version, Status& out) const {
+    Status st = load_field<I>(obj, r, version);
+    if (st.ok()) [[likely]] return true;
+    out = std::move(st);
+    return false;
   }
 
   template <size_t I, typename D>
   Status save_field(T& obj, ByteSink& w, D& d) const {
     const auto& f = std::get<I>(fields_);
+    if constexpr (std::is_same_v<D, NoDesc> && requires { f.save_fast(obj, w); }) {
+      f.save_fast(obj, w);
+      return {};
+    }
     Status st;
     if constexpr (D::kActive) {
       std::string shown = display_name(I);
@@ -253,7 +272,7 @@ class Description<T, std::tuple<Fs...>, std::tuple<Ss...>> {
   template <size_t... I>
   Status load_fields(T& obj, ByteReader& r, int version, std::index_sequence<I...>) const {
     Status st;
-    (void)((st = load_field<I>(obj, r, version)).ok() && ...);
+    (void)(load_field_into<I>(obj, r, version, st) && ...);
     return st;
   }
 

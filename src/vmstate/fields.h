@@ -176,9 +176,17 @@ struct ScalarField {
     return st;
   }
 
+  void save_fast(T& obj, ByteSink& w) const {
+    w.put(static_cast<std::conditional_t<std::is_same_v<W, bool>, uint8_t, W>>(obj.*member));
+  }
   Status load(T& obj, ByteReader& r) const {
+    if constexpr (std::is_same_v<Validator, NoValidator>) {
+      if (!must_equal) [[likely]] return ScalarCodec<V, W>{}.load(obj.*member, r);
+    }
+    return load_checked(obj, r);
+  }
+  [[gnu::noinline]] Status load_checked(T& obj, ByteReader& r) const {
     constexpr bool kValidated = !std::is_same_v<Validator, NoValidator>;
-    if (!kValidated && !must_equal) return ScalarCodec<V, W>{}.load(obj.*member, r);
     V value{};
     FERRY_RETURN_IF_ERROR(ScalarCodec<V, W>{}.load(value, r));
     if (must_equal && value != obj.*member)
