@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string_view>
 
@@ -12,6 +13,9 @@
 #include "base/status.h"
 
 namespace ferry {
+
+// "input ends early at offset 178: needed 2 bytes, 1 left"
+Status truncated_input(size_t offset, size_t remaining, size_t needed);
 
 class ByteReader {
  public:
@@ -35,10 +39,24 @@ class ByteReader {
   bool get_be64(uint64_t& out) { return get(out); }
 
   // Copies `out.size()` bytes.
-  bool get_bytes(std::span<uint8_t> out);
+  bool get_bytes(std::span<uint8_t> out) {
+    if (remaining() < out.size()) [[unlikely]] return false;
+    if (!out.empty()) std::memcpy(out.data(), bytes_.data() + pos_, out.size());
+    pos_ += out.size();
+    return true;
+  }
   // Returns a view of the next `n` bytes and consumes them.
-  bool take(size_t n, std::span<const uint8_t>& out);
-  bool skip(size_t n);
+  bool take(size_t n, std::span<const uint8_t>& out) {
+    if (remaining() < n) [[unlikely]] return false;
+    out = bytes_.subspan(pos_, n);
+    pos_ += n;
+    return true;
+  }
+  bool skip(size_t n) {
+    if (remaining() < n) [[unlikely]] return false;
+    pos_ += n;
+    return true;
+  }
 
   // Looks ahead without consuming; false if fewer than `ahead + 1` bytes remain.
   bool peek_u8(size_t ahead, uint8_t& out) const {
@@ -51,8 +69,10 @@ class ByteReader {
     return bytes_.subspan(pos_ + ahead, n);
   }
 
-  // The error for a read of `needed` bytes that did not fit.
-  Status truncated(size_t needed) const;
+  // The error for a read of `needed` bytes that did not fit. Everything here is inline and
+  // the error is built from values, so a reader kept in a local never escapes and its
+  // position can live in a register through a whole unrolled load.
+  Status truncated(size_t needed) const { return truncated_input(pos_, remaining(), needed); }
 
   template <typename T>
     requires std::is_integral_v<T>

@@ -12,6 +12,14 @@
 
 namespace ferry::vmstate {
 
+// Loading reports failure as `false` and leaves the error in `err`: a bool travels in a
+// register, so the success path of an unrolled load costs what a hand-written decoder
+// does, and a Status is only built when something is wrong.
+[[gnu::cold]] inline bool fail(Status& err, Status st) {
+  err = std::move(st);
+  return false;
+}
+
 // QEMU's vmdesc type name for a wire integer type.
 template <typename W>
 constexpr std::string_view wire_type_name() {
@@ -81,19 +89,19 @@ struct ScalarCodec {
     return {};
   }
 
-  Status load(V& v, ByteReader& r) const {
+  [[gnu::always_inline]] bool load(V& v, ByteReader& r, Status& err) const {
     W wire;
     if constexpr (std::is_same_v<W, bool>) {
       uint8_t byte;
-      if (!r.get(byte)) [[unlikely]] return r.truncated(1);
+      if (!r.get(byte)) [[unlikely]] return fail(err, r.truncated(1));
       if (byte > 1) [[unlikely]]
-        return Error(ErrorCode::kCorrupt, "expected a bool (0 or 1), found {:#04x}", byte);
+        return fail(err, Error(ErrorCode::kCorrupt, "expected a bool (0 or 1), found {:#04x}", byte));
       wire = byte != 0;
     } else {
-      if (!r.get(wire)) [[unlikely]] return r.truncated(sizeof(W));
+      if (!r.get(wire)) [[unlikely]] return fail(err, r.truncated(sizeof(W)));
     }
     v = static_cast<V>(wire);
-    return {};
+    return true;
   }
 };
 
@@ -112,7 +120,9 @@ struct StructCodec {
   Status save(Value& v, ByteSink& w, D& d) const {
     return desc->save_body(v, w, d);
   }
-  Status load(Value& v, ByteReader& r) const { return desc->load_body(v, r, desc->version()); }
+  bool load(Value& v, ByteReader& r, Status& err) const {
+    return desc->load_body(v, r, desc->version(), err);
+  }
 };
 
 }  // namespace ferry::vmstate

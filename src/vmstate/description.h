@@ -105,7 +105,13 @@ class Description<T, std::tuple<Fs...>, std::tuple<Ss...>> {
     return rooted(save_body(obj, w, d));
   }
   Status load(T& obj, ByteReader& r, int version) const {
-    return rooted(load_body(obj, r, version));
+    // Work on a local copy of the reader: it never escapes, so its position stays in a
+    // register across the allocations a load makes.
+    ByteReader local = r;
+    Status err;
+    if (!load_body(obj, local, version, err)) [[unlikely]] err.prepend_path(name_);
+    r = local;
+    return err;
   }
   Status load(T& obj, ByteReader& r) const { return load(obj, r, version_); }
 
@@ -131,26 +137,30 @@ class Description<T, std::tuple<Fs...>, std::tuple<Ss...>> {
     return st;
   }
 
-  Status load_body(T& obj, ByteReader& r, int version) const {
+  // Loads fields present at `version` and any subsections; false with `err` set on failure.
+  bool load_body(T& obj, ByteReader& r, int version, Status& err) const {
     if (version > version_) [[unlikely]]
-      return Error(ErrorCode::kVersionMismatch,
-                   "incoming version {} of '{}' is too new for local version {}", version,
-                   name_, version_);
+      return fail(err, Error(ErrorCode::kVersionMismatch,
+                             "incoming version {} of '{}' is too new for local version {}",
+                             version, name_, version_));
     if (version < minimum_version_) [[unlikely]]
-      return Error(ErrorCode::kVersionMismatch,
-                   "incoming version {} of '{}' is too old for local minimum version {}",
-                   version, name_, minimum_version_);
+      return fail(err, Error(ErrorCode::kVersionMismatch,
+                             "incoming version {} of '{}' is too old for local minimum version {}",
+                             version, name_, minimum_version_));
     if (options_.pre_load) {
       Status st = options_.pre_load(obj);
-      if (!st.ok()) return st.prepend_message(fmt::format("pre_load hook of '{}'", name_));
+      if (!st.ok())
+        return fail(err, std::move(st.prepend_message(fmt::format("pre_load hook of '{}'", name_))));
     }
-    FERRY_RETURN_IF_ERROR(load_fields(obj, r, version, std::index_sequence_for<Fs...>{}));
-    FERRY_RETURN_IF_ERROR(load_subsections(obj, r));
+    if (!load_fields(obj, r, version, err, std::index_sequence_for<Fs...>{})) return false;
+    if (!load_subsections(obj, r, err)) return false;
     if (options_.post_load) {
       Status st = options_.post_load(obj, version);
-      if (!st.ok()) return st.prepend_message(fmt::format("post_load hook of '{}'", name_));
+      if (!st.ok())
+        return fail(err,
+                    std::move(st.prepend_message(fmt::format("post_load hook of '{}'", name_))));
     }
-    return {};
+    return true;
   }
 
   // ---- introspection ----
@@ -239,14 +249,6 @@ class Description<T, std::tuple<Fs...>, std::tuple<Ss...>> {
     out = std::move(st);
     return false;
   }
-  template <size_t I>
-  bool load_field_into(T& obj, ByteReader& r, int version, Status& out) const {
-    Status st = load_field<I>(obj, r, version);
-    if (st.ok()) [[likely]] return true;
-    out = std::move(st);
-    return false;
-  }
-
   template <size_t I, typename D>
   Status save_field(T& obj, ByteSink& w, D& d) const {
     const auto& f = std::get<I>(fields_);
@@ -270,19 +272,21 @@ class Description<T, std::tuple<Fs...>, std::tuple<Ss...>> {
   }
 
   template <size_t... I>
-  Status load_fields(T& obj, ByteReader& r, int version, std::index_sequence<I...>) const {
-    Status st;
-    (void)(load_field_into<I>(obj, r, version, st) && ...);
-    return st;
+  bool load_fields(T& obj, ByteReader& r, int version, Status& err,
+                   std::index_sequence<I...>) const {
+    return (load_field<I>(obj, r, version, err) && ...);
   }
 
+  // Forced inline: GCC's budget otherwise gives out part-way through a long field list.
   template <size_t I>
-  Status load_field(T& obj, ByteReader& r, int version) const {
+  [[gnu::always_inline]] bool load_field(T& obj, ByteReader& r, int version, Status& err) const {
     const auto& f = std::get<I>(fields_);
-    if (f.since_version > version) return {};  // absent from older streams
-    Status st = f.load(obj, r);
-    if (!st.ok()) [[unlikely]] st.prepend_path(f.name);
-    return st;
+    if (f.since_version > version) return true;  // absent from older streams
+    if (!f.load(obj, r, err)) [[unlikely]] {
+      err.prepend_path(f.name);
+      return false;
+    }
+    return true;
   }
 
   template <typename D, size_t... I>
@@ -311,32 +315,35 @@ class Description<T, std::tuple<Fs...>, std::tuple<Ss...>> {
   // Subsections follow the fields, in any order, each at most once. A 0x05 byte followed
   // by a name outside "<name>/" is not ours (QEMU's rule: it may be the next field of an
   // enclosing struct), so loading stops there; a name inside it must be known.
-  Status load_subsections(T& obj, ByteReader& r) const {
+  bool load_subsections(T& obj, ByteReader& r, Status& err) const {
     std::array<bool, sizeof...(Ss) + 1> seen{};
     for (;;) {
       uint8_t tag, len;
-      if (!r.peek_u8(0, tag) || tag != wire::kSubsection) return {};
+      if (!r.peek_u8(0, tag) || tag != wire::kSubsection) return true;
       // Too short to be a subsection header: not ours either; whoever reads next will
       // report the truncation.
-      if (!r.peek_u8(1, len)) return {};
+      if (!r.peek_u8(1, len)) return true;
       auto raw = r.peek(2, len);
-      if (raw.size() != len) return {};
+      if (raw.size() != len) return true;
       std::string_view sub_name(reinterpret_cast<const char*>(raw.data()), raw.size());
       if (sub_name.size() <= name_.size() || !sub_name.starts_with(name_) ||
           sub_name[name_.size()] != '/')
-        return {};
+        return true;
       std::string child(sub_name.substr(name_.size() + 1));
       size_t index = subsection_index(sub_name);
       if (index == sizeof...(Ss))
-        return Error(ErrorCode::kCorrupt, "unknown subsection '{}' of '{}'", sub_name, name_);
+        return fail(err, Error(ErrorCode::kCorrupt, "unknown subsection '{}' of '{}'",
+                               sub_name, name_));
       if (seen[index])
-        return Error(ErrorCode::kCorrupt, "subsection '{}' appears twice", sub_name);
+        return fail(err, Error(ErrorCode::kCorrupt, "subsection '{}' appears twice", sub_name));
       seen[index] = true;
       (void)r.skip(2 + size_t{len});
       uint32_t version;
-      if (!r.get_be32(version)) return r.truncated(4).prepend_path(child);
-      Status st = load_subsection(obj, r, index, version);
-      if (!st.ok()) return st.prepend_path(child);
+      if (!r.get_be32(version)) return fail(err, r.truncated(4).prepend_path(child));
+      if (!load_subsection(obj, r, index, version, err)) {
+        err.prepend_path(child);
+        return false;
+      }
     }
   }
 
@@ -347,13 +354,17 @@ class Description<T, std::tuple<Fs...>, std::tuple<Ss...>> {
     return names.size();
   }
 
-  Status load_subsection(T& obj, ByteReader& r, size_t index, uint32_t version) const {
+  bool load_subsection(T& obj, ByteReader& r, size_t index, uint32_t version,
+                       Status& err) const {
     int v = version > static_cast<uint32_t>(INT_MAX) ? INT_MAX : static_cast<int>(version);
-    Status st;
+    bool ok = false;
     size_t i = 0;
-    std::apply([&](const auto&... s) { ((i++ == index ? (st = s.desc->load_body(obj, r, v), 0) : 0), ...); },
-               subsections_);
-    return st;
+    std::apply(
+        [&](const auto&... s) {
+          ((i++ == index ? (ok = s.desc->load_body(obj, r, v, err), 0) : 0), ...);
+        },
+        subsections_);
+    return ok;
   }
 
   template <size_t... I>

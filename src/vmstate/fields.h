@@ -3,7 +3,8 @@
 // and loading compile to straight-line code. Every kind provides:
 //   name, since_version                   – QEMU's field name and version_id
 //   save(obj, sink, observer, shown)      – write the field; `shown` is its vmdesc name
-//   load(obj, reader)                     – read it back, treating the input as hostile
+//   load(obj, reader, err)                – read it back, treating the input as hostile;
+//                                           false with the error in `err` on failure
 //   can_compress()                        – may vmdesc fold its elements into array_len
 //   check(owner, index)                   – registration-time rules (see check.h)
 //   stores(member)                        – whether this field carries `member` (counts)
@@ -78,9 +79,9 @@ struct WholeContainer {
     return {};
   }
   template <typename T, typename C>
-  Status load_count(const T&, C&, size_t& n) const {
+  bool load_count(const T&, C&, size_t& n, Status&) const {
     n = Container<C>::kCapacity;
-    return {};
+    return true;
   }
   template <typename Owner, typename C>
   Status check(const Owner&, size_t, std::string_view, int) const {
@@ -105,14 +106,14 @@ struct CountedBy {
     return {};
   }
   template <typename C>
-  Status load_count(const T& obj, C& c, size_t& n) const {
+  bool load_count(const T& obj, C& c, size_t& n, Status& err) const {
     N v = obj.*count;
-    if (std::cmp_less(v, 0) || std::cmp_greater(v, max))
-      return Error(ErrorCode::kOutOfRange, "count {} is outside the declared maximum {}",
-                   printable(v), max);
+    if (std::cmp_less(v, 0) || std::cmp_greater(v, max)) [[unlikely]]
+      return fail(err, Error(ErrorCode::kOutOfRange,
+                             "count {} is outside the declared maximum {}", printable(v), max));
     n = static_cast<size_t>(v);
     if constexpr (!Container<C>::kFixed) Container<C>::resize(c, n);
-    return {};
+    return true;
   }
   template <typename Owner, typename C>
   Status check(const Owner& owner, size_t index, std::string_view name, int since) const {
@@ -179,25 +180,27 @@ struct ScalarField {
   void save_fast(T& obj, ByteSink& w) const {
     w.put(static_cast<std::conditional_t<std::is_same_v<W, bool>, uint8_t, W>>(obj.*member));
   }
-  Status load(T& obj, ByteReader& r) const {
+  [[gnu::always_inline]] bool load(T& obj, ByteReader& r, Status& err) const {
     if constexpr (std::is_same_v<Validator, NoValidator>) {
-      if (!must_equal) [[likely]] return ScalarCodec<V, W>{}.load(obj.*member, r);
+      if (!must_equal) [[likely]] return ScalarCodec<V, W>{}.load(obj.*member, r, err);
     }
-    return load_checked(obj, r);
+    return load_checked(obj, r, err);
   }
-  [[gnu::noinline]] Status load_checked(T& obj, ByteReader& r) const {
-    constexpr bool kValidated = !std::is_same_v<Validator, NoValidator>;
+  // Kept out of line so the plain load above stays small enough to inline everywhere.
+  [[gnu::noinline]] bool load_checked(T& obj, ByteReader& r, Status& err) const {
     V value{};
-    FERRY_RETURN_IF_ERROR(ScalarCodec<V, W>{}.load(value, r));
+    if (!ScalarCodec<V, W>{}.load(value, r, err)) return false;
     if (must_equal && value != obj.*member)
-      return Error(ErrorCode::kCorrupt, "expected {} (must equal the local value), found {}",
-                   printable(obj.*member), printable(value));
-    if constexpr (kValidated) {
+      return fail(err, Error(ErrorCode::kCorrupt,
+                             "expected {} (must equal the local value), found {}",
+                             printable(obj.*member), printable(value)));
+    if constexpr (!std::is_same_v<Validator, NoValidator>) {
       if (!call_validator(validator, obj, value))
-        return Error(ErrorCode::kCorrupt, "{}: found {}", validator_message, printable(value));
+        return fail(err, Error(ErrorCode::kCorrupt, "{}: found {}", validator_message,
+                               printable(value)));
     }
     obj.*member = value;
-    return {};
+    return true;
   }
 
   constexpr bool can_compress() const { return true; }
@@ -238,7 +241,7 @@ struct SingleField {
     d.field_end();
     return st;
   }
-  Status load(T& obj, ByteReader& r) const { return codec.load(obj.*member, r); }
+  bool load(T& obj, ByteReader& r, Status& err) const { return codec.load(obj.*member, r, err); }
   bool can_compress() const { return codec.can_compress(); }
   template <typename Owner>
   Status check(const Owner&, size_t) const {
@@ -268,20 +271,22 @@ struct ArrayField {
   template <typename D>
   Status save(T& obj, ByteSink& w, D& d, std::string_view shown) const {
     C& c = obj.*member;
-    size_t n;
+    size_t n = 0;
     FERRY_RETURN_IF_ERROR(extent.save_count(obj, c, n));
     return save_elements(w, d, shown, codec, n,
                          [&](size_t i) -> decltype(auto) { return Traits::at(c, i); });
   }
-  Status load(T& obj, ByteReader& r) const {
+  bool load(T& obj, ByteReader& r, Status& err) const {
     C& c = obj.*member;
-    size_t n;
-    FERRY_RETURN_IF_ERROR(extent.load_count(obj, c, n));
+    size_t n = 0;
+    if (!extent.load_count(obj, c, n, err)) return false;
     for (size_t i = 0; i < n; ++i) {
-      Status st = codec.load(Traits::at(c, i), r);
-      if (!st.ok()) [[unlikely]] return st.prepend_path(index_segment(i));
+      if (!codec.load(Traits::at(c, i), r, err)) [[unlikely]] {
+        err.prepend_path(index_segment(i));
+        return false;
+      }
     }
-    return {};
+    return true;
   }
   bool can_compress() const { return codec.can_compress(); }
   template <typename Owner>
@@ -316,18 +321,20 @@ struct BufferField {
   template <typename D>
   Status save(T& obj, ByteSink& w, D& d, std::string_view shown) const {
     C& c = obj.*member;
-    size_t n;
+    size_t n = 0;
     FERRY_RETURN_IF_ERROR(extent.save_count(obj, c, n));
     d.field_begin(shown, "buffer", ArrayPos::none(), false);
     w.put_bytes(std::span<const uint8_t>(Traits::data(c), n));
     d.field_end();
     return {};
   }
-  Status load(T& obj, ByteReader& r) const {
+  bool load(T& obj, ByteReader& r, Status& err) const {
     C& c = obj.*member;
-    size_t n;
-    FERRY_RETURN_IF_ERROR(extent.load_count(obj, c, n));
-    return r.read_bytes(std::span<uint8_t>(Traits::data(c), n));
+    size_t n = 0;
+    if (!extent.load_count(obj, c, n, err)) return false;
+    if (!r.get_bytes(std::span<uint8_t>(Traits::data(c), n))) [[unlikely]]
+      return fail(err, r.truncated(n));
+    return true;
   }
   constexpr bool can_compress() const { return true; }
   template <typename Owner>
@@ -377,21 +384,23 @@ struct PointerArrayField {
   template <typename D>
   Status save(T& obj, ByteSink& w, D& d, std::string_view shown) const {
     C& c = obj.*member;
-    size_t n;
+    size_t n = 0;
     FERRY_RETURN_IF_ERROR(extent.save_count(obj, c, n));
     if constexpr (kForm == PointerForm::kAutoAlloc) return save_auto(c, n, w, d, shown);
     else return save_plain(c, n, w, d, shown);
   }
 
-  Status load(T& obj, ByteReader& r) const {
+  bool load(T& obj, ByteReader& r, Status& err) const {
     C& c = obj.*member;
-    size_t n;
-    FERRY_RETURN_IF_ERROR(extent.load_count(obj, c, n));
+    size_t n = 0;
+    if (!extent.load_count(obj, c, n, err)) return false;
     for (size_t i = 0; i < n; ++i) {
-      Status st = load_one(Traits::at(c, i), r);
-      if (!st.ok()) [[unlikely]] return st.prepend_path(index_segment(i));
+      if (!load_one(Traits::at(c, i), r, err)) [[unlikely]] {
+        err.prepend_path(index_segment(i));
+        return false;
+      }
     }
-    return {};
+    return true;
   }
 
   bool can_compress() const { return kForm == PointerForm::kPlain && codec.can_compress(); }
@@ -467,30 +476,33 @@ struct PointerArrayField {
     return {};
   }
 
-  Status load_one(typename Traits::Elem& slot, ByteReader& r) const {
+  bool load_one(typename Traits::Elem& slot, ByteReader& r, Status& err) const {
     auto* p = Slot::get(slot);
     if constexpr (kForm == PointerForm::kAutoAlloc) {
       uint8_t marker;
-      if (!r.get_u8(marker)) [[unlikely]] return r.truncated(1);
+      if (!r.get_u8(marker)) [[unlikely]] return fail(err, r.truncated(1));
       if (marker != wire::kPtrNull && marker != wire::kPtrValid) [[unlikely]]
-        return Error(ErrorCode::kCorrupt,
-                     "expected pointer marker {:#04x} (NULL) or {:#04x} (present), found {:#04x}",
-                     wire::kPtrNull, wire::kPtrValid, marker);
+        return fail(err, Error(ErrorCode::kCorrupt,
+                               "expected pointer marker {:#04x} (NULL) or {:#04x} (present), "
+                               "found {:#04x}",
+                               wire::kPtrNull, wire::kPtrValid, marker));
       if (p) [[unlikely]]
-        return Error(ErrorCode::kFailedPrecondition,
-                     "destination slot already holds an object; refusing to overwrite it");
-      if (marker == wire::kPtrNull) return {};
+        return fail(err, Error(ErrorCode::kFailedPrecondition,
+                               "destination slot already holds an object; refusing to "
+                               "overwrite it"));
+      if (marker == wire::kPtrNull) return true;
       slot = std::make_unique<typename Slot::Elem>();
-      return codec.load(*slot, r);
+      return codec.load(*slot, r, err);
     } else {
-      if (p) return codec.load(*p, r);
+      if (p) return codec.load(*p, r, err);
       uint8_t marker;
-      if (!r.get_u8(marker)) [[unlikely]] return r.truncated(1);
+      if (!r.get_u8(marker)) [[unlikely]] return fail(err, r.truncated(1));
       if (marker != wire::kPtrNull) [[unlikely]]
-        return Error(ErrorCode::kCorrupt,
-                     "expected NULL marker {:#04x} for an element that is NULL here, found {:#04x}",
-                     wire::kPtrNull, marker);
-      return {};
+        return fail(err, Error(ErrorCode::kCorrupt,
+                               "expected NULL marker {:#04x} for an element that is NULL here, "
+                               "found {:#04x}",
+                               wire::kPtrNull, marker));
+      return true;
     }
   }
 };

@@ -193,7 +193,9 @@ TEST(HostileInput, RandomBytesNeverCrash) {
     std::vector<uint8_t> bytes(rng() % 1200);
     for (auto& b : bytes) b = static_cast<uint8_t>(rng());
     Status st = load(bytes);
-    if (!st.ok()) EXPECT_TRUE(st.path().starts_with("nvme-like")) << st.to_string();
+    if (!st.ok()) {
+      EXPECT_TRUE(st.path().starts_with("nvme-like")) << st.to_string();
+    }
   }
 }
 

@@ -44,27 +44,31 @@ struct ListField {
     d.field_end();
     return st;
   }
-  Status load(T& obj, ByteReader& r) const {
+  bool load(T& obj, ByteReader& r, Status& err) const {
     C& list = obj.*member;
     if (!list.empty())
-      return Error(ErrorCode::kFailedPrecondition,
-                   "destination list already holds {} elements; refusing to mix states",
-                   list.size());
+      return fail(err, Error(ErrorCode::kFailedPrecondition,
+                             "destination list already holds {} elements; refusing to mix states",
+                             list.size()));
     for (size_t i = 0;; ++i) {
       uint8_t marker;
-      if (!r.get_u8(marker)) [[unlikely]] return r.truncated(1).prepend_path(index_segment(i));
-      if (marker == wire::kListEnd) return {};
+      if (!r.get_u8(marker)) [[unlikely]]
+        return fail(err, r.truncated(1).prepend_path(index_segment(i)));
+      if (marker == wire::kListEnd) return true;
       if (marker != wire::kListMore) [[unlikely]]
-        return Error(ErrorCode::kCorrupt,
-                     "expected list marker {:#04x} (element) or {:#04x} (end), found {:#04x}",
-                     wire::kListMore, wire::kListEnd, marker)
-            .prepend_path(index_segment(i));
+        return fail(err, Error(ErrorCode::kCorrupt,
+                               "expected list marker {:#04x} (element) or {:#04x} (end), "
+                               "found {:#04x}",
+                               wire::kListMore, wire::kListEnd, marker)
+                             .prepend_path(index_segment(i)));
       if (i >= max) [[unlikely]]
-        return Error(ErrorCode::kOutOfRange, "more than the declared maximum of {} elements",
-                     max);
+        return fail(err, Error(ErrorCode::kOutOfRange,
+                               "more than the declared maximum of {} elements", max));
       list.emplace_back();
-      Status st = codec.load(list.back(), r);
-      if (!st.ok()) [[unlikely]] return st.prepend_path(index_segment(i));
+      if (!codec.load(list.back(), r, err)) [[unlikely]] {
+        err.prepend_path(index_segment(i));
+        return false;
+      }
     }
   }
   constexpr bool can_compress() const { return true; }

@@ -36,10 +36,12 @@ struct TmpField {
     d.field_end();
     return st;
   }
-  Status load(T& obj, ByteReader& r) const {
+  bool load(T& obj, ByteReader& r, Status& err) const {
     Tmp tmp{};
-    FERRY_RETURN_IF_ERROR(desc->load_body(tmp, r, desc->version()));
-    return apply(obj, tmp);
+    if (!desc->load_body(tmp, r, desc->version(), err)) return false;
+    Status applied = apply(obj, tmp);
+    if (!applied.ok()) [[unlikely]] return fail(err, std::move(applied));
+    return true;
   }
   constexpr bool can_compress() const { return true; }
   template <typename Owner>
@@ -72,8 +74,8 @@ struct UnusedField {
     return {};
   }
   template <typename T>
-  Status load(T&, ByteReader& r) const {
-    return r.skip(size) ? Status() : r.truncated(size);
+  bool load(T&, ByteReader& r, Status& err) const {
+    return r.skip(size) || fail(err, r.truncated(size));
   }
   constexpr bool can_compress() const { return true; }
   template <typename Owner>
