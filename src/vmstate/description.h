@@ -181,12 +181,20 @@ class Description<T, std::tuple<Fs...>, std::tuple<Ss...>> {
     size_t i = 0;
     std::apply(
         [&](const auto&... f) {
-          ((!found && f.stores(member) ? (found = MemberInfo{i, f.since_version, f.name}, 0) : 0,
+          ((!found && stores(f, member) ? (found = MemberInfo{i, f.since_version, f.name}, 0)
+                                         : 0,
             ++i),
            ...);
         },
         fields_);
     return found;
+  }
+
+  // Only scalar fields can carry a count; other kinds have no stores().
+  template <typename F, typename M>
+  static bool stores(const F& f, M T::*member) {
+    if constexpr (requires { f.stores(member); }) return f.stores(member);
+    else return false;
   }
 
   std::array<std::string_view, sizeof...(Fs)> field_names() const {

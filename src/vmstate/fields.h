@@ -7,7 +7,7 @@
 //                                           false with the error in `err` on failure
 //   can_compress()                        – may vmdesc fold its elements into array_len
 //   check(owner, index)                   – registration-time rules (see check.h)
-//   stores(member)                        – whether this field carries `member` (counts)
+//   stores(member) (scalars only)         – whether this field carries `member` (counts)
 // Errors carry the path below the field; the description prepends the field name.
 #pragma once
 
@@ -247,10 +247,6 @@ struct SingleField {
   Status check(const Owner&, size_t) const {
     return codec.check();
   }
-  template <typename X>
-  bool stores(X T::*) const {
-    return false;
-  }
 };
 
 template <typename T, typename C, typename Codec, typename Extent>
@@ -294,10 +290,6 @@ struct ArrayField {
     FERRY_RETURN_IF_ERROR((extent.template check<Owner, C>(owner, index, name, since_version)));
     return codec.check();
   }
-  template <typename X>
-  bool stores(X T::*) const {
-    return false;
-  }
 };
 
 // ---- byte buffers ---------------------------------------------------------------------------
@@ -340,10 +332,6 @@ struct BufferField {
   template <typename Owner>
   Status check(const Owner& owner, size_t index) const {
     return extent.template check<Owner, C>(owner, index, name, since_version);
-  }
-  template <typename X>
-  bool stores(X T::*) const {
-    return false;
   }
 };
 
@@ -408,10 +396,6 @@ struct PointerArrayField {
   Status check(const Owner& owner, size_t index) const {
     FERRY_RETURN_IF_ERROR((extent.template check<Owner, C>(owner, index, name, since_version)));
     return codec.check();
-  }
-  template <typename X>
-  bool stores(X T::*) const {
-    return false;
   }
 
  private:

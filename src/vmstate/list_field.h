@@ -77,10 +77,6 @@ struct ListField {
     if (max == 0) return Error(ErrorCode::kInvalidArgument, "list '{}' declares maximum 0", name);
     return codec.check();
   }
-  template <typename X>
-  bool stores(X T::*) const {
-    return false;
-  }
 };
 
 }  // namespace ferry::vmstate

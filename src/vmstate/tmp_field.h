@@ -48,10 +48,6 @@ struct TmpField {
   Status check(const Owner&, size_t) const {
     return desc->check();
   }
-  template <typename X>
-  bool stores(X T::*) const {
-    return false;
-  }
 };
 
 // Object-agnostic: usable in the description of any type.
@@ -82,10 +78,6 @@ struct UnusedField {
   Status check(const Owner&, size_t) const {
     if (size == 0) return Error(ErrorCode::kInvalidArgument, "unused field '{}' has size 0", name);
     return {};
-  }
-  template <typename X, typename T>
-  bool stores(X T::*) const {
-    return false;
   }
 };
 
