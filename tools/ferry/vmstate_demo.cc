@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -135,8 +136,16 @@ int run_vmstate_demo(const VmstateDemoOptions& options) {
   if (*changed != std::vector<std::string>{"csts", "queues", "nvme-like/smart"})
     return fail("diff", Error(ErrorCode::kInternal, "unexpected diff"));
 
+  // Corrupt queue slot 1's NULL marker: the byte after slot 0's marker and queue.
+  auto layout = vmstate::take_snapshot(kNvmeLikeDesc, source);
+  if (!layout.ok()) return fail("snapshot", layout.status());
+  auto queues = std::find_if(layout->fields.begin(), layout->fields.end(),
+                             [](const vmstate::ByteRange& f) { return f.name == "queues"; });
+  if (queues == layout->fields.end())
+    return fail("layout", Error(ErrorCode::kInternal, "no queues field"));
+  constexpr size_t kQueueBytes = 24;  // the eight fields of a queue
   std::vector<uint8_t> hostile = *bytes;
-  hostile[135 + 25] = 0x5a;  // queue slot 1's NULL marker
+  hostile[queues->begin + 1 + kQueueBytes] = 0x5a;
   NvmeLike refused;
   ByteReader hostile_in(hostile);
   Status bad = kNvmeLikeDesc.load(refused, hostile_in);
