@@ -11,6 +11,7 @@ packages=(
   nlohmann-json3-dev libfmt-dev libcli11-dev
   libprotobuf-dev protobuf-compiler        # benchmark baseline only
   libcereal-dev                            # benchmark baseline only
+  qemu-system-x86                          # reference VM for side-by-side tests
 )
 
 missing=()
