@@ -1,0 +1,47 @@
+#include "vm/json_stream.h"
+
+#include <gtest/gtest.h>
+
+namespace ferry::vm {
+namespace {
+
+std::vector<std::string> texts(const std::vector<JsonStream::Item>& items) {
+  std::vector<std::string> out;
+  for (const auto& item : items) out.push_back((item.ok ? "ok:" : "err:") + item.text);
+  return out;
+}
+
+TEST(JsonStream, SplitsTopLevelValues) {
+  JsonStream s;
+  EXPECT_EQ(
+      texts(s.feed(R"({"a": {"b": [1, "}"]}} [2] "s" 12 )")),
+      (std::vector<std::string>{R"(ok:{"a": {"b": [1, "}"]}})", "ok:[2]", R"(ok:"s")", "ok:12"}));
+}
+
+TEST(JsonStream, ValuesSpanFeedsAndLines) {
+  JsonStream s;
+  EXPECT_TRUE(s.feed(R"({"a":)").empty());
+  EXPECT_TRUE(s.in_text());
+  EXPECT_TRUE(s.feed("\n \"x\\\"}\"").empty());
+  EXPECT_EQ(texts(s.feed("}{")), (std::vector<std::string>{"ok:{\"a\":\n \"x\\\"}\"}"}));
+  EXPECT_TRUE(s.in_text());
+}
+
+TEST(JsonStream, ErrorsSkipTheRestOfTheLine) {
+  JsonStream s;
+  auto items = texts(s.feed("] {\"ignored\": 1}\n{\"b\": \"unterminated\n{\"c\": 2}\n"));
+  EXPECT_EQ(items, (std::vector<std::string>{"err:JSON parse error, unexpected ']'",
+                                             "err:JSON parse error, control character in string",
+                                             R"(ok:{"c": 2})"}));
+}
+
+TEST(JsonStream, DepthIsBounded) {
+  JsonStream s;
+  auto items = s.feed(std::string(JsonStream::kMaxDepth + 5, '{') + "\n[]");
+  ASSERT_EQ(items.size(), 2u);
+  EXPECT_FALSE(items[0].ok);
+  EXPECT_EQ(items[1].text, "[]");
+}
+
+}  // namespace
+}  // namespace ferry::vm

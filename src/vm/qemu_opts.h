@@ -1,0 +1,98 @@
+// QEMU-style option strings: `-drive if=none,id=d0,file=disk.img,format=raw`.
+//
+// A schema names the option, its properties (type, default, help, allowed values) and an
+// optional implied key: the first element written without '=' is that key's value
+// (`-device nvme,serial=F0` -> driver=nvme; `-qmp unix:/p,server=on` -> the chardev path).
+// Rules follow QemuOpts: ",," is a literal comma; a later bare `name` means name=on and
+// `noname` name=off for boolean properties; `help` (or `?`) asks for the property list;
+// a repeated key keeps every value and the last one wins; `id` must be an identifier.
+// Every value is checked against its property's type while parsing, so the getters of
+// Opts cannot fail. Errors name the option, the property and the value found.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "base/status.h"
+
+namespace ferry::vm {
+
+enum class OptType {
+  kString,  // any text
+  kBool,    // on/off, true/false, yes/no
+  kNumber,  // unsigned integer: decimal, 0x hex or 0 octal (strtoull base 0, as QEMU)
+  kSize,    // byte count with optional suffix B/K/M/G/T/P/E (powers of 1024)
+};
+
+// The name QEMU's help listings use for a type ("str", "bool", "num", "size").
+std::string_view opt_type_name(OptType type);
+
+struct OptSpec {
+  std::string name;
+  OptType type = OptType::kString;
+  std::string default_value;         // as written on a command line; empty: none
+  std::string help;                  // one line
+  std::vector<std::string> choices;  // kString only: if not empty, the accepted values
+};
+
+struct OptSchema {
+  std::string option;       // "-drive", used in every error message
+  std::string implied_key;  // empty: every element needs '='
+  std::vector<OptSpec> properties;
+  // kSize values without a suffix are multiplied by this (QEMU's -m takes MiB).
+  uint64_t size_default_unit = 1;
+
+  const OptSpec* find(std::string_view name) const;
+};
+
+using OptValue = std::variant<std::string, bool, uint64_t>;
+
+// The parsed elements, in command-line order.
+class Opts {
+ public:
+  struct Entry {
+    std::string key;
+    std::string text;  // as written (commas unescaped)
+    OptValue value;    // typed by the schema
+  };
+
+  const std::vector<Entry>& entries() const { return entries_; }
+  // True when `help` or `?` was among the elements.
+  bool help_requested() const { return help_requested_; }
+  // True when the command line gave `key` (defaults do not count).
+  bool is_set(std::string_view key) const;
+
+  // The last value given for `key`, else the schema's default, else nullopt. Asking for
+  // a key with another type than the schema's also gives nullopt.
+  std::optional<std::string> string(std::string_view key) const;
+  std::optional<bool> boolean(std::string_view key) const;
+  std::optional<uint64_t> number(std::string_view key) const;  // kNumber and kSize
+
+ private:
+  friend Result<Opts> parse_opts(const OptSchema& schema, std::string_view text);
+  const OptValue* find(std::string_view key) const;
+
+  std::vector<Entry> entries_;
+  std::vector<Entry> defaults_;
+  bool help_requested_ = false;
+};
+
+Result<Opts> parse_opts(const OptSchema& schema, std::string_view text);
+
+// The value parsers, usable alone. Errors say what was expected and what was found.
+Result<bool> parse_bool(std::string_view text);
+Result<uint64_t> parse_number(std::string_view text);
+// QEMU's size syntax: decimal (with an optional fraction when a unit bigger than bytes
+// applies) or 0x hex without suffix; suffixes are case-insensitive.
+Result<uint64_t> parse_size(std::string_view text, uint64_t default_unit = 1);
+
+// The property list as `-device nvme,help` prints it:
+//   nvme options:
+//     serial=<str>           - serial number (default: "")
+std::string format_help(const OptSchema& schema, std::string_view title);
+
+}  // namespace ferry::vm

@@ -1,0 +1,67 @@
+// QMP commands: the handler type, a registry, and argument checking with QEMU's error
+// wording, so that every command reports wrong input the same way:
+//   missing:    "Parameter 'uri' is missing"
+//   wrong type: "Invalid parameter type for 'uri', expected: string"
+//   unknown:    "Parameter 'foo' is unexpected"
+#pragma once
+
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+
+namespace ferry::vm {
+
+// Ordered, so replies keep the member order handlers build (QEMU's documented shapes).
+using Json = nlohmann::ordered_json;
+
+// Takes the request's `arguments` object (empty when absent) and returns the `return`
+// value. An error becomes {"error": {"class": "GenericError", "desc": message}}.
+using QmpHandler = std::function<Result<Json>(const Json& arguments)>;
+
+class QmpCommands {
+ public:
+  // Refuses duplicate and empty names.
+  Status add(std::string name, QmpHandler handler);
+  const QmpHandler* find(std::string_view name) const;
+  std::vector<std::string> names() const;  // sorted
+
+ private:
+  std::map<std::string, QmpHandler, std::less<>> handlers_;
+};
+
+// Reads typed members of an `arguments` object; `finish` then refuses members that no
+// one asked for. Integers must be integral JSON numbers.
+class QmpArgs {
+ public:
+  explicit QmpArgs(const Json& arguments) : args_(arguments) {}
+
+  Result<std::string> string(std::string_view name);
+  Result<std::optional<std::string>> optional_string(std::string_view name);
+  Result<int64_t> integer(std::string_view name);
+  Result<std::optional<int64_t>> optional_integer(std::string_view name);
+  Result<bool> boolean(std::string_view name);
+  Result<std::optional<bool>> optional_boolean(std::string_view name);
+  // Objects and arrays, returned as they are for the handler to walk.
+  Result<Json> object(std::string_view name);
+  Result<std::optional<Json>> optional_object(std::string_view name);
+  Result<std::optional<Json>> optional_array(std::string_view name);
+
+  Status finish() const;
+
+ private:
+  enum class Kind { kString, kInteger, kBoolean, kObject, kArray };
+  // The member if present and of the right kind; nullopt if absent; an error otherwise.
+  Result<std::optional<Json>> member(std::string_view name, Kind kind);
+
+  const Json& args_;
+  std::set<std::string, std::less<>> used_;
+};
+
+}  // namespace ferry::vm
