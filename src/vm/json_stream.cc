@@ -12,7 +12,7 @@ bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; 
 void JsonStream::fail(std::vector<Item>& out, std::string message) {
   out.push_back({false, std::move(message)});
   current_.clear();
-  depth_ = 0;
+  open_.clear();
   in_string_ = escape_ = scalar_ = false;
   skip_line_ = true;
 }
@@ -38,7 +38,7 @@ std::vector<JsonStream::Item> JsonStream::feed(std::string_view bytes) {
         continue;
       }
     }
-    if (depth_ == 0 && !in_string_) {
+    if (open_.empty() && !in_string_) {
       if (is_space(c)) continue;
       if (c == '}' || c == ']') {
         fail(out, fmt::format("JSON parse error, unexpected '{}'", c));
@@ -47,7 +47,7 @@ std::vector<JsonStream::Item> JsonStream::feed(std::string_view bytes) {
       }
       current_.push_back(c);
       if (c == '{' || c == '[') {
-        depth_ = 1;
+        open_.push_back(c);
       } else if (c == '"') {
         in_string_ = true;  // a top-level string: complete when it closes
       } else {
@@ -68,7 +68,7 @@ std::vector<JsonStream::Item> JsonStream::feed(std::string_view bytes) {
         escape_ = true;
       } else if (c == '"') {
         in_string_ = false;
-        if (depth_ == 0) {
+        if (open_.empty()) {
           out.push_back({true, std::move(current_)});
           current_.clear();
         }
@@ -81,9 +81,17 @@ std::vector<JsonStream::Item> JsonStream::feed(std::string_view bytes) {
     if (c == '"') {
       in_string_ = true;
     } else if (c == '{' || c == '[') {
-      if (++depth_ > kMaxDepth) fail(out, "JSON parse error, nesting too deep");
+      open_.push_back(c);
+      if (open_.size() > kMaxDepth) fail(out, "JSON parse error, nesting too deep");
     } else if (c == '}' || c == ']') {
-      if (--depth_ == 0) {
+      // A closer must match the innermost opener; otherwise the text can never complete
+      // and waiting for more input would hang the client.
+      if ((c == '}') != (open_.back() == '{')) {
+        fail(out, fmt::format("JSON parse error, '{}' closes '{}'", c, open_.back()));
+        continue;
+      }
+      open_.pop_back();
+      if (open_.empty()) {
         out.push_back({true, std::move(current_)});
         current_.clear();
       }

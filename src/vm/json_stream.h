@@ -35,7 +35,7 @@ class JsonStream {
   void fail(std::vector<Item>& out, std::string message);
 
   std::string current_;
-  size_t depth_ = 0;
+  std::string open_;  // the brackets open now, innermost last
   bool in_string_ = false;
   bool escape_ = false;
   bool scalar_ = false;  // a top-level scalar (number, literal) is being read

@@ -35,6 +35,16 @@ TEST(JsonStream, ErrorsSkipTheRestOfTheLine) {
                                              R"(ok:{"c": 2})"}));
 }
 
+TEST(JsonStream, MismatchedBracketsFailInsteadOfWaiting) {
+  JsonStream s;
+  auto items = s.feed("{\"execute\": [}\n{\"a\": 1}\n");
+  ASSERT_EQ(items.size(), 2u);
+  EXPECT_FALSE(items[0].ok);
+  EXPECT_EQ(items[0].text, "JSON parse error, '}' closes '['");
+  EXPECT_TRUE(items[1].ok);
+  EXPECT_EQ(items[1].text, "{\"a\": 1}");
+}
+
 TEST(JsonStream, DepthIsBounded) {
   JsonStream s;
   auto items = s.feed(std::string(JsonStream::kMaxDepth + 5, '{') + "\n[]");

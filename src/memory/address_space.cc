@@ -1,0 +1,264 @@
+#include "memory/address_space.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "memory/guest_memory.h"
+
+namespace ferry::memory {
+namespace {
+
+bool overflows(uint64_t addr, uint64_t len) { return len > 0 && addr + len - 1 < addr; }
+
+// Largest natural access size (8/4/2/1) that fits at `offset` with `left` bytes left.
+unsigned access_size(uint64_t offset, uint64_t left) {
+  for (unsigned s : {8u, 4u, 2u}) {
+    if (left >= s && offset % s == 0) return s;
+  }
+  return 1;
+}
+
+}  // namespace
+
+const AddressSpace::Region* AddressSpace::find(uint64_t addr) const {
+  auto it = regions_.upper_bound(addr);
+  if (it == regions_.begin()) return nullptr;
+  --it;
+  const Region& r = it->second;
+  return addr - r.base < r.size ? &r : nullptr;
+}
+
+Status AddressSpace::check_free(uint64_t base, uint64_t size, std::string_view what) const {
+  if (size == 0 || overflows(base, size))
+    return Error(ErrorCode::kInvalidArgument, "{}: bad range base 0x{:x} size 0x{:x}", what, base,
+                 size);
+  auto it = regions_.lower_bound(base);
+  if (it != regions_.end() && it->first < base + size)
+    return Error(ErrorCode::kInvalidArgument,
+                 "{} at [0x{:x}, 0x{:x}) overlaps '{}' at 0x{:x}", what, base, base + size,
+                 it->second.name, it->first);
+  if (it != regions_.begin()) {
+    const Region& prev = std::prev(it)->second;
+    if (base - prev.base < prev.size)
+      return Error(ErrorCode::kInvalidArgument,
+                   "{} at [0x{:x}, 0x{:x}) overlaps '{}' at 0x{:x}", what, base, base + size,
+                   prev.name, prev.base);
+  }
+  return {};
+}
+
+Result<RamBlock*> AddressSpace::add_ram(uint64_t base, std::unique_ptr<RamBlock> block) {
+  if (!block) return Error(ErrorCode::kInvalidArgument, "add_ram: no block");
+  if (find_ram_block(block->idstr()))
+    return Error(ErrorCode::kInvalidArgument, "RAM block '{}' is already mapped", block->idstr());
+  FERRY_RETURN_IF_ERROR(
+      check_free(base, block->size(), fmt::format("RAM block '{}'", block->idstr())));
+  RamBlock* raw = block.get();
+  regions_[base] = Region{base, raw->size(), raw->idstr(), raw, nullptr};
+  ram_.push_back(std::move(block));
+  return raw;
+}
+
+Status AddressSpace::add_mmio(std::string name, uint64_t base, uint64_t size,
+                              MmioHandler& handler) {
+  for (const auto& [b, r] : regions_) {
+    if (r.name == name)
+      return Error(ErrorCode::kInvalidArgument, "MMIO region '{}' is already mapped", name);
+  }
+  FERRY_RETURN_IF_ERROR(check_free(base, size, fmt::format("MMIO region '{}'", name)));
+  regions_[base] = Region{base, size, std::move(name), nullptr, &handler};
+  return {};
+}
+
+Status AddressSpace::remove_mmio(std::string_view name) {
+  for (auto it = regions_.begin(); it != regions_.end(); ++it) {
+    if (it->second.mmio && it->second.name == name) {
+      regions_.erase(it);
+      return {};
+    }
+  }
+  return Error(ErrorCode::kInvalidArgument, "no MMIO region named '{}'", name);
+}
+
+Status AddressSpace::move_mmio(std::string_view name, uint64_t new_base) {
+  for (auto it = regions_.begin(); it != regions_.end(); ++it) {
+    if (!it->second.mmio || it->second.name != name) continue;
+    Region moved = it->second;
+    regions_.erase(it);
+    Status st = check_free(new_base, moved.size, fmt::format("MMIO region '{}'", moved.name));
+    if (!st.ok()) {
+      regions_[moved.base] = moved;  // leave the map as it was
+      return st;
+    }
+    moved.base = new_base;
+    regions_[new_base] = std::move(moved);
+    return {};
+  }
+  return Error(ErrorCode::kInvalidArgument, "no MMIO region named '{}'", name);
+}
+
+std::vector<RamBlock*> AddressSpace::ram_blocks() const {
+  std::vector<RamBlock*> out;
+  for (const auto& b : ram_) out.push_back(b.get());
+  return out;
+}
+
+RamBlock* AddressSpace::find_ram_block(std::string_view idstr) const {
+  for (const auto& b : ram_)
+    if (b->idstr() == idstr) return b.get();
+  return nullptr;
+}
+
+Status AddressSpace::check_mapped(uint64_t addr, uint64_t len, bool ram_only) const {
+  if (overflows(addr, len))
+    return Error(ErrorCode::kOutOfRange, "access at 0x{:x} of {} bytes wraps the address space",
+                 addr, len);
+  uint64_t a = addr;
+  uint64_t end = addr + len;
+  while (a < end) {
+    const Region* r = find(a);
+    if (!r)
+      return Error(ErrorCode::kOutOfRange,
+                   "access at 0x{:x} of {} bytes: guest address 0x{:x} is not mapped", addr, len,
+                   a);
+    if (ram_only && !r->ram)
+      return Error(ErrorCode::kInvalidArgument,
+                   "range at 0x{:x} of {} bytes: guest address 0x{:x} is MMIO region '{}', "
+                   "not RAM",
+                   addr, len, a, r->name);
+    uint64_t region_end = r->base + r->size;
+    if (region_end == 0 || region_end >= end) break;  // wraps only at the top of memory
+    a = region_end;
+  }
+  return {};
+}
+
+Status AddressSpace::read(uint64_t addr, std::span<uint8_t> out) const {
+  FERRY_RETURN_IF_ERROR(check_mapped(addr, out.size(), false));
+  size_t done = 0;
+  while (done < out.size()) {
+    uint64_t a = addr + done;
+    const Region* r = find(a);
+    uint64_t off = a - r->base;
+    size_t n = static_cast<size_t>(std::min<uint64_t>(out.size() - done, r->size - off));
+    if (r->ram) {
+      guest_read(out.data() + done, r->ram->host() + off, n);
+    } else {
+      for (size_t i = 0; i < n;) {
+        unsigned s = access_size(off + i, n - i);
+        uint64_t v = r->mmio->read(off + i, s);
+        for (unsigned k = 0; k < s; ++k) out[done + i + k] = static_cast<uint8_t>(v >> (8 * k));
+        i += s;
+      }
+    }
+    done += n;
+  }
+  return {};
+}
+
+Status AddressSpace::write(uint64_t addr, std::span<const uint8_t> data) {
+  FERRY_RETURN_IF_ERROR(check_mapped(addr, data.size(), false));
+  size_t done = 0;
+  while (done < data.size()) {
+    uint64_t a = addr + done;
+    const Region* r = find(a);
+    uint64_t off = a - r->base;
+    size_t n = static_cast<size_t>(std::min<uint64_t>(data.size() - done, r->size - off));
+    if (r->ram) {
+      guest_write(r->ram->host() + off, data.data() + done, n);
+      r->ram->dirty().mark(off, n);  // after the data: see dirty_bitmap.h
+    } else {
+      for (size_t i = 0; i < n;) {
+        unsigned s = access_size(off + i, n - i);
+        uint64_t v = 0;
+        for (unsigned k = 0; k < s; ++k) v |= uint64_t{data[done + i + k]} << (8 * k);
+        r->mmio->write(off + i, v, s);
+        i += s;
+      }
+    }
+    done += n;
+  }
+  return {};
+}
+
+Status AddressSpace::fill(uint64_t addr, uint8_t value, uint64_t len) {
+  FERRY_RETURN_IF_ERROR(check_mapped(addr, len, false));
+  uint64_t done = 0;
+  while (done < len) {
+    uint64_t a = addr + done;
+    const Region* r = find(a);
+    uint64_t off = a - r->base;
+    uint64_t n = std::min<uint64_t>(len - done, r->size - off);
+    if (r->ram) {
+      guest_fill(r->ram->host() + off, value, n);
+      r->ram->dirty().mark(off, n);
+    } else {
+      for (uint64_t i = 0; i < n; ++i) r->mmio->write(off + i, value, 1);
+    }
+    done += n;
+  }
+  return {};
+}
+
+Result<uint64_t> AddressSpace::load(uint64_t addr, unsigned size) const {
+  if (size != 1 && size != 2 && size != 4 && size != 8)
+    return Error(ErrorCode::kInvalidArgument, "load at 0x{:x}: size {} is not 1, 2, 4 or 8", addr,
+                 size);
+  const Region* r = find(addr);
+  if (r && r->mmio && addr - r->base + size <= r->size) return r->mmio->read(addr - r->base, size);
+  uint8_t bytes[8] = {};
+  FERRY_RETURN_IF_ERROR(read(addr, std::span(bytes, size)));
+  uint64_t v = 0;
+  for (unsigned k = 0; k < size; ++k) v |= uint64_t{bytes[k]} << (8 * k);
+  return v;
+}
+
+Status AddressSpace::store(uint64_t addr, uint64_t value, unsigned size) {
+  if (size != 1 && size != 2 && size != 4 && size != 8)
+    return Error(ErrorCode::kInvalidArgument, "store at 0x{:x}: size {} is not 1, 2, 4 or 8",
+                 addr, size);
+  const Region* r = find(addr);
+  if (r && r->mmio && addr - r->base + size <= r->size) {
+    r->mmio->write(addr - r->base, value, size);
+    return {};
+  }
+  uint8_t bytes[8];
+  for (unsigned k = 0; k < size; ++k) bytes[k] = static_cast<uint8_t>(value >> (8 * k));
+  return write(addr, std::span<const uint8_t>(bytes, size));
+}
+
+Result<std::vector<iovec>> AddressSpace::translate(std::span<const GuestRange> ranges,
+                                                   size_t max_iovecs) const {
+  std::vector<iovec> out;
+  for (const GuestRange& range : ranges) {
+    FERRY_RETURN_IF_ERROR(check_mapped(range.addr, range.len, true));
+    uint64_t done = 0;
+    while (done < range.len) {
+      if (out.size() == max_iovecs)
+        return Error(ErrorCode::kOutOfRange,
+                     "scatter-gather list needs more than {} host segments (at guest 0x{:x})",
+                     max_iovecs, range.addr + done);
+      const Region* r = find(range.addr + done);
+      uint64_t off = range.addr + done - r->base;
+      uint64_t n = std::min<uint64_t>(range.len - done, r->size - off);
+      out.push_back({r->ram->host() + off, static_cast<size_t>(n)});
+      done += n;
+    }
+  }
+  return out;
+}
+
+Status AddressSpace::mark_written(GuestRange range) {
+  FERRY_RETURN_IF_ERROR(check_mapped(range.addr, range.len, true));
+  uint64_t done = 0;
+  while (done < range.len) {
+    const Region* r = find(range.addr + done);
+    uint64_t off = range.addr + done - r->base;
+    uint64_t n = std::min<uint64_t>(range.len - done, r->size - off);
+    r->ram->dirty().mark(off, n);
+    done += n;
+  }
+  return {};
+}
+
+}  // namespace ferry::memory

@@ -1,0 +1,90 @@
+// AddressSpace: the guest-physical map — RAM blocks at guest addresses and MMIO regions
+// (PCI BARs, the MSI window) — with the DMA helpers devices and guest programs use.
+//
+// Thread-safety (DESIGN.md §3): the map itself (add/remove/move) changes only under the
+// machine lock, and every user of this object (device code, the vCPU, qtest) is
+// serialised with those changes by the same lock; the AddressSpace takes no lock of its
+// own. RAM contents are not protected by any lock: RAM reads and writes go through the
+// racy-safe helpers of guest_memory.h, and every RAM write marks the block's dirty
+// bitmap after the data is stored. The migration thread never uses the map; it reads
+// RamBlocks and their bitmaps directly.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "memory/ram_block.h"
+
+namespace ferry::memory {
+
+// A device's MMIO window. Offsets are relative to the region base; sizes are 1, 2, 4 or 8.
+class MmioHandler {
+ public:
+  virtual ~MmioHandler() = default;
+  virtual uint64_t read(uint64_t offset, unsigned size) = 0;
+  virtual void write(uint64_t offset, uint64_t value, unsigned size) = 0;
+};
+
+struct GuestRange {
+  uint64_t addr = 0;
+  uint64_t len = 0;
+};
+
+class AddressSpace {
+ public:
+  // Takes ownership of `block` and maps it at guest address `base`.
+  Result<RamBlock*> add_ram(uint64_t base, std::unique_ptr<RamBlock> block);
+  // Maps `handler` (not owned; it must outlive its mapping) at [base, base + size).
+  Status add_mmio(std::string name, uint64_t base, uint64_t size, MmioHandler& handler);
+  Status remove_mmio(std::string_view name);
+  // Moves a mapped MMIO region (a BAR reprogrammed by the guest).
+  Status move_mmio(std::string_view name, uint64_t new_base);
+
+  // RAM blocks in the order they were added (the order the RAM section lists them).
+  std::vector<RamBlock*> ram_blocks() const;
+  RamBlock* find_ram_block(std::string_view idstr) const;
+
+  // DMA: accesses may span several adjacent regions; RAM parts are copied (writes mark
+  // dirty pages), MMIO parts are dispatched as naturally sized accesses. An access that
+  // reaches an unmapped address fails naming it, before any byte is transferred.
+  Status read(uint64_t addr, std::span<uint8_t> out) const;
+  Status write(uint64_t addr, std::span<const uint8_t> data);
+  Status fill(uint64_t addr, uint8_t value, uint64_t len);
+
+  // Little-endian 1/2/4/8-byte loads and stores (guest programs, qtest readb..writeq).
+  Result<uint64_t> load(uint64_t addr, unsigned size) const;
+  Status store(uint64_t addr, uint64_t value, unsigned size);
+
+  // Scatter-gather: host iovecs for guest ranges that are all RAM (at most `max_iovecs`
+  // entries; ranges crossing adjacent blocks split). A device writing through the
+  // iovecs must call mark_written() for each range after the data is stored.
+  Result<std::vector<iovec>> translate(std::span<const GuestRange> ranges,
+                                       size_t max_iovecs) const;
+  Status mark_written(GuestRange range);
+
+ private:
+  struct Region {
+    uint64_t base = 0;
+    uint64_t size = 0;
+    std::string name;
+    RamBlock* ram = nullptr;         // one of ram_ when RAM
+    MmioHandler* mmio = nullptr;     // when MMIO
+  };
+  // The region holding `addr`, or null.
+  const Region* find(uint64_t addr) const;
+  Status check_free(uint64_t base, uint64_t size, std::string_view what) const;
+  // Checks [addr, addr + len) is fully mapped (and, when ram_only, only by RAM).
+  Status check_mapped(uint64_t addr, uint64_t len, bool ram_only) const;
+
+  std::map<uint64_t, Region> regions_;  // keyed by base; non-overlapping
+  std::vector<std::unique_ptr<RamBlock>> ram_;
+};
+
+}  // namespace ferry::memory

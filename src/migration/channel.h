@@ -1,0 +1,92 @@
+// Channels: the byte pipes a migration stream travels over, made from QEMU-style URIs.
+//
+//   tcp:HOST:PORT   (IPv4, a name, or IPv6 in brackets: tcp:[::1]:4444)
+//   unix:PATH
+//   file:PATH       outgoing writes (creates/truncates) the file, incoming reads it
+//   fd:N            an inherited descriptor; the channel takes ownership of it
+//   exec:CMD        run through /bin/sh -c; outgoing writes the command's stdin,
+//                   incoming reads its stdout
+//
+// Channels are blocking and fd-based. Socket writes use MSG_NOSIGNAL; a process writing
+// to pipes (exec:, fd:) should ignore SIGPIPE so that a vanished reader becomes an error.
+#pragma once
+
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "base/status.h"
+
+namespace ferry::migration {
+
+class Channel {
+ public:
+  virtual ~Channel() = default;
+  // Reads at least one byte, or returns 0 at the end of the stream.
+  virtual Result<size_t> read_some(std::span<uint8_t> out) = 0;
+  virtual Status write_all(std::span<const uint8_t> data) = 0;
+  // Writes every byte of every iovec (the array may be modified).
+  virtual Status writev_all(std::span<iovec> iov) = 0;
+  // Half-close: the peer's reads see the end of the stream; reading here still works.
+  virtual Status shutdown_write() = 0;
+  // Closes the channel (for exec:, waits for the command and reports its exit status).
+  virtual Status close() = 0;
+  // "tcp:127.0.0.1:4444", "exec:cat > x", ... for error messages.
+  virtual const std::string& name() const = 0;
+};
+
+// A channel over one descriptor it owns.
+class FdChannel final : public Channel {
+ public:
+  // `child` is the exec: command's pid, reaped by close().
+  FdChannel(int fd, std::string name, bool is_socket, pid_t child = -1);
+  ~FdChannel() override;
+
+  Result<size_t> read_some(std::span<uint8_t> out) override;
+  Status write_all(std::span<const uint8_t> data) override;
+  Status writev_all(std::span<iovec> iov) override;
+  Status shutdown_write() override;
+  Status close() override;
+  const std::string& name() const override { return name_; }
+  int fd() const { return fd_; }
+
+ private:
+  int fd_;
+  std::string name_;
+  bool is_socket_;
+  pid_t child_;
+};
+
+struct ChannelUri {
+  enum class Kind { kTcp, kUnix, kFile, kFd, kExec };
+  Kind kind = Kind::kTcp;
+  std::string host;     // tcp, without brackets
+  uint16_t port = 0;    // tcp
+  std::string path;     // unix, file
+  int fd = -1;          // fd
+  std::string command;  // exec
+};
+
+// Errors name the URI and the part that is wrong.
+Result<ChannelUri> parse_channel_uri(std::string_view uri);
+
+Result<std::unique_ptr<Channel>> connect_outgoing(std::string_view uri);
+
+// The incoming side: listening sockets accept one connection per accept(); file:, fd:
+// and exec: give their one channel on the first accept().
+class Listener {
+ public:
+  virtual ~Listener() = default;
+  virtual Result<std::unique_ptr<Channel>> accept() = 0;
+  // The address actually bound ("tcp:127.0.0.1:40123" when port 0 was asked for).
+  virtual std::string uri() const = 0;
+};
+
+Result<std::unique_ptr<Listener>> listen_incoming(std::string_view uri);
+
+}  // namespace ferry::migration

@@ -1,0 +1,220 @@
+#include "migration/ram_section.h"
+
+#include <cstring>
+
+#include "memory/guest_memory.h"
+#include "memory/zero_page.h"
+#include "migration/wire.h"
+
+namespace ferry::migration {
+
+using memory::kPageSize;
+using memory::RamBlock;
+
+// ---- saving ----
+
+RamSaver::RamSaver(std::vector<RamBlock*> blocks)
+    : blocks_(std::move(blocks)), pass_(blocks_.size()) {}
+
+void RamSaver::write_start_body(StreamWriter& w) {
+  uint64_t begin = w.position();
+  uint64_t total = 0;
+  for (const RamBlock* b : blocks_) total += b->size();
+  w.put_be64(total | wire::kRamMemSize);
+  for (const RamBlock* b : blocks_) {
+    w.put_u8(static_cast<uint8_t>(b->idstr().size()));
+    w.put_bytes(b->idstr());
+    w.put_be64(b->size());
+  }
+  w.put_be64(wire::kRamEos);
+  stats_.bytes += w.position() - begin;
+}
+
+uint64_t RamSaver::begin_pass() {
+  remaining_ = 0;
+  for (size_t i = 0; i < blocks_.size(); ++i) remaining_ += blocks_[i]->dirty().sync(pass_[i]);
+  block_cursor_ = 0;
+  page_cursor_ = 0;
+  ++stats_.dirty_syncs;
+  return remaining_;
+}
+
+void RamSaver::send_page(StreamWriter& w, RamBlock& block, uint64_t page, bool first_in_body) {
+  uint64_t header = (page << memory::kPageShift) | (first_in_body ? 0 : wire::kRamContinue);
+  size_t name_len = first_in_body ? 1 + block.idstr().size() : 0;
+  // Copy the page straight into the stream buffer while testing it for zero (one pass
+  // over guest RAM); a zero page then shrinks to its 1-byte fill.
+  uint8_t* out = w.reserve(8 + name_len + kPageSize);
+  uint8_t* data = out + 8 + name_len;
+  bool zero = memory::guest_copy_page_test_zero(data, block.page(page));
+  store_be<uint64_t>(out, header | (zero ? wire::kRamZero : wire::kRamPage));
+  if (first_in_body) {
+    out[8] = static_cast<uint8_t>(block.idstr().size());
+    std::memcpy(out + 9, block.idstr().data(), block.idstr().size());
+  }
+  if (zero) {
+    data[0] = 0;
+    w.commit(8 + name_len + 1);
+    ++stats_.zero_pages;
+  } else {
+    w.commit(8 + name_len + kPageSize);
+    ++stats_.pages;
+  }
+}
+
+bool RamSaver::send_pass(StreamWriter& w, uint64_t byte_budget) {
+  uint64_t begin = w.position();
+  RamBlock* last = nullptr;
+  while (block_cursor_ < blocks_.size() && w.position() - begin < byte_budget) {
+    RamBlock& block = *blocks_[block_cursor_];
+    uint64_t page = pass_[block_cursor_].next_set(page_cursor_);
+    if (page >= block.pages()) {
+      ++block_cursor_;
+      page_cursor_ = 0;
+      continue;
+    }
+    send_page(w, block, page, last != &block);
+    last = &block;
+    page_cursor_ = page + 1;
+    --remaining_;
+  }
+  w.put_be64(wire::kRamEos);
+  stats_.bytes += w.position() - begin;
+  return block_cursor_ >= blocks_.size();
+}
+
+void RamSaver::send_everything(StreamWriter& w) {
+  for (RamBlock* b : blocks_) b->dirty().mark_all();
+  begin_pass();
+  send_pass(w, UINT64_MAX);
+}
+
+// ---- loading ----
+
+RamLoader::RamLoader(std::vector<RamBlock*> blocks) : blocks_(std::move(blocks)) {}
+
+Result<RamBlock*> RamLoader::read_block(StreamReader& r, uint64_t flags, uint64_t record_offset) {
+  if (flags & wire::kRamContinue) {
+    if (!last_block_)
+      return Error(ErrorCode::kCorrupt,
+                   "RAM record at offset {} continues a block, but no block was named before",
+                   record_offset);
+    return last_block_;
+  }
+  uint8_t len = 0;
+  FERRY_RETURN_IF_ERROR(r.read_u8(len, "RAM block name length"));
+  std::span<const uint8_t> name;
+  FERRY_RETURN_IF_ERROR(r.take(len, name, "RAM block name"));
+  std::string_view idstr(reinterpret_cast<const char*>(name.data()), name.size());
+  for (RamBlock* b : blocks_) {
+    if (b->idstr() == idstr) {
+      last_block_ = b;
+      return b;
+    }
+  }
+  return Error(ErrorCode::kCorrupt, "Unknown ramblock \"{}\" at offset {}, cannot accept migration",
+               idstr, record_offset);
+}
+
+Status RamLoader::load_block_list(StreamReader& r, uint64_t total) {
+  if (block_list_seen_)
+    return Error(ErrorCode::kCorrupt, "RAM block list (MEM_SIZE) at offset {} sent twice",
+                 r.offset() - 8);
+  block_list_seen_ = true;
+  uint64_t local_total = 0;
+  for (const RamBlock* b : blocks_) local_total += b->size();
+  if (total != local_total)
+    return Error(ErrorCode::kCorrupt,
+                 "RAM size mismatch: stream has 0x{:x} bytes of RAM, local is 0x{:x}", total,
+                 local_total);
+  std::vector<bool> seen(blocks_.size());
+  uint64_t sum = 0;
+  while (sum < total) {
+    uint64_t at = r.offset();
+    uint8_t len = 0;
+    FERRY_RETURN_IF_ERROR(r.read_u8(len, "RAM block name length"));
+    std::span<const uint8_t> name;
+    FERRY_RETURN_IF_ERROR(r.take(len, name, "RAM block name"));
+    std::string idstr(reinterpret_cast<const char*>(name.data()), name.size());
+    uint64_t length = 0;
+    FERRY_RETURN_IF_ERROR(r.read_be64(length, "RAM block length"));
+    size_t i = 0;
+    while (i < blocks_.size() && blocks_[i]->idstr() != idstr) ++i;
+    if (i == blocks_.size())
+      return Error(ErrorCode::kCorrupt,
+                   "Unknown ramblock \"{}\" in the block list at offset {}, cannot accept "
+                   "migration",
+                   idstr, at);
+    if (seen[i])
+      return Error(ErrorCode::kCorrupt, "RAM block \"{}\" listed twice (offset {})", idstr, at);
+    seen[i] = true;
+    if (length != blocks_[i]->size())
+      return Error(ErrorCode::kCorrupt,
+                   "Length mismatch: RAM block \"{}\": 0x{:x} in stream != 0x{:x} local "
+                   "(offset {})",
+                   idstr, length, blocks_[i]->size(), at);
+    sum += length;
+  }
+  // sum == total == local_total and each block is matched once: every block is listed.
+  return {};
+}
+
+Status RamLoader::load_body(StreamReader& r, bool is_start) {
+  while (true) {
+    uint64_t at = r.offset();
+    uint64_t word = 0;
+    FERRY_RETURN_IF_ERROR(r.read_be64(word, "RAM record header"));
+    uint64_t flags = word & wire::kRamFlagMask;
+    uint64_t addr = word & ~wire::kRamFlagMask;
+    uint64_t kind = flags & ~wire::kRamContinue;
+    switch (kind) {
+      case wire::kRamEos:
+        return {};
+      case wire::kRamMultifdFlush:
+        continue;  // multifd channels sync here; a single stream has nothing to do
+      case wire::kRamMemSize:
+        if (!is_start)
+          return Error(ErrorCode::kCorrupt,
+                       "RAM block list (MEM_SIZE) at offset {} outside the START section", at);
+        FERRY_RETURN_IF_ERROR(load_block_list(r, addr));
+        continue;
+      case wire::kRamZero:
+      case wire::kRamPage: {
+        if (!block_list_seen_)
+          return Error(ErrorCode::kCorrupt, "RAM page at offset {} before the block list", at);
+        Result<RamBlock*> block = read_block(r, flags, at);
+        if (!block.ok()) return block.take_status();
+        RamBlock& b = **block;
+        if (addr >= b.size())
+          return Error(ErrorCode::kCorrupt,
+                       "Illegal RAM offset 0x{:x} in block \"{}\" of 0x{:x} bytes (record at "
+                       "offset {})",
+                       addr, b.idstr(), b.size(), at);
+        uint8_t* host = b.host() + addr;
+        if (kind == wire::kRamZero) {
+          uint8_t fill = 0;
+          FERRY_RETURN_IF_ERROR(r.read_u8(fill, "zero page fill byte"));
+          if (fill != 0)
+            return Error(ErrorCode::kCorrupt,
+                         "Found a zero page with value {} (block \"{}\" offset 0x{:x}, record "
+                         "at offset {})",
+                         fill, b.idstr(), addr, at);
+          // Leave untouched (never-written) pages unallocated.
+          if (!memory::is_zero_page(host)) std::memset(host, 0, kPageSize);
+          ++stats_.zero_pages;
+        } else {
+          FERRY_RETURN_IF_ERROR(r.read_bytes(std::span(host, kPageSize), "RAM page data"));
+          ++stats_.pages;
+        }
+        continue;
+      }
+      default:
+        return Error(ErrorCode::kCorrupt,
+                     "unsupported RAM record flags 0x{:x} at offset {} (Ferry reads ZERO, PAGE, "
+                     "MEM_SIZE, EOS, CONTINUE, MULTIFD_FLUSH)",
+                     flags, at);
+    }
+  }
+}
+
+}  // namespace ferry::migration

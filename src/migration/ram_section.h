@@ -1,0 +1,79 @@
+// The "ram" section, version 4 (DESIGN.md §5).
+//
+//   START body: be64 (total | MEM_SIZE), per block: u8 len, idstr, be64 length; be64 EOS
+//   page record: be64 (offset | flags), [u8 len, idstr unless CONTINUE],
+//                1 fill byte (ZERO) or 4096 bytes (PAGE)
+//   every body ends with be64 EOS.
+// The saver names the block in the first record of each body and uses CONTINUE after
+// that; the loader also accepts CONTINUE across bodies (as QEMU does) and skips
+// MULTIFD_FLUSH records.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+#include "memory/dirty_bitmap.h"
+#include "memory/ram_block.h"
+#include "migration/stream_reader.h"
+#include "migration/stream_writer.h"
+
+namespace ferry::migration {
+
+struct RamStats {
+  uint64_t pages = 0;       // PAGE records sent or loaded
+  uint64_t zero_pages = 0;  // ZERO records
+  uint64_t bytes = 0;       // section body bytes
+  uint64_t dirty_syncs = 0;
+};
+
+class RamSaver {
+ public:
+  explicit RamSaver(std::vector<memory::RamBlock*> blocks);
+
+  void write_start_body(StreamWriter& w);
+
+  // Takes every block's dirty bits (an atomic take-and-clear) as the pages of a new
+  // pass. Returns the number of pages in it.
+  uint64_t begin_pass();
+  // Sends pages of the current pass until about `byte_budget` bytes went out or the
+  // pass is done, then EOS. Returns true when the pass is complete.
+  bool send_pass(StreamWriter& w, uint64_t byte_budget);
+  // Marks all RAM dirty and sends it all (the first pass, or a stopped VM's only one).
+  void send_everything(StreamWriter& w);
+  // Pages of the current pass not sent yet.
+  uint64_t remaining() const { return remaining_; }
+
+  const RamStats& stats() const { return stats_; }
+
+ private:
+  void send_page(StreamWriter& w, memory::RamBlock& block, uint64_t page, bool first_in_body);
+
+  std::vector<memory::RamBlock*> blocks_;
+  std::vector<memory::PageBitmap> pass_;  // per block
+  size_t block_cursor_ = 0;
+  uint64_t page_cursor_ = 0;
+  uint64_t remaining_ = 0;
+  RamStats stats_;
+};
+
+class RamLoader {
+ public:
+  explicit RamLoader(std::vector<memory::RamBlock*> blocks);
+
+  // Loads one section body (START, PART or END) up to and including its EOS.
+  Status load_body(StreamReader& r, bool is_start);
+  const RamStats& stats() const { return stats_; }
+
+ private:
+  Status load_block_list(StreamReader& r, uint64_t total);
+  Result<memory::RamBlock*> read_block(StreamReader& r, uint64_t flags, uint64_t record_offset);
+
+  std::vector<memory::RamBlock*> blocks_;
+  memory::RamBlock* last_block_ = nullptr;
+  bool block_list_seen_ = false;
+  RamStats stats_;
+};
+
+}  // namespace ferry::migration

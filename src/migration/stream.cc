@@ -1,0 +1,447 @@
+#include "migration/stream.h"
+
+#include <map>
+
+#include "migration/wire.h"
+
+namespace ferry::migration {
+
+std::string_view wire::command_name(uint16_t cmd) {
+  static constexpr std::string_view kNames[] = {
+      "INVALID",         "OPEN_RETURN_PATH", "PING",          "POSTCOPY_ADVISE",
+      "POSTCOPY_LISTEN", "POSTCOPY_RUN",     "POSTCOPY_RAM_DISCARD", "PACKAGED",
+      "POSTCOPY_RESUME", "RECV_BITMAP",      "ENABLE_COLO",   "SWITCHOVER_START"};
+  return cmd < std::size(kNames) ? kNames[cmd] : "unknown";
+}
+
+// ---- writing ----
+
+void write_header(StreamWriter& w) {
+  w.put_be32(wire::kMagic);
+  w.put_be32(wire::kVersion);
+}
+
+void write_configuration(StreamWriter& w, std::string_view machine_type) {
+  w.put_u8(wire::kConfiguration);
+  w.put_be32(static_cast<uint32_t>(machine_type.size()));
+  w.put_bytes(machine_type);
+}
+
+void write_section_header(StreamWriter& w, uint8_t type, const SectionEntry& entry,
+                          uint32_t version) {
+  w.put_u8(type);
+  w.put_be32(entry.section_id);
+  w.put_u8(static_cast<uint8_t>(entry.idstr.size()));
+  w.put_bytes(entry.idstr);
+  w.put_be32(entry.instance_id);
+  w.put_be32(version);
+}
+
+void write_section_continuation(StreamWriter& w, uint8_t type, uint32_t section_id) {
+  w.put_u8(type);
+  w.put_be32(section_id);
+}
+
+void write_footer(StreamWriter& w, uint32_t section_id) {
+  w.put_u8(wire::kFooter);
+  w.put_be32(section_id);
+}
+
+void write_command(StreamWriter& w, uint16_t cmd, std::span<const uint8_t> data) {
+  w.put_u8(wire::kCommand);
+  w.put_be16(cmd);
+  w.put_be16(static_cast<uint16_t>(data.size()));
+  w.put_bytes(data);
+}
+
+Status write_device_section(StreamWriter& w, const SectionEntry& entry, vmstate::Json* devices) {
+  write_section_header(w, wire::kSectionFull, entry,
+                       static_cast<uint32_t>(entry.state->version()));
+  Status st;
+  if (devices) {
+    vmstate::Json dev = vmstate::Json::object();
+    dev["name"] = entry.idstr;
+    dev["instance_id"] = entry.instance_id;
+    st = entry.state->save(w, dev);
+    devices->push_back(std::move(dev));
+  } else {
+    st = entry.state->save(w);
+  }
+  if (!st.ok())
+    return st.prepend_message(
+        fmt::format("saving section '{}' instance {}", entry.idstr, entry.instance_id));
+  write_footer(w, entry.section_id);
+  return {};
+}
+
+std::string padded_vmdesc_text(const vmstate::Json& vmdesc) {
+  std::string text = vmdesc.dump();
+  auto length_is_safe = [](uint32_t len) {
+    // The bytes before the JSON: 0x00 (EOF), 0x06, then the be32 length.
+    uint8_t bytes[6] = {wire::kEof, wire::kVmdescription, static_cast<uint8_t>(len >> 24),
+                        static_cast<uint8_t>(len >> 16), static_cast<uint8_t>(len >> 8),
+                        static_cast<uint8_t>(len)};
+    int last_zero = 0;
+    for (int i = 0; i < 6; ++i)
+      if (bytes[i] == 0) last_zero = i;
+    for (int i = last_zero + 1; i < 6; ++i)
+      if (bytes[i] == '{') return false;
+    return true;
+  };
+  while (!length_is_safe(static_cast<uint32_t>(text.size()))) text.push_back(' ');
+  return text;
+}
+
+void write_eof_and_vmdesc(StreamWriter& w, const vmstate::Json& vmdesc) {
+  std::string text = padded_vmdesc_text(vmdesc);
+  w.put_u8(wire::kEof);
+  w.put_u8(wire::kVmdescription);
+  w.put_be32(static_cast<uint32_t>(text.size()));
+  w.put_bytes(text);
+}
+
+Status save_stream(StreamWriter& w, std::string_view machine_type, SectionRegistry& registry,
+                   RamSaver& ram, const SaveOptions& options) {
+  const SectionEntry* ram_entry = registry.ram();
+  if (!ram_entry)
+    return Error(ErrorCode::kFailedPrecondition, "no RAM section registered (add_ram)");
+  vmstate::Json vmdesc = vmstate::Json::object();
+  vmdesc["page_size"] = wire::kVmdescPageSize;
+  vmdesc["devices"] = vmstate::Json::array();
+  vmstate::Json& devices = vmdesc["devices"];
+
+  write_header(w);
+  write_configuration(w, machine_type);
+  for (const auto& e : registry.entries())
+    if (!e->is_ram() && e->early_setup)
+      FERRY_RETURN_IF_ERROR(write_device_section(w, *e, &devices));
+
+  write_section_header(w, wire::kSectionStart, *ram_entry, wire::kRamVersion);
+  ram.write_start_body(w);
+  write_footer(w, ram_entry->section_id);
+
+  write_section_continuation(w, wire::kSectionEnd, ram_entry->section_id);
+  ram.send_everything(w);
+  write_footer(w, ram_entry->section_id);
+
+  if (options.send_switchover_start) write_command(w, wire::kCmdSwitchoverStart);
+  for (const auto& e : registry.entries())
+    if (!e->is_ram() && !e->early_setup)
+      FERRY_RETURN_IF_ERROR(write_device_section(w, *e, &devices));
+
+  write_eof_and_vmdesc(w, vmdesc);
+  return w.flush();
+}
+
+// ---- reading ----
+
+namespace {
+
+std::string_view type_name(uint8_t type) {
+  switch (type) {
+    case wire::kSectionStart: return "START";
+    case wire::kSectionPart: return "PART";
+    case wire::kSectionEnd: return "END";
+    case wire::kSectionFull: return "FULL";
+    default: return "?";
+  }
+}
+
+class Loader {
+ public:
+  Loader(StreamReader& r, std::string_view machine_type, SectionRegistry& registry,
+         RamLoader& ram, LoadReport& report)
+      : r_(r), machine_type_(machine_type), registry_(registry), ram_(ram), report_(report) {}
+
+  Status run() {
+    FERRY_RETURN_IF_ERROR(read_header());
+    // The configuration record comes first: a stream for another machine is refused
+    // before anything is loaded.
+    uint8_t first = 0;
+    FERRY_RETURN_IF_ERROR(r_.read_u8(first, "configuration record"));
+    if (first != wire::kConfiguration)
+      return Error(ErrorCode::kCorrupt,
+                   "expected the configuration record 0x07 at offset 8, found 0x{:02x}", first);
+    FERRY_RETURN_IF_ERROR(read_configuration(8));
+    while (true) {
+      uint64_t at = r_.offset();
+      uint8_t type = 0;
+      FERRY_RETURN_IF_ERROR(r_.read_u8(type, "record type"));
+      switch (type) {
+        case wire::kConfiguration:
+          return Error(ErrorCode::kCorrupt, "second configuration record at offset {}", at);
+        case wire::kSectionStart:
+        case wire::kSectionFull:
+          FERRY_RETURN_IF_ERROR(read_start_or_full(type, at));
+          break;
+        case wire::kSectionPart:
+        case wire::kSectionEnd:
+          FERRY_RETURN_IF_ERROR(read_part_or_end(type, at));
+          break;
+        case wire::kCommand:
+          FERRY_RETURN_IF_ERROR(read_command(at));
+          break;
+        case wire::kEof:
+          return finish(at);
+        default:
+          return Error(ErrorCode::kCorrupt,
+                       "unknown record type 0x{:02x} at offset {} (expected a section, command "
+                       "or EOF)",
+                       type, at);
+      }
+    }
+  }
+
+ private:
+  Status read_header() {
+    uint32_t magic = 0, version = 0;
+    FERRY_RETURN_IF_ERROR(r_.read_be32(magic, "stream magic"));
+    if (magic != wire::kMagic)
+      return Error(ErrorCode::kCorrupt,
+                   "not a migration stream: magic 0x{:08x} at offset 0, expected 0x{:08x} (QEVM)",
+                   magic, wire::kMagic);
+    FERRY_RETURN_IF_ERROR(r_.read_be32(version, "stream version"));
+    if (version != wire::kVersion)
+      return Error(ErrorCode::kVersionMismatch,
+                   "unsupported migration stream version {} at offset 4, expected {}", version,
+                   wire::kVersion);
+    return {};
+  }
+
+  Status read_configuration(uint64_t at) {
+    uint32_t len = 0;
+    FERRY_RETURN_IF_ERROR(r_.read_be32(len, "machine type length"));
+    if (len > 256)
+      return Error(ErrorCode::kCorrupt,
+                   "machine type length {} at offset {} exceeds 256", len, at + 1);
+    std::span<const uint8_t> name;
+    FERRY_RETURN_IF_ERROR(r_.take(len, name, "machine type"));
+    std::string received(reinterpret_cast<const char*>(name.data()), name.size());
+    if (received != machine_type_)
+      return Error(ErrorCode::kFailedPrecondition,
+                   "Machine type received is '{}' and local is '{}'", received, machine_type_);
+    // Optional subsections of QEMU's "configuration" description.
+    while (true) {
+      uint8_t next = 0;
+      Result<bool> got = r_.peek_u8(next);
+      if (!got.ok()) return got.take_status();
+      if (!*got || next != wire::kSubsection) return {};
+      FERRY_RETURN_IF_ERROR(read_configuration_subsection());
+    }
+  }
+
+  Status read_configuration_subsection() {
+    uint64_t at = r_.offset();
+    uint8_t marker = 0, len = 0;
+    FERRY_RETURN_IF_ERROR(r_.read_u8(marker, "configuration subsection marker"));
+    FERRY_RETURN_IF_ERROR(r_.read_u8(len, "configuration subsection name length"));
+    std::span<const uint8_t> raw;
+    FERRY_RETURN_IF_ERROR(r_.take(len, raw, "configuration subsection name"));
+    std::string name(reinterpret_cast<const char*>(raw.data()), raw.size());
+    uint32_t version = 0;
+    FERRY_RETURN_IF_ERROR(r_.read_be32(version, "configuration subsection version"));
+    if (name == "configuration/uuid") {
+      std::span<const uint8_t> uuid;
+      return r_.take(16, uuid, "configuration uuid");
+    }
+    if (name == "configuration/capabilities") {
+      uint32_t count = 0;
+      FERRY_RETURN_IF_ERROR(r_.read_be32(count, "capability count"));
+      if (count > 0) {
+        uint8_t clen = 0;
+        FERRY_RETURN_IF_ERROR(r_.read_u8(clen, "capability name length"));
+        std::span<const uint8_t> cap;
+        FERRY_RETURN_IF_ERROR(r_.take(clen, cap, "capability name"));
+        return Error(ErrorCode::kFailedPrecondition,
+                     "the source requires migration capability '{}' (offset {}), which Ferry "
+                     "does not support",
+                     std::string_view(reinterpret_cast<const char*>(cap.data()), cap.size()), at);
+      }
+      return {};
+    }
+    return Error(ErrorCode::kCorrupt, "unknown configuration subsection '{}' at offset {}", name,
+                 at);
+  }
+
+  Status read_start_or_full(uint8_t type, uint64_t at) {
+    uint32_t section_id = 0, instance_id = 0, version = 0;
+    uint8_t len = 0;
+    FERRY_RETURN_IF_ERROR(r_.read_be32(section_id, "section id"));
+    FERRY_RETURN_IF_ERROR(r_.read_u8(len, "section name length"));
+    std::span<const uint8_t> raw;
+    FERRY_RETURN_IF_ERROR(r_.take(len, raw, "section name"));
+    std::string idstr(reinterpret_cast<const char*>(raw.data()), raw.size());
+    FERRY_RETURN_IF_ERROR(r_.read_be32(instance_id, "section instance id"));
+    FERRY_RETURN_IF_ERROR(r_.read_be32(version, "section version"));
+    const SectionEntry* entry = registry_.find(idstr, instance_id);
+    if (!entry)
+      return Error(ErrorCode::kCorrupt,
+                   "Unknown savevm section or instance '{}' {} at offset {}. Make sure that your "
+                   "current VM setup matches your saved VM setup, including any hotplugged "
+                   "devices",
+                   idstr, instance_id, at);
+    if (open_.count(section_id) || (type == wire::kSectionStart && started_.count(entry)))
+      return Error(ErrorCode::kCorrupt, "{} record for section '{}' id {} at offset {} is a "
+                   "repeat", type_name(type), idstr, section_id, at);
+    if (entry->is_ram()) {
+      if (type != wire::kSectionStart)
+        return Error(ErrorCode::kCorrupt,
+                     "RAM section at offset {}: expected a START record, found {}", at,
+                     type_name(type));
+      if (version != wire::kRamVersion)
+        return Error(ErrorCode::kVersionMismatch,
+                     "section 'ram' at offset {}: version {}, expected {}", at, version,
+                     wire::kRamVersion);
+      FERRY_RETURN_IF_ERROR(
+          ram_.load_body(r_, true).prepend_message("RAM section START"));
+      open_[section_id] = entry;
+      started_[entry] = true;
+    } else {
+      if (type != wire::kSectionFull)
+        return Error(ErrorCode::kCorrupt,
+                     "device section '{}' at offset {}: expected a FULL record, found {}", idstr,
+                     at, type_name(type));
+      int local = entry->state->version();
+      if (version > static_cast<uint32_t>(local) ||
+          version < static_cast<uint32_t>(entry->state->minimum_version()))
+        return Error(ErrorCode::kVersionMismatch,
+                     "section '{}' instance {} at offset {}: stream version {}, local accepts "
+                     "{}..{}",
+                     idstr, instance_id, at, version, entry->state->minimum_version(), local);
+      FERRY_RETURN_IF_ERROR(load_device(*entry, version));
+    }
+    ++report_.sections_loaded;
+    return read_footer(section_id, idstr);
+  }
+
+  Status load_device(const SectionEntry& entry, uint32_t version) {
+    uint64_t at = r_.offset();
+    Result<std::span<const uint8_t>> window = r_.window();
+    if (!window.ok()) return window.take_status();
+    ByteReader br(*window);
+    Status st = entry.state->load(br, static_cast<int>(version));
+    if (!st.ok()) {
+      // Input ran out in a full window: the stream goes on, the window was too small.
+      if (st.code() == ErrorCode::kOutOfRange && window->size() == r_.window_limit() &&
+          st.message().starts_with("input ends early"))
+        st.prepend_message(fmt::format("the section does not fit in the {}-byte load window",
+                                       r_.window_limit()));
+      return st.prepend_message(fmt::format(
+          "loading section '{}' instance {} (body at stream offset {}; offsets below are "
+          "relative to it)",
+          entry.idstr, entry.instance_id, at));
+    }
+    r_.consume(br.offset());
+    return {};
+  }
+
+  Status read_part_or_end(uint8_t type, uint64_t at) {
+    uint32_t section_id = 0;
+    FERRY_RETURN_IF_ERROR(r_.read_be32(section_id, "section id"));
+    auto it = open_.find(section_id);
+    if (it == open_.end())
+      return Error(ErrorCode::kCorrupt,
+                   "{} record at offset {} for section id {}, which no START record opened",
+                   type_name(type), at, section_id);
+    const SectionEntry& entry = *it->second;
+    // Only RAM is iterative here.
+    FERRY_RETURN_IF_ERROR(ram_.load_body(r_, false).prepend_message(
+        fmt::format("RAM section {}", type_name(type))));
+    if (type == wire::kSectionEnd) open_.erase(it);
+    return read_footer(section_id, entry.idstr);
+  }
+
+  Status read_footer(uint32_t section_id, std::string_view idstr) {
+    uint64_t at = r_.offset();
+    uint8_t marker = 0;
+    uint32_t id = 0;
+    FERRY_RETURN_IF_ERROR(r_.read_u8(marker, "section footer"));
+    if (marker != wire::kFooter)
+      return Error(ErrorCode::kCorrupt,
+                   "Missing section footer for '{}': expected 0x7e at offset {}, found 0x{:02x}",
+                   idstr, at, marker);
+    FERRY_RETURN_IF_ERROR(r_.read_be32(id, "section footer id"));
+    if (id != section_id)
+      return Error(ErrorCode::kCorrupt,
+                   "section footer for '{}' at offset {} names section id {}, expected {}",
+                   idstr, at, id, section_id);
+    return {};
+  }
+
+  Status read_command(uint64_t at) {
+    uint16_t cmd = 0, len = 0;
+    FERRY_RETURN_IF_ERROR(r_.read_be16(cmd, "command number"));
+    FERRY_RETURN_IF_ERROR(r_.read_be16(len, "command length"));
+    if (cmd != wire::kCmdSwitchoverStart)
+      return Error(ErrorCode::kCorrupt,
+                   "unsupported command {} ({}) of length {} at offset {}", cmd,
+                   wire::command_name(cmd), len, at);
+    if (len != 0)
+      return Error(ErrorCode::kCorrupt,
+                   "command 11 (SWITCHOVER_START) at offset {} has length {}, expected 0", at,
+                   len);
+    // The source is about to stop: nothing more to prepare on a non-live load.
+    report_.switchover_started = true;
+    return {};
+  }
+
+  Status finish(uint64_t at) {
+    if (!open_.empty()) {
+      const SectionEntry& e = *open_.begin()->second;
+      return Error(ErrorCode::kCorrupt, "EOF at offset {} while section '{}' is still open (no "
+                   "END record)", at, e.idstr);
+    }
+    if (registry_.ram() && !started_.count(registry_.ram()))
+      return Error(ErrorCode::kCorrupt, "EOF at offset {}: the stream carried no RAM section", at);
+    // The vmdesc record is optional (QEMU can leave it out).
+    uint8_t type = 0;
+    Result<bool> got = r_.peek_u8(type);
+    if (!got.ok()) return got.take_status();
+    if (*got) {
+      uint64_t vat = r_.offset();
+      FERRY_RETURN_IF_ERROR(r_.read_u8(type, "vmdesc record"));
+      if (type != wire::kVmdescription)
+        return Error(ErrorCode::kCorrupt,
+                     "after EOF at offset {}: expected the vmdesc record 0x06, found 0x{:02x}",
+                     vat, type);
+      uint32_t len = 0;
+      FERRY_RETURN_IF_ERROR(r_.read_be32(len, "vmdesc length"));
+      if (len > r_.window_limit())
+        return Error(ErrorCode::kOutOfRange, "vmdesc length {} at offset {} exceeds {}", len,
+                     vat + 1, r_.window_limit());
+      std::span<const uint8_t> text;
+      FERRY_RETURN_IF_ERROR(r_.take(len, text, "vmdesc JSON"));
+      report_.vmdesc = vmstate::Json::parse(text.begin(), text.end(), nullptr, false);
+      if (report_.vmdesc.is_discarded())
+        return Error(ErrorCode::kCorrupt, "vmdesc JSON at offset {} does not parse", vat + 5);
+      report_.has_vmdesc = true;
+    }
+    Result<bool> end = r_.at_end();
+    if (!end.ok()) return end.take_status();
+    if (!*end)
+      return Error(ErrorCode::kCorrupt, "unexpected bytes at offset {} after the end of the "
+                   "stream", r_.offset());
+    report_.ram = ram_.stats();
+    report_.bytes = r_.offset();
+    return {};
+  }
+
+  StreamReader& r_;
+  std::string_view machine_type_;
+  SectionRegistry& registry_;
+  RamLoader& ram_;
+  LoadReport& report_;
+  std::map<uint32_t, const SectionEntry*> open_;     // by stream section id
+  std::map<const SectionEntry*, bool> started_;
+};
+
+}  // namespace
+
+Status load_stream(StreamReader& r, std::string_view machine_type, SectionRegistry& registry,
+                   RamLoader& ram, LoadReport* report) {
+  LoadReport local;
+  Loader loader(r, machine_type, registry, ram, report ? *report : local);
+  return loader.run();
+}
+
+}  // namespace ferry::migration

@@ -1,0 +1,152 @@
+#include "vm/command_line.h"
+
+#include <set>
+
+#include <fmt/format.h>
+
+#include "vm/qemu_opts.h"
+
+namespace ferry::vm {
+
+namespace {
+
+const OptSchema kMemory{"-m", "size", {{"size", OptType::kSize, "128M", "guest RAM size"}},
+                        1ull << 20};
+const OptSchema kMachine{"-machine", "type", {{"type", OptType::kString, std::string(kMachineType),
+                                               "machine type", {"ferry", std::string(kMachineType)}}}};
+const OptSchema kAccel{"-accel", "accel", {{"accel", OptType::kString, "none",
+                                            "qtest: the clock moves only through qtest",
+                                            {"qtest", "none", "kvm", "tcg"}}}};
+const OptSchema kQmp{"-qmp", "path",
+                     {{"path", OptType::kString, "", "unix:PATH"},
+                      {"server", OptType::kBool, "on", "listen for clients (must be on)"},
+                      {"wait", OptType::kBool, "off", "wait for a client before starting (must be off)"}}};
+const OptSchema kQtest{"-qtest", "path", {{"path", OptType::kString, "", "unix:PATH to connect to"}}};
+const OptSchema kTestdev{"-device ferry-testdev", "driver",
+                         {{"driver", OptType::kString, "", "device model"},
+                          {"id", OptType::kString, "", "device id"},
+                          {"addr", OptType::kString, "", "PCI address SLOT[.FN]"}}};
+
+const std::string kUsage =
+    "usage: ferry-vm [options]\n"
+    "  -name NAME                 VM name (query-name)\n"
+    "  -m SIZE                    guest RAM (default 128M; suffixes K M G)\n"
+    "  -machine ferry             machine type (" + std::string(kMachineType) + ")\n"
+    "  -accel qtest|none          qtest: the virtual clock moves only through qtest\n"
+    "  -device DRIVER[,prop=...]  add a device; -device help lists models\n"
+    "  -qmp unix:PATH,server=on,wait=off   QMP control socket\n"
+    "  -qtest unix:PATH           connect to a qtest socket\n"
+    "  -S                         do not start running (prelaunch)\n"
+    "  -nodefaults, -display none accepted for QEMU compatibility\n";
+
+Result<std::string> next_value(const std::vector<std::string>& args, size_t& i) {
+  if (i + 1 >= args.size())
+    return Error(ErrorCode::kInvalidArgument, "{}: requires an argument", args[i]);
+  return args[++i];
+}
+
+Status parse_device(const std::string& text, CommandLine& out) {
+  if (text == "help" || text == "?") {
+    std::string listing = "Device models:\n";
+    for (const auto& [name, desc] : device_models())
+      listing += fmt::format("name \"{}\", bus PCI, desc \"{}\"\n", name, desc);
+    out.print_and_exit = listing;
+    return {};
+  }
+  std::string driver = text.substr(0, text.find(','));
+  bool known = false;
+  for (const auto& [name, desc] : device_models()) known |= name == driver;
+  if (!known)
+    return Error(ErrorCode::kInvalidArgument, "-device {}: '{}' is not a valid device model name",
+                 text, driver);
+  auto opts = parse_opts(kTestdev, text);
+  if (!opts.ok()) return opts.take_status();
+  if (opts->help_requested()) {
+    out.print_and_exit = format_help(kTestdev, driver + " options");
+    return {};
+  }
+  out.machine.devices.push_back(
+      {driver, opts->string("id").value_or(""), opts->string("addr").value_or("")});
+  return {};
+}
+
+Status not_yet(const std::string& option) {
+  return Error(ErrorCode::kInvalidArgument,
+               "{}: not supported by this ferry-vm yet (it arrives with the block, migration "
+               "and guest-program layers)",
+               option);
+}
+
+}  // namespace
+
+Result<CommandLine> parse_command_line(const std::vector<std::string>& args) {
+  CommandLine out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string opt = args[i];
+    if (opt.size() > 2 && opt[0] == '-' && opt[1] == '-') opt.erase(0, 1);  // --m == -m
+    if (opt == "-h" || opt == "-help") {
+      out.print_and_exit = kUsage;
+      return out;
+    }
+    if (opt == "-version") {
+      out.print_and_exit = fmt::format("ferry-vm, machine type {}\n", kMachineType);
+      return out;
+    }
+    if (opt == "-S") {
+      out.machine.start_paused = true;
+      continue;
+    }
+    if (opt == "-nodefaults") continue;
+    if (opt == "-display") {
+      auto v = next_value(args, i);
+      if (!v.ok()) return v.take_status();
+      if (*v != "none")
+        return Error(ErrorCode::kInvalidArgument, "-display: only 'none' is supported, found '{}'", *v);
+      continue;
+    }
+    if (opt == "-only-migratable") continue;  // nothing is blocking migration today
+    static const std::set<std::string> kWithValue = {
+        "-name", "-m", "-machine", "-M", "-accel", "-qmp", "-qtest", "-device",
+        "-incoming", "-drive", "-object", "-netdev", "-guest"};
+    if (!kWithValue.contains(opt))
+      return Error(ErrorCode::kInvalidArgument, "{}: invalid option", args[i]);
+    auto value = next_value(args, i);
+    if (!value.ok()) return value.take_status();
+    const std::string& v = *value;
+    if (opt == "-name") {
+      out.machine.name = v;
+    } else if (opt == "-m") {
+      auto opts = parse_opts(kMemory, v);
+      if (!opts.ok()) return opts.take_status();
+      auto size = parse_size(opts->string("size").value_or("128M"), 1ull << 20);
+      if (!size.ok()) return size.take_status().prepend_message("-m");
+      out.machine.ram_size = *size;
+    } else if (opt == "-machine" || opt == "-M") {
+      auto opts = parse_opts(kMachine, v);
+      if (!opts.ok()) return opts.take_status();
+    } else if (opt == "-accel") {
+      auto opts = parse_opts(kAccel, v);
+      if (!opts.ok()) return opts.take_status();
+      out.machine.qtest_clock = opts->string("accel") == "qtest";
+    } else if (opt == "-qmp") {
+      auto opts = parse_opts(kQmp, v);
+      if (!opts.ok()) return opts.take_status();
+      if (opts->boolean("server") != true || opts->boolean("wait") != false)
+        return Error(ErrorCode::kInvalidArgument, "-qmp {}: only server=on,wait=off is supported", v);
+      out.machine.qmp = opts->string("path").value_or("");
+    } else if (opt == "-qtest") {
+      auto opts = parse_opts(kQtest, v);
+      if (!opts.ok()) return opts.take_status();
+      out.machine.qtest = opts->string("path").value_or("");
+    } else if (opt == "-device") {
+      FERRY_RETURN_IF_ERROR(parse_device(v, out));
+      if (!out.print_and_exit.empty()) return out;
+    } else if (opt == "-incoming" || opt == "-drive" || opt == "-object" || opt == "-netdev" ||
+               opt == "-guest") {
+      return not_yet(opt);
+    }
+  }
+  return out;
+}
+
+}  // namespace ferry::vm

@@ -1,0 +1,311 @@
+#include "vm/machine.h"
+
+#include <fmt/format.h>
+
+#include "base/log.h"
+#include "hw/pci/testdev.h"
+#include "memory/ram_block.h"
+
+namespace ferry::vm {
+
+// ---- windows the machine places in its address space ------------------------------------
+
+// The MSI window: a 32-bit write is an interrupt message (address bits 19:12 name the
+// destination, the data its vector); nothing is readable.
+class Machine::MsiWindow final : public memory::MmioHandler {
+ public:
+  explicit MsiWindow(Machine& machine) : machine_(machine) {}
+  uint64_t read(uint64_t, unsigned) override { return 0; }
+  void write(uint64_t offset, uint64_t value, unsigned) override {
+    machine_.write(kMsiWindowBase + offset, static_cast<uint32_t>(value));
+  }
+
+ private:
+  Machine& machine_;
+};
+
+// A PCI-layer handler (BAR, ECAM) seen through the memory layer's handler interface.
+class Machine::BarWindow final : public memory::MmioHandler {
+ public:
+  BarWindow(std::string name, pci::MmioHandler& inner) : name_(std::move(name)), inner_(inner) {}
+  const std::string& name() const { return name_; }
+  uint64_t read(uint64_t offset, unsigned size) override { return inner_.read(offset, size); }
+  void write(uint64_t offset, uint64_t value, unsigned size) override {
+    inner_.write(offset, value, size);
+  }
+
+ private:
+  std::string name_;
+  pci::MmioHandler& inner_;
+};
+
+std::vector<std::pair<std::string, std::string>> device_models() {
+  return {{"ferry-testdev", "PCI Express test function: scratch registers, INTx, MSI-X"}};
+}
+
+// ---- construction ------------------------------------------------------------------------
+
+Machine::Machine(EventLoop& loop, MachineConfig config) : loop_(loop), config_(std::move(config)) {}
+
+Machine::~Machine() {
+  // The QMP and qtest endpoints hold callbacks into the machine: close them first.
+  qtest_.reset();
+  qmp_.reset();
+}
+
+Result<std::unique_ptr<Machine>> Machine::create(EventLoop& loop, MachineConfig config) {
+  std::unique_ptr<Machine> machine(new Machine(loop, std::move(config)));
+  FERRY_RETURN_IF_ERROR(machine->build());
+  return machine;
+}
+
+Status Machine::build() {
+  if (config_.ram_size == 0 || config_.ram_size % 4096 != 0)
+    return Error(ErrorCode::kInvalidArgument, "-m: RAM size {} is not a positive multiple of 4 KiB",
+                 config_.ram_size);
+  if (config_.ram_size > kMaxRamSize)
+    return Error(ErrorCode::kInvalidArgument,
+                 "-m: {} MiB of RAM does not fit below the ECAM window ({} MiB at most)",
+                 config_.ram_size >> 20, kMaxRamSize >> 20);
+  auto ram = memory::RamBlock::anonymous("pc.ram", config_.ram_size);
+  if (!ram.ok()) return ram.take_status();
+  if (auto added = memory_.add_ram(0, std::move(ram).value()); !added.ok())
+    return added.take_status();
+
+  msi_window_ = std::make_unique<MsiWindow>(*this);
+  FERRY_RETURN_IF_ERROR(memory_.add_mmio("msi", kMsiWindowBase, kMsiWindowSize, *msi_window_));
+
+  pci_ = std::make_unique<pci::PciBus>(*this, *this, *this);
+  FERRY_RETURN_IF_ERROR(io_.add("pci-config", pci::PciBus::kConfigPortsBase,
+                                pci::PciBus::kConfigPortsSize, pci_->config_ports()));
+  ecam_window_ = std::make_unique<BarWindow>("ecam", pci_->ecam());
+  FERRY_RETURN_IF_ERROR(memory_.add_mmio("ecam", kEcamBase, pci::PciBus::kEcamSize, *ecam_window_));
+
+  for (const DeviceConfig& device : config_.devices) FERRY_RETURN_IF_ERROR(add_device(device));
+
+  if (!config_.qmp.empty()) {
+    auto qmp = QmpServer::listen(loop_, config_.qmp, QmpVersion{});
+    if (!qmp.ok()) return qmp.take_status().prepend_message("-qmp");
+    qmp_ = std::move(qmp).value();
+    FERRY_RETURN_IF_ERROR(register_qmp_commands());
+  }
+  if (!config_.qtest.empty()) {
+    auto qtest = QtestServer::connect(loop_, config_.qtest, *this);
+    if (!qtest.ok()) return qtest.take_status().prepend_message("-qtest");
+    qtest_ = std::move(qtest).value();
+  }
+  state_ = config_.start_paused ? RunState::kPrelaunch : RunState::kRunning;
+  return {};
+}
+
+Status Machine::add_device(const DeviceConfig& device) {
+  if (device.driver != "ferry-testdev")
+    return Error(ErrorCode::kInvalidArgument, "-device: '{}' is not a valid device model name",
+                 device.driver);
+  auto dev = pci::TestDevice::create();
+  if (!dev.ok()) return dev.take_status();
+  auto added = pci_->add(std::move(dev).value(), device.addr);
+  if (!added.ok()) return added.take_status().prepend_message("-device " + device.driver);
+  return {};
+}
+
+// ---- run state ---------------------------------------------------------------------------
+
+Status Machine::set_run_state(RunState to) {
+  RunState from = state_;
+  FERRY_RETURN_IF_ERROR(check_transition(from, to));
+  state_ = to;
+  if (qmp_ && is_running(from) && !is_running(to)) qmp_->emit_event("STOP");
+  if (qmp_ && !is_running(from) && is_running(to)) qmp_->emit_event("RESUME");
+  return {};
+}
+
+void Machine::request_exit(int exit_code) {
+  exit_code_ = exit_code;
+  loop_.quit();
+}
+
+// ---- PCI host side -------------------------------------------------------------------------
+
+void Machine::map_bar(const pci::BarRegion& region) {
+  std::string name = fmt::format("{}/bar{}", region.device->type_name(), region.bar);
+  if (region.is_io) {
+    Status st = io_.add(name, static_cast<uint32_t>(region.address),
+                        static_cast<uint32_t>(region.size), *region.handler);
+    if (!st.ok()) log(LogLevel::kWarn, "I/O BAR not mapped: {}", st.to_string());
+    return;
+  }
+  auto window = std::make_unique<BarWindow>(
+      fmt::format("{}@{:#x}", name, reinterpret_cast<uintptr_t>(region.device)), *region.handler);
+  Status st = memory_.add_mmio(window->name(), region.address, region.size, *window);
+  if (!st.ok()) {
+    // A guest may program overlapping BARs; like a bus with conflicting decoders, the
+    // conflicting BAR simply does not respond.
+    log(LogLevel::kWarn, "BAR not mapped: {}", st.to_string());
+    return;
+  }
+  bar_windows_[{region.device, region.bar}] = std::move(window);
+}
+
+void Machine::unmap_bar(const pci::BarRegion& region) {
+  if (region.is_io) {
+    io_.remove(fmt::format("{}/bar{}", region.device->type_name(), region.bar));
+    return;
+  }
+  auto it = bar_windows_.find({region.device, region.bar});
+  if (it == bar_windows_.end()) return;  // it never got mapped (conflict)
+  (void)memory_.remove_mmio(it->second->name());
+  bar_windows_.erase(it);
+}
+
+void Machine::set_irq(unsigned irq, bool level) {
+  irq_levels_[irq] = level;
+  if (intx_intercept_) intx_intercept_(static_cast<int>(irq), level);
+}
+
+void Machine::write(uint64_t address, uint32_t data) {
+  if (address >= kMsiWindowBase && address < kMsiWindowBase + kMsiWindowSize) {
+    // An edge: intercepting tests see it as a raise and lower of line `data`.
+    if (msi_intercept_) {
+      msi_intercept_(static_cast<int>(data), true);
+      msi_intercept_(static_cast<int>(data), false);
+    }
+    return;
+  }
+  Status st = memory_.store(address, data, 4);
+  if (!st.ok()) log(LogLevel::kWarn, "MSI write dropped: {}", st.to_string());
+}
+
+// ---- qtest -------------------------------------------------------------------------------
+
+uint64_t Machine::read(uint64_t addr, unsigned size) {
+  auto v = memory_.load(addr, size);
+  return v.ok() ? *v : 0;  // unassigned memory reads as zero, as on QEMU's PC machines
+}
+
+void Machine::write(uint64_t addr, unsigned size, uint64_t value) {
+  (void)memory_.store(addr, value, size);  // writes to unassigned memory are dropped
+}
+
+void Machine::read_bytes(uint64_t addr, std::span<uint8_t> out) {
+  if (!memory_.read(addr, out).ok()) std::fill(out.begin(), out.end(), 0);
+}
+
+void Machine::write_bytes(uint64_t addr, std::span<const uint8_t> data) {
+  (void)memory_.write(addr, data);
+}
+
+uint32_t Machine::port_in(uint16_t port, unsigned size) { return io_.read(port, size); }
+
+void Machine::port_out(uint16_t port, unsigned size, uint32_t value) {
+  io_.write(port, size, value);
+}
+
+int64_t Machine::clock_ns() {
+  return config_.qtest_clock ? virtual_clock_.now_ns() : real_clock_.now_ns();
+}
+
+std::optional<int64_t> Machine::next_deadline_ns() {
+  return loop_.next_deadline(config_.qtest_clock ? static_cast<const Clock&>(virtual_clock_)
+                                                 : static_cast<const Clock&>(real_clock_));
+}
+
+int64_t Machine::advance_clock(int64_t target_ns) {
+  if (!config_.qtest_clock) return real_clock_.now_ns();  // a real clock is not steered
+  return loop_.advance_clock(virtual_clock_, target_ns);
+}
+
+Status Machine::intercept_irqs(std::string_view device_path, IrqDirection, std::string_view,
+                               IrqHandler handler) {
+  if (device_path == "ioapic" || device_path == "/machine/ioapic") {
+    if (intx_intercept_) return Error(ErrorCode::kFailedPrecondition, "IRQ intercept already enabled");
+    intx_intercept_ = std::move(handler);
+    return {};
+  }
+  if (device_path == "msi" || device_path == "/machine/msi") {
+    if (msi_intercept_) return Error(ErrorCode::kFailedPrecondition, "IRQ intercept already enabled");
+    msi_intercept_ = std::move(handler);
+    return {};
+  }
+  return Error(ErrorCode::kInvalidArgument, "Unknown device");
+}
+
+// ---- QMP -----------------------------------------------------------------------------------
+
+Json Machine::query_pci() const {
+  Json devices = Json::array();
+  for (const pci::PciDeviceInfo& d : pci_->query()) {
+    Json regions = Json::array();
+    for (const auto& bar : d.bars) {
+      Json r = {{"bar", bar.bar},
+                {"type", bar.type == pci::BarType::kIo ? "io" : "memory"},
+                {"address", bar.address},
+                {"size", bar.size}};
+      if (bar.type != pci::BarType::kIo) {
+        r["prefetch"] = bar.prefetchable;
+        r["mem_type_64"] = bar.type == pci::BarType::kMem64;
+      }
+      regions.push_back(std::move(r));
+    }
+    Json dev = {{"bus", d.bus},
+                {"slot", d.slot},
+                {"function", d.function},
+                {"class_info", {{"class", d.class_code >> 8}}},
+                {"id",
+                 {{"device", d.device},
+                  {"vendor", d.vendor},
+                  {"subsystem", d.subsystem},
+                  {"subsystem-vendor", d.subsystem_vendor}}},
+                {"qdev_id", ""},
+                {"regions", std::move(regions)}};
+    if (d.pin != 0) {
+      dev["irq"] = d.irq;
+      dev["irq_pin"] = d.pin;
+    }
+    devices.push_back(std::move(dev));
+  }
+  return Json::array({{{"bus", 0}, {"devices", std::move(devices)}}});
+}
+
+Status Machine::register_qmp_commands() {
+  FERRY_RETURN_IF_ERROR(qmp_->add_command("query-status", [this](const Json& args) -> Result<Json> {
+    FERRY_RETURN_IF_ERROR(QmpArgs(args).finish());
+    return Json{{"status", run_state_name(state_)},
+                {"singlestep", false},
+                {"running", is_running(state_)}};
+  }));
+  FERRY_RETURN_IF_ERROR(qmp_->add_command("stop", [this](const Json& args) -> Result<Json> {
+    FERRY_RETURN_IF_ERROR(QmpArgs(args).finish());
+    if (state_ == RunState::kRunning || state_ == RunState::kPrelaunch)
+      FERRY_RETURN_IF_ERROR(set_run_state(RunState::kPaused));
+    return Json::object();
+  }));
+  FERRY_RETURN_IF_ERROR(qmp_->add_command("cont", [this](const Json& args) -> Result<Json> {
+    FERRY_RETURN_IF_ERROR(QmpArgs(args).finish());
+    if (state_ == RunState::kShutdown)
+      return Error(ErrorCode::kFailedPrecondition,
+                   "Resetting the Virtual Machine is required");
+    FERRY_RETURN_IF_ERROR(set_run_state(RunState::kRunning));
+    return Json::object();
+  }));
+  FERRY_RETURN_IF_ERROR(qmp_->add_command("quit", [this](const Json& args) -> Result<Json> {
+    FERRY_RETURN_IF_ERROR(QmpArgs(args).finish());
+    qmp_->emit_event("SHUTDOWN", Json{{"guest", false}, {"reason", "host-qmp-quit"}});
+    // Exit once this reply has been queued and flushed by the next loop iteration.
+    loop_.schedule([this] { request_exit(0); });
+    return Json::object();
+  }));
+  FERRY_RETURN_IF_ERROR(qmp_->add_command("query-pci", [this](const Json& args) -> Result<Json> {
+    FERRY_RETURN_IF_ERROR(QmpArgs(args).finish());
+    return query_pci();
+  }));
+  FERRY_RETURN_IF_ERROR(qmp_->add_command("query-name", [this](const Json& args) -> Result<Json> {
+    FERRY_RETURN_IF_ERROR(QmpArgs(args).finish());
+    Json reply = Json::object();
+    if (!config_.name.empty()) reply["name"] = config_.name;
+    return reply;
+  }));
+  return {};
+}
+
+}  // namespace ferry::vm

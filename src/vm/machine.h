@@ -1,0 +1,130 @@
+// The machine "ferry": guest RAM from address 0, PCI config through ports 0xcf8/0xcfc and
+// an ECAM window, BARs wherever software programs them, and the MSI window. It owns the
+// event loop's devices, the run state, and the QMP and qtest endpoints, and is the one
+// object holding mutable process-wide state.
+//
+// Memory map:
+//   0x0000_0000 .. RAM size      guest RAM (block "pc.ram")
+//   0xb000_0000 .. +1 MiB        ECAM, bus 0
+//   0xc000_0000 .. 0xfec0_0000   the window software is expected to place BARs in
+//   0xfee0_0000 .. +1 MiB        MSI window: 32-bit writes here are interrupts
+//
+// Threads: everything runs on the main loop thread today (there is no vCPU thread yet);
+// the machine lock of DESIGN.md §3 arrives with guest programs.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "base/event_loop.h"
+#include "hw/pci/interfaces.h"
+#include "hw/pci/pci_bus.h"
+#include "memory/address_space.h"
+#include "vm/io_ports.h"
+#include "vm/qmp_server.h"
+#include "vm/qtest_server.h"
+#include "vm/run_state.h"
+
+namespace ferry::vm {
+
+inline constexpr std::string_view kMachineType = "ferry-1.0";
+inline constexpr uint64_t kEcamBase = 0xb0000000;
+inline constexpr uint64_t kMaxRamSize = kEcamBase;
+inline constexpr uint64_t kMsiWindowBase = 0xfee00000;
+inline constexpr uint64_t kMsiWindowSize = 0x100000;
+
+struct DeviceConfig {
+  std::string driver;
+  std::string id;
+  std::string addr;  // QEMU's SLOT[.FN]; empty: first free slot
+};
+
+struct MachineConfig {
+  std::string name;
+  uint64_t ram_size = 128ull << 20;
+  bool start_paused = false;  // -S
+  bool qtest_clock = false;   // -accel qtest: the clock moves only through qtest
+  std::string qmp;            // unix:PATH
+  std::string qtest;          // unix:PATH
+  std::vector<DeviceConfig> devices;
+};
+
+// The device models -device accepts, with a one-line description.
+std::vector<std::pair<std::string, std::string>> device_models();
+
+class Machine final : public pci::PciHost,
+                      public pci::InterruptSink,
+                      public pci::MsiSink,
+                      public QtestTarget {
+ public:
+  static Result<std::unique_ptr<Machine>> create(EventLoop& loop, MachineConfig config);
+  ~Machine() override;
+
+  RunState run_state() const { return state_; }
+  // Changes the run state, emitting STOP/RESUME as QEMU does.
+  Status set_run_state(RunState to);
+  // Asks the main loop to end; run() then returns `exit_code`.
+  void request_exit(int exit_code);
+  bool exit_requested() const { return exit_code_.has_value(); }
+  int exit_code() const { return exit_code_.value_or(0); }
+
+  memory::AddressSpace& memory() { return memory_; }
+  IoPorts& io_ports() { return io_; }
+  pci::PciBus& pci_bus() { return *pci_; }
+
+  // PciHost
+  void map_bar(const pci::BarRegion& region) override;
+  void unmap_bar(const pci::BarRegion& region) override;
+  // InterruptSink (INTx lines after routing)
+  void set_irq(unsigned irq, bool level) override;
+  // MsiSink: interrupts inside the MSI window, memory writes elsewhere
+  void write(uint64_t address, uint32_t data) override;
+
+  // QtestTarget
+  uint64_t read(uint64_t addr, unsigned size) override;
+  void write(uint64_t addr, unsigned size, uint64_t value) override;
+  void read_bytes(uint64_t addr, std::span<uint8_t> out) override;
+  void write_bytes(uint64_t addr, std::span<const uint8_t> data) override;
+  uint32_t port_in(uint16_t port, unsigned size) override;
+  void port_out(uint16_t port, unsigned size, uint32_t value) override;
+  int64_t clock_ns() override;
+  std::optional<int64_t> next_deadline_ns() override;
+  int64_t advance_clock(int64_t target_ns) override;
+  Status intercept_irqs(std::string_view device_path, IrqDirection direction,
+                        std::string_view gpio_name, IrqHandler handler) override;
+
+ private:
+  Machine(EventLoop& loop, MachineConfig config);
+  Status build();
+  Status add_device(const DeviceConfig& device);
+  Status register_qmp_commands();
+  Json query_pci() const;
+
+  class MsiWindow;
+  class BarWindow;
+
+  EventLoop& loop_;
+  MachineConfig config_;
+  RunState state_ = RunState::kPrelaunch;
+  std::optional<int> exit_code_;
+  MonotonicClock real_clock_;
+  VirtualClock virtual_clock_;
+  memory::AddressSpace memory_;
+  IoPorts io_;
+  std::unique_ptr<pci::PciBus> pci_;
+  std::unique_ptr<MsiWindow> msi_window_;
+  std::unique_ptr<BarWindow> ecam_window_;
+  std::map<std::pair<const pci::PciDevice*, int>, std::unique_ptr<BarWindow>> bar_windows_;
+  std::map<unsigned, bool> irq_levels_;
+  IrqHandler intx_intercept_;
+  IrqHandler msi_intercept_;
+  std::unique_ptr<QmpServer> qmp_;
+  std::unique_ptr<QtestServer> qtest_;
+};
+
+}  // namespace ferry::vm

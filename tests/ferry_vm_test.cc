@@ -1,0 +1,308 @@
+// Black-box tests of the VM process: ferry-vm driven through QMP and qtest exactly as a
+// management tool or QEMU's own qtests would drive a VM.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <optional>
+
+#include "support/child_process.h"
+#include "support/qmp_client.h"
+#include "support/qtest_client.h"
+
+namespace ferry::testing {
+namespace {
+
+constexpr const char* kFerryVm = FERRY_VM_PATH;
+
+std::string unique_base(const char* what) {
+  static int counter = 0;
+  return fmt::format("/tmp/ferry-vm-test-{}-{}-{}", ::getpid(), what, counter++);
+}
+
+// A running ferry-vm with a QMP client and a qtest connection.
+class FerryVm {
+ public:
+  static std::unique_ptr<FerryVm> start(std::vector<std::string> extra) {
+    auto vm = std::unique_ptr<FerryVm>(new FerryVm());
+    std::string base = unique_base("vm");
+    vm->qmp_path_ = base + ".qmp";
+    auto listener = UnixListener::listen(base + ".qtest");
+    EXPECT_TRUE(listener.ok()) << listener.status().to_string();
+    if (!listener.ok()) return nullptr;
+    std::vector<std::string> argv = {kFerryVm, "-qmp", "unix:" + vm->qmp_path_ + ",server=on,wait=off",
+                                     "-qtest", "unix:" + base + ".qtest"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto child = ChildProcess::spawn(argv, base + ".stderr");
+    EXPECT_TRUE(child.ok()) << child.status().to_string();
+    if (!child.ok()) return nullptr;
+    vm->process_.emplace(std::move(child).value());
+    auto conn = listener->accept(Millis(10000));
+    EXPECT_TRUE(conn.ok()) << conn.status().to_string() << "\n" << vm->process_->stderr_text();
+    if (!conn.ok()) return nullptr;
+    vm->qtest_.emplace(std::move(conn).value());
+    auto qmp = QmpClient::connect(vm->qmp_path_);
+    EXPECT_TRUE(qmp.ok()) << qmp.status().to_string();
+    if (!qmp.ok()) return nullptr;
+    vm->qmp_.emplace(std::move(qmp).value());
+    return vm;
+  }
+
+  QmpClient& qmp() { return *qmp_; }
+  QtestClient& qtest() { return *qtest_; }
+  ChildProcess& process() { return *process_; }
+
+  Json ok(const std::string& cmd, const Json& args = Json::object()) {
+    auto reply = qmp_->execute(cmd, args);
+    EXPECT_TRUE(reply.ok()) << reply.status().to_string();
+    EXPECT_TRUE(reply.ok() && reply->contains("return")) << (reply.ok() ? reply->dump() : "");
+    return reply.ok() ? (*reply)["return"] : Json();
+  }
+
+  // PCI config space through mechanism 1 (ports 0xcf8/0xcfc).
+  uint32_t config_read(int slot, uint32_t offset, unsigned bits = 32) {
+    uint32_t address = 0x80000000u | (uint32_t(slot) << 11) | (offset & 0xfc);
+    EXPECT_TRUE(qtest_->out(32, 0xcf8, address).ok());
+    auto v = qtest_->in(bits, static_cast<uint16_t>(0xcfc + (offset & 3)));
+    EXPECT_TRUE(v.ok()) << v.status().to_string();
+    return v.ok() ? static_cast<uint32_t>(*v) : 0;
+  }
+  void config_write(int slot, uint32_t offset, uint32_t value, unsigned bits = 32) {
+    uint32_t address = 0x80000000u | (uint32_t(slot) << 11) | (offset & 0xfc);
+    EXPECT_TRUE(qtest_->out(32, 0xcf8, address).ok());
+    EXPECT_TRUE(qtest_->out(bits, static_cast<uint16_t>(0xcfc + (offset & 3)), value).ok());
+  }
+  uint64_t mem(unsigned bits, uint64_t addr) {
+    auto v = qtest_->read(bits, addr);
+    EXPECT_TRUE(v.ok()) << v.status().to_string();
+    return v.ok() ? *v : 0;
+  }
+  void mem_write(unsigned bits, uint64_t addr, uint64_t value) {
+    EXPECT_TRUE(qtest_->write(bits, addr, value).ok());
+  }
+  // Offset of capability `id`, walking the list from 0x34; 0 if absent.
+  uint32_t find_capability(int slot, uint8_t id) {
+    uint32_t at = config_read(slot, 0x34, 8);
+    for (int hops = 0; at != 0 && hops < 48; ++hops) {
+      if ((config_read(slot, at, 8)) == id) return at;
+      at = config_read(slot, at + 1, 8);
+    }
+    return 0;
+  }
+
+ private:
+  FerryVm() = default;
+  std::string qmp_path_;
+  std::optional<ChildProcess> process_;
+  std::optional<QtestClient> qtest_;
+  std::optional<QmpClient> qmp_;
+};
+
+constexpr int kTestdevSlot = 3;
+const std::vector<std::string> kWithTestdev = {"-S", "-m", "64M", "-device",
+                                               "ferry-testdev,addr=3"};
+
+// ---- QMP and run states ---------------------------------------------------------------------
+
+TEST(FerryVmQmp, StatusStopContAndEvents) {
+  auto vm = FerryVm::start({"-S", "-name", "guest-a"});
+  ASSERT_TRUE(vm);
+  EXPECT_TRUE(vm->qmp().greeting()["QMP"].contains("capabilities"));
+  EXPECT_EQ(vm->ok("query-status")["status"], "prelaunch");
+  EXPECT_EQ(vm->ok("query-name")["name"], "guest-a");
+  vm->ok("cont");
+  ASSERT_TRUE(vm->qmp().wait_event("RESUME", Millis(5000)).ok());
+  Json status = vm->ok("query-status");
+  EXPECT_EQ(status["status"], "running");
+  EXPECT_EQ(status["running"], true);
+  vm->ok("stop");
+  auto stop = vm->qmp().wait_event("STOP", Millis(5000));
+  ASSERT_TRUE(stop.ok());
+  EXPECT_TRUE((*stop)["timestamp"].contains("seconds"));
+  EXPECT_EQ(vm->ok("query-status")["status"], "paused");
+}
+
+TEST(FerryVmQmp, ErrorsAreRepliesNotCrashes) {
+  auto vm = FerryVm::start({"-S"});
+  ASSERT_TRUE(vm);
+  auto missing = vm->qmp().execute("no-such-command");
+  ASSERT_TRUE(missing.ok());
+  EXPECT_EQ((*missing)["error"]["class"], "CommandNotFound");
+  EXPECT_EQ((*missing)["error"]["desc"], "The command no-such-command has not been found");
+  auto extra = vm->qmp().execute("stop", Json{{"bogus", 1}});
+  ASSERT_TRUE(extra.ok());
+  EXPECT_EQ((*extra)["error"]["class"], "GenericError");
+  EXPECT_NE((*extra)["error"]["desc"].get<std::string>().find("bogus"), std::string::npos);
+  auto garbage = vm->qmp().send_raw("{\"execute\": [}\n");
+  ASSERT_TRUE(garbage.ok()) << garbage.status().to_string();
+  EXPECT_EQ((*garbage)["error"]["class"], "GenericError");
+  EXPECT_EQ(vm->ok("query-status")["status"], "prelaunch");  // still serving
+}
+
+TEST(FerryVmQmp, QuitEmitsShutdownAndExitsCleanly) {
+  auto vm = FerryVm::start({"-S"});
+  ASSERT_TRUE(vm);
+  vm->ok("quit");
+  auto shutdown = vm->qmp().wait_event("SHUTDOWN", Millis(5000));
+  ASSERT_TRUE(shutdown.ok());
+  EXPECT_EQ((*shutdown)["data"]["reason"], "host-qmp-quit");
+  EXPECT_EQ(vm->process().wait(Millis(10000)), 0) << vm->process().stderr_text();
+}
+
+// ---- PCI --------------------------------------------------------------------------------------
+
+TEST(FerryVmPci, EnumerationThroughPortsAndEcam) {
+  auto vm = FerryVm::start(kWithTestdev);
+  ASSERT_TRUE(vm);
+  EXPECT_EQ(vm->config_read(0, 0x00), 0x00081b36u);  // host bridge
+  EXPECT_EQ(vm->config_read(0, 0x08) >> 8, 0x060000u);
+  EXPECT_EQ(vm->config_read(kTestdevSlot, 0x00), 0x01051b36u);
+  EXPECT_EQ(vm->config_read(kTestdevSlot, 0x00, 16), 0x1b36u);
+  EXPECT_EQ(vm->config_read(kTestdevSlot, 0x02, 16), 0x0105u);
+  EXPECT_EQ(vm->config_read(5, 0x00), 0xffffffffu);  // empty slot
+  // ECAM at 0xb0000000: bus 0, slot 3 -> offset 3 << 15.
+  EXPECT_EQ(vm->mem(32, 0xb0000000 + (kTestdevSlot << 15)), 0x01051b36u);
+  EXPECT_EQ(vm->mem(32, 0xb0000000 + (7 << 15)), 0xffffffffu);
+  Json pci = vm->ok("query-pci");
+  ASSERT_EQ(pci[0]["devices"].size(), 2u);
+  EXPECT_EQ(pci[0]["devices"][1]["slot"], kTestdevSlot);
+  EXPECT_EQ(pci[0]["devices"][1]["id"]["device"], 0x0105);
+}
+
+TEST(FerryVmPci, BarSizingProgrammingAndDecoding) {
+  auto vm = FerryVm::start(kWithTestdev);
+  ASSERT_TRUE(vm);
+  // BAR0: 64-bit memory, 16 KiB.
+  vm->config_write(kTestdevSlot, 0x10, 0xffffffff);
+  vm->config_write(kTestdevSlot, 0x14, 0xffffffff);
+  EXPECT_EQ(vm->config_read(kTestdevSlot, 0x10), 0xffffc004u);
+  EXPECT_EQ(vm->config_read(kTestdevSlot, 0x14), 0xffffffffu);
+  // BAR2: 16 I/O ports.
+  vm->config_write(kTestdevSlot, 0x18, 0xffffffff);
+  EXPECT_EQ(vm->config_read(kTestdevSlot, 0x18) & 0xffff, 0xfff1u);
+
+  vm->config_write(kTestdevSlot, 0x10, 0xc0000000);
+  vm->config_write(kTestdevSlot, 0x14, 0);
+  vm->config_write(kTestdevSlot, 0x18, 0xc000);
+  // Decoding off: nothing answers yet.
+  vm->mem_write(32, 0xc0000000, 0xabcd);
+  EXPECT_EQ(vm->mem(32, 0xc0000000), 0u);
+  vm->config_write(kTestdevSlot, 0x04, 0x3, 16);  // I/O + memory space
+  vm->mem_write(32, 0xc0000000, 0x600dcafe);
+  EXPECT_EQ(vm->mem(32, 0xc0000000), 0x600dcafeu);
+  ASSERT_TRUE(vm->qtest().out(32, 0xc000, 0x11223344).ok());
+  auto io = vm->qtest().in(16, 0xc002);
+  ASSERT_TRUE(io.ok());
+  EXPECT_EQ(*io, 0x1122u);
+  Json regions = vm->ok("query-pci")[0]["devices"][1]["regions"];
+  ASSERT_GE(regions.size(), 2u);
+  EXPECT_EQ(regions[0]["address"], 0xc0000000u);
+  EXPECT_EQ(regions[0]["size"], 0x4000u);
+  EXPECT_EQ(regions[0]["mem_type_64"], true);
+  // Moving the BAR moves the registers.
+  vm->config_write(kTestdevSlot, 0x10, 0xd0000000);
+  EXPECT_EQ(vm->mem(32, 0xd0000000), 0x600dcafeu);
+  EXPECT_EQ(vm->mem(32, 0xc0000000), 0u);
+}
+
+// Maps BAR0 at 0xc0000000 with memory decoding and bus mastering on.
+void map_testdev(FerryVm& vm) {
+  vm.config_write(kTestdevSlot, 0x10, 0xc0000000);
+  vm.config_write(kTestdevSlot, 0x14, 0);
+  vm.config_write(kTestdevSlot, 0x04, 0x6, 16);  // memory space + bus master
+}
+
+TEST(FerryVmPci, IntxLevelSeenThroughIrqIntercept) {
+  auto vm = FerryVm::start(kWithTestdev);
+  ASSERT_TRUE(vm);
+  map_testdev(*vm);
+  uint32_t line = vm->config_read(kTestdevSlot, 0x3c, 8);
+  EXPECT_EQ(vm->config_read(kTestdevSlot, 0x3d, 8), 1u);  // pin A
+  auto reply = vm->qtest().command("irq_intercept_in ioapic");
+  ASSERT_TRUE(reply.ok());
+  ASSERT_EQ(*reply, "OK");
+  vm->mem_write(32, 0xc0000004, 1);
+  EXPECT_EQ(vm->mem(32, 0xc0000004), 1u);
+  ASSERT_EQ(vm->qtest().irqs().size(), 1u);
+  EXPECT_EQ(vm->qtest().irqs().front(), fmt::format("raise {}", line));
+  EXPECT_TRUE(vm->config_read(kTestdevSlot, 0x06, 16) & 0x8);  // interrupt status
+  vm->mem_write(32, 0xc0000004, 0);
+  ASSERT_EQ(vm->qtest().irqs().size(), 2u);
+  EXPECT_EQ(vm->qtest().irqs().back(), fmt::format("lower {}", line));
+  // INTx disable in the command register keeps the line low.
+  vm->config_write(kTestdevSlot, 0x04, 0x406, 16);
+  vm->mem_write(32, 0xc0000004, 1);
+  EXPECT_EQ(vm->qtest().irqs().size(), 2u);
+}
+
+TEST(FerryVmPci, MsixIntoRamAndTheMsiWindowWithMasking) {
+  auto vm = FerryVm::start(kWithTestdev);
+  ASSERT_TRUE(vm);
+  map_testdev(*vm);
+  uint32_t cap = vm->find_capability(kTestdevSlot, 0x11);
+  ASSERT_NE(cap, 0u);
+  EXPECT_EQ((vm->config_read(kTestdevSlot, cap + 2, 16) & 0x7ff) + 1, 8u);  // table size
+  vm->config_write(kTestdevSlot, cap + 2, 0x8000, 16);  // MSI-X enable
+  const uint64_t table = 0xc0002000, pba = 0xc0003000;
+  // Vector 0 -> RAM at 0x3000 (a plain memory write), vector 1 -> the MSI window.
+  vm->mem_write(32, table + 0, 0x3000);
+  vm->mem_write(32, table + 4, 0);
+  vm->mem_write(32, table + 8, 0x1234);
+  vm->mem_write(32, table + 12, 0);
+  vm->mem_write(32, table + 16, 0xfee00000);
+  vm->mem_write(32, table + 20, 0);
+  vm->mem_write(32, table + 24, 0x41);
+  vm->mem_write(32, table + 28, 1);  // masked
+  auto reply = vm->qtest().command("irq_intercept_in msi");
+  ASSERT_TRUE(reply.ok());
+  ASSERT_EQ(*reply, "OK");
+
+  vm->mem_write(32, 0xc0000008, 0);  // notify vector 0
+  EXPECT_EQ(vm->mem(32, 0x3000), 0x1234u);
+  vm->mem_write(32, 0xc0000008, 1);  // vector 1 is masked: pending, nothing delivered
+  EXPECT_TRUE(vm->qtest().irqs().empty());
+  EXPECT_EQ(vm->mem(32, pba) & 0x2, 0x2u);
+  vm->mem_write(32, table + 28, 0);  // unmask: the pending message goes out
+  ASSERT_EQ(vm->qtest().irqs().size(), 2u);
+  EXPECT_EQ(vm->qtest().irqs().front(), "raise 65");
+  EXPECT_EQ(vm->mem(32, pba) & 0x2, 0u);
+  EXPECT_EQ(vm->mem(32, 0xc000000c), 2u);  // notify count
+}
+
+// ---- command line ---------------------------------------------------------------------------
+
+std::pair<int, std::string> run_vm(std::vector<std::string> args) {
+  args.insert(args.begin(), kFerryVm);
+  auto child = ChildProcess::spawn(args, unique_base("cli") + ".stderr");
+  if (!child.ok()) return {-1, child.status().to_string()};
+  auto code = child->wait(Millis(10000));
+  return {code.value_or(-1), child->stderr_text()};
+}
+
+TEST(FerryVmCommandLine, BadOptionsNameOptionAndValue) {
+  auto [code, err] = run_vm({"-m", "lots"});
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(err.find("-m"), std::string::npos) << err;
+  EXPECT_NE(err.find("lots"), std::string::npos) << err;
+  std::tie(code, err) = run_vm({"-device", "warp-drive"});
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(err.find("'warp-drive' is not a valid device model name"), std::string::npos) << err;
+  std::tie(code, err) = run_vm({"-device", "ferry-testdev,speed=9"});
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(err.find("speed"), std::string::npos) << err;
+  std::tie(code, err) = run_vm({"-frobnicate"});
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(err.find("-frobnicate: invalid option"), std::string::npos) << err;
+  std::tie(code, err) = run_vm({"-device", "ferry-testdev,addr=40"});
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(err.find("40"), std::string::npos) << err;
+}
+
+TEST(FerryVmCommandLine, DeviceHelpListsModelsAndProperties) {
+  auto child = ChildProcess::spawn({kFerryVm, "-device", "help"}, unique_base("help") + ".stderr");
+  ASSERT_TRUE(child.ok());
+  EXPECT_EQ(child->wait(Millis(10000)), 0);
+}
+
+}  // namespace
+}  // namespace ferry::testing
