@@ -37,6 +37,7 @@ const std::string kUsage =
     "  -qmp unix:PATH,server=on,wait=off   QMP control socket\n"
     "  -qtest unix:PATH           connect to a qtest socket\n"
     "  -S                         do not start running (prelaunch)\n"
+    "  -incoming URI|defer        wait for a migration stream (tcp: unix: file: fd: exec:)\n"
     "  -nodefaults, -display none accepted for QEMU compatibility\n";
 
 Result<std::string> next_value(const std::vector<std::string>& args, size_t& i) {
@@ -118,9 +119,7 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& args) {
     } else if (opt == "-m") {
       auto opts = parse_opts(kMemory, v);
       if (!opts.ok()) return opts.take_status();
-      auto size = parse_size(opts->string("size").value_or("128M"), 1ull << 20);
-      if (!size.ok()) return size.take_status().prepend_message("-m");
-      out.machine.ram_size = *size;
+      out.machine.ram_size = opts->number("size").value_or(128ull << 20);
     } else if (opt == "-machine" || opt == "-M") {
       auto opts = parse_opts(kMachine, v);
       if (!opts.ok()) return opts.take_status();
@@ -141,8 +140,9 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& args) {
     } else if (opt == "-device") {
       FERRY_RETURN_IF_ERROR(parse_device(v, out));
       if (!out.print_and_exit.empty()) return out;
-    } else if (opt == "-incoming" || opt == "-drive" || opt == "-object" || opt == "-netdev" ||
-               opt == "-guest") {
+    } else if (opt == "-incoming") {
+      out.machine.incoming = v;
+    } else if (opt == "-drive" || opt == "-object" || opt == "-netdev" || opt == "-guest") {
       return not_yet(opt);
     }
   }

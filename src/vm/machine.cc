@@ -5,6 +5,7 @@
 #include "base/log.h"
 #include "hw/pci/testdev.h"
 #include "memory/ram_block.h"
+#include "migration/section_registry.h"
 
 namespace ferry::vm {
 
@@ -48,7 +49,8 @@ std::vector<std::pair<std::string, std::string>> device_models() {
 Machine::Machine(EventLoop& loop, MachineConfig config) : loop_(loop), config_(std::move(config)) {}
 
 Machine::~Machine() {
-  // The QMP and qtest endpoints hold callbacks into the machine: close them first.
+  // Migration threads first, then the endpoints holding callbacks into the machine.
+  migration_.reset();
   qtest_.reset();
   qmp_.reset();
 }
@@ -81,6 +83,9 @@ Status Machine::build() {
   ecam_window_ = std::make_unique<BarWindow>("ecam", pci_->ecam());
   FERRY_RETURN_IF_ERROR(memory_.add_mmio("ecam", kEcamBase, pci::PciBus::kEcamSize, *ecam_window_));
 
+  migration_ = std::make_unique<MigrationControl>(*this, loop_);
+  if (auto ram_section = migration_->registry().add_ram(); !ram_section.ok())
+    return ram_section.take_status();
   for (const DeviceConfig& device : config_.devices) FERRY_RETURN_IF_ERROR(add_device(device));
 
   if (!config_.qmp.empty()) {
@@ -88,6 +93,7 @@ Status Machine::build() {
     if (!qmp.ok()) return qmp.take_status().prepend_message("-qmp");
     qmp_ = std::move(qmp).value();
     FERRY_RETURN_IF_ERROR(register_qmp_commands());
+    FERRY_RETURN_IF_ERROR(migration_->register_qmp_commands(*qmp_));
   }
   if (!config_.qtest.empty()) {
     auto qtest = QtestServer::connect(loop_, config_.qtest, *this);
@@ -95,6 +101,10 @@ Status Machine::build() {
     qtest_ = std::move(qtest).value();
   }
   state_ = config_.start_paused ? RunState::kPrelaunch : RunState::kRunning;
+  if (!config_.incoming.empty()) {
+    state_ = RunState::kInMigrate;
+    if (config_.incoming != "defer") FERRY_RETURN_IF_ERROR(migration_->listen(config_.incoming));
+  }
   return {};
 }
 
@@ -104,8 +114,14 @@ Status Machine::add_device(const DeviceConfig& device) {
                  device.driver);
   auto dev = pci::TestDevice::create();
   if (!dev.ok()) return dev.take_status();
+  pci::TestDevice& testdev = **dev;
   auto added = pci_->add(std::move(dev).value(), device.addr);
   if (!added.ok()) return added.take_status().prepend_message("-device " + device.driver);
+  pci::PciAddress at = *testdev.address();
+  auto section = migration_->registry().add(
+      migration::pci_idstr(0, 0, at.slot, at.function, pci::kTestDeviceState.name()),
+      vmstate::bind(pci::kTestDeviceState, testdev));
+  if (!section.ok()) return section.take_status();
   return {};
 }
 

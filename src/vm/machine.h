@@ -26,6 +26,7 @@
 #include "hw/pci/pci_bus.h"
 #include "memory/address_space.h"
 #include "vm/io_ports.h"
+#include "vm/migration_control.h"
 #include "vm/qmp_server.h"
 #include "vm/qtest_server.h"
 #include "vm/run_state.h"
@@ -51,6 +52,7 @@ struct MachineConfig {
   bool qtest_clock = false;   // -accel qtest: the clock moves only through qtest
   std::string qmp;            // unix:PATH
   std::string qtest;          // unix:PATH
+  std::string incoming;       // -incoming URI or "defer"; empty: not a destination
   std::vector<DeviceConfig> devices;
 };
 
@@ -73,6 +75,7 @@ class Machine final : public pci::PciHost,
   bool exit_requested() const { return exit_code_.has_value(); }
   int exit_code() const { return exit_code_.value_or(0); }
 
+  bool start_paused() const { return config_.start_paused; }
   memory::AddressSpace& memory() { return memory_; }
   IoPorts& io_ports() { return io_; }
   pci::PciBus& pci_bus() { return *pci_; }
@@ -125,6 +128,8 @@ class Machine final : public pci::PciHost,
   IrqHandler msi_intercept_;
   std::unique_ptr<QmpServer> qmp_;
   std::unique_ptr<QtestServer> qtest_;
+  // Declared last: destroyed first, so its threads stop before the state they use goes.
+  std::unique_ptr<MigrationControl> migration_;
 };
 
 }  // namespace ferry::vm

@@ -1,0 +1,77 @@
+#include "migration/destination.h"
+
+#include "migration/ram_section.h"
+#include "migration/stream.h"
+#include "migration/stream_reader.h"
+
+namespace ferry::migration {
+
+DestinationMigration::DestinationMigration(std::unique_ptr<Listener> listener,
+                                           std::string machine_type, SectionRegistry& registry,
+                                           std::vector<memory::RamBlock*> ram,
+                                           DestinationHooks& hooks)
+    : listener_(std::move(listener)),
+      machine_type_(std::move(machine_type)),
+      registry_(registry),
+      ram_(std::move(ram)),
+      hooks_(hooks) {}
+
+DestinationMigration::~DestinationMigration() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void DestinationMigration::start() {
+  thread_ = std::thread([this] { run(); });
+}
+
+std::string DestinationMigration::status() const {
+  std::lock_guard lock(mutex_);
+  return status_;
+}
+
+void DestinationMigration::run() {
+  auto channel = listener_->accept();
+  Status st;
+  if (!channel.ok()) {
+    st = channel.take_status();
+  } else {
+    {
+      std::lock_guard lock(mutex_);
+      status_ = "active";
+    }
+    hooks_.status_changed("active");
+    st = receive(**channel);
+    (void)(*channel)->close();
+  }
+  {
+    std::lock_guard lock(mutex_);
+    status_ = st.ok() ? "completed" : "failed";
+  }
+  hooks_.status_changed(st.ok() ? "completed" : "failed");
+  if (!st.ok()) hooks_.failed(st);
+  finished_.store(true, std::memory_order_release);
+}
+
+Status DestinationMigration::receive(Channel& channel) {
+  bool socket = channel.name().rfind("tcp:", 0) == 0 || channel.name().rfind("unix:", 0) == 0;
+  StreamReader reader(channel);
+  RamLoader ram(ram_);
+  Status st = load_stream(reader, machine_type_, registry_, ram);
+  if (!st.ok()) {
+    if (socket) {
+      std::string msg = "error " + st.to_string() + "\n";
+      (void)channel.write_all({reinterpret_cast<const uint8_t*>(msg.data()), msg.size()});
+    }
+    return st;
+  }
+  auto say = [&](std::string_view line) {
+    std::string msg = std::string(line) + "\n";
+    if (socket)
+      (void)channel.write_all({reinterpret_cast<const uint8_t*>(msg.data()), msg.size()});
+  };
+  say("loaded");
+  say(hooks_.loaded());
+  return {};
+}
+
+}  // namespace ferry::migration

@@ -1,0 +1,60 @@
+// The destination side: on its own thread, accepts the incoming connection, loads the
+// whole stream into the registered sections and RAM, then reports back through the
+// return path ("loaded", then "running"/"paused", or "error <reason>") when the channel
+// is a socket. While it runs the machine is in "inmigrate" and leaves device state to it.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "memory/ram_block.h"
+#include "migration/channel.h"
+#include "migration/section_registry.h"
+
+namespace ferry::migration {
+
+class DestinationHooks {
+ public:
+  virtual ~DestinationHooks() = default;
+  // The stream loaded: start the VM (or leave it paused with -S); returns the run state
+  // reached ("running" or "paused"). Called from the incoming thread; may block.
+  virtual std::string loaded() = 0;
+  // Loading failed; the machine reports it and exits non-zero, never running the VM.
+  virtual void failed(const Status& error) = 0;
+  virtual void status_changed(std::string_view status) = 0;
+};
+
+class DestinationMigration {
+ public:
+  DestinationMigration(std::unique_ptr<Listener> listener, std::string machine_type,
+                       SectionRegistry& registry, std::vector<memory::RamBlock*> ram,
+                       DestinationHooks& hooks);
+  ~DestinationMigration();
+  DestinationMigration(const DestinationMigration&) = delete;
+  DestinationMigration& operator=(const DestinationMigration&) = delete;
+
+  void start();
+  bool finished() const { return finished_.load(std::memory_order_acquire); }
+  std::string status() const;
+
+ private:
+  void run();
+  Status receive(Channel& channel);
+
+  std::unique_ptr<Listener> listener_;
+  std::string machine_type_;
+  SectionRegistry& registry_;
+  std::vector<memory::RamBlock*> ram_;
+  DestinationHooks& hooks_;
+  std::thread thread_;
+  std::atomic<bool> finished_{false};
+  mutable std::mutex mutex_;
+  std::string status_ = "none";
+};
+
+}  // namespace ferry::migration

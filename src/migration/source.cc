@@ -1,0 +1,240 @@
+#include "migration/source.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "migration/ram_section.h"
+#include "migration/stream.h"
+#include "migration/stream_writer.h"
+#include "migration/wire.h"
+
+namespace ferry::migration {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
+constexpr uint64_t kChunkBytes = 16ull << 20;  // one PART record's page budget
+constexpr int kMaxPasses = 30;                 // then stop-and-copy regardless
+
+uint64_t dirty_bytes(const std::vector<memory::RamBlock*>& ram) {
+  uint64_t pages = 0;
+  for (memory::RamBlock* b : ram) pages += b->dirty().count();
+  return pages * memory::kPageSize;
+}
+
+// Channels with a way back to the source: sockets. file: and exec: streams end at EOF.
+bool has_return_path(const Channel& channel) {
+  const std::string& name = channel.name();
+  return name.rfind("tcp:", 0) == 0 || name.rfind("unix:", 0) == 0;
+}
+
+}  // namespace
+
+SourceMigration::SourceMigration(std::unique_ptr<Channel> channel, std::string machine_type,
+                                 SectionRegistry& registry, std::vector<memory::RamBlock*> ram,
+                                 MigrationParams params, SourceHooks& hooks)
+    : channel_(std::move(channel)),
+      machine_type_(std::move(machine_type)),
+      registry_(registry),
+      ram_(std::move(ram)),
+      params_(params),
+      hooks_(hooks) {}
+
+SourceMigration::~SourceMigration() {
+  cancel();
+  if (thread_.joinable()) thread_.join();
+}
+
+void SourceMigration::start() {
+  set_status("setup");
+  thread_ = std::thread([this] { run(); });
+}
+
+void SourceMigration::cancel() { cancel_requested_.store(true, std::memory_order_release); }
+
+MigrationStats SourceMigration::stats() const {
+  std::lock_guard lock(stats_mutex_);
+  return stats_;
+}
+
+void SourceMigration::set_status(std::string status) {
+  {
+    std::lock_guard lock(stats_mutex_);
+    stats_.status = status;
+  }
+  hooks_.status_changed(status);
+}
+
+void SourceMigration::run() {
+  int64_t start = now_ns();
+  Status st = migrate();
+  {
+    std::lock_guard lock(stats_mutex_);
+    stats_.total_time_ms = (now_ns() - start) / 1'000'000;
+  }
+  if (!st.ok()) {
+    bool cancelled = cancel_requested_.load(std::memory_order_acquire);
+    {
+      std::lock_guard lock(stats_mutex_);
+      stats_.error = st.to_string();
+    }
+    (void)channel_->close();
+    hooks_.resume_after_failure();
+    set_status(cancelled ? "cancelled" : "failed");
+  }
+  finished_.store(true, std::memory_order_release);
+}
+
+Status SourceMigration::migrate() {
+  const SectionEntry* ram_entry = registry_.ram();
+  if (!ram_entry) return Error(ErrorCode::kFailedPrecondition, "no RAM section registered");
+  auto check_cancel = [this]() -> Status {
+    if (cancel_requested_.load(std::memory_order_acquire))
+      return Error(ErrorCode::kFailedPrecondition, "migration cancelled");
+    return {};
+  };
+  int64_t start = now_ns();
+  StreamWriter w(*channel_);
+  write_header(w);
+  write_configuration(w, machine_type_);
+
+  // Every page goes in the first pass.
+  for (memory::RamBlock* b : ram_) b->dirty().mark_all();
+  RamSaver saver(ram_);
+  write_section_header(w, wire::kSectionStart, *ram_entry, wire::kRamVersion);
+  saver.write_start_body(w);
+  write_footer(w, ram_entry->section_id);
+  FERRY_RETURN_IF_ERROR(w.flush());
+  {
+    std::lock_guard lock(stats_mutex_);
+    stats_.setup_time_ms = (now_ns() - start) / 1'000'000;
+    for (memory::RamBlock* b : ram_) stats_.ram_total += b->size();
+  }
+  set_status("active");
+
+  auto update = [&] {
+    std::lock_guard lock(stats_mutex_);
+    stats_.transferred = w.position();
+    stats_.ram_remaining = saver.remaining() * memory::kPageSize;
+    stats_.ram_normal_pages = saver.stats().pages;
+    stats_.ram_zero_pages = saver.stats().zero_pages;
+    double secs = static_cast<double>(now_ns() - start) / 1e9;
+    stats_.mbps = secs > 0 ? static_cast<double>(w.position()) * 8 / 1e6 / secs : 0;
+  };
+
+  // Iterate while the VM runs, until what is left fits the downtime limit.
+  for (int pass = 0;; ++pass) {
+    saver.begin_pass();
+    {
+      std::lock_guard lock(stats_mutex_);
+      ++stats_.dirty_sync_count;
+    }
+    int64_t pass_start = now_ns();
+    uint64_t pass_bytes_start = w.position();
+    for (bool done = false; !done;) {
+      FERRY_RETURN_IF_ERROR(check_cancel());
+      write_section_continuation(w, wire::kSectionPart, ram_entry->section_id);
+      done = saver.send_pass(w, kChunkBytes);
+      write_footer(w, ram_entry->section_id);
+      FERRY_RETURN_IF_ERROR(w.status());
+      if (params_.max_bandwidth > 0) {
+        // Sleep until the bytes sent fit the bandwidth limit.
+        double due_s = static_cast<double>(w.position()) / static_cast<double>(params_.max_bandwidth);
+        double spent_s = static_cast<double>(now_ns() - start) / 1e9;
+        if (due_s > spent_s) std::this_thread::sleep_for(std::chrono::duration<double>(due_s - spent_s));
+      }
+      update();
+    }
+    FERRY_RETURN_IF_ERROR(w.flush());
+    double pass_s = std::max(1e-6, static_cast<double>(now_ns() - pass_start) / 1e9);
+    double rate = static_cast<double>(w.position() - pass_bytes_start) / pass_s;
+    if (rate <= 0) rate = 1e9;
+    uint64_t left = dirty_bytes(ram_);
+    int64_t expected_ms = static_cast<int64_t>(static_cast<double>(left) / rate * 1000.0);
+    {
+      std::lock_guard lock(stats_mutex_);
+      stats_.expected_downtime_ms = expected_ms;
+    }
+    if (expected_ms <= static_cast<int64_t>(params_.downtime_limit_ms) || pass + 1 >= kMaxPasses)
+      break;
+  }
+
+  // Stop-and-copy.
+  FERRY_RETURN_IF_ERROR(check_cancel());
+  set_status("device");
+  int64_t stop_ns = now_ns();
+  auto capture = hooks_.stop_and_capture();
+  if (!capture.ok()) return capture.take_status();
+  {
+    std::lock_guard lock(stats_mutex_);
+    stats_.device_save_ms = (now_ns() - stop_ns) / 1'000'000;
+  }
+  saver.begin_pass();
+  write_section_continuation(w, wire::kSectionEnd, ram_entry->section_id);
+  saver.send_pass(w, UINT64_MAX);
+  write_footer(w, ram_entry->section_id);
+  w.put_bytes(capture->records);
+  vmstate::Json vmdesc = vmstate::Json::object();
+  vmdesc["page_size"] = wire::kVmdescPageSize;
+  vmdesc["devices"] = std::move(capture->vmdesc_devices);
+  write_eof_and_vmdesc(w, vmdesc);
+  FERRY_RETURN_IF_ERROR(w.flush());
+  update();
+  FERRY_RETURN_IF_ERROR(channel_->shutdown_write());
+
+  if (has_return_path(*channel_)) FERRY_RETURN_IF_ERROR(read_return_path(stop_ns));
+  {
+    std::lock_guard lock(stats_mutex_);
+    if (!has_return_path(*channel_)) stats_.downtime_ms = (now_ns() - stop_ns) / 1'000'000;
+  }
+  (void)channel_->close();
+  hooks_.completed();
+  set_status("completed");
+  return {};
+}
+
+// The destination answers with text lines: "loaded", then "running" or "paused"; or
+// "error <reason>" at any point.
+Status SourceMigration::read_return_path(int64_t stop_ns) {
+  std::string pending;
+  auto next_line = [&]() -> Result<std::string> {
+    for (;;) {
+      size_t nl = pending.find('\n');
+      if (nl != std::string::npos) {
+        std::string line = pending.substr(0, nl);
+        pending.erase(0, nl + 1);
+        return line;
+      }
+      uint8_t buf[512];
+      auto n = channel_->read_some(buf);
+      if (!n.ok()) return n.take_status();
+      if (*n == 0)
+        return Error(ErrorCode::kIo, "destination closed the return path before confirming");
+      pending.append(reinterpret_cast<const char*>(buf), *n);
+      if (pending.size() > 64 * 1024)
+        return Error(ErrorCode::kCorrupt, "return path message too long");
+    }
+  };
+  for (const char* expected : {"loaded", "started"}) {
+    auto line = next_line();
+    if (!line.ok()) return line.take_status();
+    if (line->rfind("error ", 0) == 0)
+      return Error(ErrorCode::kFailedPrecondition, "destination refused the stream: {}",
+                   line->substr(6));
+    bool ok = std::string_view(expected) == "loaded" ? *line == "loaded"
+                                                      : (*line == "running" || *line == "paused");
+    if (!ok)
+      return Error(ErrorCode::kCorrupt, "return path: expected '{}', found '{}'", expected, *line);
+  }
+  std::lock_guard lock(stats_mutex_);
+  stats_.downtime_ms = (now_ns() - stop_ns) / 1'000'000;
+  return {};
+}
+
+}  // namespace ferry::migration

@@ -1,0 +1,103 @@
+// The source side of a live migration, on its own thread (DESIGN.md §6): setup (header,
+// configuration, early-setup sections, RAM START), RAM passes while the VM runs until the
+// remaining dirty bytes at the measured rate fit the downtime limit, then stop-and-copy
+// (the machine stops the VM and captures its devices; the last RAM pass, RAM END, the
+// device sections, EOF and vmdesc follow), then the return path: the destination reports
+// "loaded" and "running" (or an error) on the same connection after we half-close it.
+// Any failure leaves the VM to the machine to resume; a new migration can start.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "memory/ram_block.h"
+#include "migration/channel.h"
+#include "migration/section_registry.h"
+#include "vmstate/vmdesc.h"
+
+namespace ferry::migration {
+
+struct MigrationParams {
+  uint64_t max_bandwidth = 0;       // bytes per second; 0 = unlimited
+  uint64_t downtime_limit_ms = 300;
+};
+
+// Device sections captured while the VM is stopped: the FULL records as they go on the
+// wire, and their vmdesc entries.
+struct DeviceCapture {
+  std::vector<uint8_t> records;
+  vmstate::Json vmdesc_devices = vmstate::Json::array();
+};
+
+// What the machine does for the migration thread. Each call comes from that thread and may
+// block until the main loop has done the work.
+class SourceHooks {
+ public:
+  virtual ~SourceHooks() = default;
+  // Stops the VM and captures every non-early device section.
+  virtual Result<DeviceCapture> stop_and_capture() = 0;
+  // The migration failed or was cancelled: run the VM again if it ran before.
+  virtual void resume_after_failure() = 0;
+  // The destination runs the VM now: the source enters postmigrate.
+  virtual void completed() = 0;
+  // QEMU's MIGRATION event.
+  virtual void status_changed(std::string_view status) = 0;
+};
+
+struct MigrationStats {
+  std::string status = "none";
+  std::string error;
+  int64_t total_time_ms = 0;
+  int64_t setup_time_ms = 0;
+  int64_t downtime_ms = 0;           // source stop -> destination running
+  int64_t expected_downtime_ms = 0;
+  uint64_t transferred = 0;          // bytes written to the channel
+  uint64_t ram_total = 0;
+  uint64_t ram_remaining = 0;
+  uint64_t ram_normal_pages = 0;
+  uint64_t ram_zero_pages = 0;
+  uint64_t dirty_sync_count = 0;
+  double mbps = 0;
+  int64_t device_save_ms = 0;        // capture of device state while stopped
+};
+
+class SourceMigration {
+ public:
+  SourceMigration(std::unique_ptr<Channel> channel, std::string machine_type,
+                  SectionRegistry& registry, std::vector<memory::RamBlock*> ram,
+                  MigrationParams params, SourceHooks& hooks);
+  ~SourceMigration();  // cancels and joins
+  SourceMigration(const SourceMigration&) = delete;
+  SourceMigration& operator=(const SourceMigration&) = delete;
+
+  void start();
+  // Thread-safe; the migration thread notices at its next step or I/O.
+  void cancel();
+  bool finished() const { return finished_.load(std::memory_order_acquire); }
+  MigrationStats stats() const;
+
+ private:
+  void run();
+  Status migrate();
+  void set_status(std::string status);
+  Status read_return_path(int64_t stop_ns);
+
+  std::unique_ptr<Channel> channel_;
+  std::string machine_type_;
+  SectionRegistry& registry_;
+  std::vector<memory::RamBlock*> ram_;
+  MigrationParams params_;
+  SourceHooks& hooks_;
+  std::thread thread_;
+  std::atomic<bool> cancel_requested_{false};
+  std::atomic<bool> finished_{false};
+  mutable std::mutex stats_mutex_;
+  MigrationStats stats_;
+};
+
+}  // namespace ferry::migration

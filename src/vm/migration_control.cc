@@ -1,0 +1,212 @@
+#include "vm/migration_control.h"
+
+#include <chrono>
+#include <cstdio>
+#include <future>
+
+#include "base/log.h"
+#include "migration/buffer_channel.h"
+#include "migration/channel.h"
+#include "migration/stream.h"
+#include "migration/stream_writer.h"
+#include "vm/machine.h"
+#include "vm/qmp_commands.h"
+
+namespace ferry::vm {
+
+MigrationControl::MigrationControl(Machine& machine, EventLoop& loop)
+    : machine_(machine), loop_(loop) {}
+
+MigrationControl::~MigrationControl() {
+  // Threads blocked on the main loop give up once it is gone.
+  shutting_down_.store(true, std::memory_order_release);
+  if (source_) source_->cancel();
+  source_.reset();
+  destination_.reset();
+}
+
+bool MigrationControl::on_main_loop(const std::function<void()>& work) {
+  auto done = std::make_shared<std::promise<void>>();
+  std::future<void> finished = done->get_future();
+  loop_.schedule([work, done] {
+    work();
+    done->set_value();
+  });
+  while (finished.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
+    if (shutting_down_.load(std::memory_order_acquire)) return false;
+  }
+  return true;
+}
+
+// ---- source hooks ------------------------------------------------------------------------
+
+Result<migration::DeviceCapture> MigrationControl::capture_devices() {
+  migration::DeviceCapture capture;
+  migration::BufferChannel sink;
+  migration::StreamWriter w(sink);
+  for (const auto& entry : registry_.entries()) {
+    if (entry->is_ram() || entry->early_setup) continue;
+    FERRY_RETURN_IF_ERROR(migration::write_device_section(w, *entry, &capture.vmdesc_devices));
+  }
+  FERRY_RETURN_IF_ERROR(w.flush());
+  capture.records = sink.written();
+  return capture;
+}
+
+Result<migration::DeviceCapture> MigrationControl::stop_and_capture() {
+  Result<migration::DeviceCapture> result = Error(ErrorCode::kFailedPrecondition, "VM is shutting down");
+  bool ran = on_main_loop([&] {
+    was_running_ = is_running(machine_.run_state());
+    if (was_running_) {
+      Status st = machine_.set_run_state(RunState::kPaused);
+      if (!st.ok()) {
+        result = st;
+        return;
+      }
+    }
+    result = capture_devices();
+  });
+  if (!ran) return Error(ErrorCode::kFailedPrecondition, "VM is shutting down");
+  return result;
+}
+
+void MigrationControl::resume_after_failure() {
+  on_main_loop([this] {
+    if (was_running_ && machine_.run_state() == RunState::kPaused)
+      (void)machine_.set_run_state(RunState::kRunning);
+    was_running_ = false;
+  });
+}
+
+void MigrationControl::completed() {
+  on_main_loop([this] { (void)machine_.set_run_state(RunState::kPostMigrate); });
+}
+
+void MigrationControl::status_changed(std::string_view status) {
+  std::string s(status);
+  loop_.schedule([this, s] {
+    if (qmp_) qmp_->emit_event("MIGRATION", Json{{"status", s}});
+  });
+}
+
+// ---- destination hooks -----------------------------------------------------------------------
+
+std::string MigrationControl::loaded() {
+  std::string state = "paused";
+  on_main_loop([&] {
+    // QEMU starts the VM after an incoming migration unless -S was given.
+    RunState to = machine_.start_paused() ? RunState::kPaused : RunState::kRunning;
+    if (machine_.set_run_state(to).ok()) state = std::string(run_state_name(to));
+  });
+  return state;
+}
+
+void MigrationControl::failed(const Status& error) {
+  std::string message = error.to_string();
+  on_main_loop([this, message] {
+    std::fprintf(stderr, "ferry-vm: incoming migration failed: %s\n", message.c_str());
+    machine_.request_exit(1);
+  });
+}
+
+// ---- QMP -----------------------------------------------------------------------------------
+
+Status MigrationControl::listen(const std::string& uri) {
+  auto listener = migration::listen_incoming(uri);
+  if (!listener.ok()) return listener.take_status().prepend_message("-incoming " + uri);
+  std::vector<memory::RamBlock*> ram = machine_.memory().ram_blocks();
+  destination_ = std::make_unique<migration::DestinationMigration>(
+      std::move(listener).value(), std::string(kMachineType), registry_, std::move(ram), *this);
+  destination_->start();
+  return {};
+}
+
+Result<Json> MigrationControl::migrate(const Json& args) {
+  QmpArgs a(args);
+  auto uri = a.string("uri");
+  if (!uri.ok()) return uri.take_status();
+  (void)a.optional_boolean("detach");
+  FERRY_RETURN_IF_ERROR(a.finish());
+  if (source_ && !source_->finished())
+    return Error(ErrorCode::kFailedPrecondition, "There's a migration process in progress");
+  if (machine_.run_state() == RunState::kInMigrate)
+    return Error(ErrorCode::kFailedPrecondition, "Guest is waiting for an incoming migration");
+  auto channel = migration::connect_outgoing(*uri);
+  if (!channel.ok()) return channel.take_status();
+  source_.reset();  // a finished earlier attempt
+  source_ = std::make_unique<migration::SourceMigration>(
+      std::move(channel).value(), std::string(kMachineType), registry_,
+      machine_.memory().ram_blocks(), params_, *this);
+  source_->start();
+  return Json::object();
+}
+
+Json MigrationControl::query_migrate() const {
+  if (destination_ && !source_) return Json{{"status", destination_->status()}};
+  if (!source_) return Json::object();
+  migration::MigrationStats s = source_->stats();
+  Json reply = {{"status", s.status}};
+  if (s.status == "none") return reply;
+  reply["total-time"] = s.total_time_ms;
+  reply["setup-time"] = s.setup_time_ms;
+  if (s.status == "completed") reply["downtime"] = s.downtime_ms;
+  else reply["expected-downtime"] = s.expected_downtime_ms;
+  reply["ram"] = {{"transferred", s.transferred},     {"remaining", s.ram_remaining},
+                  {"total", s.ram_total},             {"normal", s.ram_normal_pages},
+                  {"duplicate", s.ram_zero_pages},    {"dirty-sync-count", s.dirty_sync_count},
+                  {"mbps", s.mbps},                   {"page-size", 4096}};
+  reply["device-breakdown"] = {{"save-ms", s.device_save_ms}};
+  if (!s.error.empty()) reply["error-desc"] = s.error;
+  return reply;
+}
+
+Status MigrationControl::register_qmp_commands(QmpServer& qmp) {
+  qmp_ = &qmp;
+  FERRY_RETURN_IF_ERROR(qmp.add_command("migrate", [this](const Json& args) { return migrate(args); }));
+  FERRY_RETURN_IF_ERROR(qmp.add_command("query-migrate", [this](const Json& args) -> Result<Json> {
+    FERRY_RETURN_IF_ERROR(QmpArgs(args).finish());
+    return query_migrate();
+  }));
+  FERRY_RETURN_IF_ERROR(qmp.add_command("migrate_cancel", [this](const Json& args) -> Result<Json> {
+    FERRY_RETURN_IF_ERROR(QmpArgs(args).finish());
+    if (source_) source_->cancel();
+    return Json::object();
+  }));
+  FERRY_RETURN_IF_ERROR(qmp.add_command("migrate-incoming", [this](const Json& args) -> Result<Json> {
+    QmpArgs a(args);
+    auto uri = a.string("uri");
+    if (!uri.ok()) return uri.take_status();
+    FERRY_RETURN_IF_ERROR(a.finish());
+    if (machine_.run_state() != RunState::kInMigrate)
+      return Error(ErrorCode::kFailedPrecondition,
+                   "'-incoming' was not specified on the command line");
+    if (destination_)
+      return Error(ErrorCode::kFailedPrecondition,
+                   "The incoming migration has already been started");
+    FERRY_RETURN_IF_ERROR(listen(*uri));
+    return Json::object();
+  }));
+  FERRY_RETURN_IF_ERROR(qmp.add_command("migrate-set-parameters", [this](const Json& args) -> Result<Json> {
+    QmpArgs a(args);
+    auto bandwidth = a.optional_integer("max-bandwidth");
+    if (!bandwidth.ok()) return bandwidth.take_status();
+    auto downtime = a.optional_integer("downtime-limit");
+    if (!downtime.ok()) return downtime.take_status();
+    FERRY_RETURN_IF_ERROR(a.finish());
+    if (*bandwidth && **bandwidth < 0)
+      return Error(ErrorCode::kInvalidArgument, "Parameter 'max-bandwidth' expects a non-negative value");
+    if (*downtime && (**downtime < 0 || **downtime > 2000000))
+      return Error(ErrorCode::kInvalidArgument,
+                   "Parameter 'downtime_limit' expects an integer in the range of 0 to 2000 seconds");
+    if (*bandwidth) params_.max_bandwidth = static_cast<uint64_t>(**bandwidth);
+    if (*downtime) params_.downtime_limit_ms = static_cast<uint64_t>(**downtime);
+    return Json::object();
+  }));
+  FERRY_RETURN_IF_ERROR(qmp.add_command("query-migrate-parameters", [this](const Json& args) -> Result<Json> {
+    FERRY_RETURN_IF_ERROR(QmpArgs(args).finish());
+    return Json{{"max-bandwidth", params_.max_bandwidth}, {"downtime-limit", params_.downtime_limit_ms}};
+  }));
+  return {};
+}
+
+}  // namespace ferry::vm

@@ -1,0 +1,60 @@
+// Live migration as the VM process offers it: the QMP commands (migrate,
+// migrate-incoming, migrate_cancel, query-migrate, migrate-set-parameters,
+// query-migrate-parameters), the MIGRATION event, and the hooks through which the
+// migration threads stop, capture, resume or start the machine. Work the threads ask of
+// the machine is done on the main loop (bottom halves) and waited for.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "base/event_loop.h"
+#include "migration/destination.h"
+#include "migration/section_registry.h"
+#include "migration/source.h"
+#include "vm/qmp_server.h"
+
+namespace ferry::vm {
+
+class Machine;
+
+class MigrationControl final : public migration::SourceHooks, public migration::DestinationHooks {
+ public:
+  MigrationControl(Machine& machine, EventLoop& loop);
+  ~MigrationControl() override;
+
+  migration::SectionRegistry& registry() { return registry_; }
+  Status register_qmp_commands(QmpServer& qmp);
+  // -incoming URI (not "defer"): bind now, receive on the incoming thread.
+  Status listen(const std::string& uri);
+
+  // SourceHooks (migration thread)
+  Result<migration::DeviceCapture> stop_and_capture() override;
+  void resume_after_failure() override;
+  void completed() override;
+  // DestinationHooks (incoming thread)
+  std::string loaded() override;
+  void failed(const Status& error) override;
+  // both
+  void status_changed(std::string_view status) override;
+
+ private:
+  // Runs `work` on the main loop and waits for it; false when the loop is shutting down.
+  bool on_main_loop(const std::function<void()>& work);
+  Result<Json> migrate(const Json& args);
+  Json query_migrate() const;
+  Result<migration::DeviceCapture> capture_devices();
+
+  Machine& machine_;
+  EventLoop& loop_;
+  migration::SectionRegistry registry_;
+  migration::MigrationParams params_;
+  std::unique_ptr<migration::SourceMigration> source_;
+  std::unique_ptr<migration::DestinationMigration> destination_;
+  bool was_running_ = false;  // main loop only
+  std::atomic<bool> shutting_down_{false};
+  QmpServer* qmp_ = nullptr;
+};
+
+}  // namespace ferry::vm
