@@ -313,6 +313,10 @@ Status Machine::register_qmp_commands() {
   }));
   FERRY_RETURN_IF_ERROR(qmp_->add_command("query-pci", [this](const Json& args) -> Result<Json> {
     FERRY_RETURN_IF_ERROR(QmpArgs(args).finish());
+    // The incoming thread owns device state until the stream is loaded.
+    if (state_ == RunState::kInMigrate)
+      return Error(ErrorCode::kFailedPrecondition,
+                   "device state is being loaded by an incoming migration");
     return query_pci();
   }));
   FERRY_RETURN_IF_ERROR(qmp_->add_command("query-name", [this](const Json& args) -> Result<Json> {
