@@ -1,0 +1,388 @@
+#include "ferry/analyze_command.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "base/byte_order.h"
+#include "base/crc32c.h"
+#include "migration/analyze.h"
+#include "migration/wire.h"
+
+namespace ferry::tools {
+namespace {
+
+using vmstate::Json;
+namespace wire = migration::wire;
+
+constexpr int kMaxDepth = 32;  // vmdesc nesting we follow; analyze_stream stops at the same
+
+Result<std::vector<uint8_t>> read_whole_file(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Error(ErrorCode::kIo, "cannot open: {}", std::strerror(errno));
+  std::vector<uint8_t> bytes;
+  uint8_t chunk[1 << 16];
+  for (;;) {
+    ssize_t n = ::read(fd, chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      return Error(ErrorCode::kIo, "cannot read: {}", std::strerror(err));
+    }
+    if (n == 0) break;
+    bytes.insert(bytes.end(), chunk, chunk + n);
+  }
+  ::close(fd);
+  return bytes;
+}
+
+std::string hex_bytes(std::span<const uint8_t> raw) {
+  std::string s;
+  s.reserve(raw.size() * 3);
+  for (size_t i = 0; i < raw.size(); ++i) {
+    if (i) s.push_back(' ');
+    s += fmt::format("{:02x}", raw[i]);
+  }
+  return s;
+}
+
+uint64_t json_u64(const Json& j, const char* key, uint64_t fallback) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_number_integer()) return fallback;
+  if (it->is_number_unsigned()) return it->get<uint64_t>();
+  int64_t v = it->get<int64_t>();
+  return v < 0 ? fallback : static_cast<uint64_t>(v);
+}
+
+// Decodes described bodies into named values, analyze-migration.py style: integers as
+// zero-padded hex strings, bools as booleans, arrays as lists, structs as objects,
+// anything else (buffers, opaque types such as "virtio" or "pci config") as hex bytes.
+// Every read is bounds-checked: the description comes from the (untrusted) stream.
+class BodyDecoder {
+ public:
+  explicit BodyDecoder(std::span<const uint8_t> bytes) : bytes_(bytes) {}
+
+  Status decode(const Json& desc, uint64_t offset, Json& out) {
+    pos_ = offset;
+    return body(desc, out, 0);
+  }
+  uint64_t position() const { return pos_; }
+
+ private:
+  Status body(const Json& desc, Json& out, int depth) {
+    if (depth > kMaxDepth)
+      return Error(ErrorCode::kCorrupt, "offset {}: vmdesc nests too deeply", pos_);
+    out = Json::object();
+    auto fields = desc.find("fields");
+    if (fields != desc.end() && fields->is_array()) {
+      for (const Json& f : *fields) FERRY_RETURN_IF_ERROR(field(f, out, depth));
+    }
+    auto subs = desc.find("subsections");
+    if (subs != desc.end() && subs->is_array() && !subs->empty()) {
+      Json& decoded = out["subsections"] = Json::object();
+      for (const Json& sub : *subs) {
+        uint64_t at = pos_;
+        FERRY_RETURN_IF_ERROR(need(2, "subsection header"));
+        if (bytes_[pos_] != wire::kSubsection)
+          return Error(ErrorCode::kCorrupt, "offset {}: expected subsection marker 0x05, found "
+                       "0x{:02x}", at, bytes_[pos_]);
+        size_t len = bytes_[pos_ + 1];
+        pos_ += 2;
+        FERRY_RETURN_IF_ERROR(need(len + 4, "subsection name and version"));
+        std::string name(reinterpret_cast<const char*>(&bytes_[pos_]), len);
+        pos_ += len + 4;
+        FERRY_RETURN_IF_ERROR(body(sub, decoded[name], depth + 1));
+      }
+    }
+    return {};
+  }
+
+  Status field(const Json& f, Json& out, int depth) {
+    if (!f.is_object()) return Error(ErrorCode::kCorrupt, "vmdesc field is not an object");
+    std::string name = f.value("name", "?");
+    uint64_t size = json_u64(f, "size", ~uint64_t{0});
+    if (size == ~uint64_t{0})
+      return Error(ErrorCode::kCorrupt, "vmdesc field '{}' has no size", name);
+    Json value;
+    if (f.contains("array_len")) {
+      uint64_t count = json_u64(f, "array_len", ~uint64_t{0});
+      if (count == ~uint64_t{0} || (size != 0 && count > remaining() / size) ||
+          (size == 0 && count > remaining() + 1))
+        return Error(ErrorCode::kCorrupt, "offset {}: field '{}' of {} x {} bytes does not fit",
+                     pos_, name, count, size);
+      value = Json::array();
+      for (uint64_t i = 0; i < count; ++i) {
+        Json element;
+        FERRY_RETURN_IF_ERROR(element_value(f, size, element, depth));
+        value.push_back(std::move(element));
+      }
+    } else {
+      FERRY_RETURN_IF_ERROR(element_value(f, size, value, depth));
+    }
+    // QEMU names the elements of some arrays one by one ("index"): gather them in a list.
+    if (f.contains("index")) {
+      Json& slot = out[name];
+      if (!slot.is_array()) slot = Json::array();
+      slot.push_back(std::move(value));
+      return {};
+    }
+    std::string key = name;
+    for (int n = 2; out.contains(key); ++n) key = fmt::format("{} #{}", name, n);
+    out[key] = std::move(value);
+    return {};
+  }
+
+  Status element_value(const Json& f, uint64_t size, Json& value, int depth) {
+    FERRY_RETURN_IF_ERROR(need(size, f.value("name", "?")));
+    const uint64_t at = pos_;
+    auto nested = f.find("struct");
+    if (nested != f.end() && nested->is_object()) {
+      FERRY_RETURN_IF_ERROR(body(*nested, value, depth + 1));
+      if (pos_ - at != size)
+        return Error(ErrorCode::kCorrupt, "offset {}: struct '{}' decodes to {} bytes, vmdesc "
+                     "says {}", at, f.value("name", "?"), pos_ - at, size);
+      return {};
+    }
+    std::span<const uint8_t> raw = bytes_.subspan(at, size);
+    pos_ += size;
+    std::string type = f.value("type", "");
+    if (type == "bool" && size == 1 && raw[0] <= 1) {
+      value = raw[0] == 1;
+    } else if ((type.starts_with("int") || type.starts_with("uint")) && size >= 1 && size <= 8) {
+      bool little = type.ends_with(" le");
+      uint64_t v = 0;
+      for (size_t i = 0; i < size; ++i) v = (v << 8) | raw[little ? size - 1 - i : i];
+      value = fmt::format("0x{:0{}x}", v, size * 2);
+    } else {
+      value = hex_bytes(raw);
+    }
+    return {};
+  }
+
+  uint64_t remaining() const { return bytes_.size() - pos_; }
+  Status need(uint64_t n, std::string_view what) const {
+    if (pos_ <= bytes_.size() && n <= remaining()) return {};
+    return Error(ErrorCode::kOutOfRange, "offset {}: {} needs {} bytes, {} left", pos_, what, n,
+                 pos_ <= bytes_.size() ? remaining() : 0);
+  }
+
+  std::span<const uint8_t> bytes_;
+  uint64_t pos_ = 0;
+};
+
+// Walks RAM section bodies page record by page record (the layout analyze_stream has
+// already validated; reads stay bounds-checked) and keeps the last record of each page.
+class RamPages {
+ public:
+  explicit RamPages(std::span<const uint8_t> bytes) : bytes_(bytes) {}
+
+  Status body(uint64_t offset) {
+    pos_ = offset;
+    while (true) {
+      uint64_t word = 0;
+      FERRY_RETURN_IF_ERROR(be64(word));
+      uint64_t flags = word & wire::kRamFlagMask, addr = word & ~wire::kRamFlagMask;
+      uint64_t kind = flags & ~wire::kRamContinue;
+      if (kind == wire::kRamEos) return {};
+      if (kind == wire::kRamMultifdFlush) continue;
+      if (kind == wire::kRamMemSize) {
+        for (uint64_t sum = 0; sum < addr;) {
+          std::string name;
+          uint64_t len = 0;
+          FERRY_RETURN_IF_ERROR(name_field(name));
+          FERRY_RETURN_IF_ERROR(be64(len));
+          if (len == 0) return Error(ErrorCode::kCorrupt, "offset {}: empty RAM block", pos_);
+          sum += len;
+        }
+        continue;
+      }
+      if (!(flags & wire::kRamContinue)) FERRY_RETURN_IF_ERROR(name_field(block_));
+      std::string key = fmt::format("0x{:016x}", addr);
+      if (kind == wire::kRamZero) {
+        FERRY_RETURN_IF_ERROR(need(1));
+        pages_[block_][key] = bytes_[pos_] == 0 ? std::string("zero")
+                                                : fmt::format("fill 0x{:02x}", bytes_[pos_]);
+        pos_ += 1;
+      } else if (kind == wire::kRamPage) {
+        FERRY_RETURN_IF_ERROR(need(4096));
+        pages_[block_][key] = fmt::format("crc32c 0x{:08x}", crc32c(bytes_.subspan(pos_, 4096)));
+        pos_ += 4096;
+      } else {
+        return Error(ErrorCode::kCorrupt, "offset {}: RAM record flags 0x{:x}", pos_ - 8, flags);
+      }
+    }
+  }
+
+  Json to_json() const {
+    Json out = Json::object();
+    for (const auto& [block, pages] : pages_) {
+      Json& b = out[block] = Json::object();
+      for (const auto& [offset, what] : pages) b[offset] = what;
+    }
+    return out;
+  }
+
+ private:
+  Status need(uint64_t n) const {
+    if (pos_ <= bytes_.size() && n <= bytes_.size() - pos_) return {};
+    return Error(ErrorCode::kOutOfRange, "offset {}: RAM record needs {} bytes", pos_, n);
+  }
+  Status be64(uint64_t& v) {
+    FERRY_RETURN_IF_ERROR(need(8));
+    v = load_be<uint64_t>(&bytes_[pos_]);
+    pos_ += 8;
+    return {};
+  }
+  Status name_field(std::string& s) {
+    FERRY_RETURN_IF_ERROR(need(1));
+    size_t len = bytes_[pos_];
+    FERRY_RETURN_IF_ERROR(need(1 + len));
+    s.assign(reinterpret_cast<const char*>(&bytes_[pos_ + 1]), len);
+    pos_ += 1 + len;
+    return {};
+  }
+
+  std::span<const uint8_t> bytes_;
+  uint64_t pos_ = 0;
+  std::string block_;
+  std::map<std::string, std::map<std::string, std::string>> pages_;  // sorted by offset
+};
+
+const Json* vmdesc_device(const Json& analysis, const std::string& idstr, uint64_t instance) {
+  auto vmdesc = analysis.find("vmdesc");
+  if (vmdesc == analysis.end() || !vmdesc->is_object()) return nullptr;
+  auto devices = vmdesc->find("devices");
+  if (devices == vmdesc->end() || !devices->is_array()) return nullptr;
+  for (const Json& d : *devices) {
+    if (d.is_object() && d.value("name", "") == idstr &&
+        json_u64(d, "instance_id", ~0ull) == instance)
+      return &d;
+  }
+  return nullptr;
+}
+
+// The end of the last record analyze_stream saw: where its walk stopped.
+uint64_t walked_to(const Json& analysis) {
+  const Json& records = analysis["records"];
+  if (!records.is_array() || records.empty()) return 0;
+  const Json& last = records.back();
+  std::string type = last.value("type", "");
+  uint64_t at = json_u64(last, "offset", 0);
+  if (type == "vmdesc") return at + 5 + json_u64(last, "length", 0);
+  if (type == "EOF") return at + 1;
+  return at;
+}
+
+}  // namespace
+
+Result<AnalyzeDump> parse_analyze_dump(std::string_view text) {
+  if (text == "state") return AnalyzeDump::kState;
+  if (text == "desc") return AnalyzeDump::kDesc;
+  if (text == "records") return AnalyzeDump::kRecords;
+  return Error(ErrorCode::kInvalidArgument, "--dump: expected state, desc or records, found '{}'",
+               text);
+}
+
+Result<Json> decode_state(std::span<const uint8_t> bytes, const Json& analysis, bool memory) {
+  Json state = Json::object();
+  const Json& records = analysis["records"];
+  if (!records.is_array()) return Error(ErrorCode::kInvalidArgument, "analysis has no records");
+  BodyDecoder decoder(bytes);
+  RamPages pages(bytes);
+  bool any_ram = false;
+  for (const Json& rec : records) {
+    std::string type = rec.value("type", "");
+    std::string idstr = rec.value("idstr", "");
+    uint64_t id = json_u64(rec, "section_id", 0);
+    std::string key = fmt::format("{} ({})", idstr, id);
+    bool is_ram = idstr == wire::kRamIdstr;
+    if (type == "START" || type == "FULL") {
+      uint64_t body = json_u64(rec, "body_offset", ~0ull);
+      if (is_ram) {
+        any_ram = true;
+        Json sizes = Json::object();
+        for (const Json& b : analysis["ram"]["blocks"])
+          sizes[b.value("idstr", "?")] = fmt::format("0x{:016x}", json_u64(b, "length", 0));
+        state[key] = {{"section sizes", std::move(sizes)}};
+        if (memory) FERRY_RETURN_IF_ERROR(pages.body(body));
+        continue;
+      }
+      const Json* desc = vmdesc_device(analysis, idstr, json_u64(rec, "instance_id", 0));
+      if (!desc) return Error(ErrorCode::kCorrupt, "section '{}' has no vmdesc entry", key);
+      Json fields;
+      FERRY_RETURN_IF_ERROR(decoder.decode(*desc, body, fields));
+      if (decoder.position() != body + json_u64(rec, "body_size", 0))
+        return Error(ErrorCode::kCorrupt, "section '{}': decoded {} bytes, the walk measured {}",
+                     key, decoder.position() - body, json_u64(rec, "body_size", 0));
+      state[key] = std::move(fields);
+    } else if ((type == "PART" || type == "END") && is_ram && memory) {
+      FERRY_RETURN_IF_ERROR(pages.body(json_u64(rec, "offset", 0) + 5));
+    }
+  }
+  if (memory && any_ram) state["memory"] = pages.to_json();
+  return state;
+}
+
+int run_analyze(const AnalyzeOptions& options) {
+  auto bytes = read_whole_file(options.file);
+  if (!bytes.ok()) {
+    std::fprintf(stderr, "ferry analyze: %s: %s\n", options.file.c_str(),
+                 std::string(bytes.status().message()).c_str());
+    return 2;
+  }
+  Json analysis = migration::analyze_stream(*bytes);
+  const Json& errors = analysis["errors"];
+  bool malformed = errors.is_array() && !errors.empty();
+
+  if (options.dump == AnalyzeDump::kRecords) {
+    std::printf("%s\n", analysis.dump(2).c_str());
+  } else if (!malformed && options.dump == AnalyzeDump::kDesc) {
+    if (!analysis.contains("vmdesc")) {
+      std::fprintf(stderr, "ferry analyze: %s: the stream carries no vmdesc\n",
+                   options.file.c_str());
+      return 1;
+    }
+    std::printf("%s\n", analysis["vmdesc"].dump(2).c_str());
+  } else if (!malformed) {
+    auto state = decode_state(*bytes, analysis, options.memory);
+    if (!state.ok()) {
+      std::fprintf(stderr, "ferry analyze: %s: %s\n", options.file.c_str(),
+                   std::string(state.status().message()).c_str());
+      return 1;
+    }
+    std::printf("%s\n", state->dump(2).c_str());
+  }
+
+  if (malformed) {
+    const Json& e = errors.front();
+    std::fprintf(stderr, "ferry analyze: %s: offset %llu: %s\n", options.file.c_str(),
+                 static_cast<unsigned long long>(json_u64(e, "offset", 0)),
+                 e.value("reason", "malformed").c_str());
+    return 1;
+  }
+  uint64_t end = walked_to(analysis);
+  if (end != bytes->size()) {
+    std::fprintf(stderr, "ferry analyze: %s: offset %llu: %llu bytes not accounted for\n",
+                 options.file.c_str(), static_cast<unsigned long long>(end),
+                 static_cast<unsigned long long>(bytes->size() - end));
+    return 1;
+  }
+  std::fprintf(stderr,
+               "ferry analyze: %s: %zu bytes, every byte accounted for (%zu records, %llu RAM "
+               "pages, %llu zero pages)\n",
+               options.file.c_str(), bytes->size(), analysis["records"].size(),
+               static_cast<unsigned long long>(json_u64(analysis["ram"], "pages", 0)),
+               static_cast<unsigned long long>(json_u64(analysis["ram"], "zero_pages", 0)));
+  return 0;
+}
+
+}  // namespace ferry::tools
