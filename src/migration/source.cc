@@ -56,7 +56,10 @@ void SourceMigration::start() {
   thread_ = std::thread([this] { run(); });
 }
 
-void SourceMigration::cancel() { cancel_requested_.store(true, std::memory_order_release); }
+void SourceMigration::cancel() {
+  if (finished() || cancel_requested_.exchange(true, std::memory_order_acq_rel)) return;
+  set_status("cancelling");
+}
 
 MigrationStats SourceMigration::stats() const {
   std::lock_guard lock(stats_mutex_);
@@ -103,6 +106,11 @@ Status SourceMigration::migrate() {
   StreamWriter w(*channel_);
   write_header(w);
   write_configuration(w, machine_type_);
+  vmstate::Json vmdesc_devices = vmstate::Json::array();
+  auto early = hooks_.capture_early_setup();
+  if (!early.ok()) return early.take_status();
+  w.put_bytes(early->records);
+  for (auto& d : early->vmdesc_devices) vmdesc_devices.push_back(std::move(d));
 
   // Every page goes in the first pass.
   for (memory::RamBlock* b : ram_) b->dirty().mark_all();
@@ -182,7 +190,8 @@ Status SourceMigration::migrate() {
   w.put_bytes(capture->records);
   vmstate::Json vmdesc = vmstate::Json::object();
   vmdesc["page_size"] = wire::kVmdescPageSize;
-  vmdesc["devices"] = std::move(capture->vmdesc_devices);
+  for (auto& d : capture->vmdesc_devices) vmdesc_devices.push_back(std::move(d));
+  vmdesc["devices"] = std::move(vmdesc_devices);
   write_eof_and_vmdesc(w, vmdesc);
   FERRY_RETURN_IF_ERROR(w.flush());
   update();

@@ -39,7 +39,9 @@ struct DeviceCapture {
 class SourceHooks {
  public:
   virtual ~SourceHooks() = default;
-  // Stops the VM and captures every non-early device section.
+  // Captures the early-setup device sections while the VM runs (sent during setup).
+  virtual Result<DeviceCapture> capture_early_setup() = 0;
+  // Stops the VM and captures every other device section.
   virtual Result<DeviceCapture> stop_and_capture() = 0;
   // The migration failed or was cancelled: run the VM again if it ran before.
   virtual void resume_after_failure() = 0;
@@ -76,7 +78,8 @@ class SourceMigration {
   SourceMigration& operator=(const SourceMigration&) = delete;
 
   void start();
-  // Thread-safe; the migration thread notices at its next step or I/O.
+  // Thread-safe; the status becomes "cancelling" and the migration thread stops at its
+  // next step.
   void cancel();
   bool finished() const { return finished_.load(std::memory_order_acquire); }
   MigrationStats stats() const;

@@ -40,12 +40,12 @@ bool MigrationControl::on_main_loop(const std::function<void()>& work) {
 
 // ---- source hooks ------------------------------------------------------------------------
 
-Result<migration::DeviceCapture> MigrationControl::capture_devices() {
+Result<migration::DeviceCapture> MigrationControl::capture_devices(bool early) {
   migration::DeviceCapture capture;
   migration::BufferChannel sink;
   migration::StreamWriter w(sink);
   for (const auto& entry : registry_.entries()) {
-    if (entry->is_ram() || entry->early_setup) continue;
+    if (entry->is_ram() || entry->early_setup != early) continue;
     FERRY_RETURN_IF_ERROR(migration::write_device_section(w, *entry, &capture.vmdesc_devices));
   }
   FERRY_RETURN_IF_ERROR(w.flush());
@@ -64,9 +64,16 @@ Result<migration::DeviceCapture> MigrationControl::stop_and_capture() {
         return;
       }
     }
-    result = capture_devices();
+    result = capture_devices(false);
   });
   if (!ran) return Error(ErrorCode::kFailedPrecondition, "VM is shutting down");
+  return result;
+}
+
+Result<migration::DeviceCapture> MigrationControl::capture_early_setup() {
+  Result<migration::DeviceCapture> result = Error(ErrorCode::kFailedPrecondition, "VM is shutting down");
+  if (!on_main_loop([&] { result = capture_devices(true); }))
+    return Error(ErrorCode::kFailedPrecondition, "VM is shutting down");
   return result;
 }
 

@@ -30,6 +30,7 @@ class MigrationControl final : public migration::SourceHooks, public migration::
   Status listen(const std::string& uri);
 
   // SourceHooks (migration thread)
+  Result<migration::DeviceCapture> capture_early_setup() override;
   Result<migration::DeviceCapture> stop_and_capture() override;
   void resume_after_failure() override;
   void completed() override;
@@ -44,7 +45,8 @@ class MigrationControl final : public migration::SourceHooks, public migration::
   bool on_main_loop(const std::function<void()>& work);
   Result<Json> migrate(const Json& args);
   Json query_migrate() const;
-  Result<migration::DeviceCapture> capture_devices();
+  // Device sections with early_setup == `early`, saved as FULL records (main loop).
+  Result<migration::DeviceCapture> capture_devices(bool early);
 
   Machine& machine_;
   EventLoop& loop_;
