@@ -164,12 +164,13 @@ Status SourceMigration::migrate() {
     double rate = static_cast<double>(w.position() - pass_bytes_start) / pass_s;
     if (rate <= 0) rate = 1e9;
     uint64_t left = dirty_bytes(ram_);
-    int64_t expected_ms = static_cast<int64_t>(static_cast<double>(left) / rate * 1000.0);
+    double expected_ms = static_cast<double>(left) / rate * 1000.0;
     {
       std::lock_guard lock(stats_mutex_);
-      stats_.expected_downtime_ms = expected_ms;
+      stats_.expected_downtime_ms = static_cast<int64_t>(expected_ms);
     }
-    if (expected_ms <= static_cast<int64_t>(params_.downtime_limit_ms) || pass + 1 >= kMaxPasses)
+    if (left == 0 || expected_ms <= static_cast<double>(params_.downtime_limit_ms) ||
+        pass + 1 >= kMaxPasses)
       break;
   }
 
