@@ -223,5 +223,27 @@ TEST(LiveMigration, MigrateCommandErrors) {
   EXPECT_TRUE(incoming->contains("error"));
 }
 
+TEST(LiveMigration, BlockersRefuseMigrateUpFront) {
+  auto src = FerryVm::start(kFerryVm, {"-m", "64M", "-device", "ferry-testdev,addr=3,x-block-migration=on"});
+  ASSERT_TRUE(src);
+  Json reasons = src->ok("query-migrate")["blocked-reasons"];
+  ASSERT_EQ(reasons.size(), 1u);
+  EXPECT_NE(reasons[0].get<std::string>().find("00:03.0"), std::string::npos) << reasons.dump();
+  auto refused = src->qmp().execute("migrate", Json{{"uri", "unix:/tmp/never-used.sock"}});
+  ASSERT_TRUE(refused.ok());
+  EXPECT_NE((*refused)["error"]["desc"].get<std::string>().find("Migration is blocked"),
+            std::string::npos);
+  EXPECT_EQ(src->ok("query-status")["status"], "running");
+
+  // -only-migratable refuses to start such a VM at all.
+  auto child = ChildProcess::spawn({kFerryVm, "-only-migratable", "-device",
+                                    "ferry-testdev,x-block-migration=on"},
+                                   unique_base("only") + ".stderr");
+  ASSERT_TRUE(child.ok());
+  EXPECT_EQ(child->wait(Millis(10000)), 1);
+  EXPECT_NE(child->stderr_text().find("-only-migratable"), std::string::npos)
+      << child->stderr_text();
+}
+
 }  // namespace
 }  // namespace ferry::testing

@@ -25,7 +25,9 @@ const OptSchema kQtest{"-qtest", "path", {{"path", OptType::kString, "", "unix:P
 const OptSchema kTestdev{"-device ferry-testdev", "driver",
                          {{"driver", OptType::kString, "", "device model"},
                           {"id", OptType::kString, "", "device id"},
-                          {"addr", OptType::kString, "", "PCI address SLOT[.FN]"}}};
+                          {"addr", OptType::kString, "", "PCI address SLOT[.FN]"},
+                          {"x-block-migration", OptType::kBool, "off",
+                           "register a migration blocker (for tests)"}}};
 
 const std::string kUsage =
     "usage: ferry-vm [options]\n"
@@ -66,8 +68,9 @@ Status parse_device(const std::string& text, CommandLine& out) {
     out.print_and_exit = format_help(kTestdev, driver + " options");
     return {};
   }
-  out.machine.devices.push_back(
-      {driver, opts->string("id").value_or(""), opts->string("addr").value_or("")});
+  out.machine.devices.push_back({driver, opts->string("id").value_or(""),
+                                 opts->string("addr").value_or(""),
+                                 opts->boolean("x-block-migration").value_or(false)});
   return {};
 }
 
@@ -105,7 +108,10 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& args) {
         return Error(ErrorCode::kInvalidArgument, "-display: only 'none' is supported, found '{}'", *v);
       continue;
     }
-    if (opt == "-only-migratable") continue;  // nothing is blocking migration today
+    if (opt == "-only-migratable") {
+      out.machine.only_migratable = true;
+      continue;
+    }
     static const std::set<std::string> kWithValue = {
         "-name", "-m", "-machine", "-M", "-accel", "-qmp", "-qtest", "-device",
         "-incoming", "-drive", "-object", "-netdev", "-guest"};

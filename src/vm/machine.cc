@@ -122,6 +122,13 @@ Status Machine::add_device(const DeviceConfig& device) {
       migration::pci_idstr(0, 0, at.slot, at.function, pci::kTestDeviceState.name()),
       vmstate::bind(pci::kTestDeviceState, testdev));
   if (!section.ok()) return section.take_status();
+  if (device.block_migration) {
+    std::string reason = fmt::format("{} at {}: x-block-migration=on makes it unmigratable",
+                                     device.driver, at.to_bdf());
+    if (config_.only_migratable)
+      return Error(ErrorCode::kInvalidArgument, "-only-migratable: {}", reason);
+    migration_->add_blocker(std::move(reason));
+  }
   return {};
 }
 

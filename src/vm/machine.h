@@ -43,6 +43,7 @@ struct DeviceConfig {
   std::string driver;
   std::string id;
   std::string addr;  // QEMU's SLOT[.FN]; empty: first free slot
+  bool block_migration = false;  // ferry-testdev's x-block-migration: a test blocker
 };
 
 struct MachineConfig {
@@ -53,6 +54,7 @@ struct MachineConfig {
   std::string qmp;            // unix:PATH
   std::string qtest;          // unix:PATH
   std::string incoming;       // -incoming URI or "defer"; empty: not a destination
+  bool only_migratable = false;  // refuse to start with a migration blocker
   std::vector<DeviceConfig> devices;
 };
 

@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <future>
 
+#include <fmt/ranges.h>
+
 #include "base/log.h"
 #include "migration/buffer_channel.h"
 #include "migration/channel.h"
@@ -134,6 +136,9 @@ Result<Json> MigrationControl::migrate(const Json& args) {
   if (!uri.ok()) return uri.take_status();
   (void)a.optional_boolean("detach");
   FERRY_RETURN_IF_ERROR(a.finish());
+  if (!blockers_.empty())
+    return Error(ErrorCode::kFailedPrecondition, "Migration is blocked: {}",
+                 fmt::join(blockers_, "; "));
   if (source_ && !source_->finished())
     return Error(ErrorCode::kFailedPrecondition, "There's a migration process in progress");
   if (machine_.run_state() == RunState::kInMigrate)
@@ -149,8 +154,10 @@ Result<Json> MigrationControl::migrate(const Json& args) {
 }
 
 Json MigrationControl::query_migrate() const {
+  Json blocked = Json::object();
+  if (!blockers_.empty()) blocked = Json{{"blocked-reasons", blockers_}};
   if (destination_ && !source_) return Json{{"status", destination_->status()}};
-  if (!source_) return Json::object();
+  if (!source_) return blocked;
   migration::MigrationStats s = source_->stats();
   Json reply = {{"status", s.status}};
   if (s.status == "none") return reply;
@@ -164,6 +171,7 @@ Json MigrationControl::query_migrate() const {
                   {"mbps", s.mbps},                   {"page-size", 4096}};
   reply["device-breakdown"] = {{"save-ms", s.device_save_ms}};
   if (!s.error.empty()) reply["error-desc"] = s.error;
+  if (!blockers_.empty()) reply["blocked-reasons"] = blockers_;
   return reply;
 }
 

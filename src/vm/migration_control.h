@@ -8,6 +8,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/event_loop.h"
 #include "migration/destination.h"
@@ -25,6 +26,10 @@ class MigrationControl final : public migration::SourceHooks, public migration::
   ~MigrationControl() override;
 
   migration::SectionRegistry& registry() { return registry_; }
+  // A reason `migrate` must refuse (QEMU's migration blockers): a device or option that
+  // cannot be migrated registers one.
+  void add_blocker(std::string reason) { blockers_.push_back(std::move(reason)); }
+  const std::vector<std::string>& blockers() const { return blockers_; }
   Status register_qmp_commands(QmpServer& qmp);
   // -incoming URI (not "defer"): bind now, receive on the incoming thread.
   Status listen(const std::string& uri);
@@ -54,6 +59,7 @@ class MigrationControl final : public migration::SourceHooks, public migration::
   migration::MigrationParams params_;
   std::unique_ptr<migration::SourceMigration> source_;
   std::unique_ptr<migration::DestinationMigration> destination_;
+  std::vector<std::string> blockers_;
   bool was_running_ = false;  // main loop only
   std::atomic<bool> shutting_down_{false};
   QmpServer* qmp_ = nullptr;
