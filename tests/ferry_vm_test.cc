@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <cstdio>
 #include <optional>
 
 #include "support/ferry_vm.h"
@@ -188,6 +189,33 @@ TEST(FerryVmPci, MsixIntoRamAndTheMsiWindowWithMasking) {
   EXPECT_EQ(vm->mem(32, 0xc000000c), 2u);  // notify count
 }
 
+// ---- memory backends --------------------------------------------------------------------------
+
+TEST(FerryVmMemory, FileBackendSharedWithTheHost) {
+  std::string path = unique_base("ram") + ".img";
+  auto vm = start_vm({"-S", "-object",
+                      "memory-backend-file,id=ram0,size=8M,mem-path=" + path + ",share=on",
+                      "-machine", "ferry,memory-backend=ram0"});
+  ASSERT_TRUE(vm);
+  vm->mem_write(64, 0x2000, 0x0123456789abcdefULL);
+  FILE* f = std::fopen(path.c_str(), "rb");
+  ASSERT_NE(f, nullptr);
+  uint64_t word = 0;
+  ASSERT_EQ(std::fseek(f, 0x2000, SEEK_SET), 0);
+  ASSERT_EQ(std::fread(&word, sizeof word, 1, f), 1u);
+  std::fclose(f);
+  EXPECT_EQ(word, 0x0123456789abcdefULL);  // guest RAM is the file (little-endian host)
+  ::unlink(path.c_str());
+}
+
+TEST(FerryVmMemory, MemfdBackendAndSizeChecks) {
+  auto vm = start_vm({"-S", "-m", "16M", "-object", "memory-backend-memfd,id=mem,size=16M",
+                      "-machine", "memory-backend=mem"});
+  ASSERT_TRUE(vm);
+  vm->mem_write(32, 0xfff000, 0x5a5a5a5a);
+  EXPECT_EQ(vm->mem(32, 0xfff000), 0x5a5a5a5au);
+}
+
 // ---- command line ---------------------------------------------------------------------------
 
 std::pair<int, std::string> run_vm(std::vector<std::string> args) {
@@ -215,6 +243,16 @@ TEST(FerryVmCommandLine, BadOptionsNameOptionAndValue) {
   std::tie(code, err) = run_vm({"-device", "ferry-testdev,addr=40"});
   EXPECT_EQ(code, 1);
   EXPECT_NE(err.find("40"), std::string::npos) << err;
+  std::tie(code, err) = run_vm({"-m", "32M", "-object", "memory-backend-memfd,id=m,size=16M",
+                                "-machine", "memory-backend=m"});
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(err.find("does not match"), std::string::npos) << err;
+  std::tie(code, err) = run_vm({"-object", "memory-backend-file,id=m,size=16M"});
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(err.find("mem-path"), std::string::npos) << err;
+  std::tie(code, err) = run_vm({"-machine", "memory-backend=nope"});
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(err.find("'nope'"), std::string::npos) << err;
 }
 
 TEST(FerryVmCommandLine, DeviceHelpListsModelsAndProperties) {

@@ -12,8 +12,17 @@ namespace {
 
 const OptSchema kMemory{"-m", "size", {{"size", OptType::kSize, "128M", "guest RAM size"}},
                         1ull << 20};
-const OptSchema kMachine{"-machine", "type", {{"type", OptType::kString, std::string(kMachineType),
-                                               "machine type", {"ferry", std::string(kMachineType)}}}};
+const OptSchema kMachine{"-machine", "type",
+                         {{"type", OptType::kString, std::string(kMachineType), "machine type",
+                           {"ferry", std::string(kMachineType)}},
+                          {"memory-backend", OptType::kString, "", "id of the -object holding RAM"}}};
+const OptSchema kMemoryBackend{"-object", "qom-type",
+                               {{"qom-type", OptType::kString, "", "object type",
+                                 {"memory-backend-file", "memory-backend-memfd"}},
+                                {"id", OptType::kString, "", "object id"},
+                                {"size", OptType::kSize, "", "size of the memory"},
+                                {"mem-path", OptType::kString, "", "file or directory (file backend)"},
+                                {"share", OptType::kBool, "off", "map shared (MAP_SHARED)"}}};
 const OptSchema kAccel{"-accel", "accel", {{"accel", OptType::kString, "none",
                                             "qtest: the clock moves only through qtest",
                                             {"qtest", "none", "kvm", "tcg"}}}};
@@ -33,7 +42,9 @@ const std::string kUsage =
     "usage: ferry-vm [options]\n"
     "  -name NAME                 VM name (query-name)\n"
     "  -m SIZE                    guest RAM (default 128M; suffixes K M G)\n"
-    "  -machine ferry             machine type (" + std::string(kMachineType) + ")\n"
+    "  -machine ferry[,memory-backend=ID]  machine type (" + std::string(kMachineType) + ")\n"
+    "  -object memory-backend-file,id=ID,size=S,mem-path=P[,share=on|off]\n"
+    "  -object memory-backend-memfd,id=ID,size=S[,share=on|off]\n"
     "  -accel qtest|none          qtest: the virtual clock moves only through qtest\n"
     "  -device DRIVER[,prop=...]  add a device; -device help lists models\n"
     "  -qmp unix:PATH,server=on,wait=off   QMP control socket\n"
@@ -85,6 +96,8 @@ Status not_yet(const std::string& option) {
 
 Result<CommandLine> parse_command_line(const std::vector<std::string>& args) {
   CommandLine out;
+  std::vector<memory::RamBlockSpec> backends;
+  std::string memory_backend_id;
   for (size_t i = 0; i < args.size(); ++i) {
     std::string opt = args[i];
     if (opt.size() > 2 && opt[0] == '-' && opt[1] == '-') opt.erase(0, 1);  // --m == -m
@@ -126,9 +139,29 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& args) {
       auto opts = parse_opts(kMemory, v);
       if (!opts.ok()) return opts.take_status();
       out.machine.ram_size = opts->number("size").value_or(128ull << 20);
+      out.machine.ram_size_given = true;
     } else if (opt == "-machine" || opt == "-M") {
       auto opts = parse_opts(kMachine, v);
       if (!opts.ok()) return opts.take_status();
+      memory_backend_id = opts->string("memory-backend").value_or("");
+    } else if (opt == "-object") {
+      auto opts = parse_opts(kMemoryBackend, v);
+      if (!opts.ok()) return opts.take_status();
+      std::string type = opts->string("qom-type").value_or("");
+      memory::RamBlockSpec spec;
+      spec.idstr = opts->string("id").value_or("");
+      spec.size = opts->number("size").value_or(0);
+      spec.mem_path = opts->string("mem-path").value_or("");
+      spec.share = opts->boolean("share").value_or(false);
+      spec.backing = type == "memory-backend-file" ? memory::RamBacking::kFile
+                                                    : memory::RamBacking::kMemfd;
+      if (spec.idstr.empty())
+        return Error(ErrorCode::kInvalidArgument, "-object {}: Parameter 'id' is missing", v);
+      if (spec.size == 0)
+        return Error(ErrorCode::kInvalidArgument, "-object {}: Parameter 'size' is missing", v);
+      if (spec.backing == memory::RamBacking::kFile && spec.mem_path.empty())
+        return Error(ErrorCode::kInvalidArgument, "-object {}: Parameter 'mem-path' is missing", v);
+      backends.push_back(std::move(spec));
     } else if (opt == "-accel") {
       auto opts = parse_opts(kAccel, v);
       if (!opts.ok()) return opts.take_status();
@@ -148,9 +181,21 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& args) {
       if (!out.print_and_exit.empty()) return out;
     } else if (opt == "-incoming") {
       out.machine.incoming = v;
-    } else if (opt == "-drive" || opt == "-object" || opt == "-netdev" || opt == "-guest") {
+    } else if (opt == "-drive" || opt == "-netdev" || opt == "-guest") {
       return not_yet(opt);
     }
+  }
+  if (!memory_backend_id.empty()) {
+    for (const auto& b : backends)
+      if (b.idstr == memory_backend_id) out.machine.ram_backend = b;
+    if (!out.machine.ram_backend)
+      return Error(ErrorCode::kInvalidArgument,
+                   "-machine: memory-backend '{}' is not a memory backend object",
+                   memory_backend_id);
+  } else if (!backends.empty()) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "-object {}: a memory backend is only used through -machine memory-backend={}",
+                 backends.front().idstr, backends.front().idstr);
   }
   return out;
 }

@@ -62,6 +62,7 @@ Result<std::unique_ptr<Machine>> Machine::create(EventLoop& loop, MachineConfig 
 }
 
 Status Machine::build() {
+  if (config_.ram_backend && !config_.ram_size_given) config_.ram_size = config_.ram_backend->size;
   if (config_.ram_size == 0 || config_.ram_size % 4096 != 0)
     return Error(ErrorCode::kInvalidArgument, "-m: RAM size {} is not a positive multiple of 4 KiB",
                  config_.ram_size);
@@ -69,7 +70,16 @@ Status Machine::build() {
     return Error(ErrorCode::kInvalidArgument,
                  "-m: {} MiB of RAM does not fit below the ECAM window ({} MiB at most)",
                  config_.ram_size >> 20, kMaxRamSize >> 20);
-  auto ram = memory::RamBlock::anonymous("pc.ram", config_.ram_size);
+  memory::RamBlockSpec spec{.idstr = "pc.ram", .size = config_.ram_size};
+  if (config_.ram_backend) {
+    spec = *config_.ram_backend;
+    if (config_.ram_size_given && spec.size != config_.ram_size)
+      return Error(ErrorCode::kInvalidArgument,
+                   "-m: size {} does not match the memory backend '{}' size {}",
+                   config_.ram_size, spec.idstr, spec.size);
+    config_.ram_size = spec.size;
+  }
+  auto ram = memory::RamBlock::create(spec);
   if (!ram.ok()) return ram.take_status();
   if (auto added = memory_.add_ram(0, std::move(ram).value()); !added.ok())
     return added.take_status();

@@ -25,6 +25,7 @@
 #include "hw/pci/interfaces.h"
 #include "hw/pci/pci_bus.h"
 #include "memory/address_space.h"
+#include "memory/ram_block.h"
 #include "vm/io_ports.h"
 #include "vm/migration_control.h"
 #include "vm/qmp_server.h"
@@ -49,6 +50,10 @@ struct DeviceConfig {
 struct MachineConfig {
   std::string name;
   uint64_t ram_size = 128ull << 20;
+  bool ram_size_given = false;  // -m was on the command line
+  // -object memory-backend-file|memfd named by -machine memory-backend=ID: guest RAM
+  // lives there (its id becomes the RAM block's name, as in QEMU); else anonymous "pc.ram".
+  std::optional<memory::RamBlockSpec> ram_backend;
   bool start_paused = false;  // -S
   bool qtest_clock = false;   // -accel qtest: the clock moves only through qtest
   std::string qmp;            // unix:PATH
