@@ -2,7 +2,7 @@
 # Both install missing Debian packages first (scripts/install-deps.sh).
 JOBS ?= $(shell nproc)
 
-.PHONY: deps release asan tsan demo test test-release test-asan bench clean
+.PHONY: deps release asan tsan demo test test-release test-asan test-tsan bench clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -23,14 +23,23 @@ demo: release
 	@./build/release/tools/ferry demo
 
 # The whole suite: unit and multi-process tests in the release build, then the same tests
-# under ASan+UBSan plus every libFuzzer target for FERRY_FUZZ_SECONDS each.
-test: test-release test-asan
+# under ASan+UBSan plus every libFuzzer target for FERRY_FUZZ_SECONDS each, then the
+# threaded parts (event loop, dirty bitmaps, migration engines, ferry-vm migrating) under TSan.
+test: test-release test-asan test-tsan
 
 test-release: release
 	@ctest --preset release -j $(JOBS)
 
 test-asan: asan
 	@ctest --preset asan -j $(JOBS)
+
+TSAN_TARGETS = base_test memory_test migration_test live_migration_test ferry-vm
+test-tsan: deps
+	@cmake --preset tsan >/dev/null
+	@cmake --build --preset tsan -j $(JOBS) --target $(TSAN_TARGETS)
+	@TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/tsan -j $(JOBS) --output-on-failure \
+	  -R '^(EventLoop|DirtyBitmap|Engine|LiveMigration)'
+	@! grep -l ThreadSanitizer /tmp/ferry-vm-test-*.stderr 2>/dev/null
 
 bench: release
 	@./build/release/bench/vmstate_bench
