@@ -62,12 +62,47 @@ class Writer {
   std::thread thread_;
 };
 
+// Guest activity in lockstep with the migration: every write the source makes to the
+// channel first dirties a page, so each pass ends with dirty pages left, deterministically.
+class DirtyingChannel final : public Channel {
+ public:
+  DirtyingChannel(std::unique_ptr<Channel> inner, memory::RamBlock& block)
+      : inner_(std::move(inner)), block_(block) {}
+  void stop() { active_.store(false, std::memory_order_release); }
+  Result<size_t> read_some(std::span<uint8_t> out) override { return inner_->read_some(out); }
+  Status write_all(std::span<const uint8_t> data) override {
+    dirty();
+    return inner_->write_all(data);
+  }
+  Status writev_all(std::span<iovec> iov) override {
+    dirty();
+    return inner_->writev_all(iov);
+  }
+  Status shutdown_write() override { return inner_->shutdown_write(); }
+  Status close() override { return inner_->close(); }
+  const std::string& name() const override { return inner_->name(); }
+
+ private:
+  void dirty() {
+    if (!active_.load(std::memory_order_acquire)) return;
+    uint64_t page = ++writes_ % block_.pages();
+    memory::guest_write(block_.page(page), reinterpret_cast<const uint8_t*>(&writes_), 8);
+    block_.dirty().mark_page(page);
+  }
+  std::unique_ptr<Channel> inner_;
+  memory::RamBlock& block_;
+  std::atomic<bool> active_{true};
+  uint64_t writes_ = 0;
+};
+
 class FakeSourceMachine final : public SourceHooks {
  public:
-  FakeSourceMachine(Side& side, Writer* writer) : side_(side), writer_(writer) {}
+  FakeSourceMachine(Side& side, Writer* writer, DirtyingChannel* dirtier = nullptr)
+      : side_(side), writer_(writer), dirtier_(dirtier) {}
   Result<DeviceCapture> capture_early_setup() override { return DeviceCapture{}; }
   Result<DeviceCapture> stop_and_capture() override {
     if (writer_) writer_->stop();  // the VM stops: no more guest writes
+    if (dirtier_) dirtier_->stop();
     stopped = true;
     DeviceCapture capture;
     BufferChannel sink;
@@ -94,6 +129,7 @@ class FakeSourceMachine final : public SourceHooks {
  private:
   Side& side_;
   Writer* writer_;
+  DirtyingChannel* dirtier_;
 };
 
 class FakeDestinationMachine final : public DestinationHooks {
@@ -167,11 +203,26 @@ TEST(Engine, PrecopyWithAGuestWritingConvergesAndRamEndsIdentical) {
 
 TEST(Engine, NoConvergenceForcesCompletionAfterThePassLimit) {
   Side src(true, 3), dst(false, 4);
-  Writer writer(*src.ram[0]);
-  // A zero downtime limit can never be met while the guest writes.
-  Outcome run = migrate(src, dst, {.max_bandwidth = 0, .downtime_limit_ms = 0}, &writer);
-  ASSERT_EQ(run.source.status, "completed") << run.source.error;
-  EXPECT_EQ(run.source.dirty_sync_count, 30u);
+  std::string uri = socket_uri();
+  auto listener = listen_incoming(uri);
+  ASSERT_TRUE(listener.ok());
+  FakeDestinationMachine dst_machine;
+  DestinationMigration destination(std::move(listener).value(), "ferry-1.0", dst.registry,
+                                   test::raw(dst.ram), dst_machine);
+  destination.start();
+  auto channel = connect_outgoing(uri);
+  ASSERT_TRUE(channel.ok());
+  auto dirtying = std::make_unique<DirtyingChannel>(std::move(channel).value(), *src.ram[0]);
+  DirtyingChannel* dirtier = dirtying.get();
+  FakeSourceMachine src_machine(src, nullptr, dirtier);
+  // A zero downtime limit can never be met while every write dirties a page.
+  SourceMigration source(std::move(dirtying), "ferry-1.0", src.registry, test::raw(src.ram),
+                         {.max_bandwidth = 0, .downtime_limit_ms = 0}, src_machine);
+  source.start();
+  ASSERT_TRUE(wait_until([&] { return source.finished() && destination.finished(); }));
+  ASSERT_EQ(source.stats().status, "completed") << source.stats().error;
+  EXPECT_EQ(source.stats().dirty_sync_count, 30u);
+  EXPECT_TRUE(dst_machine.ran);
   EXPECT_TRUE(test::same_ram(src.ram, dst.ram));
 }
 

@@ -61,6 +61,18 @@ Status save_elements(ByteSink& w, D& d, std::string_view shown, const Codec& cod
   return {};
 }
 
+// Loads elements 0..n-1 with `load_element(i)`; a failure gains "[i]" in its path.
+template <typename LoadElement>
+bool load_elements(size_t n, Status& err, LoadElement&& load_element) {
+  for (size_t i = 0; i < n; ++i) {
+    if (!load_element(i)) [[unlikely]] {
+      err.prepend_path(index_segment(i));
+      return false;
+    }
+  }
+  return true;
+}
+
 template <typename Pred, typename T, typename V>
 bool call_validator(const Pred& pred, const T& obj, const V& value) {
   if constexpr (std::is_invocable_r_v<bool, const Pred&, const V&>) return pred(value);
@@ -276,13 +288,7 @@ struct ArrayField {
     C& c = obj.*member;
     size_t n = 0;
     if (!extent.load_count(obj, c, n, err)) return false;
-    for (size_t i = 0; i < n; ++i) {
-      if (!codec.load(Traits::at(c, i), r, err)) [[unlikely]] {
-        err.prepend_path(index_segment(i));
-        return false;
-      }
-    }
-    return true;
+    return load_elements(n, err, [&](size_t i) { return codec.load(Traits::at(c, i), r, err); });
   }
   bool can_compress() const { return codec.can_compress(); }
   template <typename Owner>
@@ -382,13 +388,7 @@ struct PointerArrayField {
     C& c = obj.*member;
     size_t n = 0;
     if (!extent.load_count(obj, c, n, err)) return false;
-    for (size_t i = 0; i < n; ++i) {
-      if (!load_one(Traits::at(c, i), r, err)) [[unlikely]] {
-        err.prepend_path(index_segment(i));
-        return false;
-      }
-    }
-    return true;
+    return load_elements(n, err, [&](size_t i) { return load_one(Traits::at(c, i), r, err); });
   }
 
   bool can_compress() const { return kForm == PointerForm::kPlain && codec.can_compress(); }
