@@ -206,6 +206,30 @@ TEST(LiveMigration, CancelWhileActiveResumesTheSource) {
   EXPECT_EQ(src->ok("query-status")["status"], "running");
 }
 
+TEST(LiveMigration, WaitingDestinationQuitsAndStalledPeerCancels) {
+  std::string sock = unique_base("mig") + ".sock";
+  auto dst = FerryVm::start(kFerryVm, with({"-incoming", "unix:" + sock}));
+  ASSERT_TRUE(dst);
+  dst->ok("quit");
+  EXPECT_EQ(dst->process().wait(Millis(10000)), 0) << dst->process().stderr_text();
+
+  // A peer that accepts and never reads or answers: cancel must still end the migration.
+  auto src = FerryVm::start(kFerryVm, kMachine);
+  ASSERT_TRUE(src);
+  src->ok("cont");
+  std::string stall = unique_base("stall") + ".sock";
+  auto listener = UnixListener::listen(stall);
+  ASSERT_TRUE(listener.ok());
+  src->ok("migrate", Json{{"uri", "unix:" + stall}});
+  auto peer = listener->accept(Millis(10000));
+  ASSERT_TRUE(peer.ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  src->ok("migrate_cancel");
+  Json r = wait_migration_end(*src);
+  EXPECT_EQ(r["status"], "cancelled") << r.dump();
+  EXPECT_EQ(src->ok("query-status")["status"], "running");
+}
+
 TEST(LiveMigration, MigrateCommandErrors) {
   auto src = FerryVm::start(kFerryVm, kMachine);
   ASSERT_TRUE(src);

@@ -114,6 +114,7 @@ class SocketListener final : public Listener {
     return std::unique_ptr<Channel>(new FdChannel(c, uri_, true));
   }
   std::string uri() const override { return uri_; }
+  void interrupt() override { ::shutdown(fd_.fd, SHUT_RDWR); }
 
  private:
   Fd fd_;
@@ -243,6 +244,10 @@ Status FdChannel::shutdown_write() {
     return {};
   }
   return close();  // a pipe or file has one direction: closing is the half-close
+}
+
+void FdChannel::interrupt() {
+  if (fd_ >= 0 && is_socket_) ::shutdown(fd_, SHUT_RDWR);
 }
 
 Status FdChannel::close() {

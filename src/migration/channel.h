@@ -36,6 +36,10 @@ class Channel {
   virtual Status shutdown_write() = 0;
   // Closes the channel (for exec:, waits for the command and reports its exit status).
   virtual Status close() = 0;
+  // Makes a read or write blocked in another thread return with an error, and later ones
+  // fail (shutdown of a socket; nothing for pipes and files). Safe to call concurrently with
+  // reads and writes, not with close(): callers serialise it against close().
+  virtual void interrupt() {}
   // "tcp:127.0.0.1:4444", "exec:cat > x", ... for error messages.
   virtual const std::string& name() const = 0;
 };
@@ -51,6 +55,7 @@ class FdChannel final : public Channel {
   Status write_all(std::span<const uint8_t> data) override;
   Status writev_all(std::span<iovec> iov) override;
   Status shutdown_write() override;
+  void interrupt() override;
   Status close() override;
   const std::string& name() const override { return name_; }
   int fd() const { return fd_; }
@@ -83,6 +88,8 @@ class Listener {
  public:
   virtual ~Listener() = default;
   virtual Result<std::unique_ptr<Channel>> accept() = 0;
+  // Makes an accept() blocked in another thread return with an error.
+  virtual void interrupt() {}
   // The address actually bound ("tcp:127.0.0.1:40123" when port 0 was asked for).
   virtual std::string uri() const = 0;
 };

@@ -17,7 +17,16 @@ DestinationMigration::DestinationMigration(std::unique_ptr<Listener> listener,
       hooks_(hooks) {}
 
 DestinationMigration::~DestinationMigration() {
+  stop();
   if (thread_.joinable()) thread_.join();
+}
+
+void DestinationMigration::stop() {
+  std::lock_guard lock(mutex_);
+  if (finished()) return;
+  stopping_ = true;
+  if (channel_) channel_->interrupt();
+  else listener_->interrupt();
 }
 
 void DestinationMigration::start() {
@@ -38,9 +47,13 @@ void DestinationMigration::run() {
     {
       std::lock_guard lock(mutex_);
       status_ = "active";
+      channel_ = channel->get();
+      if (stopping_) channel_->interrupt();  // stop() came between accept and here
     }
     hooks_.status_changed("active");
     st = receive(**channel);
+    std::lock_guard lock(mutex_);
+    channel_ = nullptr;
     (void)(*channel)->close();
   }
   {

@@ -39,6 +39,9 @@ class DestinationMigration {
   DestinationMigration& operator=(const DestinationMigration&) = delete;
 
   void start();
+  // Interrupts a wait for a connection or for stream bytes (the VM is quitting); the
+  // incoming thread then fails and ends. The destructor calls it.
+  void stop();
   bool finished() const { return finished_.load(std::memory_order_acquire); }
   std::string status() const;
 
@@ -53,8 +56,10 @@ class DestinationMigration {
   DestinationHooks& hooks_;
   std::thread thread_;
   std::atomic<bool> finished_{false};
-  mutable std::mutex mutex_;
+  mutable std::mutex mutex_;  // guards status_, channel_, stopping_
   std::string status_ = "none";
+  Channel* channel_ = nullptr;  // the accepted connection while it is open
+  bool stopping_ = false;
 };
 
 }  // namespace ferry::migration

@@ -280,5 +280,30 @@ TEST(Engine, FileChannelCompletesWithoutAReturnPath) {
   ::unlink(file.c_str());
 }
 
+TEST(Engine, DestinationStopsWhileWaitingForAConnectionOrForBytes) {
+  Side dst(false, 9);
+  FakeDestinationMachine machine;
+  {
+    auto listener = listen_incoming(socket_uri());
+    ASSERT_TRUE(listener.ok());
+    DestinationMigration waiting(std::move(listener).value(), "ferry-1.0", dst.registry,
+                                 test::raw(dst.ram), machine);
+    waiting.start();
+  }  // destroyed while accept() blocks: must return, not hang
+  std::string uri = socket_uri();
+  auto listener = listen_incoming(uri);
+  ASSERT_TRUE(listener.ok());
+  DestinationMigration loading(std::move(listener).value(), "ferry-1.0", dst.registry,
+                               test::raw(dst.ram), machine);
+  loading.start();
+  auto stalled = connect_outgoing(uri);  // connects, sends nothing
+  ASSERT_TRUE(stalled.ok());
+  ASSERT_TRUE(wait_until([&] { return loading.status() == "active"; }));
+  loading.stop();
+  ASSERT_TRUE(wait_until([&] { return loading.finished(); }, 10s));
+  EXPECT_EQ(loading.status(), "failed");
+  EXPECT_FALSE(machine.ran);
+}
+
 }  // namespace
 }  // namespace ferry::migration

@@ -59,6 +59,16 @@ void SourceMigration::start() {
 void SourceMigration::cancel() {
   if (finished() || cancel_requested_.exchange(true, std::memory_order_acq_rel)) return;
   set_status("cancelling");
+  // Unblock a write to a peer that stopped reading, or the wait for the return path.
+  std::lock_guard lock(channel_mutex_);
+  if (!channel_closed_) channel_->interrupt();
+}
+
+void SourceMigration::close_channel() {
+  std::lock_guard lock(channel_mutex_);
+  if (channel_closed_) return;
+  channel_closed_ = true;
+  (void)channel_->close();
 }
 
 MigrationStats SourceMigration::stats() const {
@@ -87,7 +97,7 @@ void SourceMigration::run() {
       std::lock_guard lock(stats_mutex_);
       stats_.error = st.to_string();
     }
-    (void)channel_->close();
+    close_channel();
     hooks_.resume_after_failure();
     set_status(cancelled ? "cancelled" : "failed");
   }
@@ -203,7 +213,7 @@ Status SourceMigration::migrate() {
     std::lock_guard lock(stats_mutex_);
     if (!has_return_path(*channel_)) stats_.downtime_ms = (now_ns() - stop_ns) / 1'000'000;
   }
-  (void)channel_->close();
+  close_channel();
   hooks_.completed();
   set_status("completed");
   return {};

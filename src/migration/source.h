@@ -89,6 +89,7 @@ class SourceMigration {
   Status migrate();
   void set_status(std::string status);
   Status read_return_path(int64_t stop_ns);
+  void close_channel();
 
   std::unique_ptr<Channel> channel_;
   std::string machine_type_;
@@ -99,6 +100,8 @@ class SourceMigration {
   std::thread thread_;
   std::atomic<bool> cancel_requested_{false};
   std::atomic<bool> finished_{false};
+  std::mutex channel_mutex_;  // serialises interrupt() (cancel) against close()
+  bool channel_closed_ = false;
   mutable std::mutex stats_mutex_;
   MigrationStats stats_;
 };
