@@ -158,6 +158,7 @@ TEST(FerryVmPci, IntxLevelSeenThroughIrqIntercept) {
 TEST(FerryVmPci, MsixIntoRamAndTheMsiWindowWithMasking) {
   auto vm = start_vm(kWithTestdev);
   ASSERT_TRUE(vm);
+  vm->ok("cont");  // a stopped device holds its messages
   map_testdev(*vm);
   uint32_t cap = vm->find_capability(kTestdevSlot, 0x11);
   ASSERT_NE(cap, 0u);
@@ -187,6 +188,43 @@ TEST(FerryVmPci, MsixIntoRamAndTheMsiWindowWithMasking) {
   EXPECT_EQ(vm->qtest().irqs().front(), "raise 65");
   EXPECT_EQ(vm->mem(32, pba) & 0x2, 0u);
   EXPECT_EQ(vm->mem(32, 0xc000000c), 2u);  // notify count
+}
+
+TEST(FerryVmPci, StoppedDevicesHoldInterruptsUntilCont) {
+  auto vm = start_vm(kWithTestdev);
+  ASSERT_TRUE(vm);
+  vm->ok("cont");
+  map_testdev(*vm);
+  uint32_t cap = vm->find_capability(kTestdevSlot, 0x11);
+  vm->config_write(kTestdevSlot, cap + 2, 0x8000, 16);
+  vm->mem_write(32, 0xc0002000, 0x3000);
+  vm->mem_write(32, 0xc0002008, 0xabc);
+  vm->mem_write(32, 0xc000200c, 0);
+  vm->ok("stop");
+  vm->mem_write(32, 0xc0000008, 0);  // the device is quiesced: nothing reaches the guest
+  EXPECT_EQ(vm->mem(32, 0x3000), 0u);
+  vm->ok("cont");
+  EXPECT_EQ(vm->mem(32, 0x3000), 0xabcu);
+}
+
+TEST(FerryVmPci, SystemResetReturnsDevicesToTheirPlugInState) {
+  auto vm = start_vm(kWithTestdev);
+  ASSERT_TRUE(vm);
+  vm->ok("cont");
+  map_testdev(*vm);
+  vm->mem_write(32, 0xc0000000, 0x1234);
+  uint32_t line = vm->config_read(kTestdevSlot, 0x3c, 8);
+  vm->ok("system_reset");
+  auto reset = vm->qmp().wait_event("RESET", Millis(5000));
+  ASSERT_TRUE(reset.ok());
+  EXPECT_EQ((*reset)["data"]["reason"], "host-qmp-system-reset");
+  EXPECT_EQ(vm->config_read(kTestdevSlot, 0x04, 16) & 0x7, 0u);  // decoding off
+  EXPECT_EQ(vm->config_read(kTestdevSlot, 0x10), 0x4u);          // BAR0 unprogrammed
+  EXPECT_EQ(vm->config_read(kTestdevSlot, 0x3c, 8), line);        // routing kept
+  EXPECT_EQ(vm->mem(32, 0xc0000000), 0u);                         // nothing decodes there
+  map_testdev(*vm);
+  EXPECT_EQ(vm->mem(32, 0xc0000000), 0u);  // the scratch register was reset too
+  EXPECT_EQ(vm->ok("query-status")["status"], "running");
 }
 
 // ---- memory backends --------------------------------------------------------------------------

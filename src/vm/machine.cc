@@ -111,6 +111,9 @@ Status Machine::build() {
     qtest_ = std::move(qtest).value();
   }
   state_ = config_.start_paused ? RunState::kPrelaunch : RunState::kRunning;
+  // Devices of a VM that does not run yet start quiesced.
+  if (config_.start_paused || !config_.incoming.empty())
+    for (pci::PciDevice* dev : pci_->devices()) dev->quiesce();
   if (!config_.incoming.empty()) {
     state_ = RunState::kInMigrate;
     if (config_.incoming != "defer") FERRY_RETURN_IF_ERROR(migration_->listen(config_.incoming));
@@ -148,8 +151,14 @@ Status Machine::set_run_state(RunState to) {
   RunState from = state_;
   FERRY_RETURN_IF_ERROR(check_transition(from, to));
   state_ = to;
-  if (qmp_ && is_running(from) && !is_running(to)) qmp_->emit_event("STOP");
-  if (qmp_ && !is_running(from) && is_running(to)) qmp_->emit_event("RESUME");
+  if (is_running(from) && !is_running(to)) {
+    for (pci::PciDevice* dev : pci_->devices()) dev->quiesce();
+    if (qmp_) qmp_->emit_event("STOP");
+  }
+  if (!is_running(from) && is_running(to)) {
+    for (pci::PciDevice* dev : pci_->devices()) dev->resume();
+    if (qmp_) qmp_->emit_event("RESUME");
+  }
   return {};
 }
 
@@ -335,6 +344,17 @@ Status Machine::register_qmp_commands() {
       return Error(ErrorCode::kFailedPrecondition,
                    "device state is being loaded by an incoming migration");
     return query_pci();
+  }));
+  FERRY_RETURN_IF_ERROR(qmp_->add_command("system_reset", [this](const Json& args) -> Result<Json> {
+    FERRY_RETURN_IF_ERROR(QmpArgs(args).finish());
+    if (state_ == RunState::kInMigrate)
+      return Error(ErrorCode::kFailedPrecondition,
+                   "device state is being loaded by an incoming migration");
+    // Devices return to their plug-in state; RAM keeps its contents, as on QEMU's PCs.
+    for (pci::PciDevice* dev : pci_->devices()) dev->reset();
+    qmp_->emit_event("RESET", Json{{"guest", false}, {"reason", "host-qmp-system-reset"}});
+    if (state_ == RunState::kShutdown) FERRY_RETURN_IF_ERROR(set_run_state(RunState::kRunning));
+    return Json::object();
   }));
   FERRY_RETURN_IF_ERROR(qmp_->add_command("query-name", [this](const Json& args) -> Result<Json> {
     FERRY_RETURN_IF_ERROR(QmpArgs(args).finish());

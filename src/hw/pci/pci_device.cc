@@ -2,6 +2,8 @@
 // MSI-X is in msix.cc, the migration hooks in pci_migration.cc.
 #include "hw/pci/pci_device.h"
 
+#include <algorithm>
+
 #include <bit>
 
 #include "hw/pci/pci_bus.h"
@@ -398,9 +400,21 @@ void PciDevice::update_intx() {
   if (bus_ != nullptr) bus_->intx_changed(*this, assert);
 }
 
+void PciDevice::reset() {
+  pci_.config = reset_config_;
+  pci_.irq_state.fill(0);
+  msix_.table = reset_msix_table_;
+  std::fill(msix_.pba.begin(), msix_.pba.end(), uint8_t{0});
+  update_mappings();
+  update_intx();
+  on_reset();
+}
+
 void PciDevice::attach(PciBus& bus, PciAddress address) {
   bus_ = &bus;
   address_ = address;
+  reset_config_ = pci_.config;
+  reset_msix_table_ = msix_.table;
   // Anything the device already decodes or drives now reaches the machine.
   for (Bar& bar : bars_) bar.mapped = kUnmapped;
   update_mappings();

@@ -282,6 +282,15 @@ class PciDevice {
 
   // ---- migration: fields for the device's description ----
   // QEMU's VMSTATE_PCI_DEVICE(parent_obj, ...) and VMSTATE_MSIX(...), in that order.
+  // Back to the state the device had when it was plugged in, as on a system reset:
+  // config space, MSI-X table and pending bits, interrupt lines; BAR mappings follow.
+  // Then the model's own on_reset().
+  void reset();
+  // Run-state hooks: the VM stops (no device may change guest-visible state until resumed)
+  // or runs again.
+  virtual void quiesce() {}
+  virtual void resume() {}
+
   static constexpr auto vmstate_pci_device() {
     return vmstate::field("parent_obj", &PciDevice::pci_, kPciStateDesc);
   }
@@ -292,6 +301,8 @@ class PciDevice {
  protected:
   // Called after a guest config write has taken effect; `value` and `size` as written.
   virtual void on_config_write(uint32_t offset, uint32_t value, unsigned size);
+  // Device-specific part of reset().
+  virtual void on_reset() {}
 
  private:
   friend class PciBus;
@@ -324,6 +335,9 @@ class PciDevice {
   void update_mappings();
   void update_intx();
   void attach(PciBus& bus, PciAddress address);
+  // What reset() returns to: the config space and MSI-X table at plug-in time.
+  std::array<uint8_t, kExpressConfigSize> reset_config_{};
+  std::vector<uint8_t> reset_msix_table_;
   void apply_power_state_rules(uint16_t old_pmcsr);
 
   bool in_msix_table(int bar, uint64_t offset, unsigned size) const;

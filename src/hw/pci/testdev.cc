@@ -24,6 +24,18 @@ Status TestDevice::realize() {
       .take_status();
 }
 
+void TestDevice::resume() {
+  quiesced_ = false;
+  for (unsigned vector = 0; vector < kVectors; ++vector)
+    if (held_vectors_ & (1u << vector)) msix_notify(vector);
+  held_vectors_ = 0;
+}
+
+void TestDevice::on_reset() {
+  scratch_ = io_scratch_ = notify_count_ = 0;
+  held_vectors_ = 0;
+}
+
 uint64_t TestDevice::Registers::read(uint64_t offset, unsigned /*size*/) {
   switch (offset) {
     case kScratch: return dev_.scratch_;
@@ -39,7 +51,9 @@ void TestDevice::Registers::write(uint64_t offset, uint64_t value, unsigned /*si
     case kIntx: dev_.set_irq(value != 0); break;
     case kMsixNotify:
       ++dev_.notify_count_;
-      if (value < kVectors) dev_.msix_notify(static_cast<unsigned>(value));
+      if (value >= kVectors) break;
+      if (dev_.quiesced_) dev_.held_vectors_ |= static_cast<uint8_t>(1u << value);
+      else dev_.msix_notify(static_cast<unsigned>(value));
       break;
     default: break;  // writes to reserved registers are ignored, as hardware does
   }

@@ -4,7 +4,8 @@
 //   BAR0 (64-bit memory, 16 KiB)
 //     0x000 SCRATCH        read/write 32-bit
 //     0x004 INTX           write 1 raises INTx, 0 lowers it; reads the level
-//     0x008 MSIX_NOTIFY    write N to signal MSI-X vector N (pending while masked)
+//     0x008 MSIX_NOTIFY    write N to signal MSI-X vector N (pending while masked; held
+//                          while the VM is stopped and sent when it runs again)
 //     0x00c NOTIFY_COUNT   how many MSIX_NOTIFY writes were made (read-only)
 //     0x2000 MSI-X table (8 vectors), 0x3000 PBA
 //   BAR2 (I/O, 16 ports)
@@ -32,7 +33,11 @@ class TestDevice : public PciDevice {
 
   static Result<std::unique_ptr<TestDevice>> create();
 
+  void quiesce() override { quiesced_ = true; }
+  void resume() override;
+
  private:
+  void on_reset() override;
   TestDevice();
   Status realize();
 
@@ -60,6 +65,8 @@ class TestDevice : public PciDevice {
   uint32_t scratch_ = 0;
   uint32_t io_scratch_ = 0;
   uint32_t notify_count_ = 0;
+  bool quiesced_ = false;    // not migrated: the machine quiesces devices by its run state
+  uint8_t held_vectors_ = 0;  // MSIX_NOTIFY writes made while quiesced, one bit per vector
 
  public:
   // The device's whole migration story: PCI config and MSI-X state, then its registers.
@@ -68,7 +75,8 @@ class TestDevice : public PciDevice {
         "ferry-testdev", {.version = 1}, PciDevice::vmstate_pci_device(),
         PciDevice::vmstate_msix(), vmstate::field("scratch", &TestDevice::scratch_),
         vmstate::field("io_scratch", &TestDevice::io_scratch_),
-        vmstate::field("notify_count", &TestDevice::notify_count_));
+        vmstate::field("notify_count", &TestDevice::notify_count_),
+        vmstate::field("held_vectors", &TestDevice::held_vectors_));
   }
 };
 
