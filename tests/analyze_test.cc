@@ -17,10 +17,12 @@
 #include "migration/channel.h"
 #include "migration/stream.h"
 #include "migration/test_devices.h"
-#include "support/child_process.h"
-#include "support/qmp_client.h"
+#include "client/child_process.h"
+#include "client/qmp_client.h"
 
 namespace ferry::testing {
+
+using namespace ::ferry::client;  // the clients live in tools/client
 namespace {
 
 namespace mig = ferry::migration;

@@ -7,11 +7,13 @@
 
 #include <optional>
 
-#include "support/child_process.h"
-#include "support/qmp_client.h"
-#include "support/qtest_client.h"
+#include "client/child_process.h"
+#include "client/qmp_client.h"
+#include "client/qtest_client.h"
 
 namespace ferry::testing {
+
+using namespace ::ferry::client;  // the clients live in tools/client
 namespace {
 
 constexpr const char* kQemu = "/usr/bin/qemu-system-x86_64";

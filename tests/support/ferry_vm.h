@@ -9,11 +9,13 @@
 
 #include <gtest/gtest.h>
 
-#include "support/child_process.h"
-#include "support/qmp_client.h"
-#include "support/qtest_client.h"
+#include "client/child_process.h"
+#include "client/qmp_client.h"
+#include "client/qtest_client.h"
 
 namespace ferry::testing {
+
+using namespace ::ferry::client;  // the clients live in tools/client
 
 // A path prefix unique to this process and call, for sockets and logs.
 std::string unique_base(const char* what);

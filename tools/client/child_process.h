@@ -11,7 +11,7 @@
 
 #include "base/status.h"
 
-namespace ferry::testing {
+namespace ferry::client {
 
 class ChildProcess {
  public:
@@ -36,4 +36,4 @@ class ChildProcess {
   std::string stderr_path_;
 };
 
-}  // namespace ferry::testing
+}  // namespace ferry::client

@@ -8,7 +8,7 @@
 
 #include "base/status.h"
 
-namespace ferry::testing {
+namespace ferry::client {
 
 using Millis = std::chrono::milliseconds;
 
@@ -54,4 +54,4 @@ class UnixListener {
   std::string path_;
 };
 
-}  // namespace ferry::testing
+}  // namespace ferry::client

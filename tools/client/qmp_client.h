@@ -8,9 +8,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "support/line_socket.h"
+#include "client/line_socket.h"
 
-namespace ferry::testing {
+namespace ferry::client {
 
 using Json = nlohmann::json;
 
@@ -41,4 +41,4 @@ class QmpClient {
   int next_id_ = 1;
 };
 
-}  // namespace ferry::testing
+}  // namespace ferry::client

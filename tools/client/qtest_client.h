@@ -7,9 +7,9 @@
 #include <deque>
 #include <string>
 
-#include "support/line_socket.h"
+#include "client/line_socket.h"
 
-namespace ferry::testing {
+namespace ferry::client {
 
 class QtestClient {
  public:
@@ -32,4 +32,4 @@ class QtestClient {
   std::deque<std::string> irqs_;
 };
 
-}  // namespace ferry::testing
+}  // namespace ferry::client

@@ -1,4 +1,4 @@
-#include "support/line_socket.h"
+#include "client/line_socket.h"
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -10,7 +10,7 @@
 #include <thread>
 #include <utility>
 
-namespace ferry::testing {
+namespace ferry::client {
 
 namespace {
 
@@ -138,4 +138,4 @@ Result<LineSocket> UnixListener::accept(Millis timeout) {
   return LineSocket(fd);
 }
 
-}  // namespace ferry::testing
+}  // namespace ferry::client

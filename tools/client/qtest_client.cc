@@ -1,8 +1,8 @@
-#include "support/qtest_client.h"
+#include "client/qtest_client.h"
 
 #include <fmt/format.h>
 
-namespace ferry::testing {
+namespace ferry::client {
 
 namespace {
 char width_letter(unsigned bits) {
@@ -63,4 +63,4 @@ Status QtestClient::out(unsigned bits, uint16_t port, uint32_t value) {
   return {};
 }
 
-}  // namespace ferry::testing
+}  // namespace ferry::client

@@ -1,6 +1,6 @@
-#include "support/qmp_client.h"
+#include "client/qmp_client.h"
 
-namespace ferry::testing {
+namespace ferry::client {
 
 Result<QmpClient> QmpClient::connect(const std::string& path, Millis timeout) {
   auto socket = connect_unix(path, timeout);
@@ -70,4 +70,4 @@ Result<Json> QmpClient::wait_event(const std::string& name, Millis timeout) {
   }
 }
 
-}  // namespace ferry::testing
+}  // namespace ferry::client

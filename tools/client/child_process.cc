@@ -1,4 +1,4 @@
-#include "support/child_process.h"
+#include "client/child_process.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -15,7 +15,7 @@
 
 extern char** environ;
 
-namespace ferry::testing {
+namespace ferry::client {
 
 Result<ChildProcess> ChildProcess::spawn(const std::vector<std::string>& argv,
                                          const std::string& stderr_path) {
@@ -70,4 +70,4 @@ std::string ChildProcess::stderr_text() const {
   return ss.str();
 }
 
-}  // namespace ferry::testing
+}  // namespace ferry::client
