@@ -2,19 +2,44 @@
 // demo and analyze today; the benchmark drivers with the migration engine.
 #include <CLI/CLI.hpp>
 
+#include <unistd.h>
+
+#include <climits>
 #include <cstdio>
+#include <string>
 
 #include "ferry/analyze_command.h"
+#include "ferry/live_demo.h"
 #include "ferry/vmstate_demo.h"
+
+namespace {
+// ferry-vm is built next to ferry.
+std::string sibling_ferry_vm() {
+  char self[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return "ferry-vm";
+  std::string path(self, static_cast<size_t>(n));
+  return path.substr(0, path.rfind('/') + 1) + "ferry-vm";
+}
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"Ferry: live migration of emulated devices"};
   app.require_subcommand(1);
 
+  ferry::tools::LiveDemoOptions live_options;
+  bool vmstate_only = false;
   ferry::tools::VmstateDemoOptions demo_options;
   CLI::App* demo = app.add_subcommand("demo", "run the main end-to-end demonstration");
-  demo->add_flag("--vmdesc", demo_options.print_vmdesc, "print the vmdesc JSON of the state");
-  demo->add_option("--keep", demo_options.keep_dir, "keep the stream file in this directory");
+  demo->add_option("--ram", live_options.ram_mib, "guest RAM in MiB")->check(CLI::Range(1, 2048));
+  demo->add_option("--transport", live_options.transport, "unix or tcp")
+      ->check(CLI::IsMember({"unix", "tcp"}));
+  demo->add_option("--round-trips", live_options.round_trips, "migrations there and back")
+      ->check(CLI::Range(1, 100));
+  demo->add_flag("--vmstate", vmstate_only,
+                 "instead: an NVMe-like state through VMState into a file and back");
+  demo->add_flag("--vmdesc", demo_options.print_vmdesc, "with --vmstate: print the vmdesc JSON");
+  demo->add_option("--keep", demo_options.keep_dir, "with --vmstate: keep the stream file here");
 
   ferry::tools::AnalyzeOptions analyze_options;
   std::string analyze_dump = "state";
@@ -29,7 +54,10 @@ int main(int argc, char** argv) {
                     "with --dump state: list every RAM page (zero, or its crc32c)");
 
   CLI11_PARSE(app, argc, argv);
-  if (*demo) return ferry::tools::run_vmstate_demo(demo_options);
+  if (*demo) {
+    if (vmstate_only) return ferry::tools::run_vmstate_demo(demo_options);
+    return ferry::tools::run_live_demo(live_options, sibling_ferry_vm());
+  }
   if (*analyze) {
     auto dump = ferry::tools::parse_analyze_dump(analyze_dump);
     if (!dump.ok()) {
