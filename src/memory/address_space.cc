@@ -133,70 +133,66 @@ Status AddressSpace::check_mapped(uint64_t addr, uint64_t len, bool ram_only) co
   return {};
 }
 
-Status AddressSpace::read(uint64_t addr, std::span<uint8_t> out) const {
-  FERRY_RETURN_IF_ERROR(check_mapped(addr, out.size(), false));
-  size_t done = 0;
-  while (done < out.size()) {
-    uint64_t a = addr + done;
-    const Region* r = find(a);
-    uint64_t off = a - r->base;
-    size_t n = static_cast<size_t>(std::min<uint64_t>(out.size() - done, r->size - off));
-    if (r->ram) {
-      guest_read(out.data() + done, r->ram->host() + off, n);
-    } else {
-      for (size_t i = 0; i < n;) {
-        unsigned s = access_size(off + i, n - i);
-        uint64_t v = r->mmio->read(off + i, s);
-        for (unsigned k = 0; k < s; ++k) out[done + i + k] = static_cast<uint8_t>(v >> (8 * k));
-        i += s;
-      }
-    }
+// Splits [addr, addr + len), already checked to be mapped, into its parts per region and
+// calls piece(region, offset in region, offset in the access, length) for each.
+template <typename Piece>
+void AddressSpace::for_each_piece(uint64_t addr, uint64_t len, Piece&& piece) const {
+  uint64_t done = 0;
+  while (done < len) {
+    const Region* r = find(addr + done);
+    uint64_t off = addr + done - r->base;
+    uint64_t n = std::min<uint64_t>(len - done, r->size - off);
+    piece(*r, off, static_cast<size_t>(done), static_cast<size_t>(n));
     done += n;
   }
+}
+
+Status AddressSpace::read(uint64_t addr, std::span<uint8_t> out) const {
+  FERRY_RETURN_IF_ERROR(check_mapped(addr, out.size(), false));
+  for_each_piece(addr, out.size(), [&](const Region& r, uint64_t off, size_t done, size_t n) {
+    if (r.ram) {
+      guest_read(out.data() + done, r.ram->host() + off, n);
+      return;
+    }
+    for (size_t i = 0; i < n;) {
+      unsigned s = access_size(off + i, n - i);
+      uint64_t v = r.mmio->read(off + i, s);
+      for (unsigned k = 0; k < s; ++k) out[done + i + k] = static_cast<uint8_t>(v >> (8 * k));
+      i += s;
+    }
+  });
   return {};
 }
 
 Status AddressSpace::write(uint64_t addr, std::span<const uint8_t> data) {
   FERRY_RETURN_IF_ERROR(check_mapped(addr, data.size(), false));
-  size_t done = 0;
-  while (done < data.size()) {
-    uint64_t a = addr + done;
-    const Region* r = find(a);
-    uint64_t off = a - r->base;
-    size_t n = static_cast<size_t>(std::min<uint64_t>(data.size() - done, r->size - off));
-    if (r->ram) {
-      guest_write(r->ram->host() + off, data.data() + done, n);
-      r->ram->dirty().mark(off, n);  // after the data: see dirty_bitmap.h
-    } else {
-      for (size_t i = 0; i < n;) {
-        unsigned s = access_size(off + i, n - i);
-        uint64_t v = 0;
-        for (unsigned k = 0; k < s; ++k) v |= uint64_t{data[done + i + k]} << (8 * k);
-        r->mmio->write(off + i, v, s);
-        i += s;
-      }
+  for_each_piece(addr, data.size(), [&](const Region& r, uint64_t off, size_t done, size_t n) {
+    if (r.ram) {
+      guest_write(r.ram->host() + off, data.data() + done, n);
+      r.ram->dirty().mark(off, n);  // after the data: see dirty_bitmap.h
+      return;
     }
-    done += n;
-  }
+    for (size_t i = 0; i < n;) {
+      unsigned s = access_size(off + i, n - i);
+      uint64_t v = 0;
+      for (unsigned k = 0; k < s; ++k) v |= uint64_t{data[done + i + k]} << (8 * k);
+      r.mmio->write(off + i, v, s);
+      i += s;
+    }
+  });
   return {};
 }
 
 Status AddressSpace::fill(uint64_t addr, uint8_t value, uint64_t len) {
   FERRY_RETURN_IF_ERROR(check_mapped(addr, len, false));
-  uint64_t done = 0;
-  while (done < len) {
-    uint64_t a = addr + done;
-    const Region* r = find(a);
-    uint64_t off = a - r->base;
-    uint64_t n = std::min<uint64_t>(len - done, r->size - off);
-    if (r->ram) {
-      guest_fill(r->ram->host() + off, value, n);
-      r->ram->dirty().mark(off, n);
-    } else {
-      for (uint64_t i = 0; i < n; ++i) r->mmio->write(off + i, value, 1);
+  for_each_piece(addr, len, [&](const Region& r, uint64_t off, size_t, size_t n) {
+    if (r.ram) {
+      guest_fill(r.ram->host() + off, value, n);
+      r.ram->dirty().mark(off, n);
+      return;
     }
-    done += n;
-  }
+    for (uint64_t i = 0; i < n; ++i) r.mmio->write(off + i, value, 1);
+  });
   return {};
 }
 

@@ -82,6 +82,8 @@ class AddressSpace {
   Status check_free(uint64_t base, uint64_t size, std::string_view what) const;
   // Checks [addr, addr + len) is fully mapped (and, when ram_only, only by RAM).
   Status check_mapped(uint64_t addr, uint64_t len, bool ram_only) const;
+  template <typename Piece>
+  void for_each_piece(uint64_t addr, uint64_t len, Piece&& piece) const;
 
   std::map<uint64_t, Region> regions_;  // keyed by base; non-overlapping
   std::vector<std::unique_ptr<RamBlock>> ram_;

@@ -162,6 +162,19 @@ std::string socket_uri() {
   return fmt::format("unix:/tmp/ferry-engine-test-{}-{}.sock", ::getpid(), n++);
 }
 
+// A destination listening on a fresh unix socket, already waiting for its connection.
+std::unique_ptr<DestinationMigration> waiting_destination(Side& dst, DestinationHooks& machine,
+                                                          std::string& uri) {
+  uri = socket_uri();
+  auto listener = listen_incoming(uri);
+  EXPECT_TRUE(listener.ok()) << listener.status().to_string();
+  if (!listener.ok()) return nullptr;
+  auto destination = std::make_unique<DestinationMigration>(
+      std::move(listener).value(), "ferry-1.0", dst.registry, test::raw(dst.ram), machine);
+  destination->start();
+  return destination;
+}
+
 struct Outcome {
   MigrationStats source;
   bool destination_ran = false;
@@ -170,13 +183,11 @@ struct Outcome {
 
 Outcome migrate(Side& src, Side& dst, MigrationParams params, Writer* writer,
             FakeSourceMachine* hooks_out = nullptr) {
-  std::string uri = socket_uri();
-  auto listener = listen_incoming(uri);
-  EXPECT_TRUE(listener.ok()) << listener.status().to_string();
+  std::string uri;
   FakeDestinationMachine dst_machine;
-  DestinationMigration destination(std::move(listener).value(), "ferry-1.0", dst.registry,
-                                   test::raw(dst.ram), dst_machine);
-  destination.start();
+  auto waiting = waiting_destination(dst, dst_machine, uri);
+  if (!waiting) return {};
+  DestinationMigration& destination = *waiting;
   auto channel = connect_outgoing(uri);
   EXPECT_TRUE(channel.ok()) << channel.status().to_string();
   FakeSourceMachine src_machine(src, writer);
@@ -203,13 +214,11 @@ TEST(Engine, PrecopyWithAGuestWritingConvergesAndRamEndsIdentical) {
 
 TEST(Engine, NoConvergenceForcesCompletionAfterThePassLimit) {
   Side src(true, 3), dst(false, 4);
-  std::string uri = socket_uri();
-  auto listener = listen_incoming(uri);
-  ASSERT_TRUE(listener.ok());
+  std::string uri;
   FakeDestinationMachine dst_machine;
-  DestinationMigration destination(std::move(listener).value(), "ferry-1.0", dst.registry,
-                                   test::raw(dst.ram), dst_machine);
-  destination.start();
+  auto waiting = waiting_destination(dst, dst_machine, uri);
+  ASSERT_TRUE(waiting);
+  DestinationMigration& destination = *waiting;
   auto channel = connect_outgoing(uri);
   ASSERT_TRUE(channel.ok());
   auto dirtying = std::make_unique<DirtyingChannel>(std::move(channel).value(), *src.ram[0]);
@@ -228,13 +237,11 @@ TEST(Engine, NoConvergenceForcesCompletionAfterThePassLimit) {
 
 TEST(Engine, CancelDuringPrecopyResumesAndTheDestinationNeverRuns) {
   Side src(true, 5), dst(false, 6);
-  std::string uri = socket_uri();
-  auto listener = listen_incoming(uri);
-  ASSERT_TRUE(listener.ok());
+  std::string uri;
   FakeDestinationMachine dst_machine;
-  DestinationMigration destination(std::move(listener).value(), "ferry-1.0", dst.registry,
-                                   test::raw(dst.ram), dst_machine);
-  destination.start();
+  auto waiting = waiting_destination(dst, dst_machine, uri);
+  ASSERT_TRUE(waiting);
+  DestinationMigration& destination = *waiting;
   auto channel = connect_outgoing(uri);
   ASSERT_TRUE(channel.ok());
   FakeSourceMachine src_machine(src, nullptr);
@@ -283,19 +290,14 @@ TEST(Engine, FileChannelCompletesWithoutAReturnPath) {
 TEST(Engine, DestinationStopsWhileWaitingForAConnectionOrForBytes) {
   Side dst(false, 9);
   FakeDestinationMachine machine;
+  std::string uri;
   {
-    auto listener = listen_incoming(socket_uri());
-    ASSERT_TRUE(listener.ok());
-    DestinationMigration waiting(std::move(listener).value(), "ferry-1.0", dst.registry,
-                                 test::raw(dst.ram), machine);
-    waiting.start();
+    auto waiting = waiting_destination(dst, machine, uri);
+    ASSERT_TRUE(waiting);
   }  // destroyed while accept() blocks: must return, not hang
-  std::string uri = socket_uri();
-  auto listener = listen_incoming(uri);
-  ASSERT_TRUE(listener.ok());
-  DestinationMigration loading(std::move(listener).value(), "ferry-1.0", dst.registry,
-                               test::raw(dst.ram), machine);
-  loading.start();
+  auto started = waiting_destination(dst, machine, uri);
+  ASSERT_TRUE(started);
+  DestinationMigration& loading = *started;
   auto stalled = connect_outgoing(uri);  // connects, sends nothing
   ASSERT_TRUE(stalled.ok());
   ASSERT_TRUE(wait_until([&] { return loading.status() == "active"; }));
