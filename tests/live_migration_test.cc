@@ -113,6 +113,24 @@ TEST(LiveMigration, OverTcpLoopback) {
   migrate_and_check(uri, uri);
 }
 
+TEST(LiveMigration, DeferredIncomingStartsWithMigrateIncoming) {
+  std::string sock = unique_base("mig") + ".sock";
+  auto src = FerryVm::start(kFerryVm, kMachine);
+  auto dst = FerryVm::start(kFerryVm, with({"-incoming", "defer"}));
+  ASSERT_TRUE(src && dst);
+  EXPECT_EQ(dst->ok("query-status")["status"], "inmigrate");
+  dst->ok("migrate-incoming", Json{{"uri", "unix:" + sock}});
+  auto again = dst->qmp().execute("migrate-incoming", Json{{"uri", "unix:" + sock + "2"}});
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->contains("error"));  // only one incoming migration
+  GuestState state = GuestState::make(13);
+  state.write_to(*src);
+  src->ok("migrate", Json{{"uri", "unix:" + sock}});
+  ASSERT_EQ(wait_migration_end(*src)["status"], "completed");
+  ASSERT_TRUE(dst->qmp().wait_event("RESUME", Millis(10000)).ok());
+  state.expect_in(*dst);
+}
+
 TEST(LiveMigration, DestinationWithOtherDevicesRefusesAndSourceRunsOn) {
   std::string sock = unique_base("mig") + ".sock";
   auto src = FerryVm::start(kFerryVm, kMachine);
