@@ -125,6 +125,30 @@ TEST(FerryVmPci, BarSizingProgrammingAndDecoding) {
   EXPECT_EQ(vm->mem(32, 0xc0000000), 0u);
 }
 
+TEST(FerryVmPci, TwoDevicesKeepTheirOwnWindowsWhenOneMoves) {
+  auto vm = start_vm({"-S", "-device", "ferry-testdev,addr=3", "-device", "ferry-testdev,addr=4"});
+  ASSERT_TRUE(vm);
+  for (int slot : {3, 4}) {
+    vm->config_write(slot, 0x18, 0xc000 + 0x100 * (slot - 3));  // I/O BAR2
+    vm->config_write(slot, 0x10, 0xc0000000 + 0x100000 * (slot - 3));
+    vm->config_write(slot, 0x14, 0);
+    vm->config_write(slot, 0x04, 0x3, 16);
+  }
+  ASSERT_TRUE(vm->qtest().out(32, 0xc000, 0x33).ok());
+  ASSERT_TRUE(vm->qtest().out(32, 0xc100, 0x44).ok());
+  vm->mem_write(32, 0xc0000000, 0x333);
+  vm->mem_write(32, 0xc0100000, 0x444);
+  // Moving slot 4's windows must move exactly those, leaving slot 3's in place.
+  vm->config_write(4, 0x18, 0xc200);
+  vm->config_write(4, 0x10, 0xc0200000);
+  EXPECT_EQ(vm->qtest().in(32, 0xc000).value(), 0x33u);
+  EXPECT_EQ(vm->qtest().in(32, 0xc200).value(), 0x44u);
+  EXPECT_EQ(vm->qtest().in(32, 0xc100).value(), 0xffffffffu);  // nothing there any more
+  EXPECT_EQ(vm->mem(32, 0xc0000000), 0x333u);
+  EXPECT_EQ(vm->mem(32, 0xc0200000), 0x444u);
+  EXPECT_EQ(vm->mem(32, 0xc0100000), 0u);
+}
+
 // Maps BAR0 at 0xc0000000 with memory decoding and bus mastering on.
 void map_testdev(FerryVm& vm) {
   vm.config_write(kTestdevSlot, 0x10, 0xc0000000);

@@ -2,7 +2,6 @@
 // would, with guest RAM and device state checked through qtest on both sides.
 #include <gtest/gtest.h>
 
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -99,17 +98,7 @@ TEST(LiveMigration, OverUnixSocket) {
 }
 
 TEST(LiveMigration, OverTcpLoopback) {
-  // A port from the kernel: bind port 0, read it back, release it for the destination.
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  socklen_t len = sizeof addr;
-  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  int port = ntohs(addr.sin_port);
-  ::close(fd);
-  std::string uri = fmt::format("tcp:127.0.0.1:{}", port);
+  std::string uri = free_loopback_tcp_uri();
   migrate_and_check(uri, uri);
 }
 

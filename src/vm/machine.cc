@@ -169,16 +169,21 @@ void Machine::request_exit(int exit_code) {
 
 // ---- PCI host side -------------------------------------------------------------------------
 
+// "00:03.0/bar2": unique per device and BAR, so unmapping finds exactly this region.
+static std::string bar_region_name(const pci::BarRegion& region) {
+  auto at = region.device->address();
+  return fmt::format("{}/bar{}", at ? at->to_bdf() : region.device->type_name(), region.bar);
+}
+
 void Machine::map_bar(const pci::BarRegion& region) {
-  std::string name = fmt::format("{}/bar{}", region.device->type_name(), region.bar);
+  std::string name = bar_region_name(region);
   if (region.is_io) {
     Status st = io_.add(name, static_cast<uint32_t>(region.address),
                         static_cast<uint32_t>(region.size), *region.handler);
     if (!st.ok()) log(LogLevel::kWarn, "I/O BAR not mapped: {}", st.to_string());
     return;
   }
-  auto window = std::make_unique<BarWindow>(
-      fmt::format("{}@{:#x}", name, reinterpret_cast<uintptr_t>(region.device)), *region.handler);
+  auto window = std::make_unique<BarWindow>(name, *region.handler);
   Status st = memory_.add_mmio(window->name(), region.address, region.size, *window);
   if (!st.ok()) {
     // A guest may program overlapping BARs; like a bus with conflicting decoders, the
@@ -191,7 +196,7 @@ void Machine::map_bar(const pci::BarRegion& region) {
 
 void Machine::unmap_bar(const pci::BarRegion& region) {
   if (region.is_io) {
-    io_.remove(fmt::format("{}/bar{}", region.device->type_name(), region.bar));
+    io_.remove(bar_region_name(region));
     return;
   }
   auto it = bar_windows_.find({region.device, region.bar});

@@ -1,5 +1,6 @@
 #include "client/line_socket.h"
 
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -86,6 +87,19 @@ Result<std::string> LineSocket::read_line(Millis timeout) {
     if (n <= 0) return Error(ErrorCode::kIo, "peer closed the connection (have '{}')", pending_);
     pending_.append(buf, static_cast<size_t>(n));
   }
+}
+
+std::string free_loopback_tcp_uri() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+    addr.sin_port = 0;
+  if (fd >= 0) ::close(fd);
+  return fmt::format("tcp:127.0.0.1:{}", ntohs(addr.sin_port));
 }
 
 Result<LineSocket> connect_unix(const std::string& path, Millis timeout) {

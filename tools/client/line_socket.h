@@ -35,6 +35,10 @@ class LineSocket {
   std::string pending_;
 };
 
+// "tcp:127.0.0.1:PORT" with a port the kernel just handed out and released, for a server
+// about to listen there.
+std::string free_loopback_tcp_uri();
+
 // Connects to a unix socket, retrying until `timeout` (the server may still be starting).
 Result<LineSocket> connect_unix(const std::string& path, Millis timeout);
 

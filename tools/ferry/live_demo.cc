@@ -1,7 +1,5 @@
 #include "ferry/live_demo.h"
 
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -113,24 +111,12 @@ struct GuestContent {
   }
 };
 
-std::string free_tcp_port_uri() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return fmt::format("tcp:127.0.0.1:{}", ntohs(addr.sin_port));
-}
-
 std::string mib(uint64_t bytes) { return fmt::format("{:.1f} MiB", bytes / 1048576.0); }
 
 // Migrates `from` into a new VM and returns it; prints progress and the hop's report.
 Result<std::unique_ptr<Vm>> hop(Vm& from, const std::string& binary, const std::string& dir,
                                 const std::string& to_name, const LiveDemoOptions& options) {
-  std::string uri = options.transport == "tcp" ? free_tcp_port_uri()
+  std::string uri = options.transport == "tcp" ? client::free_loopback_tcp_uri()
                                                : "unix:" + dir + "/" + to_name + ".mig";
   auto to = start_vm(binary, dir, to_name, options.ram_mib, {"-incoming", uri});
   if (!to.ok()) return to.take_status();
