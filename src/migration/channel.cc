@@ -420,4 +420,9 @@ Result<std::unique_ptr<Listener>> listen_incoming(std::string_view uri) {
   return Error(ErrorCode::kInternal, "unhandled URI kind");
 }
 
+bool has_return_path(const Channel& channel) {
+  const std::string& name = channel.name();
+  return name.rfind("tcp:", 0) == 0 || name.rfind("unix:", 0) == 0;
+}
+
 }  // namespace ferry::migration

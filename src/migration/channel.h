@@ -96,4 +96,8 @@ class Listener {
 
 Result<std::unique_ptr<Listener>> listen_incoming(std::string_view uri);
 
+// Whether the destination can answer on this channel (the migration return path): socket
+// URIs can; file: and exec: streams end at EOF. Both sides decide with this one test.
+bool has_return_path(const Channel& channel);
+
 }  // namespace ferry::migration

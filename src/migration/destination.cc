@@ -66,7 +66,7 @@ void DestinationMigration::run() {
 }
 
 Status DestinationMigration::receive(Channel& channel) {
-  bool socket = channel.name().rfind("tcp:", 0) == 0 || channel.name().rfind("unix:", 0) == 0;
+  const bool socket = has_return_path(channel);
   StreamReader reader(channel);
   RamLoader ram(ram_);
   Status st = load_stream(reader, machine_type_, registry_, ram);

@@ -28,12 +28,6 @@ uint64_t dirty_bytes(const std::vector<memory::RamBlock*>& ram) {
   return pages * memory::kPageSize;
 }
 
-// Channels with a way back to the source: sockets. file: and exec: streams end at EOF.
-bool has_return_path(const Channel& channel) {
-  const std::string& name = channel.name();
-  return name.rfind("tcp:", 0) == 0 || name.rfind("unix:", 0) == 0;
-}
-
 }  // namespace
 
 SourceMigration::SourceMigration(std::unique_ptr<Channel> channel, std::string machine_type,
@@ -208,10 +202,11 @@ Status SourceMigration::migrate() {
   update();
   FERRY_RETURN_IF_ERROR(channel_->shutdown_write());
 
-  if (has_return_path(*channel_)) FERRY_RETURN_IF_ERROR(read_return_path(stop_ns));
-  {
+  if (has_return_path(*channel_)) {
+    FERRY_RETURN_IF_ERROR(read_return_path(stop_ns));  // measures downtime to "running"
+  } else {
     std::lock_guard lock(stats_mutex_);
-    if (!has_return_path(*channel_)) stats_.downtime_ms = (now_ns() - stop_ns) / 1'000'000;
+    stats_.downtime_ms = (now_ns() - stop_ns) / 1'000'000;  // to the end of the stream
   }
   close_channel();
   hooks_.completed();
