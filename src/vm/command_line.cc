@@ -4,7 +4,7 @@
 
 #include <fmt/format.h>
 
-#include "vm/qemu_opts.h"
+#include "base/qemu_opts.h"
 
 namespace ferry::vm {
 

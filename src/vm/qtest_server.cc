@@ -9,7 +9,7 @@
 #include <limits>
 
 #include "base/log.h"
-#include "vm/qemu_opts.h"
+#include "base/qemu_opts.h"
 
 namespace ferry::vm {
 namespace {

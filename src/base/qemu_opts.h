@@ -19,7 +19,7 @@
 
 #include "base/status.h"
 
-namespace ferry::vm {
+namespace ferry {
 
 enum class OptType {
   kString,  // any text
@@ -95,4 +95,4 @@ Result<uint64_t> parse_size(std::string_view text, uint64_t default_unit = 1);
 //     serial=<str>           - serial number (default: "")
 std::string format_help(const OptSchema& schema, std::string_view title);
 
-}  // namespace ferry::vm
+}  // namespace ferry

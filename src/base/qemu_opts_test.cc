@@ -1,8 +1,8 @@
-#include "vm/qemu_opts.h"
+#include "base/qemu_opts.h"
 
 #include <gtest/gtest.h>
 
-namespace ferry::vm {
+namespace ferry {
 namespace {
 
 OptSchema drive_schema() {
@@ -234,4 +234,4 @@ TEST(QemuOpts, InvalidSchemaDefaultIsReported) {
 }
 
 }  // namespace
-}  // namespace ferry::vm
+}  // namespace ferry

@@ -1,11 +1,11 @@
-#include "vm/qemu_opts.h"
+#include "base/qemu_opts.h"
 
 #include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <limits>
 
-namespace ferry::vm {
+namespace ferry {
 namespace {
 
 // One comma-separated element, with ",," turned into ','.
@@ -377,4 +377,4 @@ std::string format_help(const OptSchema& schema, std::string_view title) {
   return out;
 }
 
-}  // namespace ferry::vm
+}  // namespace ferry
