@@ -1,5 +1,7 @@
 #include "migration/destination.h"
 
+#include <fmt/format.h>
+
 #include "migration/ram_section.h"
 #include "migration/stream.h"
 #include "migration/stream_reader.h"
@@ -69,7 +71,8 @@ Status DestinationMigration::receive(Channel& channel) {
   const bool socket = has_return_path(channel);
   StreamReader reader(channel);
   RamLoader ram(ram_);
-  Status st = load_stream(reader, machine_type_, registry_, ram);
+  LoadReport report;
+  Status st = load_stream(reader, machine_type_, registry_, ram, &report);
   if (!st.ok()) {
     if (socket) {
       std::string msg = "error " + st.to_string() + "\n";
@@ -82,6 +85,8 @@ Status DestinationMigration::receive(Channel& channel) {
     if (socket)
       (void)channel.write_all({reinterpret_cast<const uint8_t*>(msg.data()), msg.size()});
   };
+  for (const SectionLoadTime& t : report.device_load_times)
+    say(fmt::format("load-time {} {}", t.idstr, t.ns));
   say("loaded");
   say(hooks_.loaded());
   return {};

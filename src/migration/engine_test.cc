@@ -181,8 +181,7 @@ struct Outcome {
   std::string destination_failure;
 };
 
-Outcome migrate(Side& src, Side& dst, MigrationParams params, Writer* writer,
-            FakeSourceMachine* hooks_out = nullptr) {
+Outcome migrate(Side& src, Side& dst, MigrationParams params, Writer* writer) {
   std::string uri;
   FakeDestinationMachine dst_machine;
   auto waiting = waiting_destination(dst, dst_machine, uri);

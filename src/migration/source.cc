@@ -1,6 +1,7 @@
 #include "migration/source.h"
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 
 #include "migration/ram_section.h"
@@ -187,11 +188,13 @@ Status SourceMigration::migrate() {
   {
     std::lock_guard lock(stats_mutex_);
     stats_.device_save_ms = (now_ns() - stop_ns) / 1'000'000;
+    stats_.devices = capture->timings;
   }
   saver.begin_pass();
   write_section_continuation(w, wire::kSectionEnd, ram_entry->section_id);
   saver.send_pass(w, UINT64_MAX);
   write_footer(w, ram_entry->section_id);
+  int64_t transfer_start = now_ns();
   w.put_bytes(capture->records);
   vmstate::Json vmdesc = vmstate::Json::object();
   vmdesc["page_size"] = wire::kVmdescPageSize;
@@ -199,6 +202,10 @@ Status SourceMigration::migrate() {
   vmdesc["devices"] = std::move(vmdesc_devices);
   write_eof_and_vmdesc(w, vmdesc);
   FERRY_RETURN_IF_ERROR(w.flush());
+  {
+    std::lock_guard lock(stats_mutex_);
+    stats_.device_transfer_ns = now_ns() - transfer_start;
+  }
   update();
   FERRY_RETURN_IF_ERROR(channel_->shutdown_write());
 
@@ -214,8 +221,8 @@ Status SourceMigration::migrate() {
   return {};
 }
 
-// The destination answers with text lines: "loaded", then "running" or "paused"; or
-// "error <reason>" at any point.
+// The destination answers with text lines: "load-time IDSTR NS" per device section, then
+// "loaded", then "running" or "paused"; or "error <reason>" at any point.
 Status SourceMigration::read_return_path(int64_t stop_ns) {
   std::string pending;
   auto next_line = [&]() -> Result<std::string> {
@@ -238,6 +245,10 @@ Status SourceMigration::read_return_path(int64_t stop_ns) {
   };
   for (const char* expected : {"loaded", "started"}) {
     auto line = next_line();
+    while (line.ok() && line->starts_with("load-time ")) {
+      record_load_time(*line);
+      line = next_line();
+    }
     if (!line.ok()) return line.take_status();
     if (line->rfind("error ", 0) == 0)
       return Error(ErrorCode::kFailedPrecondition, "destination refused the stream: {}",
@@ -250,6 +261,20 @@ Status SourceMigration::read_return_path(int64_t stop_ns) {
   std::lock_guard lock(stats_mutex_);
   stats_.downtime_ms = (now_ns() - stop_ns) / 1'000'000;
   return {};
+}
+
+void SourceMigration::record_load_time(std::string_view line) {
+  line.remove_prefix(std::string_view("load-time ").size());
+  size_t space = line.rfind(' ');
+  if (space == std::string_view::npos) return;
+  std::string_view idstr = line.substr(0, space);
+  int64_t ns = 0;
+  auto digits = line.substr(space + 1);
+  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), ns);
+  if (ec != std::errc() || end != digits.data() + digits.size() || ns < 0) return;
+  std::lock_guard lock(stats_mutex_);
+  for (DeviceTiming& d : stats_.devices)
+    if (d.idstr == idstr) d.load_ns = ns;
 }
 
 }  // namespace ferry::migration

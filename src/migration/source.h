@@ -27,11 +27,24 @@ struct MigrationParams {
   uint64_t downtime_limit_ms = 300;
 };
 
+// One device's share of stop-and-copy: quiesce (with the part spent draining its backend
+// I/O shown apart), save, bytes on the wire, and load on the destination (from the return
+// path; -1 until reported).
+struct DeviceTiming {
+  std::string idstr;
+  int64_t quiesce_ns = 0;
+  int64_t drain_ns = 0;
+  int64_t save_ns = 0;
+  uint64_t bytes = 0;
+  int64_t load_ns = -1;
+};
+
 // Device sections captured while the VM is stopped: the FULL records as they go on the
-// wire, and their vmdesc entries.
+// wire, their vmdesc entries, and what each device cost.
 struct DeviceCapture {
   std::vector<uint8_t> records;
   vmstate::Json vmdesc_devices = vmstate::Json::array();
+  std::vector<DeviceTiming> timings;
 };
 
 // What the machine does for the migration thread. Each call comes from that thread and may
@@ -66,6 +79,8 @@ struct MigrationStats {
   uint64_t dirty_sync_count = 0;
   double mbps = 0;
   int64_t device_save_ms = 0;        // capture of device state while stopped
+  int64_t device_transfer_ns = 0;    // writing the device records (through vmdesc) out
+  std::vector<DeviceTiming> devices;  // per-device breakdown of stop-and-copy
 };
 
 class SourceMigration {
@@ -89,6 +104,8 @@ class SourceMigration {
   Status migrate();
   void set_status(std::string status);
   Status read_return_path(int64_t stop_ns);
+  // "load-time IDSTR NS" from the destination: fills the device's load time.
+  void record_load_time(std::string_view line);
   void close_channel();
 
   std::unique_ptr<Channel> channel_;

@@ -1,5 +1,6 @@
 #include "migration/stream.h"
 
+#include <chrono>
 #include <map>
 
 #include "migration/wire.h"
@@ -308,7 +309,12 @@ class Loader {
                      "section '{}' instance {} at offset {}: stream version {}, local accepts "
                      "{}..{}",
                      idstr, instance_id, at, version, entry->state->minimum_version(), local);
+      auto load_start = std::chrono::steady_clock::now();
       FERRY_RETURN_IF_ERROR(load_device(*entry, version));
+      report_.device_load_times.push_back(
+          {idstr, std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::steady_clock::now() - load_start)
+                      .count()});
     }
     ++report_.sections_loaded;
     return read_footer(section_id, idstr);

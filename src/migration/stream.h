@@ -49,8 +49,15 @@ struct SaveOptions {
 Status save_stream(StreamWriter& w, std::string_view machine_type, SectionRegistry& registry,
                    RamSaver& ram, const SaveOptions& options = {});
 
+// How long one device section took to load (stop-and-copy breakdown, DESIGN.md §6).
+struct SectionLoadTime {
+  std::string idstr;
+  int64_t ns = 0;
+};
+
 struct LoadReport {
   uint64_t sections_loaded = 0;
+  std::vector<SectionLoadTime> device_load_times;  // in stream order
   bool switchover_started = false;
   bool has_vmdesc = false;
   vmstate::Json vmdesc;  // parsed vmdesc, when present
