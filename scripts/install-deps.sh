@@ -8,6 +8,7 @@ packages=(
   g++ clang-14 libclang-rt-14-dev          # clang + libFuzzer/ASan/UBSan/TSan runtimes
   libgtest-dev libgmock-dev libbenchmark-dev
   libisal-dev                              # crc32c
+  liburing-dev                             # block I/O (io_uring)
   nlohmann-json3-dev libfmt-dev libcli11-dev
   libprotobuf-dev protobuf-compiler        # benchmark baseline only
   libcereal-dev                            # benchmark baseline only

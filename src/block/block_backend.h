@@ -1,0 +1,171 @@
+// BlockBackend: an asynchronous raw image file, the layer block devices (NVMe) submit
+// requests to. A request carries all its own state (op, byte range, guest buffers, the
+// submitter's tag); its result (0 or -errno) comes back exactly once through the
+// completion handler, on the main loop thread.
+//
+// Engines (chosen by -drive aio=): io_uring (default; one ring per backend, completions
+// signalled through an eventfd the loop watches, submissions batched into one
+// io_uring_submit per loop iteration) or a small pool of worker threads doing
+// preadv/pwritev/fdatasync/fallocate. When io_uring cannot be set up (ENOSYS, EPERM) and
+// aio= was not given, the backend falls back to threads and logs it; with an explicit
+// aio=io_uring, open() fails.
+//
+// cache=none opens with O_DIRECT (directsync adds O_DSYNC). Requests whose offset, length
+// or buffers are not aligned to required_alignment() go through an aligned bounce buffer;
+// writes that cover only part of an aligned block are read-modify-write, and wait for (and
+// hold back) other writes to the blocks they rewrite. Writing zeroes by hand (where the
+// file system lacks ZERO_RANGE) needs an aligned range under O_DIRECT, else -EINVAL.
+//
+// Operations: read/write = preadv/pwritev (short transfers are continued; a 0-byte
+// transfer is -EIO); flush = fdatasync; discard = fallocate(PUNCH_HOLE|KEEP_SIZE), reading
+// back zeroes; write-zeroes = fallocate(ZERO_RANGE), falling back to writing zeroes where
+// the file system lacks it.
+//
+// Immediate errors (delivered through the handler like any other result):
+//   -EIO     the range is outside the image (as QEMU's block layer reports it)
+//   -EINVAL  read/write length differs from the iovec total; unknown op
+//   -EROFS   write, discard or write-zeroes on a read-only drive (QEMU says EACCES or
+//            EPERM depending on the path; one errno is simpler for the error policy)
+//
+// Threading: every member runs on the loop thread (or on a thread holding the lock that
+// serialises device code with the loop thread: `submit` touches no EventLoop state and
+// wakes the loop through an eventfd). Worker threads of the thread-pool engine touch only
+// requests handed to them, through a mutex-protected queue.
+//
+// Lifetime: the guest buffers of a request must stay valid until its completion. The
+// destructor waits for every request the kernel or a worker still holds (it never leaves
+// I/O writing into freed memory) but does not call the handler any more.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "base/event_loop.h"
+#include "base/status.h"
+#include "block/block_op.h"
+#include "block/drive_config.h"
+#include "block/fault_injector.h"
+
+namespace ferry::block {
+
+struct IoTask;
+struct FileContext;
+class IoEngine;
+
+struct BlockRequest {  // a request carries all its own state
+  BlockOp op = BlockOp::kRead;
+  uint64_t offset = 0;     // bytes
+  uint64_t length = 0;     // bytes (read/write: must equal the iovec total)
+  std::vector<iovec> iov;  // read/write buffers (guest RAM; not owned)
+  uint64_t opaque = 0;     // the submitter's tag, returned on completion
+};
+
+// Called on the main loop thread, once per submitted request: result 0 or -errno.
+using CompletionHandler = std::function<void(uint64_t opaque, int result)>;
+
+// Knobs for tests and benchmarks; the defaults are what -drive gets.
+struct BackendTuning {
+  unsigned ring_entries = 256;    // io_uring submission queue size
+  unsigned worker_threads = 4;    // thread-pool engine
+  // Tests: pretend io_uring setup failed with this errno (ENOSYS, EPERM, ...).
+  int simulate_io_uring_error = 0;
+};
+
+class BlockBackend {
+ public:
+  static Result<std::unique_ptr<BlockBackend>> open(EventLoop& loop, const DriveConfig& config);
+  static Result<std::unique_ptr<BlockBackend>> open(EventLoop& loop, const DriveConfig& config,
+                                                    const BackendTuning& tuning);
+  ~BlockBackend();
+  BlockBackend(const BlockBackend&) = delete;
+  BlockBackend& operator=(const BlockBackend&) = delete;
+
+  const DriveConfig& config() const { return config_; }
+  uint64_t size_bytes() const { return size_; }
+  bool read_only() const { return config_.read_only; }
+  std::string_view engine_name() const;  // "io_uring" or "threads"
+  // 1, or the O_DIRECT alignment (the logical block size, at least 512).
+  uint32_t required_alignment() const { return alignment_; }
+
+  void set_completion_handler(CompletionHandler handler);  // set once by the device
+
+  // Queues the request. Immediate errors (out of range, write to read-only, length/iov
+  // mismatch) are still delivered through the completion handler (on the loop, never
+  // re-entrantly from submit).
+  void submit(BlockRequest request);
+  // Requests submitted whose handler has not run yet.
+  size_t in_flight() const { return in_flight_; }
+
+  // Waits (blocking this thread, the loop thread) until every submitted request has
+  // completed and its handler has run, including requests the handler submits meanwhile
+  // and requests held back by an injected delay (which still wait out their delay).
+  // Used at migration stop-and-copy and reset. Returns how long it took in ns.
+  Result<int64_t> drain();
+
+  FaultInjector& faults() { return faults_; }
+
+ private:
+  BlockBackend(EventLoop& loop, DriveConfig config);
+  Status init(const BackendTuning& tuning);
+
+  IoTask& acquire_task();
+  void release_task(IoTask& task);
+  // Sends a request on (after faults and delays): holds it back while it would clash
+  // with a read-modify-write, else launches it.
+  void start(IoTask& task);
+  // Bounces the request if needed and hands it to the engine.
+  void launch(IoTask& task);
+  bool conflicts(const IoTask& task, size_t waiting_before) const;
+  void track_write(IoTask& task);
+  void untrack_write(IoTask& task);
+  void finish(IoTask& task, int result);  // runs the handler
+  // Completes a request without I/O, from the kick callback (never inside submit).
+  void complete_later(IoTask& task, int result);
+  void deliver_ready();
+  void on_engine_done(IoTask& task, int result);
+  void request_kick();
+  void on_kick();
+  void arm_delays();
+  void on_delay_expired(IoTask& task);
+  // The drain loop. `destroying`: requests still held back by a delay are dropped
+  // (-ECANCELED, handler not called) instead of waited for.
+  Status wait_all(bool destroying);
+
+  EventLoop& loop_;
+  DriveConfig config_;
+  MonotonicClock clock_;
+  int fd_ = -1;
+  uint64_t size_ = 0;
+  uint32_t alignment_ = 1;
+  std::unique_ptr<FileContext> file_;
+  std::unique_ptr<IoEngine> engine_;
+  std::unique_ptr<EventNotifier> kick_;
+  bool kick_pending_ = false;
+  bool destroying_ = false;
+  CompletionHandler handler_;
+  FaultInjector faults_;
+  size_t in_flight_ = 0;
+
+  // Task pool: tasks are reused, so the steady state allocates nothing per request.
+  std::vector<std::unique_ptr<IoTask>> tasks_;
+  IoTask* free_tasks_ = nullptr;
+  // Requests that complete without I/O (immediate errors, injected errors), delivered
+  // from the kick callback; and requests waiting for an injected delay.
+  IoTask* ready_head_ = nullptr;
+  IoTask* ready_tail_ = nullptr;
+  std::vector<IoTask*> delay_unarmed_;  // delay decided, timer not yet added
+  std::vector<IoTask*> delayed_;        // timer running
+  // O_DIRECT only: writes in flight (for read-modify-write serialisation), how many of
+  // them are read-modify-writes, and writes waiting for a clashing one to finish.
+  std::vector<IoTask*> writes_in_flight_;
+  size_t rmw_in_flight_ = 0;
+  std::vector<IoTask*> serial_waiting_;
+};
+
+}  // namespace ferry::block
