@@ -1,0 +1,68 @@
+#include "guest/guest_bus.h"
+
+#include <array>
+
+namespace ferry::guest {
+
+namespace {
+constexpr uint16_t kConfigAddressPort = 0xcf8;
+constexpr uint16_t kConfigDataPort = 0xcfc;
+
+bool valid_size(unsigned size) { return size == 1 || size == 2 || size == 4 || size == 8; }
+
+// Mechanism #1 address: enable bit, bus 0, slot, function, dword-aligned register.
+Result<uint32_t> config_address(uint8_t slot, uint8_t function, uint16_t offset, unsigned size) {
+  if (slot >= 32 || function >= 8) {
+    return Error(ErrorCode::kInvalidArgument, "pci config: slot {} function {} out of range",
+                 slot, function);
+  }
+  if (offset >= 256) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "pci config: offset 0x{:x} is beyond the 256 bytes mechanism #1 reaches", offset);
+  }
+  if ((size != 1 && size != 2 && size != 4) || (offset & (size - 1)) != 0) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "pci config: access of {} bytes at offset 0x{:x} is not naturally aligned", size,
+                 offset);
+  }
+  return 0x80000000u | uint32_t{slot} << 11 | uint32_t{function} << 8 | (offset & 0xfcu);
+}
+}  // namespace
+
+Result<uint32_t> GuestBus::config_read(uint8_t slot, uint8_t function, uint16_t offset,
+                                       unsigned size) {
+  auto address = config_address(slot, function, offset, size);
+  if (!address.ok()) return address.take_status();
+  FERRY_RETURN_IF_ERROR(port_out(kConfigAddressPort, *address, 4));
+  return port_in(static_cast<uint16_t>(kConfigDataPort + (offset & 3)), size);
+}
+
+Status GuestBus::config_write(uint8_t slot, uint8_t function, uint16_t offset, uint32_t value,
+                              unsigned size) {
+  auto address = config_address(slot, function, offset, size);
+  if (!address.ok()) return address.take_status();
+  FERRY_RETURN_IF_ERROR(port_out(kConfigAddressPort, *address, 4));
+  return port_out(static_cast<uint16_t>(kConfigDataPort + (offset & 3)), value, size);
+}
+
+Result<uint64_t> GuestBus::memory_load(uint64_t addr, unsigned size) {
+  if (!valid_size(size)) {
+    return Error(ErrorCode::kInvalidArgument, "memory_load: size {} is not 1, 2, 4 or 8", size);
+  }
+  std::array<uint8_t, 8> bytes{};
+  FERRY_RETURN_IF_ERROR(memory_read(addr, std::span(bytes.data(), size)));
+  uint64_t value = 0;
+  for (unsigned i = 0; i < size; ++i) value |= uint64_t{bytes[i]} << (8 * i);
+  return value;
+}
+
+Status GuestBus::memory_store(uint64_t addr, uint64_t value, unsigned size) {
+  if (!valid_size(size)) {
+    return Error(ErrorCode::kInvalidArgument, "memory_store: size {} is not 1, 2, 4 or 8", size);
+  }
+  std::array<uint8_t, 8> bytes{};
+  for (unsigned i = 0; i < size; ++i) bytes[i] = static_cast<uint8_t>(value >> (8 * i));
+  return memory_write(addr, std::span<const uint8_t>(bytes.data(), size));
+}
+
+}  // namespace ferry::guest

@@ -1,0 +1,47 @@
+// GuestBus: everything a guest program can do to the machine it runs in — MMIO and port
+// I/O, guest-memory reads and writes, PCI configuration cycles — and a way to let time pass
+// while it waits for a device. Guest drivers are written against this interface only, so
+// the same driver runs over a qtest socket (black-box tests, and against QEMU itself) and
+// in-process (direct calls into a ferry-vm machine, for benchmarks and guest programs).
+//
+// Values are little-endian as the guest sees them; sizes are 1, 2, 4 or 8 bytes.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <span>
+
+#include "base/status.h"
+
+namespace ferry::guest {
+
+class GuestBus {
+ public:
+  virtual ~GuestBus() = default;
+
+  virtual Result<uint64_t> mmio_read(uint64_t addr, unsigned size) = 0;
+  virtual Status mmio_write(uint64_t addr, uint64_t value, unsigned size) = 0;
+  virtual Result<uint32_t> port_in(uint16_t port, unsigned size) = 0;
+  virtual Status port_out(uint16_t port, uint32_t value, unsigned size) = 0;
+
+  virtual Status memory_read(uint64_t addr, std::span<uint8_t> out) = 0;
+  virtual Status memory_write(uint64_t addr, std::span<const uint8_t> data) = 0;
+
+  // Lets the machine make progress while the guest waits (device completions, timers):
+  // an in-process bus runs the machine's main loop for at most `max_wait`; a socket bus
+  // may simply return. Drivers call it between polls of completion state.
+  virtual Status idle(std::chrono::microseconds max_wait) = 0;
+
+  // PCI configuration mechanism #1 (ports 0xcf8/0xcfc), bus 0. Transports with a faster
+  // path may override.
+  virtual Result<uint32_t> config_read(uint8_t slot, uint8_t function, uint16_t offset,
+                                       unsigned size);
+  virtual Status config_write(uint8_t slot, uint8_t function, uint16_t offset, uint32_t value,
+                              unsigned size);
+
+  // Little-endian scalar helpers over memory_read/memory_write.
+  Result<uint64_t> memory_load(uint64_t addr, unsigned size);
+  Status memory_store(uint64_t addr, uint64_t value, unsigned size);
+};
+
+}  // namespace ferry::guest

@@ -1,0 +1,54 @@
+#include "guest/guest_bus.h"
+
+#include <gtest/gtest.h>
+
+#include "guest/test_fakes.h"
+
+namespace ferry::guest {
+namespace {
+
+using testing::FakeBus;
+
+TEST(GuestBus, ConfigCyclesUseMechanismOne) {
+  FakeBus bus(4096);
+  auto& fn = bus.add_function(3, 1, 0x1234, 0x5678, 0x010802);
+  FakeBus::put(fn.config, 0x0e, 0x80, 1);
+  auto id = bus.config_read(3, 1, 0, 4);
+  ASSERT_TRUE(id.ok()) << id.status().to_string();
+  EXPECT_EQ(*id, 0x56781234u);
+  EXPECT_EQ(bus.config_address, 0x80000000u | 3u << 11 | 1u << 8);
+  auto device = bus.config_read(3, 1, 2, 2);
+  ASSERT_TRUE(device.ok());
+  EXPECT_EQ(*device, 0x5678u);
+  auto header = bus.config_read(3, 1, 0x0e, 1);
+  ASSERT_TRUE(header.ok());
+  EXPECT_EQ(*header, 0x80u);
+  ASSERT_TRUE(bus.config_write(3, 1, 0x3c, 0xab, 1).ok());
+  EXPECT_EQ(fn.config[0x3c], 0xab);
+}
+
+TEST(GuestBus, ConfigRejectsBadArguments) {
+  FakeBus bus(4096);
+  EXPECT_FALSE(bus.config_read(32, 0, 0, 4).ok());
+  EXPECT_FALSE(bus.config_read(0, 8, 0, 4).ok());
+  EXPECT_FALSE(bus.config_read(0, 0, 0x100, 4).ok());
+  auto misaligned = bus.config_read(0, 0, 2, 4);
+  ASSERT_FALSE(misaligned.ok());
+  EXPECT_NE(misaligned.status().message().find("not naturally aligned"), std::string::npos);
+}
+
+TEST(GuestBus, MemoryScalarsAreLittleEndian) {
+  FakeBus bus(4096);
+  ASSERT_TRUE(bus.memory_store(0x10, 0x1122334455667788ull, 8).ok());
+  EXPECT_EQ(bus.ram[0x10], 0x88);
+  EXPECT_EQ(bus.ram[0x17], 0x11);
+  auto half = bus.memory_load(0x10, 2);
+  ASSERT_TRUE(half.ok());
+  EXPECT_EQ(*half, 0x7788u);
+  EXPECT_FALSE(bus.memory_load(0x10, 3).ok());
+  EXPECT_FALSE(bus.memory_store(0x10, 0, 16).ok());
+  EXPECT_FALSE(bus.memory_load(4094, 4).ok());  // the fake refuses out-of-range RAM
+}
+
+}  // namespace
+}  // namespace ferry::guest
