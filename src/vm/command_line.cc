@@ -5,6 +5,9 @@
 #include <fmt/format.h>
 
 #include "base/qemu_opts.h"
+#include "block/drive_config.h"
+#include "block/fault_injector.h"
+#include "vm/device_models.h"
 
 namespace ferry::vm {
 
@@ -31,13 +34,6 @@ const OptSchema kQmp{"-qmp", "path",
                       {"server", OptType::kBool, "on", "listen for clients (must be on)"},
                       {"wait", OptType::kBool, "off", "wait for a client before starting (must be off)"}}};
 const OptSchema kQtest{"-qtest", "path", {{"path", OptType::kString, "", "unix:PATH to connect to"}}};
-const OptSchema kTestdev{"-device ferry-testdev", "driver",
-                         {{"driver", OptType::kString, "", "device model"},
-                          {"id", OptType::kString, "", "device id"},
-                          {"addr", OptType::kString, "", "PCI address SLOT[.FN]"},
-                          {"x-block-migration", OptType::kBool, "off",
-                           "register a migration blocker (for tests)"}}};
-
 const std::string kUsage =
     "usage: ferry-vm [options]\n"
     "  -name NAME                 VM name (query-name)\n"
@@ -46,7 +42,13 @@ const std::string kUsage =
     "  -object memory-backend-file,id=ID,size=S,mem-path=P[,share=on|off]\n"
     "  -object memory-backend-memfd,id=ID,size=S[,share=on|off]\n"
     "  -accel qtest|none          qtest: the virtual clock moves only through qtest\n"
-    "  -device DRIVER[,prop=...]  add a device; -device help lists models\n"
+    "  -device DRIVER[,prop=...]  add a device; -device help lists models,\n"
+    "                             -device DRIVER,help its properties\n"
+    "  -drive if=none,id=ID,file=PATH,format=raw[,cache=writeback|none|directsync]\n"
+    "         [,aio=io_uring|threads][,read-only=on]   a block backend for devices\n"
+    "  -blkdebug drive=ID,op=read|write|flush|discard|write-zeroes|any\n"
+    "         [,errno=EIO|ENOSPC|none][,offset=N][,length=N][,after=N][,once=on][,delay-ms=N]\n"
+    "                             inject faults into a drive (tests)\n"
     "  -qmp unix:PATH,server=on,wait=off   QMP control socket\n"
     "  -qtest unix:PATH           connect to a qtest socket\n"
     "  -S                         do not start running (prelaunch)\n"
@@ -62,33 +64,48 @@ Result<std::string> next_value(const std::vector<std::string>& args, size_t& i) 
 Status parse_device(const std::string& text, CommandLine& out) {
   if (text == "help" || text == "?") {
     std::string listing = "Device models:\n";
-    for (const auto& [name, desc] : device_models())
-      listing += fmt::format("name \"{}\", bus PCI, desc \"{}\"\n", name, desc);
+    for (const DeviceModel& model : device_models())
+      listing += fmt::format("name \"{}\", bus {}, desc \"{}\"\n", model.name,
+                             model.on_pci_bus ? "PCI" : "nvme-bus", model.description);
     out.print_and_exit = listing;
     return {};
   }
   std::string driver = text.substr(0, text.find(','));
-  bool known = false;
-  for (const auto& [name, desc] : device_models()) known |= name == driver;
-  if (!known)
+  const DeviceModel* model = find_device_model(driver);
+  if (!model)
     return Error(ErrorCode::kInvalidArgument, "-device {}: '{}' is not a valid device model name",
                  text, driver);
-  auto opts = parse_opts(kTestdev, text);
+  auto opts = parse_opts(*model->schema, text);
   if (!opts.ok()) return opts.take_status();
   if (opts->help_requested()) {
-    out.print_and_exit = format_help(kTestdev, driver + " options");
+    out.print_and_exit = format_help(*model->schema, driver + " options");
     return {};
   }
-  out.machine.devices.push_back({driver, opts->string("id").value_or(""),
-                                 opts->string("addr").value_or(""),
-                                 opts->boolean("x-block-migration").value_or(false)});
+  DeviceConfig device{driver, opts->string("id").value_or(""), opts->string("addr").value_or(""),
+                      std::move(opts).value()};
+  out.machine.devices.push_back(std::move(device));
+  return {};
+}
+
+// "-blkdebug drive=ID,RULE": the drive, then a fault rule (block/fault_injector.h).
+Status parse_blkdebug(const std::string& text, CommandLine& out) {
+  std::string_view rest = text;
+  std::string_view first = rest.substr(0, rest.find(','));
+  if (!first.starts_with("drive=") || first.size() == 6)
+    return Error(ErrorCode::kInvalidArgument,
+                 "-blkdebug {}: must start with drive=ID naming a -drive", text);
+  std::string drive(first.substr(6));
+  rest.remove_prefix(std::min(rest.size(), first.size() + 1));
+  auto rule = block::parse_fault_rule(rest);
+  if (!rule.ok()) return rule.take_status().prepend_message("-blkdebug");
+  out.machine.faults.push_back({std::move(drive), *rule});
   return {};
 }
 
 Status not_yet(const std::string& option) {
   return Error(ErrorCode::kInvalidArgument,
-               "{}: not supported by this ferry-vm yet (it arrives with the block, migration "
-               "and guest-program layers)",
+               "{}: not supported by this ferry-vm yet (it arrives with the virtio-net device "
+               "and the guest-program layer)",
                option);
 }
 
@@ -127,7 +144,7 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& args) {
     }
     static const std::set<std::string> kWithValue = {
         "-name", "-m", "-machine", "-M", "-accel", "-qmp", "-qtest", "-device",
-        "-incoming", "-drive", "-object", "-netdev", "-guest"};
+        "-incoming", "-drive", "-blkdebug", "-object", "-netdev", "-guest"};
     if (!kWithValue.contains(opt))
       return Error(ErrorCode::kInvalidArgument, "{}: invalid option", args[i]);
     auto value = next_value(args, i);
@@ -181,7 +198,17 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& args) {
       if (!out.print_and_exit.empty()) return out;
     } else if (opt == "-incoming") {
       out.machine.incoming = v;
-    } else if (opt == "-drive" || opt == "-netdev" || opt == "-guest") {
+    } else if (opt == "-drive") {
+      if (v == "help" || v == "?") {
+        out.print_and_exit = block::drive_help();
+        return out;
+      }
+      auto drive = block::parse_drive_config(v);
+      if (!drive.ok()) return drive.take_status();
+      out.machine.drives.push_back(std::move(drive).value());
+    } else if (opt == "-blkdebug") {
+      FERRY_RETURN_IF_ERROR(parse_blkdebug(v, out));
+    } else if (opt == "-netdev" || opt == "-guest") {
       return not_yet(opt);
     }
   }

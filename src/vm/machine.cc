@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include "base/log.h"
+#include "hw/nvme/controller.h"
+#include "hw/nvme/nvme_properties.h"
 #include "hw/pci/testdev.h"
 #include "memory/ram_block.h"
 #include "migration/section_registry.h"
@@ -39,10 +41,6 @@ class Machine::BarWindow final : public memory::MmioHandler {
   std::string name_;
   pci::MmioHandler& inner_;
 };
-
-std::vector<std::pair<std::string, std::string>> device_models() {
-  return {{"ferry-testdev", "PCI Express test function: scratch registers, INTx, MSI-X"}};
-}
 
 // ---- construction ------------------------------------------------------------------------
 
@@ -96,6 +94,7 @@ Status Machine::build() {
   migration_ = std::make_unique<MigrationControl>(*this, loop_);
   if (auto ram_section = migration_->registry().add_ram(); !ram_section.ok())
     return ram_section.take_status();
+  FERRY_RETURN_IF_ERROR(open_drives());
   for (const DeviceConfig& device : config_.devices) FERRY_RETURN_IF_ERROR(add_device(device));
 
   if (!config_.qmp.empty()) {
@@ -121,28 +120,113 @@ Status Machine::build() {
   return {};
 }
 
+Status Machine::open_drives() {
+  for (const block::DriveConfig& drive : config_.drives) {
+    if (drives_.contains(drive.id))
+      return Error(ErrorCode::kInvalidArgument, "-drive: duplicate id '{}'", drive.id);
+    auto backend = block::BlockBackend::open(loop_, drive);
+    if (!backend.ok()) return backend.take_status().prepend_message("-drive id=" + drive.id);
+    drives_.emplace(drive.id, std::move(backend).value());
+  }
+  for (const DriveFault& fault : config_.faults) {
+    block::BlockBackend* drive = find_drive(fault.drive);
+    if (!drive)
+      return Error(ErrorCode::kInvalidArgument, "-blkdebug: drive '{}' is not a -drive id",
+                   fault.drive);
+    drive->faults().add(fault.rule);
+  }
+  return {};
+}
+
+block::BlockBackend* Machine::find_drive(std::string_view id) const {
+  auto it = drives_.find(id);
+  return it == drives_.end() ? nullptr : it->second.get();
+}
+
+Result<block::BlockBackend*> Machine::claim_drive(const DeviceConfig& device, std::string_view id) {
+  block::BlockBackend* drive = find_drive(id);
+  if (!drive)
+    return Error(ErrorCode::kInvalidArgument, "-device {}: drive '{}' not found", device.driver, id);
+  std::string user = device.id.empty() ? device.driver : device.id;
+  auto [it, fresh] = drive_users_.try_emplace(std::string(id), user);
+  if (!fresh)
+    return Error(ErrorCode::kInvalidArgument,
+                 "-device {}: drive '{}' is already in use by '{}'", device.driver, id,
+                 it->second);
+  return drive;
+}
+
+template <typename Desc, typename Device>
+Status Machine::register_section(const Desc& desc, Device& device) {
+  pci::PciAddress at = *device.address();
+  std::string idstr = migration::pci_idstr(0, 0, at.slot, at.function, desc.name());
+  section_names_[&device] = idstr;
+  auto section = migration_->registry().add(std::move(idstr), vmstate::bind(desc, device));
+  return section.take_status();
+}
+
 Status Machine::add_device(const DeviceConfig& device) {
-  if (device.driver != "ferry-testdev")
-    return Error(ErrorCode::kInvalidArgument, "-device: '{}' is not a valid device model name",
-                 device.driver);
+  if (device.driver == "ferry-testdev") return add_testdev(device);
+  if (device.driver == "nvme") return add_nvme(device);
+  if (device.driver == "nvme-ns") return add_nvme_namespace(device);
+  return Error(ErrorCode::kInvalidArgument, "-device: '{}' is not a valid device model name",
+               device.driver);
+}
+
+Status Machine::add_testdev(const DeviceConfig& device) {
   auto dev = pci::TestDevice::create();
   if (!dev.ok()) return dev.take_status();
   pci::TestDevice& testdev = **dev;
   auto added = pci_->add(std::move(dev).value(), device.addr);
   if (!added.ok()) return added.take_status().prepend_message("-device " + device.driver);
-  pci::PciAddress at = *testdev.address();
-  auto section = migration_->registry().add(
-      migration::pci_idstr(0, 0, at.slot, at.function, pci::kTestDeviceState.name()),
-      vmstate::bind(pci::kTestDeviceState, testdev));
-  if (!section.ok()) return section.take_status();
-  if (device.block_migration) {
+  FERRY_RETURN_IF_ERROR(register_section(pci::kTestDeviceState, testdev));
+  if (device.opts.boolean("x-block-migration").value_or(false)) {
     std::string reason = fmt::format("{} at {}: x-block-migration=on makes it unmigratable",
-                                     device.driver, at.to_bdf());
+                                     device.driver, testdev.address()->to_bdf());
     if (config_.only_migratable)
       return Error(ErrorCode::kInvalidArgument, "-only-migratable: {}", reason);
     migration_->add_blocker(std::move(reason));
   }
   return {};
+}
+
+Status Machine::add_nvme(const DeviceConfig& device) {
+  auto config = nvme::controller_config(device.opts);
+  if (!config.ok()) return config.take_status().prepend_message("-device nvme");
+  block::BlockBackend* drive = nullptr;
+  if (!config->drive.empty()) {
+    auto claimed = claim_drive(device, config->drive);
+    if (!claimed.ok()) return claimed.take_status();
+    drive = *claimed;
+  }
+  const Clock& clock = config_.qtest_clock ? static_cast<const Clock&>(virtual_clock_)
+                                           : static_cast<const Clock&>(real_clock_);
+  auto dev = nvme::Controller::create(*config, drive, {loop_, memory_, clock});
+  if (!dev.ok()) return dev.take_status().prepend_message("-device nvme");
+  nvme::Controller& controller = **dev;
+  auto added = pci_->add(std::move(dev).value(), device.addr);
+  if (!added.ok()) return added.take_status().prepend_message("-device nvme");
+  last_nvme_ = &controller;
+  // The controller's migration description arrives with NVMe live migration; until then
+  // it blocks migration rather than let a destination start without its state.
+  std::string reason = fmt::format("nvme at {}: NVMe controller state is not migratable yet",
+                                   controller.address()->to_bdf());
+  if (config_.only_migratable)
+    return Error(ErrorCode::kInvalidArgument, "-only-migratable: {}", reason);
+  migration_->add_blocker(std::move(reason));
+  return {};
+}
+
+Status Machine::add_nvme_namespace(const DeviceConfig& device) {
+  if (!last_nvme_)
+    return Error(ErrorCode::kInvalidArgument,
+                 "-device nvme-ns: no nvme controller before it to attach to");
+  auto ns = nvme::namespace_config(device.opts);
+  if (!ns.ok()) return ns.take_status().prepend_message("-device nvme-ns");
+  auto drive = claim_drive(device, ns->drive);
+  if (!drive.ok()) return drive.take_status();
+  return last_nvme_->attach_namespace(ns->nsid, **drive, ns->logical_block_size)
+      .prepend_message("-device nvme-ns");
 }
 
 // ---- run state ---------------------------------------------------------------------------
@@ -152,7 +236,14 @@ Status Machine::set_run_state(RunState to) {
   FERRY_RETURN_IF_ERROR(check_transition(from, to));
   state_ = to;
   if (is_running(from) && !is_running(to)) {
-    for (pci::PciDevice* dev : pci_->devices()) dev->quiesce();
+    last_quiesce_.clear();
+    for (pci::PciDevice* dev : pci_->devices()) {
+      int64_t start = real_clock_.now_ns();
+      dev->quiesce();
+      auto name = section_names_.find(dev);
+      last_quiesce_.push_back({name == section_names_.end() ? dev->type_name() : name->second,
+                               real_clock_.now_ns() - start, dev->last_drain_ns()});
+    }
     if (qmp_) qmp_->emit_event("STOP");
   }
   if (!is_running(from) && is_running(to)) {
@@ -359,6 +450,61 @@ Status Machine::register_qmp_commands() {
     for (pci::PciDevice* dev : pci_->devices()) dev->reset();
     qmp_->emit_event("RESET", Json{{"guest", false}, {"reason", "host-qmp-system-reset"}});
     if (state_ == RunState::kShutdown) FERRY_RETURN_IF_ERROR(set_run_state(RunState::kRunning));
+    return Json::object();
+  }));
+  FERRY_RETURN_IF_ERROR(qmp_->add_command("query-block", [this](const Json& args) -> Result<Json> {
+    FERRY_RETURN_IF_ERROR(QmpArgs(args).finish());
+    Json drives = Json::array();
+    for (const auto& [id, drive] : drives_) {
+      const block::DriveConfig& c = drive->config();
+      drives.push_back({{"device", id},
+                        {"locked", false},
+                        {"removable", false},
+                        {"inserted",
+                         {{"file", c.file},
+                          {"ro", drive->read_only()},
+                          {"drv", c.format},
+                          {"image", {{"virtual-size", drive->size_bytes()}}},
+                          {"aio", std::string(drive->engine_name())}}},
+                        {"io-status", "ok"}});
+    }
+    return drives;
+  }));
+  // Fault injection for tests: the -blkdebug rule syntax, as QMP arguments.
+  FERRY_RETURN_IF_ERROR(qmp_->add_command("x-blkdebug-inject", [this](const Json& args) -> Result<Json> {
+    QmpArgs a(args);
+    auto drive_id = a.string("drive");
+    if (!drive_id.ok()) return drive_id.take_status();
+    std::string text;
+    for (const char* key : {"op", "errno"}) {
+      auto v = a.optional_string(key);
+      if (!v.ok()) return v.take_status();
+      if (*v) text += fmt::format("{}{}={}", text.empty() ? "" : ",", key, **v);
+    }
+    for (const char* key : {"offset", "length", "after", "delay-ms"}) {
+      auto v = a.optional_integer(key);
+      if (!v.ok()) return v.take_status();
+      if (*v) text += fmt::format("{}{}={}", text.empty() ? "" : ",", key, **v);
+    }
+    auto once = a.optional_boolean("once");
+    if (!once.ok()) return once.take_status();
+    if (*once) text += fmt::format("{}once={}", text.empty() ? "" : ",", **once ? "on" : "off");
+    FERRY_RETURN_IF_ERROR(a.finish());
+    block::BlockBackend* drive = find_drive(*drive_id);
+    if (!drive) return Error(ErrorCode::kInvalidArgument, "Device '{}' not found", *drive_id);
+    auto rule = block::parse_fault_rule(text);
+    if (!rule.ok()) return rule.take_status();
+    drive->faults().add(*rule);
+    return Json::object();
+  }));
+  FERRY_RETURN_IF_ERROR(qmp_->add_command("x-blkdebug-clear", [this](const Json& args) -> Result<Json> {
+    QmpArgs a(args);
+    auto drive_id = a.string("drive");
+    if (!drive_id.ok()) return drive_id.take_status();
+    FERRY_RETURN_IF_ERROR(a.finish());
+    block::BlockBackend* drive = find_drive(*drive_id);
+    if (!drive) return Error(ErrorCode::kInvalidArgument, "Device '{}' not found", *drive_id);
+    drive->faults().clear();
     return Json::object();
   }));
   FERRY_RETURN_IF_ERROR(qmp_->add_command("query-name", [this](const Json& args) -> Result<Json> {

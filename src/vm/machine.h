@@ -22,6 +22,10 @@
 #include <vector>
 
 #include "base/event_loop.h"
+#include "base/qemu_opts.h"
+#include "block/block_backend.h"
+#include "block/drive_config.h"
+#include "block/fault_injector.h"
 #include "hw/pci/interfaces.h"
 #include "hw/pci/pci_bus.h"
 #include "memory/address_space.h"
@@ -31,6 +35,10 @@
 #include "vm/qmp_server.h"
 #include "vm/qtest_server.h"
 #include "vm/run_state.h"
+
+namespace ferry::nvme {
+class Controller;
+}
 
 namespace ferry::vm {
 
@@ -44,7 +52,13 @@ struct DeviceConfig {
   std::string driver;
   std::string id;
   std::string addr;  // QEMU's SLOT[.FN]; empty: first free slot
-  bool block_migration = false;  // ferry-testdev's x-block-migration: a test blocker
+  Opts opts;         // every property, checked against the model's schema (device_models.h)
+};
+
+// -blkdebug: a fault rule for the drive named `drive`.
+struct DriveFault {
+  std::string drive;
+  block::FaultRule rule;
 };
 
 struct MachineConfig {
@@ -60,11 +74,10 @@ struct MachineConfig {
   std::string qtest;          // unix:PATH
   std::string incoming;       // -incoming URI or "defer"; empty: not a destination
   bool only_migratable = false;  // refuse to start with a migration blocker
+  std::vector<block::DriveConfig> drives;  // -drive, in command-line order
+  std::vector<DriveFault> faults;          // -blkdebug
   std::vector<DeviceConfig> devices;
 };
-
-// The device models -device accepts, with a one-line description.
-std::vector<std::pair<std::string, std::string>> device_models();
 
 class Machine final : public pci::PciHost,
                       public pci::InterruptSink,
@@ -86,6 +99,16 @@ class Machine final : public pci::PciHost,
   memory::AddressSpace& memory() { return memory_; }
   IoPorts& io_ports() { return io_; }
   pci::PciBus& pci_bus() { return *pci_; }
+  EventLoop& loop() { return loop_; }
+  // What quiescing each device cost when the VM last stopped, by migration section idstr.
+  struct QuiesceTiming {
+    std::string idstr;
+    int64_t ns = 0;
+    int64_t drain_ns = 0;
+  };
+  const std::vector<QuiesceTiming>& last_quiesce() const { return last_quiesce_; }
+  // The -drive backend with this id, or null.
+  block::BlockBackend* find_drive(std::string_view id) const;
 
   // PciHost
   void map_bar(const pci::BarRegion& region) override;
@@ -111,7 +134,16 @@ class Machine final : public pci::PciHost,
  private:
   Machine(EventLoop& loop, MachineConfig config);
   Status build();
+  Status open_drives();
   Status add_device(const DeviceConfig& device);
+  Status add_testdev(const DeviceConfig& device);
+  Status add_nvme(const DeviceConfig& device);
+  Status add_nvme_namespace(const DeviceConfig& device);
+  // Registers the device's migration section under its PCI address.
+  template <typename Desc, typename Device>
+  Status register_section(const Desc& desc, Device& device);
+  // A drive used by a device: exists, and is used by no other device.
+  Result<block::BlockBackend*> claim_drive(const DeviceConfig& device, std::string_view id);
   Status register_qmp_commands();
   Json query_pci() const;
 
@@ -126,11 +158,17 @@ class Machine final : public pci::PciHost,
   VirtualClock virtual_clock_;
   memory::AddressSpace memory_;
   IoPorts io_;
+  // Declared before the bus: devices (owned by the bus) go first, then the drives they use.
+  std::map<std::string, std::unique_ptr<block::BlockBackend>, std::less<>> drives_;
+  std::map<std::string, std::string, std::less<>> drive_users_;  // drive id -> device
   std::unique_ptr<pci::PciBus> pci_;
+  nvme::Controller* last_nvme_ = nullptr;  // where -device nvme-ns attaches
   std::unique_ptr<MsiWindow> msi_window_;
   std::unique_ptr<BarWindow> ecam_window_;
   std::map<std::pair<const pci::PciDevice*, int>, std::unique_ptr<BarWindow>> bar_windows_;
   std::map<unsigned, bool> irq_levels_;
+  std::map<const pci::PciDevice*, std::string> section_names_;
+  std::vector<QuiesceTiming> last_quiesce_;
   IrqHandler intx_intercept_;
   IrqHandler msi_intercept_;
   std::unique_ptr<QmpServer> qmp_;

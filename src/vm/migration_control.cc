@@ -48,7 +48,20 @@ Result<migration::DeviceCapture> MigrationControl::capture_devices(bool early) {
   migration::StreamWriter w(sink);
   for (const auto& entry : registry_.entries()) {
     if (entry->is_ram() || entry->early_setup != early) continue;
+    auto start = std::chrono::steady_clock::now();
+    uint64_t at = w.position();
     FERRY_RETURN_IF_ERROR(migration::write_device_section(w, *entry, &capture.vmdesc_devices));
+    migration::DeviceTiming timing{.idstr = entry->idstr};
+    timing.save_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                         std::chrono::steady_clock::now() - start)
+                         .count();
+    timing.bytes = w.position() - at;
+    for (const Machine::QuiesceTiming& q : machine_.last_quiesce())
+      if (!early && q.idstr == entry->idstr) {
+        timing.quiesce_ns = q.ns;
+        timing.drain_ns = q.drain_ns;
+      }
+    capture.timings.push_back(std::move(timing));
   }
   FERRY_RETURN_IF_ERROR(w.flush());
   capture.records = sink.written();
@@ -169,7 +182,19 @@ Json MigrationControl::query_migrate() const {
                   {"total", s.ram_total},             {"normal", s.ram_normal_pages},
                   {"duplicate", s.ram_zero_pages},    {"dirty-sync-count", s.dirty_sync_count},
                   {"mbps", s.mbps},                   {"page-size", 4096}};
-  reply["device-breakdown"] = {{"save-ms", s.device_save_ms}};
+  // Per device, in microseconds: quiesce (drain shown apart, and included), save, bytes,
+  // and the destination's load time once the return path reported it.
+  Json devices = Json::array();
+  for (const migration::DeviceTiming& d : s.devices) {
+    Json dev = {{"name", d.idstr},         {"quiesce-us", d.quiesce_ns / 1000},
+                {"drain-us", d.drain_ns / 1000}, {"save-us", d.save_ns / 1000},
+                {"bytes", d.bytes}};
+    if (d.load_ns >= 0) dev["load-us"] = d.load_ns / 1000;
+    devices.push_back(std::move(dev));
+  }
+  reply["device-breakdown"] = {{"save-ms", s.device_save_ms},
+                               {"transfer-us", s.device_transfer_ns / 1000},
+                               {"devices", std::move(devices)}};
   if (!s.error.empty()) reply["error-desc"] = s.error;
   if (!blockers_.empty()) reply["blocked-reasons"] = blockers_;
   return reply;

@@ -1,8 +1,9 @@
 // PRP and SGL data pointers (NVMe Base 1.4 §4.3, §4.4): see dma.h.
 //
 // Status values carry DNR where retrying the same command cannot help (a malformed data
-// pointer); a Data Transfer Error (memory that is not RAM) carries no DNR, as QEMU 7.2
-// reports it.
+// pointer, or a PRP list / SGL segment the controller cannot read: QEMU 7.2 answers the
+// latter with Data Transfer Error and DNR too); a Data Transfer Error for the data itself
+// (memory that is not RAM) carries no DNR.
 #include "hw/nvme/dma.h"
 
 #include <algorithm>
@@ -179,7 +180,7 @@ class SglWalker {
       uint64_t n = std::min<uint64_t>(count - index, kChunkBytes / sn::kSglDescriptorSize);
       auto bytes = std::span(chunk.data(), n * sn::kSglDescriptorSize);
       if (!read_ram(memory_, segment.addr + index * sn::kSglDescriptorSize, bytes))
-        return sn::kDataTransferError;
+        return dnr(sn::kDataTransferError);
       for (uint64_t i = 0; i < n; ++i, ++index) {
         if (++descriptors_ > limits_.max_sgl_descriptors)
           return dnr(sn::kInvalidSglDescriptorCount);
@@ -272,7 +273,7 @@ MapResult map_prp(const memory::AddressSpace& memory, uint64_t prp1, uint64_t pr
     for (uint64_t index = 0; index < to_read;) {
       uint64_t n = std::min<uint64_t>(to_read - index, kChunkBytes / 8);
       if (!read_ram(memory, list + index * 8, std::span(chunk.data(), n * 8)))
-        return fail(sn::kDataTransferError);
+        return fail(dnr(sn::kDataTransferError));
       for (uint64_t i = 0; i < n; ++i, ++index) {
         uint64_t entry = load_le64(chunk.data() + i * 8);
         // Every entry after PRP1 starts at a page boundary; so does a next-list pointer.

@@ -290,6 +290,9 @@ class PciDevice {
   // or runs again.
   virtual void quiesce() {}
   virtual void resume() {}
+  // How much of the last quiesce() went to waiting for in-flight backend I/O (reported
+  // apart from the device's own downtime share).
+  virtual int64_t last_drain_ns() const { return 0; }
 
   static constexpr auto vmstate_pci_device() {
     return vmstate::field("parent_obj", &PciDevice::pci_, kPciStateDesc);

@@ -1,0 +1,17 @@
+# The emulated NVMe controller (included from src/hw/nvme/CMakeLists.txt; paths are
+# relative to src/hw/nvme): library ferry_nvme and its unit tests.
+add_library(ferry_nvme
+  ${CMAKE_CURRENT_LIST_DIR}/controller.cc
+  ${CMAKE_CURRENT_LIST_DIR}/queues.cc
+  ${CMAKE_CURRENT_LIST_DIR}/admin_commands.cc
+  ${CMAKE_CURRENT_LIST_DIR}/features.cc
+  ${CMAKE_CURRENT_LIST_DIR}/log_pages.cc
+  ${CMAKE_CURRENT_LIST_DIR}/async_events.cc
+  ${CMAKE_CURRENT_LIST_DIR}/io_commands.cc
+  ${CMAKE_CURRENT_LIST_DIR}/nvme_properties.cc)
+target_link_libraries(ferry_nvme PUBLIC ferry_nvme_dma ferry_pci ferry_block ferry_memory
+                                        ferry_base)
+
+ferry_test(nvme_test
+  ${CMAKE_CURRENT_LIST_DIR}/controller_test.cc)
+target_link_libraries(nvme_test PRIVATE ferry_nvme)

@@ -1,0 +1,133 @@
+#include "hw/nvme/nvme_properties.h"
+
+#include <limits>
+
+namespace ferry::nvme {
+
+namespace {
+
+// QEMU refuses mdts values whose 2^mdts + 1 pages exceed IOV_MAX (1024).
+constexpr uint64_t kMaxMdts = 9;
+
+Result<uint64_t> ranged(const Opts& opts, std::string_view option, std::string_view name,
+                        uint64_t min, uint64_t max) {
+  uint64_t value = opts.number(name).value_or(0);
+  if (value < min || value > max)
+    return Error(ErrorCode::kInvalidArgument, "{}: {} must be between {} and {} (found {})",
+                 option, name, min, max, value);
+  return value;
+}
+
+Result<uint32_t> block_size(const Opts& opts, std::string_view option) {
+  uint64_t value = opts.number("logical_block_size").value_or(512);
+  if (value != 512 && value != 4096)
+    return Error(ErrorCode::kInvalidArgument,
+                 "{}: logical_block_size must be 512 or 4096 (found {})", option, value);
+  return static_cast<uint32_t>(value);
+}
+
+}  // namespace
+
+const OptSchema& controller_schema() {
+  static const OptSchema schema{
+      .option = "-device nvme",
+      .implied_key = "driver",
+      .properties = {
+          {.name = "driver", .help = "device type", .choices = {"nvme"}},
+          {.name = "id", .help = "device name"},
+          {.name = "bus", .help = "bus name (ignored)"},
+          {.name = "addr", .help = "PCI slot[.function]"},
+          {.name = "serial", .help = "serial number (required)"},
+          {.name = "drive", .help = "drive for namespace 1"},
+          {.name = "max_ioqpairs", .type = OptType::kNumber, .default_value = "64",
+           .help = "maximum number of I/O queue pairs"},
+          {.name = "msix_qsize", .type = OptType::kNumber, .default_value = "65",
+           .help = "number of MSI-X vectors"},
+          {.name = "mdts", .type = OptType::kNumber, .default_value = "7",
+           .help = "maximum data transfer size (2^n pages)"},
+          {.name = "aerl", .type = OptType::kNumber, .default_value = "3",
+           .help = "asynchronous event request limit (0's based)"},
+          {.name = "aer_max_queued", .type = OptType::kNumber, .default_value = "64",
+           .help = "events queued while no AER is outstanding"},
+          {.name = "mqes", .type = OptType::kNumber, .default_value = "2047",
+           .help = "maximum queue entries supported (0's based)"},
+          {.name = "vsl", .type = OptType::kNumber, .default_value = "7",
+           .help = "verify size limit (2^n pages)"},
+          {.name = "logical_block_size", .type = OptType::kSize, .default_value = "512",
+           .help = "logical block size of the drive= namespace"},
+      }};
+  return schema;
+}
+
+const OptSchema& namespace_schema() {
+  static const OptSchema schema{
+      .option = "-device nvme-ns",
+      .implied_key = "driver",
+      .properties = {
+          {.name = "driver", .help = "device type", .choices = {"nvme-ns"}},
+          {.name = "id", .help = "device name"},
+          {.name = "bus", .help = "controller (ignored: the last nvme device)"},
+          {.name = "drive", .help = "drive (required)"},
+          {.name = "nsid", .type = OptType::kNumber, .default_value = "0",
+           .help = "namespace id (0: next free)"},
+          {.name = "logical_block_size", .type = OptType::kSize, .default_value = "512",
+           .help = "logical block size"},
+      }};
+  return schema;
+}
+
+Result<ControllerConfig> controller_config(const Opts& opts) {
+  constexpr std::string_view kOption = "-device nvme";
+  ControllerConfig config;
+  config.serial = opts.string("serial").value_or("");
+  if (config.serial.empty())
+    return Error(ErrorCode::kInvalidArgument, "{}: serial property not set", kOption);
+  if (config.serial.size() > 20)
+    return Error(ErrorCode::kInvalidArgument,
+                 "{}: serial must be at most 20 characters (found '{}')", kOption,
+                 config.serial);
+  config.drive = opts.string("drive").value_or("");
+
+  auto max_ioqpairs = ranged(opts, kOption, "max_ioqpairs", 1, 0xffff);
+  if (!max_ioqpairs.ok()) return max_ioqpairs.take_status();
+  config.max_ioqpairs = static_cast<uint32_t>(*max_ioqpairs);
+  auto msix_qsize = ranged(opts, kOption, "msix_qsize", 1, 2048);
+  if (!msix_qsize.ok()) return msix_qsize.take_status();
+  config.msix_qsize = static_cast<uint32_t>(*msix_qsize);
+  auto mdts = ranged(opts, kOption, "mdts", 1, kMaxMdts);
+  if (!mdts.ok()) return mdts.take_status();
+  config.mdts = static_cast<uint8_t>(*mdts);
+  auto aerl = ranged(opts, kOption, "aerl", 0, 255);
+  if (!aerl.ok()) return aerl.take_status();
+  config.aerl = static_cast<uint8_t>(*aerl);
+  auto queued = ranged(opts, kOption, "aer_max_queued", 0, std::numeric_limits<uint32_t>::max());
+  if (!queued.ok()) return queued.take_status();
+  config.aer_max_queued = static_cast<uint32_t>(*queued);
+  auto mqes = ranged(opts, kOption, "mqes", 1, 0xffff);
+  if (!mqes.ok()) return mqes.take_status();
+  config.mqes = static_cast<uint16_t>(*mqes);
+  auto vsl = ranged(opts, kOption, "vsl", 1, 255);
+  if (!vsl.ok()) return vsl.take_status();
+  config.vsl = static_cast<uint8_t>(*vsl);
+  auto lbs = block_size(opts, kOption);
+  if (!lbs.ok()) return lbs.take_status();
+  config.logical_block_size = *lbs;
+  return config;
+}
+
+Result<NamespaceDeviceConfig> namespace_config(const Opts& opts) {
+  constexpr std::string_view kOption = "-device nvme-ns";
+  NamespaceDeviceConfig config;
+  config.drive = opts.string("drive").value_or("");
+  if (config.drive.empty())
+    return Error(ErrorCode::kInvalidArgument, "{}: drive property not set", kOption);
+  auto nsid = ranged(opts, kOption, "nsid", 0, 256);
+  if (!nsid.ok()) return nsid.take_status();
+  config.nsid = static_cast<uint32_t>(*nsid);
+  auto lbs = block_size(opts, kOption);
+  if (!lbs.ok()) return lbs.take_status();
+  config.logical_block_size = *lbs;
+  return config;
+}
+
+}  // namespace ferry::nvme
