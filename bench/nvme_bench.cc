@@ -53,6 +53,8 @@ struct Options {
   uint64_t size_mib = 256;
   double seconds = 2.0;
   int reps = 3;
+  std::string workload = "all";  // randread, randwrite or all
+  unsigned depth = 0;            // 0: both 1 and 32
 };
 
 struct Case {
@@ -270,11 +272,20 @@ int main(int argc, char** argv) {
   app.add_option("--size-mib", o.size_mib, "backing file size in MiB")->check(CLI::Range(16, 65536));
   app.add_option("--seconds", o.seconds, "duration of each measurement")->check(CLI::Range(0.1, 60.0));
   app.add_option("--reps", o.reps, "repetitions (the best of each is reported)")->check(CLI::Range(1, 20));
+  app.add_option("--workload", o.workload, "randread, randwrite or all (for profiling one case)")
+      ->check(CLI::IsMember({"randread", "randwrite", "all"}));
+  app.add_option("--depth", o.depth, "queue depth to run (default: 1 and 32)")->check(CLI::Range(1, 128));
   CLI11_PARSE(app, argc, argv);
 
   std::string path = make_backing_file(o);
   auto emulated = EmulatedNvme::create(path);
-  const Case cases[] = {{false, 1}, {false, 32}, {true, 1}, {true, 32}};
+  std::vector<Case> cases;
+  for (bool write : {false, true}) {
+    if (o.workload != "all" && (o.workload == "randwrite") != write) continue;
+    for (unsigned depth : {1u, 32u})
+      if (o.depth == 0 || o.depth == depth) cases.push_back({write, depth});
+    if (o.depth != 0 && o.depth != 1 && o.depth != 32) cases.push_back({write, o.depth});
+  }
   fmt::print("4 KiB random I/O, {} MiB file in {}, {:.1f} s per run, best of {}\n", o.size_mib,
              o.dir, o.seconds, o.reps);
   fmt::print("{:<12} {:>5} {:>14} {:>14} {:>8}\n", "workload", "QD", "raw io_uring", "Ferry NVMe",

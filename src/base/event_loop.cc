@@ -176,7 +176,7 @@ void EventLoop::schedule(Callback callback) {
     std::lock_guard<std::mutex> lock(bh_mutex_);
     bottom_halves_.push_back(std::move(callback));
   }
-  wakeup_->notify();
+  if (!in_loop_thread()) wakeup_->notify();
 }
 
 void EventLoop::notify() { wakeup_->notify(); }
@@ -244,6 +244,7 @@ int EventLoop::wait_timeout_ms(std::chrono::milliseconds requested) const {
 Result<int> EventLoop::run_once(std::chrono::milliseconds timeout) {
   constexpr int kMaxEvents = 64;
   epoll_event events[kMaxEvents];
+  loop_thread_.store(std::this_thread::get_id(), std::memory_order_relaxed);
   int n = epoll_wait(epoll_fd_, events, kMaxEvents, wait_timeout_ms(timeout));
   if (n < 0) {
     if (errno != EINTR) return Error(ErrorCode::kIo, "epoll_wait failed: {}", std::strerror(errno));

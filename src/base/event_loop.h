@@ -19,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <optional>
 #include <unordered_map>
 #include <vector>
@@ -121,8 +122,14 @@ class EventLoop {
   Status watch_notifier(EventNotifier& notifier, Callback callback);
 
   // --- any thread ---
-  // Runs `callback` soon on the loop thread (a bottom half), in scheduling order.
+  // Runs `callback` soon on the loop thread (a bottom half), in scheduling order. From
+  // the loop thread itself this costs no system call (the loop checks its bottom halves
+  // before it sleeps); from another thread it wakes the loop.
   void schedule(Callback callback);
+  // True on the thread that last ran this loop.
+  bool in_loop_thread() const {
+    return loop_thread_.load(std::memory_order_relaxed) == std::this_thread::get_id();
+  }
   // Wakes the loop if it is waiting.
   void notify();
   // Makes `run` and `run_until` return after the current iteration.
@@ -167,6 +174,7 @@ class EventLoop {
   mutable std::mutex bh_mutex_;
   std::vector<Callback> bottom_halves_;  // guarded by bh_mutex_
   std::atomic<bool> quit_requested_{false};
+  std::atomic<std::thread::id> loop_thread_{};
 };
 
 }  // namespace ferry

@@ -196,6 +196,7 @@ Status BlockBackend::init(const BackendTuning& tuning) {
 }
 
 BlockBackend::~BlockBackend() {
+  self_.reset();  // a kick still scheduled finds nothing
   destroying_ = true;
   if (engine_) {
     Status status = wait_all(/*destroying=*/true);
@@ -431,7 +432,15 @@ void BlockBackend::deliver_ready() {
 void BlockBackend::request_kick() {
   if (kick_pending_) return;
   kick_pending_ = true;
-  kick_->notify();
+  // On the loop thread a bottom half costs no system call; another thread (a vCPU holding
+  // the machine lock) wakes the loop through the eventfd.
+  if (loop_.in_loop_thread()) {
+    loop_.schedule([alive = std::weak_ptr<BlockBackend*>(self_)] {
+      if (auto self = alive.lock()) (*self)->on_kick();
+    });
+  } else {
+    kick_->notify();
+  }
 }
 
 void BlockBackend::on_kick() {
@@ -439,6 +448,9 @@ void BlockBackend::on_kick() {
   arm_delays();
   deliver_ready();
   engine_->flush();
+  // Requests the kernel finished during the submission (page-cache hits) complete now,
+  // not one epoll round trip later.
+  engine_->reap();
 }
 
 void BlockBackend::arm_delays() {

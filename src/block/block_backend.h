@@ -147,6 +147,8 @@ class BlockBackend {
   std::unique_ptr<IoEngine> engine_;
   std::unique_ptr<EventNotifier> kick_;
   bool kick_pending_ = false;
+  // A kick scheduled as a bottom half finds the backend through this; gone with it.
+  std::shared_ptr<BlockBackend*> self_ = std::make_shared<BlockBackend*>(this);
   bool destroying_ = false;
   CompletionHandler handler_;
   FaultInjector faults_;
