@@ -24,7 +24,8 @@ demo: release
 
 # The whole suite: unit and multi-process tests in the release build, then the same tests
 # under ASan+UBSan plus every libFuzzer target for FERRY_FUZZ_SECONDS each, then the
-# threaded parts (event loop, dirty bitmaps, migration engines, ferry-vm migrating) under TSan.
+# threaded parts (event loop, dirty bitmaps, migration engines, block engines with their worker
+# threads, the NVMe controller over them, ferry-vm migrating) under TSan.
 test: test-release test-asan test-tsan
 
 test-release: release
@@ -33,16 +34,18 @@ test-release: release
 test-asan: asan
 	@ctest --preset asan -j $(JOBS)
 
-TSAN_TARGETS = base_test memory_test migration_test live_migration_test ferry-vm
+TSAN_TARGETS = base_test memory_test migration_test block_test nvme_test live_migration_test ferry-vm
 test-tsan: deps
 	@cmake --preset tsan >/dev/null
 	@cmake --build --preset tsan -j $(JOBS) --target $(TSAN_TARGETS)
 	@TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/tsan -j $(JOBS) --output-on-failure \
-	  -R '^(EventLoop|DirtyBitmap|Engine|LiveMigration)'
+	  -R '^(EventLoop|DirtyBitmap|Engine|LiveMigration|BlockBackend|.*BlockEngineTest|NvmeTest)'
 	@! grep -l ThreadSanitizer /tmp/ferry-vm-test-*.stderr 2>/dev/null
 
 bench: release
 	@./build/release/bench/vmstate_bench
+	@./build/release/bench/ram_bench
+	@./build/release/bench/nvme_bench
 
 clean:
 	rm -rf build

@@ -11,8 +11,6 @@
 //     (QEMU stores nothing and answers Feature Not Changeable).
 //   - A CQ head doorbell that moves past the tail (consumes entries never posted) is an
 //     invalid doorbell value (QEMU only checks the queue size).
-//   - Writes to a read-only namespace fail up front with Attempted Write to Read Only
-//     Range (QEMU lets the block layer fail them).
 //   - Namespaces get a UUID derived from the serial and nsid (QEMU 7.2: none).
 //   - Error Recovery's DULBE is not supported (Invalid Field).
 //   - Delete I/O SQ waits for the queue's block requests (their completions are posted
