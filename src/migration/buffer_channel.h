@@ -17,6 +17,7 @@ class BufferChannel final : public Channel {
       : input_(input), max_read_(max_read == 0 ? 1 : max_read) {}
 
   Result<size_t> read_some(std::span<uint8_t> out) override;
+  Result<size_t> readv_some(std::span<const iovec> iov) override;
   Status write_all(std::span<const uint8_t> data) override;
   Status writev_all(std::span<iovec> iov) override;
   Status shutdown_write() override { return {}; }

@@ -182,6 +182,14 @@ Result<int> open_tcp(const ChannelUri& u, std::string_view uri, bool listening,
 
 }  // namespace
 
+// ---- Channel ----
+
+Result<size_t> Channel::readv_some(std::span<const iovec> iov) {
+  for (const iovec& v : iov)
+    if (v.iov_len > 0) return read_some(std::span(static_cast<uint8_t*>(v.iov_base), v.iov_len));
+  return size_t{0};
+}
+
 // ---- FdChannel ----
 
 FdChannel::FdChannel(int fd, std::string name, bool is_socket, pid_t child)
@@ -193,6 +201,16 @@ Result<size_t> FdChannel::read_some(std::span<uint8_t> out) {
   if (fd_ < 0) return Error(ErrorCode::kFailedPrecondition, "read on closed channel {}", name_);
   while (true) {
     ssize_t n = ::read(fd_, out.data(), out.size());
+    if (n >= 0) return static_cast<size_t>(n);
+    if (errno != EINTR) return io_error("read", name_);
+  }
+}
+
+Result<size_t> FdChannel::readv_some(std::span<const iovec> iov) {
+  if (fd_ < 0) return Error(ErrorCode::kFailedPrecondition, "read on closed channel {}", name_);
+  int count = static_cast<int>(std::min<size_t>(iov.size(), IOV_MAX));
+  while (true) {
+    ssize_t n = ::readv(fd_, iov.data(), count);
     if (n >= 0) return static_cast<size_t>(n);
     if (errno != EINTR) return io_error("read", name_);
   }

@@ -29,6 +29,9 @@ class Channel {
   virtual ~Channel() = default;
   // Reads at least one byte, or returns 0 at the end of the stream.
   virtual Result<size_t> read_some(std::span<uint8_t> out) = 0;
+  // Scatter read: fills the iovecs in order with at least one byte, or returns 0 at the
+  // end of the stream. The default reads into the first non-empty iovec only.
+  virtual Result<size_t> readv_some(std::span<const iovec> iov);
   virtual Status write_all(std::span<const uint8_t> data) = 0;
   // Writes every byte of every iovec (the array may be modified).
   virtual Status writev_all(std::span<iovec> iov) = 0;
@@ -52,6 +55,7 @@ class FdChannel final : public Channel {
   ~FdChannel() override;
 
   Result<size_t> read_some(std::span<uint8_t> out) override;
+  Result<size_t> readv_some(std::span<const iovec> iov) override;
   Status write_all(std::span<const uint8_t> data) override;
   Status writev_all(std::span<iovec> iov) override;
   Status shutdown_write() override;

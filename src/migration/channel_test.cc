@@ -200,5 +200,28 @@ TEST(Channel, ExecCatIntoAFileAndOutOfIt) {
   EXPECT_NE(st.to_string().find("exited with status 3"), std::string::npos) << st.to_string();
 }
 
+
+TEST(Channel, ReadvFillsIovecsInOrder) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  FdChannel out(sv[0], "a", true), in(sv[1], "b", true);
+  std::vector<uint8_t> data(10);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(i + 1);
+  ASSERT_TRUE(out.write_all(data).ok());
+  ASSERT_TRUE(out.shutdown_write().ok());
+  uint8_t first[4] = {}, second[16] = {};
+  iovec iov[2] = {{first, sizeof first}, {second, sizeof second}};
+  auto n = in.readv_some(iov);
+  ASSERT_TRUE(n.ok()) << n.status().to_string();
+  ASSERT_EQ(*n, 10u);
+  EXPECT_EQ(std::vector<uint8_t>(first, first + 4),
+            std::vector<uint8_t>(data.begin(), data.begin() + 4));
+  EXPECT_EQ(std::vector<uint8_t>(second, second + 6),
+            std::vector<uint8_t>(data.begin() + 4, data.end()));
+  auto eof = in.readv_some(iov);
+  ASSERT_TRUE(eof.ok());
+  EXPECT_EQ(*eof, 0u);
+}
+
 }  // namespace
 }  // namespace ferry::migration

@@ -1,5 +1,8 @@
 #include "migration/ram_section.h"
 
+#include <sys/mman.h>
+
+#include <cerrno>
 #include <cstring>
 
 #include "memory/guest_memory.h"
@@ -39,25 +42,44 @@ uint64_t RamSaver::begin_pass() {
   return remaining_;
 }
 
+namespace {
+
+// Whether a page of guest RAM is all zero right now, read as guest_memory.h asks (relaxed
+// word loads: the guest may be writing). Stops at the first non-zero 64-byte block, so a
+// page of data costs a few loads. (A sibling of memory::guest_copy_page_test_zero.)
+bool guest_page_is_zero(const uint8_t* page) {
+  auto word = [page](size_t i) {
+    return __atomic_load_n(reinterpret_cast<const uint64_t*>(page) + i, __ATOMIC_RELAXED);
+  };
+  for (size_t i = 0; i < kPageSize / 8; i += 8) {
+    uint64_t any = word(i) | word(i + 1) | word(i + 2) | word(i + 3) | word(i + 4) |
+                   word(i + 5) | word(i + 6) | word(i + 7);
+    if (any != 0) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 void RamSaver::send_page(StreamWriter& w, RamBlock& block, uint64_t page, bool first_in_body) {
   uint64_t header = (page << memory::kPageShift) | (first_in_body ? 0 : wire::kRamContinue);
   size_t name_len = first_in_body ? 1 + block.idstr().size() : 0;
-  // Copy the page straight into the stream buffer while testing it for zero (one pass
-  // over guest RAM); a zero page then shrinks to its 1-byte fill.
-  uint8_t* out = w.reserve(8 + name_len + kPageSize);
-  uint8_t* data = out + 8 + name_len;
-  bool zero = memory::guest_copy_page_test_zero(data, block.page(page));
+  const uint8_t* data = block.page(page);
+  bool zero = guest_page_is_zero(data);
+  uint8_t* out = w.reserve(8 + name_len + 1);
   store_be<uint64_t>(out, header | (zero ? wire::kRamZero : wire::kRamPage));
   if (first_in_body) {
     out[8] = static_cast<uint8_t>(block.idstr().size());
     std::memcpy(out + 9, block.idstr().data(), block.idstr().size());
   }
   if (zero) {
-    data[0] = 0;
+    out[8 + name_len] = 0;  // the fill byte
     w.commit(8 + name_len + 1);
     ++stats_.zero_pages;
   } else {
-    w.commit(8 + name_len + kPageSize);
+    // The header is buffered; the page leaves straight from guest RAM in the same writev.
+    w.commit(8 + name_len);
+    w.put_by_reference(std::span(data, kPageSize));
     ++stats_.pages;
   }
 }
@@ -92,6 +114,56 @@ void RamSaver::send_everything(StreamWriter& w) {
 // ---- loading ----
 
 RamLoader::RamLoader(std::vector<RamBlock*> blocks) : blocks_(std::move(blocks)) {}
+
+RamBlock* RamLoader::find_block(std::string_view idstr) const {
+  for (RamBlock* b : blocks_)
+    if (b->idstr() == idstr) return b;
+  return nullptr;
+}
+
+void RamLoader::populate_buffered_pages(const StreamReader& r) {
+  std::span<const uint8_t> view = r.buffered_bytes();
+  RamBlock* block = last_block_;
+  RamBlock* run_block = nullptr;
+  uint64_t run_begin = 0, run_end = 0;
+  auto flush_run = [&] {
+    if (run_block && run_end > run_begin && populate_works_ &&
+        ::madvise(run_block->host() + run_begin, run_end - run_begin, MADV_POPULATE_WRITE) != 0 &&
+        (errno == EINVAL || errno == EPERM))
+      populate_works_ = false;  // an older kernel or a mapping that refuses: copy as before
+    run_block = nullptr;
+  };
+  // Walk whole records only, stopping at anything that is not a well-formed ZERO or PAGE
+  // record: the loader checks every header again when it gets there.
+  size_t pos = 0;
+  while (populate_works_ && pos + 8 <= view.size()) {
+    uint64_t word = load_be<uint64_t>(view.data() + pos);
+    uint64_t flags = word & wire::kRamFlagMask;
+    uint64_t addr = word & ~wire::kRamFlagMask;
+    uint64_t kind = flags & ~wire::kRamContinue;
+    if (kind != wire::kRamPage && kind != wire::kRamZero) break;
+    size_t at = pos + 8;
+    if (!(flags & wire::kRamContinue)) {
+      if (at >= view.size() || at + 1 + view[at] > view.size()) break;
+      block = find_block(std::string_view(reinterpret_cast<const char*>(view.data() + at + 1),
+                                          view[at]));
+      at += 1 + view[at];
+    }
+    if (!block || addr >= block->size()) break;
+    if (kind == wire::kRamPage) {
+      if (run_block != block || addr != run_end) {
+        flush_run();
+        run_block = block;
+        run_begin = addr;
+      }
+      run_end = addr + kPageSize;
+    }
+    pos = at + (kind == wire::kRamPage ? kPageSize : 1);
+  }
+  flush_run();
+  // The record at `pos` (whole or not) is scanned when the loader reaches it.
+  scanned_to_ = r.offset() + pos;
+}
 
 Result<RamBlock*> RamLoader::read_block(StreamReader& r, uint64_t flags, uint64_t record_offset) {
   if (flags & wire::kRamContinue) {
@@ -162,6 +234,7 @@ Status RamLoader::load_block_list(StreamReader& r, uint64_t total) {
 Status RamLoader::load_body(StreamReader& r, bool is_start) {
   while (true) {
     uint64_t at = r.offset();
+    if (at >= scanned_to_) populate_buffered_pages(r);
     uint64_t word = 0;
     FERRY_RETURN_IF_ERROR(r.read_be64(word, "RAM record header"));
     uint64_t flags = word & wire::kRamFlagMask;
@@ -203,7 +276,9 @@ Status RamLoader::load_body(StreamReader& r, bool is_start) {
           if (!memory::is_zero_page(host)) std::memset(host, 0, kPageSize);
           ++stats_.zero_pages;
         } else {
-          FERRY_RETURN_IF_ERROR(r.read_bytes(std::span(host, kPageSize), "RAM page data"));
+          // Header and block checked above: the payload goes from the channel straight
+          // into this page (one copy), never anywhere else.
+          FERRY_RETURN_IF_ERROR(r.read_into(std::span(host, kPageSize), "RAM page data"));
           ++stats_.pages;
         }
         continue;

@@ -7,6 +7,14 @@
 // The saver names the block in the first record of each body and uses CONTINUE after
 // that; the loader also accepts CONTINUE across bodies (as QEMU does) and skips
 // MULTIFD_FLUSH records.
+//
+// Copies: the saver hands each page to the writer by reference (one writev sends headers
+// and pages straight from guest RAM); the loader checks each record's header, then reads
+// its payload into the page it names (StreamReader::read_into). Before copying, the
+// loader faults in the destination pages of the records already buffered with one
+// MADV_POPULATE_WRITE per run: a fresh page faulted from user space by the copy costs
+// more than the copy itself, and a page fault taken inside one system call for a whole
+// run costs much less. That look-ahead only maps pages; it writes no data.
 #pragma once
 
 #include <cstdint>
@@ -69,10 +77,15 @@ class RamLoader {
  private:
   Status load_block_list(StreamReader& r, uint64_t total);
   Result<memory::RamBlock*> read_block(StreamReader& r, uint64_t flags, uint64_t record_offset);
+  memory::RamBlock* find_block(std::string_view idstr) const;
+  // Faults in the destination pages of the PAGE records buffered in `r` (see above).
+  void populate_buffered_pages(const StreamReader& r);
 
   std::vector<memory::RamBlock*> blocks_;
   memory::RamBlock* last_block_ = nullptr;
   bool block_list_seen_ = false;
+  uint64_t scanned_to_ = 0;      // stream offset where the look-ahead stopped
+  bool populate_works_ = true;   // false once the kernel refused MADV_POPULATE_WRITE
   RamStats stats_;
 };
 

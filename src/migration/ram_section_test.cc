@@ -1,6 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <sys/socket.h>
+
+#include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <thread>
 
 #include "memory/guest_memory.h"
@@ -171,6 +175,8 @@ TEST(RamSection, LoaderRefusesWhatItCannotTrust) {
   expect_error("0000000000000040 0000000000000010", "unsupported RAM record flags 0x40");
   expect_error("0000000000000008 06 70632e72616d 0102", "while reading RAM page data");
   expect_error("0000000000001004 06 70632e72616d 0000000000001000", "outside the START");
+  // A name running past the end of the stream (the look-ahead must not read past it).
+  expect_error("0000000000000008 ff 7063", "while reading RAM block name (needed 255 bytes");
 
   auto dst = test::make_ram({{"pc.ram", 2}}, false);
   RamLoader loader(test::raw(dst));
@@ -189,6 +195,119 @@ TEST(RamSection, LoaderRefusesWhatItCannotTrust) {
                                 "0x1000 local"),
             std::string::npos)
       << st.to_string();
+}
+
+
+// A 4-page "pc.ram" whose every byte is 0x5a before loading.
+std::vector<std::unique_ptr<memory::RamBlock>> canary_ram() {
+  auto ram = test::make_ram({{"pc.ram", 4}}, false);
+  std::memset(ram[0]->host(), 0x5a, ram[0]->size());
+  return ram;
+}
+
+size_t bytes_changed(const memory::RamBlock& b, size_t begin, size_t end) {
+  size_t n = 0;
+  for (size_t i = begin; i < end; ++i) n += b.host()[i] != 0x5a;
+  return n;
+}
+
+// START body of a 4-page "pc.ram", then `records` (hex).
+std::vector<uint8_t> four_pages_with(const std::string& records) {
+  return hex("0000000000004004 06 70632e72616d 0000000000004000 0000000000000010" + records);
+}
+
+std::string page_of(uint8_t value) {
+  return fmt::format("{:02x}", value) + std::string(4095 * 2, '0');
+}
+
+TEST(RamSection, PagePayloadLandsOnlyWhereItsHeaderSays) {
+  // PAGE at 0x2000 (named), then PAGE|CONTINUE at 0x0, then EOS.
+  auto bytes = four_pages_with("0000000000002008 06 70632e72616d " + page_of(0x11) +
+                               "0000000000000028 " + page_of(0x22) + "0000000000000010");
+  for (size_t max_read : {size_t{1}, size_t{9}, size_t{4100}, size_t{5000}, SIZE_MAX}) {
+    SCOPED_TRACE(max_read);
+    auto dst = canary_ram();
+    RamLoader loader(test::raw(dst));
+    Status st = load_bodies(loader, bytes, max_read);
+    ASSERT_TRUE(st.ok()) << st.to_string();
+    const memory::RamBlock& b = *dst[0];
+    EXPECT_EQ(b.host()[0x2000], 0x11);
+    EXPECT_EQ(b.host()[0x0], 0x22);
+    EXPECT_EQ(bytes_changed(b, 0x0000, 0x1000), 4096u);  // the two pages named: all new
+    EXPECT_EQ(bytes_changed(b, 0x2000, 0x3000), 4096u);
+    EXPECT_EQ(bytes_changed(b, 0x1000, 0x2000), 0u);  // the others: untouched
+    EXPECT_EQ(bytes_changed(b, 0x3000, 0x4000), 0u);
+  }
+}
+
+TEST(RamSection, RefusedHeaderWritesNoByteOfItsPayload) {
+  // Each record below is refused while its 4096-byte payload follows in the stream.
+  for (std::string bad : {"0000000000004008 06 70632e72616d ",   // offset past the block
+                          "0000000000000008 03 666f6f ",         // unknown block
+                          "0000000000000028 "}) {                // CONTINUE, nothing named
+    SCOPED_TRACE(bad);
+    auto bytes = four_pages_with(bad + page_of(0x33) + "0000000000000010");
+    for (size_t max_read : {size_t{1}, SIZE_MAX}) {
+      auto ram = canary_ram();
+      RamLoader l(test::raw(ram));
+      EXPECT_FALSE(load_bodies(l, bytes, max_read).ok());
+      EXPECT_EQ(bytes_changed(*ram[0], 0, ram[0]->size()), 0u);
+    }
+  }
+}
+
+TEST(RamSection, StreamCutInsideAPageIsNamed) {
+  // Over a real socket (readv into the page): header, then 100 bytes of the page.
+  auto bytes = four_pages_with("0000000000001008 06 70632e72616d " + page_of(0x44));
+  size_t cut = bytes.size() - 4096 + 100;
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  FdChannel out(sv[0], "out", true), in(sv[1], "in", true);
+  ASSERT_TRUE(out.write_all(std::span(bytes.data(), cut)).ok());
+  ASSERT_TRUE(out.shutdown_write().ok());
+  auto dst = canary_ram();
+  RamLoader loader(test::raw(dst));
+  StreamReader r(in);
+  ASSERT_TRUE(loader.load_body(r, true).ok());
+  Status st = loader.load_body(r, false);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.to_string().find(fmt::format("stream ends at offset {} while reading RAM page "
+                                            "data (needed 4096 bytes, 100 left)",
+                                            cut)),
+            std::string::npos)
+      << st.to_string();
+  // Only the named page received bytes.
+  EXPECT_EQ(bytes_changed(*dst[0], 0, 0x1000), 0u);
+  EXPECT_EQ(bytes_changed(*dst[0], 0x2000, 0x4000), 0u);
+}
+
+TEST(RamSection, PagesLeaveStraightFromGuestRam) {
+  auto src = test::make_ram({{"pc.ram", 64}}, true);
+  RamSaver saver(test::raw(src));
+  struct Spy final : Channel {
+    std::vector<const void*> bases;
+    std::string name_ = "spy";
+    Result<size_t> read_some(std::span<uint8_t>) override { return size_t{0}; }
+    Status write_all(std::span<const uint8_t>) override { return {}; }
+    Status writev_all(std::span<iovec> iov) override {
+      for (const iovec& v : iov) bases.push_back(v.iov_base);
+      return {};
+    }
+    Status shutdown_write() override { return {}; }
+    Status close() override { return {}; }
+    const std::string& name() const override { return name_; }
+  } spy;
+  {
+    StreamWriter w(spy);
+    saver.write_start_body(w);
+    saver.send_everything(w);
+    ASSERT_TRUE(w.flush().ok());
+  }
+  ASSERT_GT(saver.stats().pages, 0u);
+  size_t from_ram = 0;
+  for (uint64_t p = 0; p < src[0]->pages(); ++p)
+    from_ram += std::count(spy.bases.begin(), spy.bases.end(), src[0]->page(p));
+  EXPECT_EQ(from_ram, saver.stats().pages);  // every PAGE payload, no zero page
 }
 
 }  // namespace

@@ -9,13 +9,18 @@ namespace ferry::migration {
 
 StreamReader::StreamReader(Channel& channel, size_t window)
     : channel_(channel), limit_(std::max<size_t>(window, 8192)) {
-  buf_.resize(std::min<size_t>(limit_, 256 * 1024));
+  buf_.resize(std::min<size_t>(limit_, kReadChunk));
+}
+
+Status StreamReader::ended_at(uint64_t offset, size_t needed, size_t left,
+                              std::string_view what) const {
+  return Error(ErrorCode::kOutOfRange,
+               "stream ends at offset {} while reading {} (needed {} byte{}, {} left)", offset,
+               what, needed, needed == 1 ? "" : "s", left);
 }
 
 Status StreamReader::ended(size_t needed, std::string_view what) const {
-  return Error(ErrorCode::kOutOfRange,
-               "stream ends at offset {} while reading {} (needed {} byte{}, {} left)",
-               offset() + buffered(), what, needed, needed == 1 ? "" : "s", buffered());
+  return ended_at(offset() + buffered(), needed, buffered(), what);
 }
 
 Result<bool> StreamReader::fill(size_t want) {
@@ -84,6 +89,37 @@ Status StreamReader::read_bytes(std::span<uint8_t> out, std::string_view what) {
   std::span<const uint8_t> view;
   FERRY_RETURN_IF_ERROR(take(out.size(), view, what));
   if (!out.empty()) std::memcpy(out.data(), view.data(), out.size());
+  return {};
+}
+
+Status StreamReader::read_into(std::span<uint8_t> out, std::string_view what) {
+  const uint64_t start = offset();
+  const size_t n = out.size();
+  size_t got = std::min(n, buffered());
+  if (got > 0) std::memcpy(out.data(), buf_.data() + begin_, got);
+  begin_ += got;
+  if (got == n) return {};
+  // The buffer is drained: restart it at its front, then read the rest of `out` directly,
+  // letting whatever follows it in the stream fill the buffer in the same call.
+  base_ += end_;
+  begin_ = end_ = 0;
+  while (got < n) {
+    if (eof_) return ended_at(start + got, n, got, what);
+    iovec iov[2] = {{out.data() + got, n - got},
+                    {buf_.data(), std::min(buf_.size(), kReadChunk)}};
+    Result<size_t> r = channel_.readv_some(iov);
+    if (!r.ok())
+      return Status(r.status()).prepend_message(
+          fmt::format("reading migration stream at offset {}", start + got));
+    if (*r == 0) {
+      eof_ = true;
+      continue;
+    }
+    size_t direct = std::min(*r, n - got);
+    got += direct;
+    base_ += direct;  // buf_[0] now holds the byte after the direct part
+    end_ = *r - direct;
+  }
   return {};
 }
 

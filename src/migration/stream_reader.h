@@ -8,6 +8,11 @@
 // span, and the bytes it used are consumed. A section larger than the window is refused.
 // Consequence for senders: after the last record (vmdesc), the writer must end or
 // half-close the stream (Channel::shutdown_write), or the destination waits for more.
+//
+// Bulk data (RAM page payloads) need not pass through the buffer: read_into() copies
+// what is already buffered, then reads the rest straight from the channel into the
+// caller's memory, with the bytes that follow landing in the buffer in the same readv.
+// A page thus costs one copy (socket -> guest RAM) instead of two.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +29,8 @@ namespace ferry::migration {
 class StreamReader {
  public:
   static constexpr size_t kSectionWindow = 16 << 20;
+  // The most one read asks the channel for (the buffer stays cache-sized).
+  static constexpr size_t kReadChunk = 256 * 1024;
 
   explicit StreamReader(Channel& channel, size_t window = kSectionWindow);
 
@@ -37,6 +44,10 @@ class StreamReader {
   Status read_be32(uint32_t& out, std::string_view what);
   Status read_be64(uint64_t& out, std::string_view what);
   Status read_bytes(std::span<uint8_t> out, std::string_view what);
+  // Like read_bytes, but bytes not buffered yet go straight from the channel into `out`
+  // (see above). `out` may be any size. On a cut stream, `out` holds the bytes that
+  // arrived and the error names the offset where the stream ended.
+  Status read_into(std::span<uint8_t> out, std::string_view what);
   // A view of the next `n` bytes, consumed; valid until the next call on this reader.
   Status take(size_t n, std::span<const uint8_t>& out, std::string_view what);
 
@@ -44,6 +55,10 @@ class StreamReader {
   Result<bool> peek_u8(uint8_t& out);
   // True when no byte is left (reads ahead if needed).
   Result<bool> at_end();
+
+  // The bytes buffered but not consumed yet, for look-ahead only (reads nothing more).
+  // Valid until the next call on this reader.
+  std::span<const uint8_t> buffered_bytes() const { return {buf_.data() + begin_, buffered()}; }
 
   // Section loading (see above): the buffered window, filled as far as the rules allow.
   Result<std::span<const uint8_t>> window();
@@ -56,6 +71,7 @@ class StreamReader {
   Result<bool> fill(size_t want);
   size_t buffered() const { return end_ - begin_; }
   Status ended(size_t needed, std::string_view what) const;
+  Status ended_at(uint64_t offset, size_t needed, size_t left, std::string_view what) const;
 
   Channel& channel_;
   size_t limit_;
