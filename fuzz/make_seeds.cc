@@ -20,6 +20,7 @@
 #include "base/byte_reader.h"
 #include "base/byte_writer.h"
 #include "base/status.h"
+#include "nvme_fuzz_controller.h"
 #include "vmstate/samples/nvme_like.h"
 #include "vmstate/vmstate.h"
 
@@ -315,6 +316,47 @@ Status verify(const Seed& seed) {
 
 }  // namespace
 
+// Seeds for the real NVMe controller (selector byte 0x80): saved from controllers driven
+// into busy states, each checked to load into a fresh controller; plus one cut short.
+void write_controller_seeds(const std::filesystem::path& dir) {
+  struct Shape {
+    const char* name;
+    unsigned queues, commands, aers;
+    bool shadow;
+  };
+  const Shape shapes[] = {{"nvme-ctrl-fresh", 0, 0, 0, false},
+                          {"nvme-ctrl-admin-only", 0, 0, 2, false},
+                          {"nvme-ctrl-busy", 2, 6, 2, true},
+                          {"nvme-ctrl-wide", 6, 10, 4, false}};
+  for (const Shape& shape : shapes) {
+    auto source = ferry::fuzz::FuzzController::make();
+    if (!source.ok()) die(source.status().to_string());
+    if (shape.queues || shape.aers) (*source)->populate(shape.queues, shape.commands, shape.aers,
+                                                       shape.shadow);
+    ByteWriter w;
+    Status st = ferry::nvme::kControllerState.save(*(*source)->ctrl, w);
+    if (!st.ok()) die(std::string(shape.name) + ": " + st.to_string());
+    Bytes bytes = w.to_vector();
+    auto check = ferry::fuzz::FuzzController::make();
+    if (!check.ok()) die(check.status().to_string());
+    ByteReader r(bytes);
+    st = ferry::nvme::kControllerState.load(*(*check)->ctrl, r);
+    if (!st.ok()) die(std::string(shape.name) + " does not load: " + st.to_string());
+    auto write = [&](const std::string& name, const Bytes& body) {
+      std::ofstream out(dir / name, std::ios::binary | std::ios::trunc);
+      out.put(static_cast<char>(0x80));
+      out.write(reinterpret_cast<const char*>(body.data()),
+                static_cast<std::streamsize>(body.size()));
+      if (!out) die("cannot write " + (dir / name).string());
+      std::printf("%-32s %5zu bytes\n", name.c_str(), body.size() + 1);
+    };
+    write(shape.name, bytes);
+    if (shape.queues == 2)
+      write(std::string(shape.name) + "-cut",
+            Bytes(bytes.begin(), bytes.begin() + bytes.size() / 2));
+  }
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) {
     std::fprintf(stderr, "usage: %s OUTPUT_DIR\n", argv[0]);
@@ -333,5 +375,6 @@ int main(int argc, char** argv) {
     std::printf("%-32s %5zu bytes  %s\n", seed.name.c_str(), seed.stream.size() + 1,
                 st.to_string().c_str());
   }
+  write_controller_seeds(dir);
   return 0;
 }

@@ -3,7 +3,9 @@
 // subsections, one holding a list) and checks what a successful load promises.
 //
 // Input: byte 0 picks the incoming version (1 + byte % 3: 1 and 2 are accepted, 3 is too
-// new), the rest is the section body as it would arrive on the wire.
+// new), the rest is the section body as it would arrive on the wire. With bit 7 of byte 0
+// set, the body goes to the real NVMe controller's description instead (nvme::
+// kControllerState, version 1) over a controller built once (nvme_fuzz_controller.h).
 //
 // Properties (a violation prints its reason and aborts, so libFuzzer records the input):
 //   - a failed load reports a non-empty message and a path rooted at "nvme-like";
@@ -11,6 +13,9 @@
 //     load again at the current version, consuming exactly what was written, into an
 //     object whose own save is byte-identical, whose snapshot diffs empty, and which
 //     equals the first one;
+//   - the NVMe controller: a failed load names a path rooted at "nvme"; a loaded
+//     controller saves, and its bytes load into a second controller, which saves the same
+//     bytes (the last 24, durations on the clock, aside);
 //   - memory errors, UB, leaks and huge allocations are the sanitizers' business.
 #include <algorithm>
 #include <cstdint>
@@ -24,6 +29,7 @@
 #include "base/byte_reader.h"
 #include "base/byte_writer.h"
 #include "base/status.h"
+#include "nvme_fuzz_controller.h"
 #include "vmstate/samples/nvme_like.h"
 #include "vmstate/vmstate.h"
 
@@ -65,10 +71,59 @@ void check_failure(const Status& st) {
   if (!st.path().starts_with("nvme-like")) fail("failed load's path is not rooted at nvme-like", st);
 }
 
+// The controllers live for the whole run (building one per input would dominate it);
+// every load starts with pre_load, which clears what the previous input left.
+struct Controllers {
+  std::unique_ptr<ferry::fuzz::FuzzController> first, second;
+};
+Controllers& controllers() {
+  static Controllers* c = [] {
+    auto* made = new Controllers;
+    auto a = ferry::fuzz::FuzzController::make();
+    auto b = ferry::fuzz::FuzzController::make();
+    if (!a.ok()) fail("cannot build the fuzz controller", a.status());
+    if (!b.ok()) fail("cannot build the fuzz controller", b.status());
+    made->first = std::move(*a);
+    made->second = std::move(*b);
+    return made;
+  }();
+  return *c;
+}
+
+int fuzz_nvme_controller(std::span<const uint8_t> body) {
+  using ferry::nvme::kControllerState;
+  Controllers& c = controllers();
+  ByteReader in(body);
+  Status st = kControllerState.load(*c.first->ctrl, in);
+  if (!st.ok()) {
+    if (st.message().empty()) fail("failed controller load has an empty message", st);
+    if (!st.path().starts_with("nvme"))
+      fail("failed controller load's path is not rooted at nvme", st);
+    return 0;
+  }
+  ByteWriter w;
+  st = kControllerState.save(*c.first->ctrl, w);
+  if (!st.ok()) fail("saving a loaded controller failed", st);
+  std::vector<uint8_t> bytes = w.to_vector();
+  ByteReader again(bytes);
+  st = kControllerState.load(*c.second->ctrl, again);
+  if (!st.ok()) fail("reloading a saved controller failed", st);
+  if (again.offset() != bytes.size()) fail("controller reload did not consume the saved bytes");
+  ByteWriter w2;
+  st = kControllerState.save(*c.second->ctrl, w2);
+  if (!st.ok()) fail("saving the reloaded controller failed", st);
+  std::vector<uint8_t> bytes2 = w2.to_vector();
+  if (bytes2.size() != bytes.size() || bytes.size() < 24 ||
+      !std::equal(bytes.begin(), bytes.end() - 24, bytes2.begin()))
+    fail("re-saving the reloaded controller wrote different bytes");
+  return 0;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
+  if (data[0] & 0x80) return fuzz_nvme_controller(std::span<const uint8_t>(data + 1, size - 1));
   const int version = 1 + data[0] % 3;
   ByteReader in(std::span<const uint8_t>(data + 1, size - 1));
 

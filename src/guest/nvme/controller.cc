@@ -23,7 +23,7 @@ Status zero_fill(GuestBus& bus, uint64_t address, uint64_t length) {
 
 Controller::Controller(GuestBus& bus, DmaMemory& memory, const PciFunction& fn,
                        std::vector<PciBar> bars)
-    : bus_(bus), memory_(memory), pci_(fn), bars_(std::move(bars)) {
+    : bus_(&bus), memory_(memory), pci_(fn), bars_(std::move(bars)) {
   for (const PciBar& bar : bars_) {
     if (bar.index == 0) bar0_ = bar.address;
   }
@@ -55,7 +55,7 @@ Result<std::unique_ptr<Controller>> Controller::probe(GuestBus& bus, DmaMemory& 
 // ---- registers ------------------------------------------------------------------------------
 
 Result<uint32_t> Controller::read32(uint32_t offset) {
-  auto v = bus_.mmio_read(bar0_ + offset, 4);
+  auto v = bus_->mmio_read(bar0_ + offset, 4);
   if (!v.ok()) return v.take_status();
   return static_cast<uint32_t>(*v);
 }
@@ -70,7 +70,7 @@ Result<uint64_t> Controller::read64(uint32_t offset) {
 }
 
 Status Controller::write32(uint32_t offset, uint32_t value) {
-  return bus_.mmio_write(bar0_ + offset, value, 4);
+  return bus_->mmio_write(bar0_ + offset, value, 4);
 }
 
 Status Controller::write64(uint32_t offset, uint64_t value) {
@@ -114,7 +114,7 @@ Status Controller::wait_ready(bool ready, Millis timeout) {
                    "nvme: controller did not become {} within {} ms (CSTS=0x{:x})",
                    ready ? "ready" : "disabled", timeout.count(), *csts);
     }
-    FERRY_RETURN_IF_ERROR(bus_.idle(std::chrono::microseconds(1000)));
+    FERRY_RETURN_IF_ERROR(bus_->idle(std::chrono::microseconds(1000)));
   }
 }
 
@@ -144,7 +144,7 @@ Status Controller::shutdown() {
                    "nvme: shutdown did not complete within {} ms (CSTS=0x{:x})",
                    ready_timeout().count(), *csts);
     }
-    FERRY_RETURN_IF_ERROR(bus_.idle(std::chrono::microseconds(1000)));
+    FERRY_RETURN_IF_ERROR(bus_->idle(std::chrono::microseconds(1000)));
   }
 }
 
@@ -213,8 +213,8 @@ Result<Controller::Queue*> Controller::new_queue(uint16_t qid, uint32_t entries)
   QueueLayout layout{qid, *sq, entries, *cq, entries, doorbell(qid, false), doorbell(qid, true)};
   auto queue = std::unique_ptr<Queue>(new Queue{QueuePair(layout), *sq, *cq, 0, {}, {}});
   // The CQ must start with every phase bit clear; the SQ is cleared for reproducibility.
-  Status zeroed = zero_fill(bus_, *cq, uint64_t{entries} * sn::kCqeSize);
-  if (zeroed.ok()) zeroed = zero_fill(bus_, *sq, uint64_t{entries} * sn::kSqeSize);
+  Status zeroed = zero_fill(*bus_, *cq, uint64_t{entries} * sn::kCqeSize);
+  if (zeroed.ok()) zeroed = zero_fill(*bus_, *sq, uint64_t{entries} * sn::kSqeSize);
   if (!zeroed.ok()) {
     free_queue_memory(*queue);
     return zeroed;
@@ -298,19 +298,19 @@ Result<uint16_t> Controller::submit(uint16_t qid, Sqe sqe, const Transfer& data,
 
   DataPointer pointer;
   if (!data.segments.empty()) {
-    auto built = data.kind == Transfer::Kind::kPrp ? build_prp(bus_, memory_, data.segments)
-                                                   : build_sgl(bus_, memory_, data.segments, data.sgl);
+    auto built = data.kind == Transfer::Kind::kPrp ? build_prp(*bus_, memory_, data.segments)
+                                                   : build_sgl(*bus_, memory_, data.segments, data.sgl);
     if (!built.ok()) return built.take_status();
     pointer = std::move(*built);
     pointer.apply(sqe);
   }
-  Status pushed = q.ring.push(bus_, sqe);
+  Status pushed = q.ring.push(*bus_, sqe);
   if (!pushed.ok()) {
     (void)release(memory_, pointer);
     return pushed;
   }
   q.pending[cid] = Pending{std::move(pointer)};
-  if (ring) FERRY_RETURN_IF_ERROR(q.ring.ring_sq(bus_));
+  if (ring) FERRY_RETURN_IF_ERROR(q.ring.ring_sq(*bus_));
   return cid;
 }
 
@@ -318,24 +318,24 @@ Result<uint16_t> Controller::submit_raw(uint16_t qid, const Sqe& sqe, bool ring)
   auto queue = find_queue(qid);
   if (!queue.ok()) return queue.take_status();
   Queue& q = **queue;
-  FERRY_RETURN_IF_ERROR(q.ring.push(bus_, sqe));
+  FERRY_RETURN_IF_ERROR(q.ring.push(*bus_, sqe));
   q.pending[sqe.cid()] = Pending{};
-  if (ring) FERRY_RETURN_IF_ERROR(q.ring.ring_sq(bus_));
+  if (ring) FERRY_RETURN_IF_ERROR(q.ring.ring_sq(*bus_));
   return sqe.cid();
 }
 
 Status Controller::ring_sq(uint16_t qid) {
   auto queue = find_queue(qid);
   if (!queue.ok()) return queue.take_status();
-  return (*queue)->ring.ring_sq(bus_);
+  return (*queue)->ring.ring_sq(*bus_);
 }
 
 Status Controller::write_sq_doorbell(uint16_t qid, uint32_t value) {
-  return bus_.mmio_write(doorbell(qid, false), value, 4);
+  return bus_->mmio_write(doorbell(qid, false), value, 4);
 }
 
 Status Controller::write_cq_doorbell(uint16_t qid, uint32_t value) {
-  return bus_.mmio_write(doorbell(qid, true), value, 4);
+  return bus_->mmio_write(doorbell(qid, true), value, 4);
 }
 
 Status Controller::finish(Queue& queue, const Completion& completion) {
@@ -348,10 +348,10 @@ Status Controller::finish(Queue& queue, const Completion& completion) {
 
 Result<size_t> Controller::collect(Queue& queue, size_t max) {
   std::vector<Completion> fresh;
-  auto taken = queue.ring.reap(bus_, max, fresh);
+  auto taken = queue.ring.reap(*bus_, max, fresh);
   if (!taken.ok()) return taken.take_status();
   if (*taken == 0) return size_t{0};
-  FERRY_RETURN_IF_ERROR(queue.ring.ring_cq(bus_));
+  FERRY_RETURN_IF_ERROR(queue.ring.ring_cq(*bus_));
   for (const Completion& c : fresh) {
     FERRY_RETURN_IF_ERROR(finish(queue, c));
     queue.arrived.push_back(c);
@@ -414,7 +414,7 @@ Result<Completion> Controller::wait(uint16_t qid, uint16_t cid, std::optional<Mi
                    cid, qid, limit.count(), q.ring.sq_tail(), q.ring.cq_head(),
                    q.ring.expected_phase() ? 1 : 0, csts.ok() ? *csts : 0xffffffffu);
     }
-    FERRY_RETURN_IF_ERROR(bus_.idle(kIdlePoll));
+    FERRY_RETURN_IF_ERROR(bus_->idle(kIdlePoll));
   }
 }
 
@@ -446,7 +446,7 @@ Result<std::vector<uint8_t>> Controller::identify(uint8_t cns, uint32_t nsid, ui
   Status status = done.ok() ? check(*done, fmt::format("identify CNS 0x{:02x} NSID {}", cns, nsid))
                             : done.take_status();
   std::vector<uint8_t> data(sn::kIdentifySize);
-  if (status.ok()) status = bus_.memory_read(*buffer, data);
+  if (status.ok()) status = bus_->memory_read(*buffer, data);
   (void)memory_.free(*buffer);
   if (!status.ok()) return status;
   return data;
@@ -471,7 +471,7 @@ Result<std::vector<uint8_t>> Controller::get_log_page(uint8_t lid, uint32_t byte
   Status status = done.ok() ? check(*done, fmt::format("get log page 0x{:02x}", lid))
                             : done.take_status();
   std::vector<uint8_t> data(bytes);
-  if (status.ok()) status = bus_.memory_read(*buffer, data);
+  if (status.ok()) status = bus_->memory_read(*buffer, data);
   (void)memory_.free(*buffer);
   if (!status.ok()) return status;
   return data;
@@ -480,7 +480,7 @@ Result<std::vector<uint8_t>> Controller::get_log_page(uint8_t lid, uint32_t byte
 // ---- MSI-X ----------------------------------------------------------------------------------
 
 Status Controller::enable_msix() {
-  auto msix = Msix::probe(bus_, pci_, bars_);
+  auto msix = Msix::probe(*bus_, pci_, bars_);
   if (!msix.ok()) return msix.take_status().prepend_message("nvme: ");
   msix_.emplace(*msix);
   if (msix_page_ == 0) {
@@ -488,18 +488,18 @@ Status Controller::enable_msix() {
     if (!page.ok()) return page.take_status();
     msix_page_ = *page;
   }
-  FERRY_RETURN_IF_ERROR(zero_fill(bus_, msix_page_, uint64_t{msix_->info().table_size} * 4));
+  FERRY_RETURN_IF_ERROR(zero_fill(*bus_, msix_page_, uint64_t{msix_->info().table_size} * 4));
   for (unsigned v = 0; v < msix_->info().table_size; ++v) {
-    FERRY_RETURN_IF_ERROR(msix_->set_vector(bus_, v, msix_page_ + 4 * v, 0x10000u + v));
+    FERRY_RETURN_IF_ERROR(msix_->set_vector(*bus_, v, msix_page_ + 4 * v, 0x10000u + v));
   }
-  return msix_->enable(bus_);
+  return msix_->enable(*bus_);
 }
 
 Result<uint32_t> Controller::interrupt_word(uint16_t vector) {
   if (!msix_ || vector >= msix_->info().table_size) {
     return Error(ErrorCode::kFailedPrecondition, "nvme: MSI-X vector {} is not set up", vector);
   }
-  auto word = bus_.memory_load(msix_page_ + 4 * uint64_t{vector}, 4);
+  auto word = bus_->memory_load(msix_page_ + 4 * uint64_t{vector}, 4);
   if (!word.ok()) return word.take_status();
   return static_cast<uint32_t>(*word);
 }
@@ -508,7 +508,9 @@ Status Controller::clear_interrupt(uint16_t vector) {
   if (!msix_ || vector >= msix_->info().table_size) {
     return Error(ErrorCode::kFailedPrecondition, "nvme: MSI-X vector {} is not set up", vector);
   }
-  return bus_.memory_store(msix_page_ + 4 * uint64_t{vector}, 0, 4);
+  return bus_->memory_store(msix_page_ + 4 * uint64_t{vector}, 0, 4);
 }
+
+void Controller::rebind(GuestBus& bus) { bus_ = &bus; }
 
 }  // namespace ferry::guest::nvme

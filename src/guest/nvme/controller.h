@@ -72,7 +72,10 @@ class Controller {
   const PciFunction& pci() const { return pci_; }
   const std::vector<PciBar>& bars() const { return bars_; }
   uint64_t bar0() const { return bar0_; }
-  GuestBus& bus() { return bus_; }
+  GuestBus& bus() { return *bus_; }
+  // Talks to the same controller through another bus from now on: after a live migration,
+  // the destination VM's (queues, CIDs and guest memory layout are kept as they are).
+  void rebind(GuestBus& bus);
   DmaMemory& memory() { return memory_; }
 
   // ---- registers --------------------------------------------------------------------------
@@ -162,7 +165,7 @@ class Controller {
   Millis ready_timeout() const;
   uint64_t doorbell(uint16_t qid, bool completion) const;
 
-  GuestBus& bus_;
+  GuestBus* bus_;  // not owned; rebind() switches it
   DmaMemory& memory_;
   PciFunction pci_;
   std::vector<PciBar> bars_;

@@ -83,19 +83,19 @@ Result<std::unique_ptr<Controller>> Controller::create(const ControllerConfig& c
                                                        block::BlockBackend* drive,
                                                        ControllerEnv env) {
   if (config.serial.empty())
-    return Error(ErrorCode::kInvalidArgument, "nvme: serial property not set");
+    return Error(ErrorCode::kInvalidArgument, "serial property not set");
   if (config.max_ioqpairs < 1 || config.max_ioqpairs > 0xffff)
     return Error(ErrorCode::kInvalidArgument,
-                 "nvme: max_ioqpairs must be between 1 and 65535 (found {})",
+                 "max_ioqpairs must be between 1 and 65535 (found {})",
                  config.max_ioqpairs);
   if (config.msix_qsize < 1 || config.msix_qsize > 2048)
     return Error(ErrorCode::kInvalidArgument,
-                 "nvme: msix_qsize must be between 1 and 2048 (found {})", config.msix_qsize);
+                 "msix_qsize must be between 1 and 2048 (found {})", config.msix_qsize);
   if (config.mqes < 1)
-    return Error(ErrorCode::kInvalidArgument, "nvme: mqes must be at least 1 (found {})",
+    return Error(ErrorCode::kInvalidArgument, "mqes must be at least 1 (found {})",
                  config.mqes);
   if (config.mdts < 1 || config.mdts > 9)
-    return Error(ErrorCode::kInvalidArgument, "nvme: mdts must be between 1 and 9 (found {})",
+    return Error(ErrorCode::kInvalidArgument, "mdts must be between 1 and 9 (found {})",
                  config.mdts);
   std::unique_ptr<Controller> ctrl(new Controller(config, env));
   Status st = ctrl->realize(drive);
@@ -153,18 +153,18 @@ Status Controller::attach_namespace(uint32_t nsid, block::BlockBackend& backend,
     for (uint32_t id = 1; id <= kMaxNamespaces && nsid == 0; ++id)
       if (!namespaces_[id]) nsid = id;
     if (nsid == 0)
-      return Error(ErrorCode::kInvalidArgument, "nvme-ns: all {} namespace ids are in use",
+      return Error(ErrorCode::kInvalidArgument, "all {} namespace ids are in use",
                    kMaxNamespaces);
   }
   if (nsid > kMaxNamespaces)
-    return Error(ErrorCode::kInvalidArgument, "nvme-ns: nsid must be between 1 and {} (found {})",
+    return Error(ErrorCode::kInvalidArgument, "nsid must be between 1 and {} (found {})",
                  kMaxNamespaces, nsid);
   if (namespaces_[nsid])
-    return Error(ErrorCode::kInvalidArgument, "nvme-ns: nsid {} is already in use", nsid);
+    return Error(ErrorCode::kInvalidArgument, "nsid {} is already in use", nsid);
   for (const auto& ns : namespaces_)
     if (ns && &ns->backend() == &backend)
       return Error(ErrorCode::kInvalidArgument,
-                   "nvme-ns: drive '{}' already backs namespace {}", backend.config().id,
+                   "drive '{}' already backs namespace {}", backend.config().id,
                    ns->nsid());
   NamespaceConfig ns_config{.nsid = nsid, .backend = &backend,
                             .logical_block_size = logical_block_size,
@@ -321,6 +321,9 @@ bool Controller::start() {
   else if (asqs == 0) why = "AQA.ASQS is 0";
   else if (acqs == 0) why = "AQA.ACQS is 0";
   else if ((r.cc >> sn::kCcAmsShift) & 0x7) why = "CC.AMS not supported";
+  // Identify SQES/CQES allow exactly 64-byte SQEs and 16-byte CQEs (QEMU checks the same).
+  else if (((r.cc >> sn::kCcIosqesShift) & 0xf) != 6) why = "CC.IOSQES is not 6 (64 bytes)";
+  else if (((r.cc >> sn::kCcIocqesShift) & 0xf) != 4) why = "CC.IOCQES is not 4 (16 bytes)";
   if (why) {
     log(LogLevel::kInfo, "nvme: enable refused ({}): controller fatal status", why);
     return false;
@@ -409,10 +412,34 @@ void Controller::on_config_write(uint32_t, uint32_t, unsigned) {
   update_intx();
 }
 
-void Controller::quiesce() { quiesced_ = true; }
+void Controller::quiesce() {
+  // First stop: no SQE is fetched, no CQE posted, no interrupt raised from here on. Then
+  // drain: completions of requests already at a backend land as pending CQ entries (in
+  // order), a write waiting for its flush submits it and the drain waits for that too.
+  // There is no fetched-but-not-submitted stage, so afterwards no request is in flight.
+  quiesced_ = true;
+  MonotonicClock wall;
+  int64_t start = wall.now_ns();
+  for (int round = 0; round < 8 && requests_in_flight() != 0; ++round) {
+    for (auto& ns : namespaces_) {
+      if (!ns || ns->backend().in_flight() == 0) continue;
+      auto drained = ns->backend().drain();
+      if (!drained.ok())
+        log(LogLevel::kWarn, "nvme: drain at stop failed: {}", drained.status().to_string());
+    }
+  }
+  last_drain_ns_ = wall.now_ns() - start;
+}
 
 void Controller::resume() {
   quiesced_ = false;
+  if (clock_rebase_) {
+    // Continue the host's timestamp and the power-on time from where the source stopped.
+    int64_t now = clock_.now_ns();
+    state_.timestamp.set_at_ns = now - clock_rebase_->timestamp_elapsed_ns;
+    state_.power_on_ns = now - clock_rebase_->powered_on_ns;
+    clock_rebase_.reset();
+  }
   if (!running()) return;
   post_all_completions();
   if (msix_enabled()) {

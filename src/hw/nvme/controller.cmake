@@ -8,10 +8,17 @@ add_library(ferry_nvme
   ${CMAKE_CURRENT_LIST_DIR}/log_pages.cc
   ${CMAKE_CURRENT_LIST_DIR}/async_events.cc
   ${CMAKE_CURRENT_LIST_DIR}/io_commands.cc
-  ${CMAKE_CURRENT_LIST_DIR}/nvme_properties.cc)
+  ${CMAKE_CURRENT_LIST_DIR}/nvme_properties.cc
+  ${CMAKE_CURRENT_LIST_DIR}/controller_migration.cc)
 target_link_libraries(ferry_nvme PUBLIC ferry_nvme_dma ferry_pci ferry_block ferry_memory
                                         ferry_base)
 
 ferry_test(nvme_test
   ${CMAKE_CURRENT_LIST_DIR}/controller_test.cc)
 target_link_libraries(nvme_test PRIVATE ferry_nvme)
+
+# The controller's migration description: save/load round trips of a busy controller,
+# every load-time validation rule, the allowlist.
+ferry_test(nvme_migration_unit_test
+  ${CMAKE_CURRENT_LIST_DIR}/controller_migration_test.cc)
+target_link_libraries(nvme_migration_unit_test PRIVATE ferry_nvme)

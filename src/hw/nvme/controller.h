@@ -20,6 +20,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -59,11 +60,16 @@ class Controller : public pci::PciDevice {
   Status attach_namespace(uint32_t nsid, block::BlockBackend& backend,
                           uint32_t logical_block_size);
 
-  // VM stopped: fetch no SQEs, post no CQEs, raise no interrupts. Block completions still
-  // land and wait in their CQ's pending list.
+  // VM stopped: fetch no SQEs, post no CQEs, raise no interrupts; then wait for every
+  // block request at the backends (their completions wait in their CQ's pending list), so
+  // that no request is in flight while stopped (what migration saves; see
+  // controller_migration.h).
   void quiesce() override;
-  // Posts what is pending, raises the interrupts held back, fetches again.
+  // Posts what is pending, raises the interrupts held back, fetches again. After an
+  // incoming migration it also rebases the timestamp and power-on time on this clock.
   void resume() override;
+  // How long the last quiesce() waited for the backends.
+  int64_t last_drain_ns() const override { return last_drain_ns_; }
 
   size_t requests_in_flight() const;
 
@@ -82,6 +88,8 @@ class Controller : public pci::PciDevice {
   void on_config_write(uint32_t offset, uint32_t value, unsigned size) override;
 
  private:
+  friend struct ControllerMigration;  // the migration description (controller_migration.h)
+
   Controller(const ControllerConfig& config, ControllerEnv env);
   Status realize(block::BlockBackend* drive);
 
@@ -200,6 +208,13 @@ class Controller : public pci::PciDevice {
   std::vector<iovec> scratch_iov_;
   std::vector<uint8_t> bit_bucket_;           // sink for SGL bit buckets
   bool quiesced_ = false;
+  int64_t last_drain_ns_ = 0;
+  // Set by an incoming migration: durations to rebase on this process's clock at resume().
+  struct ClockRebase {
+    int64_t timestamp_elapsed_ns = 0;
+    int64_t powered_on_ns = 0;
+  };
+  std::optional<ClockRebase> clock_rebase_;
   bool processing_scheduled_ = false;
   bool resetting_ = false;
   // Bottom halves and timers hold a weak reference: they do nothing once the controller

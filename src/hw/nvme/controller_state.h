@@ -2,7 +2,9 @@
 // requests in progress, asynchronous events, features, SMART counters, the timestamp and
 // the shadow doorbell buffers. No pointers into other objects, no callbacks: a request's
 // progress is a stage number, a block completion finds its request by a numeric tag. That
-// is what lets a vmstate description (next issue) save and load the controller.
+// is what lets the vmstate description in controller_migration.h save and load the
+// controller (all of it except the request table, which is empty whenever the controller
+// is quiesced: see there).
 //
 // What is NOT here (runtime only, rebuilt or re-derived): the namespaces (configuration),
 // event-loop timer ids, iovecs pointing into guest RAM, the quiesced flag (the machine's

@@ -152,7 +152,10 @@ void Controller::on_block_completion(uint32_t nsid, uint64_t tag, int result) {
     request.status = block_error_status(request, result);
   if (request.ops_pending) return;
   if (resetting_) {
-    release_request(request);  // the controller is resetting: no completion
+    // The controller is resetting: no completion, but data a read stored in guest RAM
+    // still dirties its pages (the final RAM pass of a migration must carry them).
+    if (opcode == sn::kNvmRead) mark_written(memory_, request.data);
+    release_request(request);
     return;
   }
   finish_io(request);

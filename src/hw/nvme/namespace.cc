@@ -42,26 +42,26 @@ constexpr unsigned kNidHeaderSize = 4;  // NIDT, NIDL, 2 reserved bytes
 
 Result<std::unique_ptr<Namespace>> Namespace::create(const NamespaceConfig& config) {
   if (config.nsid == 0 || config.nsid > kMaxNamespaces)
-    return Error(ErrorCode::kInvalidArgument, "nvme-ns: nsid {} is not in 1..{}", config.nsid,
+    return Error(ErrorCode::kInvalidArgument, "nsid {} is not in 1..{}", config.nsid,
                  kMaxNamespaces);
   if (config.backend == nullptr)
-    return Error(ErrorCode::kInvalidArgument, "nvme-ns: nsid {} has no drive", config.nsid);
+    return Error(ErrorCode::kInvalidArgument, "nsid {} has no drive", config.nsid);
   uint32_t lbs = config.logical_block_size;
   if (lbs != 512 && lbs != 4096)
     return Error(ErrorCode::kInvalidArgument,
-                 "nvme-ns: logical_block_size {} is not 512 or 4096", lbs);
+                 "logical_block_size {} is not 512 or 4096", lbs);
   const block::BlockBackend& backend = *config.backend;
   uint64_t size = backend.size_bytes();
   if (size == 0 || size % lbs != 0)
     return Error(ErrorCode::kInvalidArgument,
-                 "nvme-ns: drive '{}' size {} bytes is not a non-zero multiple of "
+                 "drive '{}' size {} bytes is not a non-zero multiple of "
                  "logical_block_size {}",
                  backend.config().id, size, lbs);
   // With O_DIRECT the backend needs whole aligned blocks; smaller blocks would turn
   // writes into read-modify-write cycles that are not serialised against each other.
   if (backend.required_alignment() > lbs)
     return Error(ErrorCode::kInvalidArgument,
-                 "nvme-ns: logical_block_size {} is smaller than the {}-byte alignment "
+                 "logical_block_size {} is smaller than the {}-byte alignment "
                  "drive '{}' needs (cache mode without the page cache)",
                  lbs, backend.required_alignment(), backend.config().id);
   return std::unique_ptr<Namespace>(new Namespace(config));
