@@ -181,6 +181,11 @@ void EventLoop::schedule(Callback callback) {
 
 void EventLoop::notify() { wakeup_->notify(); }
 
+void EventLoop::set_wait_hooks(Callback before_sleep, Callback after_wake) {
+  before_sleep_ = std::move(before_sleep);
+  after_wake_ = std::move(after_wake);
+}
+
 void EventLoop::quit() {
   quit_requested_.store(true, std::memory_order_release);
   wakeup_->notify();
@@ -245,9 +250,14 @@ Result<int> EventLoop::run_once(std::chrono::milliseconds timeout) {
   constexpr int kMaxEvents = 64;
   epoll_event events[kMaxEvents];
   loop_thread_.store(std::this_thread::get_id(), std::memory_order_relaxed);
-  int n = epoll_wait(epoll_fd_, events, kMaxEvents, wait_timeout_ms(timeout));
+  int wait_ms = wait_timeout_ms(timeout);
+  if (before_sleep_) before_sleep_();
+  int n = epoll_wait(epoll_fd_, events, kMaxEvents, wait_ms);
+  int wait_errno = errno;
+  if (after_wake_) after_wake_();
   if (n < 0) {
-    if (errno != EINTR) return Error(ErrorCode::kIo, "epoll_wait failed: {}", std::strerror(errno));
+    if (wait_errno != EINTR)
+      return Error(ErrorCode::kIo, "epoll_wait failed: {}", std::strerror(wait_errno));
     n = 0;
   }
   int ran = 0;

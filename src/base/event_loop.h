@@ -135,6 +135,10 @@ class EventLoop {
   // Makes `run` and `run_until` return after the current iteration.
   void quit();
 
+  // Called just before the loop sleeps in epoll_wait and just after it wakes: a machine
+  // drops its lock while the loop sleeps (vm/machine_lock.h). Either may be empty.
+  void set_wait_hooks(Callback before_sleep, Callback after_wake);
+
   // --- running (loop thread) ---
   // Waits at most `timeout` (negative: no limit; zero: poll) for something to do, then
   // does it: ready fds, expired timers, bottom halves. Returns how many callbacks ran.
@@ -175,6 +179,8 @@ class EventLoop {
   std::vector<Callback> bottom_halves_;  // guarded by bh_mutex_
   std::atomic<bool> quit_requested_{false};
   std::atomic<std::thread::id> loop_thread_{};
+  Callback before_sleep_;
+  Callback after_wake_;
 };
 
 }  // namespace ferry

@@ -8,6 +8,7 @@
 #include "block/drive_config.h"
 #include "block/fault_injector.h"
 #include "vm/device_models.h"
+#include "vm/guest_programs.h"
 
 namespace ferry::vm {
 
@@ -46,6 +47,7 @@ const std::string kUsage =
     "                             -device DRIVER,help its properties\n"
     "  -drive if=none,id=ID,file=PATH,format=raw[,cache=writeback|none|directsync]\n"
     "         [,aio=io_uring|threads][,read-only=on]   a block backend for devices\n"
+    "  -guest PROGRAM[,key=value...]  run a guest program on the vCPU; -guest help lists them\n"
     "  -blkdebug drive=ID,op=read|write|flush|discard|write-zeroes|any\n"
     "         [,errno=EIO|ENOSPC|none][,offset=N][,length=N][,after=N][,once=on][,delay-ms=N]\n"
     "                             inject faults into a drive (tests)\n"
@@ -102,10 +104,35 @@ Status parse_blkdebug(const std::string& text, CommandLine& out) {
   return {};
 }
 
+Status parse_guest(const std::string& text, CommandLine& out) {
+  if (text == "help" || text == "?") {
+    std::string listing = "Guest programs:\n";
+    for (const GuestProgramModel& model : guest_programs())
+      listing += fmt::format("name \"{}\", desc \"{}\"\n", model.name, model.description);
+    out.print_and_exit = listing;
+    return {};
+  }
+  std::string name = text.substr(0, text.find(','));
+  const GuestProgramModel* model = find_guest_program(name);
+  if (!model)
+    return Error(ErrorCode::kInvalidArgument, "-guest {}: '{}' is not a guest program (-guest help "
+                 "lists them)", text, name);
+  if (out.machine.guest)
+    return Error(ErrorCode::kInvalidArgument, "-guest {}: only one guest program per VM (one vCPU)",
+                 text);
+  auto opts = parse_opts(*model->schema, text);
+  if (!opts.ok()) return opts.take_status();
+  if (opts->help_requested()) {
+    out.print_and_exit = format_help(*model->schema, name + " options");
+    return {};
+  }
+  out.machine.guest = GuestConfig{name, std::move(opts).value()};
+  return {};
+}
+
 Status not_yet(const std::string& option) {
   return Error(ErrorCode::kInvalidArgument,
-               "{}: not supported by this ferry-vm yet (it arrives with the virtio-net device "
-               "and the guest-program layer)",
+               "{}: not supported by this ferry-vm yet (it arrives with the virtio-net device)",
                option);
 }
 
@@ -208,7 +235,10 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& args) {
       out.machine.drives.push_back(std::move(drive).value());
     } else if (opt == "-blkdebug") {
       FERRY_RETURN_IF_ERROR(parse_blkdebug(v, out));
-    } else if (opt == "-netdev" || opt == "-guest") {
+    } else if (opt == "-guest") {
+      FERRY_RETURN_IF_ERROR(parse_guest(v, out));
+      if (!out.print_and_exit.empty()) return out;
+    } else if (opt == "-netdev") {
       return not_yet(opt);
     }
   }

@@ -1,37 +1,73 @@
 #include "vm/inprocess_bus.h"
 
+#include <mutex>
+#include <thread>
+
+#include "memory/guest_memory.h"
+
 namespace ferry::vm {
 
+template <typename F>
+auto InProcessBus::device_access(F&& access) {
+  if (discipline_ == Discipline::kLoopThread) return access();
+  std::lock_guard lock(machine_.lock());
+  return access();
+}
+
+uint8_t* InProcessBus::ram(uint64_t addr, uint64_t len) const {
+  memory::RamBlock& block = machine_.main_ram();
+  if (addr > block.size() || len > block.size() - addr) return nullptr;
+  return block.host() + addr;
+}
+
 Result<uint64_t> InProcessBus::mmio_read(uint64_t addr, unsigned size) {
-  return machine_.memory().load(addr, size);
+  return device_access([&] { return machine_.memory().load(addr, size); });
 }
 
 Status InProcessBus::mmio_write(uint64_t addr, uint64_t value, unsigned size) {
-  return machine_.memory().store(addr, value, size);
+  return device_access([&] { return machine_.memory().store(addr, value, size); });
 }
 
 Result<uint32_t> InProcessBus::port_in(uint16_t port, unsigned size) {
-  return machine_.port_in(port, size);
+  return device_access([&] { return Result<uint32_t>(machine_.port_in(port, size)); });
 }
 
 Status InProcessBus::port_out(uint16_t port, uint32_t value, unsigned size) {
-  machine_.port_out(port, size, value);
-  return {};
+  return device_access([&] {
+    machine_.port_out(port, size, value);
+    return Status::Ok();
+  });
 }
 
 Status InProcessBus::memory_read(uint64_t addr, std::span<uint8_t> out) {
-  return machine_.memory().read(addr, out);
+  if (discipline_ == Discipline::kVcpuThread) {
+    if (uint8_t* host = ram(addr, out.size())) {
+      memory::guest_read(out.data(), host, out.size());
+      return {};
+    }
+  }
+  return device_access([&] { return machine_.memory().read(addr, out); });
 }
 
 Status InProcessBus::memory_write(uint64_t addr, std::span<const uint8_t> data) {
-  return machine_.memory().write(addr, data);
+  if (discipline_ == Discipline::kVcpuThread) {
+    if (uint8_t* host = ram(addr, data.size())) {
+      memory::guest_write(host, data.data(), data.size());
+      if (!data.empty()) machine_.main_ram().dirty().mark(addr, data.size());  // after the data
+      return {};
+    }
+  }
+  return device_access([&] { return machine_.memory().write(addr, data); });
 }
 
 Status InProcessBus::idle(std::chrono::microseconds max_wait) {
-  // Round up: a sub-millisecond wait polls once, which is what a spinning driver wants.
+  if (discipline_ == Discipline::kVcpuThread) {
+    std::this_thread::sleep_for(std::min(max_wait, std::chrono::microseconds(50)));
+    return {};
+  }
+  // Round down: a sub-millisecond wait polls once, which is what a spinning driver wants.
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(max_wait);
-  auto ran = machine_.loop().run_once(ms);
-  return ran.take_status();
+  return machine_.loop().run_once(ms).take_status();
 }
 
 }  // namespace ferry::vm

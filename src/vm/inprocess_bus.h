@@ -1,10 +1,14 @@
-// The in-process GuestBus: a guest driver calling straight into a Machine, for benchmarks
-// and guest programs. Accesses are the same the qtest server performs, without the socket;
-// idle() runs the machine's main loop, so device bottom halves, timers and block I/O
-// completions happen while the driver waits.
+// The in-process GuestBus: a guest driver calling straight into a Machine. Accesses are
+// the ones the qtest server performs, without the socket.
 //
-// Threading: every call runs on the machine's main loop thread (the caller is the loop's
-// owner, as in a benchmark), so no lock is needed.
+// Two disciplines (DESIGN.md §3):
+//   kLoopThread — the caller is the machine's main loop thread (a benchmark driving the
+//     machine itself): no locking; idle() runs the main loop, so device bottom halves,
+//     timers and block completions happen while the driver waits.
+//   kVcpuThread — the caller is the vCPU thread: every device access (MMIO, port I/O,
+//     anything outside RAM) takes the machine lock; guest RAM is read and written
+//     directly with the race-safe helpers, marking dirty pages, without the lock (RAM
+//     block 0 never moves); idle() just sleeps briefly, the main loop runs on its own.
 #pragma once
 
 #include "guest/guest_bus.h"
@@ -14,7 +18,10 @@ namespace ferry::vm {
 
 class InProcessBus final : public guest::GuestBus {
  public:
-  explicit InProcessBus(Machine& machine) : machine_(machine) {}
+  enum class Discipline { kLoopThread, kVcpuThread };
+
+  explicit InProcessBus(Machine& machine, Discipline discipline = Discipline::kLoopThread)
+      : machine_(machine), discipline_(discipline) {}
 
   Result<uint64_t> mmio_read(uint64_t addr, unsigned size) override;
   Status mmio_write(uint64_t addr, uint64_t value, unsigned size) override;
@@ -25,7 +32,14 @@ class InProcessBus final : public guest::GuestBus {
   Status idle(std::chrono::microseconds max_wait) override;
 
  private:
+  // The host address of [addr, addr + len) when it lies inside RAM block 0, else null.
+  uint8_t* ram(uint64_t addr, uint64_t len) const;
+  // Runs `access` under the machine lock when this is the vCPU's bus.
+  template <typename F>
+  auto device_access(F&& access);
+
   Machine& machine_;
+  Discipline discipline_;
 };
 
 }  // namespace ferry::vm

@@ -9,8 +9,10 @@
 //   0xc000_0000 .. 0xfec0_0000   the window software is expected to place BARs in
 //   0xfee0_0000 .. +1 MiB        MSI window: 32-bit writes here are interrupts
 //
-// Threads: everything runs on the main loop thread today (there is no vCPU thread yet);
-// the machine lock of DESIGN.md §3 arrives with guest programs.
+// Threads (DESIGN.md §3): the main loop thread owns the machine and holds the machine
+// lock except while its loop sleeps; the vCPU thread (with -guest) takes the lock for each
+// device access. Machine::create must be called on the thread that will run the loop, and
+// leaves that thread holding the lock.
 #pragma once
 
 #include <cstdint>
@@ -31,10 +33,12 @@
 #include "memory/address_space.h"
 #include "memory/ram_block.h"
 #include "vm/io_ports.h"
+#include "vm/machine_lock.h"
 #include "vm/migration_control.h"
 #include "vm/qmp_server.h"
 #include "vm/qtest_server.h"
 #include "vm/run_state.h"
+#include "vm/vcpu.h"
 
 namespace ferry::nvme {
 class Controller;
@@ -47,12 +51,20 @@ inline constexpr uint64_t kEcamBase = 0xb0000000;
 inline constexpr uint64_t kMaxRamSize = kEcamBase;
 inline constexpr uint64_t kMsiWindowBase = 0xfee00000;
 inline constexpr uint64_t kMsiWindowSize = 0x100000;
+// ferry-vm's exit status when its guest program failed (e.g. a verification error).
+inline constexpr int kGuestFailedExitCode = 3;
 
 struct DeviceConfig {
   std::string driver;
   std::string id;
   std::string addr;  // QEMU's SLOT[.FN]; empty: first free slot
   Opts opts;         // every property, checked against the model's schema (device_models.h)
+};
+
+// -guest PROGRAM,key=value,...: the program the vCPU runs (vm/guest_programs.h).
+struct GuestConfig {
+  std::string program;
+  Opts opts;
 };
 
 // -blkdebug: a fault rule for the drive named `drive`.
@@ -77,6 +89,7 @@ struct MachineConfig {
   std::vector<block::DriveConfig> drives;  // -drive, in command-line order
   std::vector<DriveFault> faults;          // -blkdebug
   std::vector<DeviceConfig> devices;
+  std::optional<GuestConfig> guest;
 };
 
 class Machine final : public pci::PciHost,
@@ -100,6 +113,9 @@ class Machine final : public pci::PciHost,
   IoPorts& io_ports() { return io_; }
   pci::PciBus& pci_bus() { return *pci_; }
   EventLoop& loop() { return loop_; }
+  MachineLock& lock() { return lock_; }
+  // RAM block 0 ("pc.ram" or the memory backend), at guest address 0.
+  memory::RamBlock& main_ram() const { return *main_ram_; }
   // What quiescing each device cost when the VM last stopped, by migration section idstr.
   struct QuiesceTiming {
     std::string idstr;
@@ -136,6 +152,7 @@ class Machine final : public pci::PciHost,
   Status build();
   Status open_drives();
   Status add_device(const DeviceConfig& device);
+  Status remember_id(const DeviceConfig& device, pci::PciDevice& dev);
   Status add_testdev(const DeviceConfig& device);
   Status add_nvme(const DeviceConfig& device);
   Status add_nvme_namespace(const DeviceConfig& device);
@@ -145,6 +162,9 @@ class Machine final : public pci::PciHost,
   // A drive used by a device: exists, and is used by no other device.
   Result<block::BlockBackend*> claim_drive(const DeviceConfig& device, std::string_view id);
   Status register_qmp_commands();
+  Status start_guest_program();
+  // Called on the vCPU thread when the guest program ends.
+  void guest_program_ended(const Status& error);
   Json query_pci() const;
 
   class MsiWindow;
@@ -154,6 +174,8 @@ class Machine final : public pci::PciHost,
   MachineConfig config_;
   RunState state_ = RunState::kPrelaunch;
   std::optional<int> exit_code_;
+  MachineLock lock_;
+  memory::RamBlock* main_ram_ = nullptr;
   MonotonicClock real_clock_;
   VirtualClock virtual_clock_;
   memory::AddressSpace memory_;
@@ -173,6 +195,13 @@ class Machine final : public pci::PciHost,
   IrqHandler msi_intercept_;
   std::unique_ptr<QmpServer> qmp_;
   std::unique_ptr<QtestServer> qtest_;
+  // -device id -> the PCI device, for guest programs naming a device.
+  std::map<std::string, pci::PciDevice*, std::less<>> devices_by_id_;
+  // The vCPU running -guest; stopped before the devices and drives it touches go.
+  std::unique_ptr<Vcpu> vcpu_;
+  bool guest_failed_ = false;
+  // Bottom halves the vCPU schedules check this first: the machine may be gone.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   // Declared last: destroyed first, so its threads stop before the state they use goes.
   std::unique_ptr<MigrationControl> migration_;
 };

@@ -32,10 +32,12 @@ int main(int argc, char** argv) {
   ferry::tools::VmstateDemoOptions demo_options;
   CLI::App* demo = app.add_subcommand("demo", "run the main end-to-end demonstration");
   demo->add_option("--ram", live_options.ram_mib, "guest RAM in MiB")->check(CLI::Range(1, 2048));
-  demo->add_option("--transport", live_options.transport, "unix or tcp")
+  demo->add_option("--transport", live_options.transport, "tcp (default) or unix")
       ->check(CLI::IsMember({"unix", "tcp"}));
   demo->add_option("--round-trips", live_options.round_trips, "migrations there and back")
       ->check(CLI::Range(1, 100));
+  demo->add_flag("--json", live_options.json, "print the final report as JSON");
+  demo->add_flag("--quiet", live_options.quiet, "no progress bars");
   demo->add_flag("--vmstate", vmstate_only,
                  "instead: an NVMe-like state through VMState into a file and back");
   demo->add_flag("--vmdesc", demo_options.print_vmdesc, "with --vmstate: print the vmdesc JSON");

@@ -1,0 +1,225 @@
+// The verify workload's pure parts: block format, PRNG, latency histogram, option parsing
+// and the memory layout (the program itself runs against a real machine in
+// tests/guest_verify_test.cc).
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "base/byte_reader.h"
+#include "base/byte_writer.h"
+#include "base/crc32c.h"
+#include "guest/programs/verify.h"
+#include "guest/programs/verify_block.h"
+#include "guest/programs/verify_random.h"
+
+namespace ferry::guest {
+namespace {
+
+using namespace verify;
+
+TEST(VerifyBlock, WrittenBlockChecksClean) {
+  std::vector<uint8_t> block(4096);
+  fill_block(block, 80, 3, 42);
+  EXPECT_EQ(check_block(block, 80, 3, 42), std::nullopt);
+  BlockHeader h = parse_header(block);
+  EXPECT_EQ(h.magic, kBlockMagic);
+  EXPECT_EQ(h.lba, 80u);
+  EXPECT_EQ(h.seed, 42u);
+  EXPECT_EQ(h.generation, 3u);
+  EXPECT_EQ(h.crc, crc32c(std::span<const uint8_t>(block).subspan(kBlockHeaderSize)));
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(block.data()), 8), "FRYVRFY1");
+}
+
+TEST(VerifyBlock, EveryDifferenceIsNamed) {
+  std::vector<uint8_t> block(512);
+  fill_block(block, 8, 2, 7);
+  auto wrong_lba = check_block(block, 16, 2, 7);
+  ASSERT_TRUE(wrong_lba);
+  EXPECT_EQ(*wrong_lba, "expected header LBA 16, found LBA 8");
+  auto wrong_generation = check_block(block, 8, 3, 7);
+  ASSERT_TRUE(wrong_generation);
+  EXPECT_EQ(*wrong_generation, "expected generation 3, found generation 2");
+  auto wrong_seed = check_block(block, 8, 2, 9);
+  ASSERT_TRUE(wrong_seed);
+  EXPECT_EQ(*wrong_seed, "expected seed 9, found seed 7");
+  block[300] ^= 1;
+  auto damaged = check_block(block, 8, 2, 7);
+  ASSERT_TRUE(damaged);
+  EXPECT_NE(damaged->find("payload crc32c"), std::string::npos) << *damaged;
+  std::vector<uint8_t> zeros(512, 0);
+  auto foreign = check_block(zeros, 8, 2, 7);
+  ASSERT_TRUE(foreign);
+  EXPECT_NE(foreign->find("magic"), std::string::npos);
+}
+
+TEST(VerifyBlock, PayloadDependsOnLbaGenerationAndSeed) {
+  std::vector<uint8_t> a(4096), b(4096), c(4096), d(4096);
+  fill_block(a, 8, 1, 1);
+  fill_block(b, 16, 1, 1);
+  fill_block(c, 8, 2, 1);
+  fill_block(d, 8, 1, 2);
+  auto payload = [](const std::vector<uint8_t>& v) {
+    return std::vector<uint8_t>(v.begin() + kBlockHeaderSize, v.end());
+  };
+  EXPECT_NE(payload(a), payload(b));
+  EXPECT_NE(payload(a), payload(c));
+  EXPECT_NE(payload(a), payload(d));
+  std::vector<uint8_t> again(4096);
+  fill_block(again, 8, 1, 1);
+  EXPECT_EQ(a, again);
+}
+
+TEST(VerifyBlock, GenerationsSkipZero) {
+  EXPECT_EQ(next_generation(0), 1u);
+  EXPECT_EQ(next_generation(41), 42u);
+  EXPECT_EQ(next_generation(UINT32_MAX), 1u);
+}
+
+TEST(VerifyRandom, Splitmix64KnownValues) {
+  // Reference outputs of splitmix64 seeded with 0.
+  uint64_t state = 0;
+  EXPECT_EQ(splitmix64_next(state), 0xe220a8397b1dcdafull);
+  EXPECT_EQ(splitmix64_next(state), 0x6e789e6aa1b965f4ull);
+  uint64_t s = 5;
+  for (int i = 0; i < 1000; ++i) EXPECT_LT(random_below(s, 7), 7u);
+}
+
+TEST(VerifyLatency, BucketsAndPercentiles) {
+  EXPECT_EQ(latency_bucket(0), 0u);
+  EXPECT_EQ(latency_bucket(1), 0u);
+  EXPECT_EQ(latency_bucket(2), 1u);
+  EXPECT_EQ(latency_bucket(1023), 9u);
+  EXPECT_EQ(latency_bucket(1024), 10u);
+  EXPECT_EQ(latency_bucket(UINT64_MAX), 63u);
+  std::array<uint64_t, kLatencyBuckets> buckets{};
+  EXPECT_EQ(latency_percentile(buckets, 0.5), 0u);
+  buckets[10] = 99;  // [1024, 2048)
+  buckets[20] = 1;   // [1 Mi, 2 Mi)
+  uint64_t p50 = latency_percentile(buckets, 0.5);
+  EXPECT_GE(p50, 1024u);
+  EXPECT_LT(p50, 2048u);
+  EXPECT_LE(latency_percentile(buckets, 0.99), 2048u);
+  uint64_t p999 = latency_percentile(buckets, 0.999);
+  EXPECT_GE(p999, 1u << 20);
+  EXPECT_LE(p999, 2u << 20);
+}
+
+Result<VerifyConfig> parse(std::string_view text) {
+  auto opts = parse_opts(verify_schema(), text);
+  if (!opts.ok()) return opts.take_status();
+  return verify_config(*opts);
+}
+
+TEST(VerifyOptions, Defaults) {
+  auto c = parse("verify,device=nvme0");
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(c->device, "nvme0");
+  EXPECT_EQ(c->rw, Mode::kRandWrite);
+  EXPECT_EQ(c->block_size, 4096u);
+  EXPECT_EQ(c->iodepth, 16u);
+  EXPECT_EQ(c->nsid, 1u);
+  EXPECT_EQ(c->size, 0u);
+  EXPECT_EQ(c->runtime_ms, 0u);
+  EXPECT_EQ(c->loops, 0u);
+}
+
+TEST(VerifyOptions, EveryProperty) {
+  auto c = parse("verify,device=d,nsid=2,rw=randrw,bs=16k,iodepth=32,size=64M,runtime=2m,"
+                 "loops=3,seed=99,verify=crc32c");
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(c->rw, Mode::kRandRw);
+  EXPECT_EQ(c->nsid, 2u);
+  EXPECT_EQ(c->block_size, 16384u);
+  EXPECT_EQ(c->iodepth, 32u);
+  EXPECT_EQ(c->size, 64u << 20);
+  EXPECT_EQ(c->runtime_ms, 120000u);
+  EXPECT_EQ(c->loops, 3u);
+  EXPECT_EQ(c->seed, 99u);
+  EXPECT_EQ(parse("runtime=500ms")->runtime_ms, 500u);
+  EXPECT_EQ(parse("runtime=7")->runtime_ms, 7000u);
+}
+
+TEST(VerifyOptions, ErrorsNameThePropertyAndValue) {
+  struct Case {
+    const char* text;
+    const char* expected;
+  };
+  for (const Case& c : {
+           Case{"verify,bs=1000",
+                "Parameter 'bs' expects a multiple of 512 from 512 to 1M, found '1000'"},
+           Case{"verify,bs=2M", "'bs'"},
+           Case{"verify,iodepth=0",
+                "Parameter 'iodepth' expects a number from 1 to 1023, found '0'"},
+           Case{"verify,iodepth=1024", "found '1024'"},
+           Case{"verify,rw=trim", "'trim'"},
+           Case{"verify,size=6000",
+                "Parameter 'size' expects a non-zero multiple of bs=4096, found '6000'"},
+           Case{"verify,runtime=soon",
+                "Parameter 'runtime' expects a duration like 30s, 500ms or 2m, found 'soon'"},
+           Case{"verify,runtime=5d", "found '5d'"},
+           Case{"verify,loops=0", "Parameter 'loops' expects a number of at least 1, found '0'"},
+           Case{"verify,nsid=0", "Parameter 'nsid'"},
+           Case{"verify,verify=md5", "'md5'"},
+           Case{"verify,colour=red", "'colour'"},
+           Case{"fio,bs=4k", "'fio'"},
+       }) {
+    auto config = parse(c.text);
+    ASSERT_FALSE(config.ok()) << c.text;
+    EXPECT_NE(config.status().to_string().find(c.expected), std::string::npos)
+        << c.text << " -> " << config.status().to_string();
+    EXPECT_NE(config.status().to_string().find("-guest verify"), std::string::npos)
+        << config.status().to_string();
+  }
+}
+
+TEST(VerifyLayout, FixedRegionsInsideTheDmaRange) {
+  VerifyConfig c;
+  c.dma_base = 0x1000000;
+  c.iodepth = 16;
+  c.block_size = 4096;
+  VerifyLayout small = verify_layout(c);
+  EXPECT_EQ(small.admin_sq, 0x1000000u);
+  EXPECT_EQ(small.prp_lists, 0u);
+  EXPECT_EQ(small.buffer_stride, 4096u);
+  EXPECT_EQ(verify_dma_bytes(c), small.end - c.dma_base);
+  c.block_size = 64 * 1024;
+  VerifyLayout big = verify_layout(c);
+  EXPECT_NE(big.prp_lists, 0u);
+  EXPECT_EQ(big.end, big.prp_lists + 16 * 4096);
+  EXPECT_EQ(big.prp_lists, big.buffers + 16 * 65536);
+
+  c.dma_size = verify_dma_bytes(c) - 4096;
+  auto refused = VerifyProgram::create(c);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().to_string().find("must be page-aligned and hold"), std::string::npos);
+  c.dma_size += 4096;
+  EXPECT_TRUE(VerifyProgram::create(c).ok());
+}
+
+TEST(VerifyState, DescriptionChecks) {
+  VerifyConfig c;
+  c.dma_base = 0x1000000;
+  c.dma_size = verify_dma_bytes(c);
+  auto program = VerifyProgram::create(c);
+  ASSERT_TRUE(program.ok());
+  auto binding = (*program)->migration_state();
+  EXPECT_EQ(binding->vmsd_name(), "guest-verify");
+  EXPECT_EQ(binding->version(), 1);
+  Status checked = binding->check();
+  EXPECT_TRUE(checked.ok()) << checked.to_string();
+  // A fresh program saves (with its vmdesc) and a fresh program with the same options loads it.
+  ByteWriter w;
+  vmstate::Json vmdesc = vmstate::Json::object();
+  Status saved = binding->save(w, vmdesc);
+  ASSERT_TRUE(saved.ok()) << saved.to_string();
+  EXPECT_EQ(vmdesc["vmsd_name"], "guest-verify") << vmdesc.dump();
+  auto other = VerifyProgram::create(c);
+  ASSERT_TRUE(other.ok());
+  ByteReader r(w.bytes());
+  Status loaded = (*other)->migration_state()->load(r, 1);
+  EXPECT_TRUE(loaded.ok()) << loaded.to_string();
+  EXPECT_TRUE(r.at_end());
+}
+
+}  // namespace
+}  // namespace ferry::guest

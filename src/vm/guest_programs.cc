@@ -1,0 +1,61 @@
+#include "vm/guest_programs.h"
+
+#include "guest/programs/verify.h"
+#include "vm/machine.h"
+
+namespace ferry::vm {
+
+const std::vector<GuestProgramModel>& guest_programs() {
+  static const OptSchema verify_schema = guest::verify_schema();
+  static const std::vector<GuestProgramModel> programs = {
+      {"verify", "crc32c-verifying NVMe I/O workload (like fio verify=crc32c)", &verify_schema},
+  };
+  return programs;
+}
+
+const GuestProgramModel* find_guest_program(std::string_view name) {
+  for (const GuestProgramModel& model : guest_programs())
+    if (model.name == name) return &model;
+  return nullptr;
+}
+
+namespace {
+
+Result<std::unique_ptr<guest::GuestProgram>> create_verify(const GuestConfig& guest,
+                                                           const GuestProgramContext& context) {
+  auto config = guest::verify_config(guest.opts);
+  if (!config.ok()) return config.take_status();
+  if (!config->device.empty()) {
+    auto at = context.find_device ? context.find_device(config->device) : std::nullopt;
+    if (!at)
+      return Error(ErrorCode::kInvalidArgument,
+                   "-guest verify: device '{}' is not a -device id", config->device);
+    config->pci_slot = at->slot;
+    config->pci_function = at->function;
+  }
+  // The program's rings and buffers sit at the top of RAM, away from where tests and
+  // other software usually place things (the bottom).
+  constexpr uint64_t kAlign = 1ull << 20;
+  uint64_t need = (guest::verify_dma_bytes(*config) + kAlign - 1) / kAlign * kAlign;
+  if (need > context.ram_size / 2)
+    return Error(ErrorCode::kInvalidArgument,
+                 "-guest verify: iodepth={} bs={} needs {} MiB of guest RAM for queues and "
+                 "buffers; more than half of the VM's {} MiB",
+                 config->iodepth, config->block_size, need >> 20, context.ram_size >> 20);
+  config->dma_base = context.ram_size - need;
+  config->dma_size = need;
+  auto program = guest::VerifyProgram::create(*config);
+  if (!program.ok()) return program.take_status();
+  return std::unique_ptr<guest::GuestProgram>(std::move(program).value());
+}
+
+}  // namespace
+
+Result<std::unique_ptr<guest::GuestProgram>> create_guest_program(
+    const GuestConfig& config, const GuestProgramContext& context) {
+  if (config.program == "verify") return create_verify(config, context);
+  return Error(ErrorCode::kInvalidArgument, "-guest: '{}' is not a guest program",
+               config.program);
+}
+
+}  // namespace ferry::vm

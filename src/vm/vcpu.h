@@ -1,0 +1,91 @@
+// The vCPU (DESIGN.md §3): one thread that runs the VM's guest program, step by step.
+//
+// Parking: the VM stops only between two steps. park() (main loop thread, machine lock
+// held) asks the vCPU to park, drops the machine lock — the step in progress may need it
+// for its device accesses — waits until the vCPU is parked, and takes the lock back; only
+// then does the machine quiesce devices. unpark() lets it run again. A program that
+// finishes or fails stays parked for good and reports through `on_end`.
+//
+// Status: the vCPU publishes the program's status (GuestProgram::status) after steps, at
+// most every 50 ms and at every park or end, under a small lock of its own that nothing
+// else is held under; query-guest reads the last published copy, so it never waits for a
+// step (and never takes locks in the vCPU's order).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "base/status.h"
+#include "guest/guest_bus.h"
+#include "guest/program.h"
+#include "vm/machine_lock.h"
+
+namespace ferry::vm {
+
+class Vcpu {
+ public:
+  enum class State { kParked, kRunning, kFinished, kFailed };
+  static std::string_view state_name(State state);
+
+  // Called on the vCPU thread when the program ends (error: OK when it finished).
+  using EndHandler = std::function<void(const Status& error)>;
+
+  Vcpu(MachineLock& lock, std::unique_ptr<guest::GuestBus> bus,
+       std::unique_ptr<guest::GuestProgram> program, EndHandler on_end);
+  // Stops the thread. The caller must not hold the machine lock.
+  ~Vcpu();
+  Vcpu(const Vcpu&) = delete;
+  Vcpu& operator=(const Vcpu&) = delete;
+
+  // Starts the thread, parked.
+  void start();
+  // Main loop thread, machine lock held (see above).
+  void park();
+  void unpark();
+  // Forwards GuestProgram::request_finish to the vCPU thread (any thread).
+  void request_finish() { finish_requested_.store(true, std::memory_order_release); }
+
+  // The program's state for migration; only touched while the vCPU is parked.
+  guest::GuestProgram& program() { return *program_; }
+
+  // The last published status: {"program", "state", "status": {...}[, "error"]}.
+  nlohmann::ordered_json status() const;
+
+ private:
+  void run();
+  void publish(State state);
+
+  MachineLock& machine_lock_;
+  std::unique_ptr<guest::GuestBus> bus_;
+  std::unique_ptr<guest::GuestProgram> program_;
+  EndHandler on_end_;
+  std::thread thread_;
+
+  std::mutex mutex_;  // guards the fields below
+  std::condition_variable changed_;
+  bool runnable_ = false;       // the machine runs
+  bool park_requested_ = false;
+  // The vCPU thread is between steps and waits. Only that thread sets it, when it really
+  // waits: a thread that has not reached its first wait yet is not parked.
+  bool parked_ = false;
+  bool quit_ = false;
+  bool ended_ = false;
+  std::atomic<bool> finish_requested_{false};
+
+  // Written by the vCPU thread only.
+  std::chrono::steady_clock::time_point last_publish_{};
+  std::string error_;
+
+  mutable std::mutex status_mutex_;  // guards status_
+  nlohmann::ordered_json status_;
+};
+
+}  // namespace ferry::vm
