@@ -89,6 +89,8 @@ void migrate_and_check(const std::string& uri_for_dst, const std::string& uri_fo
   EXPECT_GT(devices[0]["bytes"].get<int64_t>(), 256);  // config space alone is 256+ bytes
   EXPECT_GE(devices[0]["quiesce-us"].get<int64_t>(), 0);
   EXPECT_GE(devices[0]["save-us"].get<int64_t>(), 0);
+  EXPECT_GE(devices[0]["transfer-us"].get<int64_t>(), 0);
+  EXPECT_TRUE(result["ram"].contains("dirty-pages-rate")) << result.dump();
   EXPECT_TRUE(devices[0].contains("load-us")) << devices[0].dump();
   EXPECT_EQ(src->ok("query-status")["status"], "postmigrate");
   EXPECT_TRUE(src->qmp().wait_event("STOP", Millis(5000)).ok());

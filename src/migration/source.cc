@@ -142,12 +142,19 @@ Status SourceMigration::migrate() {
   };
 
   // Iterate while the VM runs, until what is left fits the downtime limit.
+  int64_t last_sync = now_ns();
   for (int pass = 0;; ++pass) {
-    saver.begin_pass();
+    uint64_t found = saver.begin_pass();
     {
       std::lock_guard lock(stats_mutex_);
       ++stats_.dirty_sync_count;
+      // Pages the guest dirtied since the previous sync (the first pass is everything).
+      int64_t since = now_ns() - last_sync;
+      if (pass > 0 && since > 0)
+        stats_.dirty_pages_rate = static_cast<uint64_t>(static_cast<double>(found) * 1e9 /
+                                                        static_cast<double>(since));
     }
+    last_sync = now_ns();
     int64_t pass_start = now_ns();
     uint64_t pass_bytes_start = w.position();
     for (bool done = false; !done;) {

@@ -77,6 +77,7 @@ struct MigrationStats {
   uint64_t ram_normal_pages = 0;
   uint64_t ram_zero_pages = 0;
   uint64_t dirty_sync_count = 0;
+  uint64_t dirty_pages_rate = 0;     // pages dirtied per second between the last two syncs
   double mbps = 0;
   int64_t device_save_ms = 0;        // capture of device state while stopped
   int64_t device_transfer_ns = 0;    // writing the device records (through vmdesc) out

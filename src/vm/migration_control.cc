@@ -181,14 +181,23 @@ Json MigrationControl::query_migrate() const {
   reply["ram"] = {{"transferred", s.transferred},     {"remaining", s.ram_remaining},
                   {"total", s.ram_total},             {"normal", s.ram_normal_pages},
                   {"duplicate", s.ram_zero_pages},    {"dirty-sync-count", s.dirty_sync_count},
-                  {"mbps", s.mbps},                   {"page-size", 4096}};
-  // Per device, in microseconds: quiesce (drain shown apart, and included), save, bytes,
-  // and the destination's load time once the return path reported it.
+                  {"mbps", s.mbps},                   {"page-size", 4096},
+                  {"dirty-pages-rate", s.dirty_pages_rate}};
+  // Per device, in microseconds: quiesce (drain shown apart, and included), save, its
+  // share of the transfer (the device records go out in one write: the share is by bytes),
+  // bytes, and the destination's load time once the return path reported it.
+  uint64_t device_bytes = 0;
+  for (const migration::DeviceTiming& d : s.devices) device_bytes += d.bytes;
   Json devices = Json::array();
   for (const migration::DeviceTiming& d : s.devices) {
+    int64_t transfer_ns =
+        device_bytes == 0 ? 0
+                          : static_cast<int64_t>(static_cast<double>(s.device_transfer_ns) *
+                                                 static_cast<double>(d.bytes) /
+                                                 static_cast<double>(device_bytes));
     Json dev = {{"name", d.idstr},         {"quiesce-us", d.quiesce_ns / 1000},
                 {"drain-us", d.drain_ns / 1000}, {"save-us", d.save_ns / 1000},
-                {"bytes", d.bytes}};
+                {"transfer-us", transfer_ns / 1000}, {"bytes", d.bytes}};
     if (d.load_ns >= 0) dev["load-us"] = d.load_ns / 1000;
     devices.push_back(std::move(dev));
   }

@@ -163,9 +163,10 @@ Result<std::unique_ptr<Vm>> hop(const Setup& s, Vm& from, const std::string& to_
       int filled = total ? static_cast<int>(30.0 * static_cast<double>(total - std::min(total, remaining)) /
                                             static_cast<double>(total))
                          : 0;
-      fmt::print("\r    [{:<30}] {:<7} sent {:>10} left {:>10} {:>7.0f} MiB/s  pass {}  expected "
-                 "downtime {} ms  ",
+      fmt::print("\r    [{:<30}] {:<7} sent {:>10} left {:>10} {:>6.0f} MiB/s  dirty {:>6.1f} "
+                 "MiB/s  pass {}  expected downtime {} ms  ",
                  std::string(filled, '#'), status, mib(sent), mib(remaining), rate / 1048576.0,
+                 ram.value("dirty-pages-rate", 0.0) * 4096 / 1048576.0,
                  ram.value("dirty-sync-count", 0), report.stats.value("expected-downtime", 0));
       std::fflush(stdout);
     }
@@ -217,11 +218,12 @@ void print_hop(const HopReport& h) {
   fmt::print("    RAM {} sent, {} pages + {} zero pages in {} passes\n",
              mib(ram.value("transferred", uint64_t{0})), ram.value("normal", 0),
              ram.value("duplicate", 0), ram.value("dirty-sync-count", 0));
-  fmt::print("    {:<28} {:>10} {:>9} {:>9} {:>9} {:>9}\n", "device (stop-and-copy)", "quiesce us",
-             "drain us", "save us", "load us", "bytes");
+  fmt::print("    {:<28} {:>10} {:>9} {:>9} {:>11} {:>9} {:>9}\n", "device (stop-and-copy)",
+             "quiesce us", "drain us", "save us", "transfer us", "load us", "bytes");
   for (const Json& d : st["device-breakdown"].value("devices", Json::array()))
-    fmt::print("    {:<28} {:>10} {:>9} {:>9} {:>9} {:>9}\n", d.value("name", ""),
+    fmt::print("    {:<28} {:>10} {:>9} {:>9} {:>11} {:>9} {:>9}\n", d.value("name", ""),
                d.value("quiesce-us", 0), d.value("drain-us", 0), d.value("save-us", 0),
+               d.value("transfer-us", 0),
                d.contains("load-us") ? std::to_string(d["load-us"].get<int64_t>()) : "-",
                d.value("bytes", 0));
   fmt::print("    device records on the wire: {} us\n",
