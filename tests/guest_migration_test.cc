@@ -14,28 +14,15 @@
 #include <thread>
 
 #include "support/ferry_vm.h"
+#include "support/temp_image.h"
 
 namespace ferry::testing {
 namespace {
 
 constexpr const char* kFerryVm = FERRY_VM_PATH;
 
-class SharedDisk {
- public:
-  SharedDisk() : path_(unique_base("guest-mig") + ".img") {
-    FILE* f = std::fopen(path_.c_str(), "w");
-    EXPECT_NE(f, nullptr);
-    if (f) {
-      EXPECT_EQ(::ftruncate(fileno(f), 64 << 20), 0);
-      std::fclose(f);
-    }
-  }
-  ~SharedDisk() { std::remove(path_.c_str()); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+// The disk both ends of every migration share, as on shared storage.
+using SharedDisk = TempImage;
 
 std::vector<std::string> vm_args(const SharedDisk& disk, const std::string& guest,
                                  std::vector<std::string> extra = {}) {
@@ -95,7 +82,7 @@ std::unique_ptr<FerryVm> migrate(FerryVm& src, const SharedDisk& disk, const std
 }
 
 TEST(GuestMigration, PingPongAtVariedMomentsOfTheIoLoop) {
-  SharedDisk disk;
+  SharedDisk disk(64 << 20);
   const std::string guest = "verify,device=n0,rw=randrw,bs=4k,iodepth=16,size=16M,loops=100000";
   auto vm = FerryVm::start(kFerryVm, vm_args(disk, guest));
   ASSERT_TRUE(vm);
@@ -119,7 +106,7 @@ TEST(GuestMigration, PingPongAtVariedMomentsOfTheIoLoop) {
 }
 
 TEST(GuestMigration, DeepQueueWithTheCompletionQueueNearlyFull) {
-  SharedDisk disk;
+  SharedDisk disk(64 << 20);
   // The program's I/O queues have iodepth + 1 entries: the CQ is one entry from full.
   const std::string guest = "verify,device=n0,rw=randwrite,bs=4k,iodepth=255,size=32M,loops=100000";
   auto vm = FerryVm::start(kFerryVm, vm_args(disk, guest));
@@ -136,7 +123,7 @@ TEST(GuestMigration, DeepQueueWithTheCompletionQueueNearlyFull) {
 }
 
 TEST(GuestMigration, ADestinationKilledHalfWayLeavesTheSourceWorkloadIntact) {
-  SharedDisk disk;
+  SharedDisk disk(64 << 20);
   const std::string guest = "verify,device=n0,rw=randrw,bs=4k,iodepth=16,size=16M,loops=100000";
   auto src = FerryVm::start(kFerryVm, vm_args(disk, guest));
   ASSERT_TRUE(src);

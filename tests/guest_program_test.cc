@@ -10,30 +10,14 @@
 #include <thread>
 
 #include "support/ferry_vm.h"
+#include "support/temp_image.h"
 
 namespace ferry::testing {
 namespace {
 
 constexpr const char* kFerryVm = FERRY_VM_PATH;
 
-class SparseImage {
- public:
-  explicit SparseImage(uint64_t size) : path_(unique_base("guest-img") + ".img") {
-    FILE* f = std::fopen(path_.c_str(), "w");
-    EXPECT_NE(f, nullptr);
-    if (f) {
-      EXPECT_EQ(::ftruncate(fileno(f), static_cast<off_t>(size)), 0);
-      std::fclose(f);
-    }
-  }
-  ~SparseImage() { std::remove(path_.c_str()); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-std::vector<std::string> nvme_vm(const SparseImage& image, const std::string& guest) {
+std::vector<std::string> nvme_vm(const TempImage& image, const std::string& guest) {
   return {"-m", "128M", "-drive", "if=none,id=d0,file=" + image.path() + ",format=raw",
           "-device", "nvme,id=n0,serial=GUEST0,drive=d0", "-guest", guest};
 }
@@ -50,7 +34,7 @@ Json wait_guest_end(FerryVm& vm) {
 }
 
 TEST(GuestProgram, VerifyRunsOnTheVcpuToTheEnd) {
-  SparseImage image(32 << 20);
+  TempImage image(32 << 20);
   auto vm = FerryVm::start(kFerryVm, nvme_vm(image, "verify,device=n0,rw=randrw,size=4M,"
                                                     "loops=2,iodepth=8,seed=5"));
   ASSERT_TRUE(vm);
@@ -67,7 +51,7 @@ TEST(GuestProgram, VerifyRunsOnTheVcpuToTheEnd) {
 }
 
 TEST(GuestProgram, StopParksTheProgramAndContResumesIt) {
-  SparseImage image(32 << 20);
+  TempImage image(32 << 20);
   auto vm = FerryVm::start(kFerryVm, nvme_vm(image, "verify,device=n0,rw=randwrite,size=4M,"
                                                     "runtime=60000,iodepth=8"));
   ASSERT_TRUE(vm);
@@ -94,7 +78,7 @@ TEST(GuestProgram, StopParksTheProgramAndContResumesIt) {
 }
 
 TEST(GuestProgram, AFailedProgramIsAnEventAndTheExitStatus) {
-  SparseImage image(32 << 20);
+  TempImage image(32 << 20);
   auto vm = FerryVm::start(kFerryVm, nvme_vm(image, "verify,device=n0,rw=randwrite,size=4M,"
                                                     "loops=3,iodepth=4"));
   ASSERT_TRUE(vm);
@@ -112,7 +96,7 @@ TEST(GuestProgram, AFailedProgramIsAnEventAndTheExitStatus) {
 }
 
 TEST(GuestProgram, BadGuestOptionsAreRefused) {
-  SparseImage image(32 << 20);
+  TempImage image(32 << 20);
   for (const std::string& guest :
        {std::string("verify,device=nope"), std::string("verify,device=n0,bs=100"),
         std::string("fly,device=n0")}) {

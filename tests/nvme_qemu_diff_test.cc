@@ -15,27 +15,13 @@
 #include "support/ferry_vm.h"
 #include "support/nvme_battery.h"
 #include "support/qemu_vm.h"
+#include "support/temp_image.h"
 
 namespace ferry::testing {
 namespace {
 
 constexpr uint64_t kImageBytes = 64 << 20;
 constexpr uint64_t kRamBytes = 256 << 20;
-
-// A zero-filled raw image, removed with the object.
-class TempImage {
- public:
-  TempImage() : path_(unique_base("nvme") + ".img") {
-    std::ofstream file(path_, std::ios::binary);
-    file.seekp(static_cast<std::streamoff>(kImageBytes - 1));
-    file.put('\0');
-  }
-  ~TempImage() { ::unlink(path_.c_str()); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 std::vector<std::string> nvme_options(const std::string& image) {
   return {"-m", "256M", "-drive", "if=none,id=d0,file=" + image + ",format=raw",
@@ -54,29 +40,6 @@ std::vector<Observation> run_on_qemu(const std::string& image) {
   if (!vm.ok()) return {};
   client::QtestBus bus((*vm)->qtest());
   return run_battery(bus, {image, kRamBytes});
-}
-
-// The transport's base64, checked against RFC 4648's test vectors (no VM needed).
-TEST(QtestBusBase64, MatchesTheRfcVectorsAndRefusesGarbage) {
-  const std::vector<std::pair<std::string, std::string>> vectors = {
-      {"", ""}, {"f", "Zg=="}, {"fo", "Zm8="}, {"foo", "Zm9v"},
-      {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"}};
-  for (const auto& [plain, encoded] : vectors) {
-    std::vector<uint8_t> bytes(plain.begin(), plain.end());
-    EXPECT_EQ(client::base64_encode(bytes), encoded);
-    auto decoded = client::base64_decode(encoded);
-    ASSERT_TRUE(decoded.ok()) << decoded.status().to_string();
-    EXPECT_EQ(*decoded, bytes);
-  }
-  std::vector<uint8_t> all(256);
-  for (int i = 0; i < 256; ++i) all[i] = static_cast<uint8_t>(i);
-  auto round = client::base64_decode(client::base64_encode(all));
-  ASSERT_TRUE(round.ok());
-  EXPECT_EQ(*round, all);
-  EXPECT_FALSE(client::base64_decode("Zm9").ok());
-  EXPECT_FALSE(client::base64_decode("Zm9*").ok());
-  EXPECT_FALSE(client::base64_decode("Z===").ok());
-  EXPECT_FALSE(client::base64_decode("Zg==Zm9v").ok());
 }
 
 // Identity and layout facts the battery must see on QEMU (fixed by our command line or by
@@ -205,7 +168,7 @@ uint16_t status_of(const std::string& value) {
 
 TEST(NvmeQemuDiff, QemuAnswersAsTheSpecificationSays) {
   if (!qemu_installed()) GTEST_SKIP() << kQemuBinary << " is not installed";
-  TempImage image;
+  TempImage image(kImageBytes);
   std::vector<Observation> observations = run_on_qemu(image.path());
   ASSERT_FALSE(observations.empty());
   std::cout << "QEMU 7.2 observations:\n" << table(observations);
@@ -247,11 +210,11 @@ const std::map<std::string, std::string>& known_differences() {
 TEST(NvmeQemuDiff, FerryAnswersLikeQemu) {
   if (!qemu_installed()) GTEST_SKIP() << kQemuBinary << " is not installed";
 
-  TempImage qemu_image;
+  TempImage qemu_image(kImageBytes);
   std::vector<Observation> qemu = run_on_qemu(qemu_image.path());
   ASSERT_FALSE(qemu.empty());
 
-  TempImage ferry_image;
+  TempImage ferry_image(kImageBytes);
   auto vm = FerryVm::start(FERRY_VM_PATH, nvme_options(ferry_image.path()));
   ASSERT_NE(vm, nullptr);
   client::QtestBus bus(vm->qtest());

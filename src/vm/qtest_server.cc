@@ -1,5 +1,7 @@
 #include "vm/qtest_server.h"
 
+#include "base/base64.h"
+
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -14,8 +16,6 @@
 namespace ferry::vm {
 namespace {
 
-constexpr std::string_view kBase64Alphabet =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 std::vector<std::string_view> split_words(std::string_view line) {
   std::vector<std::string_view> words;
@@ -84,57 +84,6 @@ uint64_t truncate_to(uint64_t value, unsigned size) {
 }
 
 }  // namespace
-
-// --- base64 ---
-
-std::string base64_encode(std::span<const uint8_t> data) {
-  std::string out;
-  out.reserve((data.size() + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 3 <= data.size(); i += 3) {
-    uint32_t v = (uint32_t{data[i]} << 16) | (uint32_t{data[i + 1]} << 8) | data[i + 2];
-    for (int shift : {18, 12, 6, 0}) out.push_back(kBase64Alphabet[(v >> shift) & 63]);
-  }
-  size_t rest = data.size() - i;
-  if (rest > 0) {
-    uint32_t v = uint32_t{data[i]} << 16;
-    if (rest == 2) v |= uint32_t{data[i + 1]} << 8;
-    out.push_back(kBase64Alphabet[(v >> 18) & 63]);
-    out.push_back(kBase64Alphabet[(v >> 12) & 63]);
-    out.push_back(rest == 2 ? kBase64Alphabet[(v >> 6) & 63] : '=');
-    out.push_back('=');
-  }
-  return out;
-}
-
-Result<std::vector<uint8_t>> base64_decode(std::string_view text) {
-  std::vector<uint8_t> out;
-  out.reserve(text.size() / 4 * 3);
-  uint32_t acc = 0;
-  int bits = 0;
-  size_t padding = 0;
-  for (size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
-    if (c == '=') {
-      ++padding;
-      continue;
-    }
-    size_t v = kBase64Alphabet.find(c);
-    if (v == std::string_view::npos || padding > 0) {
-      return Error(ErrorCode::kInvalidArgument, "invalid base64 character '{}' at offset {}", c, i);
-    }
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<uint8_t>(acc >> bits));
-    }
-  }
-  if (padding > 2 || (text.size() % 4 != 0 && padding > 0)) {
-    return Error(ErrorCode::kInvalidArgument, "invalid base64 padding in '{}'", text.substr(0, 16));
-  }
-  return out;
-}
 
 // --- QtestServer ---
 

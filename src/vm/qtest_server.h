@@ -121,7 +121,5 @@ class QtestServer {
 };
 
 // Base64 (RFC 4648, with padding), as qtest's b64read/b64write use it.
-std::string base64_encode(std::span<const uint8_t> data);
-Result<std::vector<uint8_t>> base64_decode(std::string_view text);
 
 }  // namespace ferry::vm

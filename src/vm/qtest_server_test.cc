@@ -296,21 +296,5 @@ TEST(QtestConnect, ConnectsAsClientToTheTestsSocket) {
   ASSERT_FALSE(tcp.ok());
 }
 
-TEST(Base64, RoundTripsAndRejectsGarbage) {
-  std::vector<uint8_t> bytes;
-  for (int len = 0; len < 10; ++len) {
-    auto encoded = base64_encode(bytes);
-    EXPECT_EQ(encoded.size() % 4, 0u);
-    auto decoded = base64_decode(encoded);
-    ASSERT_TRUE(decoded.ok()) << encoded;
-    EXPECT_EQ(*decoded, bytes);
-    bytes.push_back(static_cast<uint8_t>(len * 37 + 200));
-  }
-  EXPECT_EQ(base64_encode(std::vector<uint8_t>{'f', 'o', 'o', 'b'}), "Zm9vYg==");
-  EXPECT_FALSE(base64_decode("Zm=9").ok());
-  EXPECT_FALSE(base64_decode("Zm9vYg===").ok());
-  EXPECT_FALSE(base64_decode("Zm9v Yg==").ok());
-}
-
 }  // namespace
 }  // namespace ferry::vm

@@ -3,74 +3,16 @@
 #include <algorithm>
 #include <array>
 
+#include "base/base64.h"
+
 namespace ferry::client {
 
 namespace {
-constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-int decode_char(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
-
 Status check_size(unsigned size) {
   if (size == 1 || size == 2 || size == 4 || size == 8) return {};
   return Error(ErrorCode::kInvalidArgument, "qtest bus: access size {} is not 1, 2, 4 or 8", size);
 }
 }  // namespace
-
-std::string base64_encode(std::span<const uint8_t> data) {
-  std::string out;
-  out.reserve((data.size() + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 3 <= data.size(); i += 3) {
-    uint32_t v = uint32_t{data[i]} << 16 | uint32_t{data[i + 1]} << 8 | data[i + 2];
-    for (int shift = 18; shift >= 0; shift -= 6) out += kAlphabet[(v >> shift) & 63];
-  }
-  size_t rest = data.size() - i;
-  if (rest > 0) {
-    uint32_t v = uint32_t{data[i]} << 16 | (rest == 2 ? uint32_t{data[i + 1]} << 8 : 0);
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-    out += rest == 2 ? kAlphabet[(v >> 6) & 63] : '=';
-    out += '=';
-  }
-  return out;
-}
-
-Result<std::vector<uint8_t>> base64_decode(std::string_view text) {
-  if (text.size() % 4 != 0) {
-    return Error(ErrorCode::kCorrupt, "base64: length {} is not a multiple of 4", text.size());
-  }
-  std::vector<uint8_t> out;
-  out.reserve(text.size() / 4 * 3);
-  for (size_t i = 0; i < text.size(); i += 4) {
-    std::array<int, 4> v{};
-    int padding = 0;
-    for (int k = 0; k < 4; ++k) {
-      char c = text[i + k];
-      bool last_group = i + 4 == text.size();
-      if (c == '=' && last_group && k >= 2 && (k == 3 || text[i + 3] == '=')) {
-        v[k] = 0;
-        ++padding;
-        continue;
-      }
-      v[k] = decode_char(c);
-      if (v[k] < 0 || padding > 0) {
-        return Error(ErrorCode::kCorrupt, "base64: bad character '{}' at offset {}", c, i + k);
-      }
-    }
-    uint32_t bits = uint32_t(v[0]) << 18 | uint32_t(v[1]) << 12 | uint32_t(v[2]) << 6 | v[3];
-    out.push_back(static_cast<uint8_t>(bits >> 16));
-    if (padding < 2) out.push_back(static_cast<uint8_t>(bits >> 8));
-    if (padding < 1) out.push_back(static_cast<uint8_t>(bits));
-  }
-  return out;
-}
 
 Result<uint64_t> QtestBus::mmio_read(uint64_t addr, unsigned size) {
   FERRY_RETURN_IF_ERROR(check_size(size));
