@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <map>
 #include <optional>
 
 #include "support/ferry_vm.h"
@@ -321,6 +322,41 @@ TEST(FerryVmCommandLine, DeviceHelpListsModelsAndProperties) {
   auto child = ChildProcess::spawn({kFerryVm, "-device", "help"}, unique_base("help") + ".stderr");
   ASSERT_TRUE(child.ok());
   EXPECT_EQ(child->wait(Millis(10000)), 0);
+}
+
+}  // namespace
+}  // namespace ferry::testing
+
+namespace ferry::testing {
+namespace {
+
+TEST(FerryVmQmp, MigrationCapabilitiesAreQemusNamesWithFerrysFixedStates) {
+  auto vm = FerryVm::start(FERRY_VM_PATH, {"-S"});
+  ASSERT_TRUE(vm);
+  Json caps = vm->ok("query-migrate-capabilities");
+  std::map<std::string, bool> state;
+  for (const Json& c : caps) state[c["capability"]] = c["state"];
+  EXPECT_TRUE(state.at("events"));
+  EXPECT_TRUE(state.at("return-path"));
+  EXPECT_FALSE(state.at("xbzrle"));
+  EXPECT_FALSE(state.at("postcopy-ram"));
+  // Asking for what is already so is fine; asking for a missing feature is refused by name.
+  vm->ok("migrate-set-capabilities",
+         Json{{"capabilities", Json::array({{{"capability", "xbzrle"}, {"state", false}},
+                                            {{"capability", "events"}, {"state", true}}})}});
+  auto refused = vm->qmp().execute(
+      "migrate-set-capabilities",
+      Json{{"capabilities", Json::array({{{"capability", "postcopy-ram"}, {"state", true}}})}});
+  ASSERT_TRUE(refused.ok());
+  EXPECT_NE((*refused)["error"]["desc"].get<std::string>().find("postcopy-ram"), std::string::npos);
+  auto unknown = vm->qmp().execute(
+      "migrate-set-capabilities",
+      Json{{"capabilities", Json::array({{{"capability", "warp"}, {"state", true}}})}});
+  ASSERT_TRUE(unknown.ok());
+  EXPECT_EQ((*unknown)["error"]["desc"], "Parameter 'capability' does not accept value 'warp'");
+  auto missing = vm->qmp().execute("migrate-set-capabilities");
+  ASSERT_TRUE(missing.ok());
+  EXPECT_EQ((*missing)["error"]["desc"], "Parameter 'capabilities' is missing");
 }
 
 }  // namespace

@@ -255,7 +255,64 @@ Status MigrationControl::register_qmp_commands(QmpServer& qmp) {
     FERRY_RETURN_IF_ERROR(QmpArgs(args).finish());
     return Json{{"max-bandwidth", params_.max_bandwidth}, {"downtime-limit", params_.downtime_limit_ms}};
   }));
+  FERRY_RETURN_IF_ERROR(qmp.add_command("migrate-set-capabilities", [this](const Json& args) -> Result<Json> {
+    return set_capabilities(args);
+  }));
+  FERRY_RETURN_IF_ERROR(qmp.add_command("query-migrate-capabilities", [](const Json& args) -> Result<Json> {
+    FERRY_RETURN_IF_ERROR(QmpArgs(args).finish());
+    Json caps = Json::array();
+    for (const MigrationCapability& c : kCapabilities)
+      caps.push_back({{"capability", c.name}, {"state", c.state}});
+    return caps;
+  }));
   return {};
+}
+
+// QEMU 7.2's migration capabilities. Ferry's behaviour is fixed: MIGRATION events are
+// always sent and the return path is how a socket source learns the destination runs, so
+// both are on and stay on; everything else is a feature Ferry does not have, off, and
+// refused when asked for. Setting a capability to the state it has is accepted.
+const std::vector<MigrationControl::MigrationCapability> MigrationControl::kCapabilities = {
+    {"xbzrle", false}, {"rdma-pin-all", false}, {"auto-converge", false},
+    {"zero-blocks", false}, {"compress", false}, {"events", true}, {"postcopy-ram", false},
+    {"x-colo", false}, {"release-ram", false}, {"block", false}, {"return-path", true},
+    {"pause-before-switchover", false}, {"multifd", false}, {"dirty-bitmaps", false},
+    {"postcopy-blocktime", false}, {"late-block-activate", false}, {"x-ignore-shared", false},
+    {"validate-uuid", false}, {"background-snapshot", false}, {"zero-copy-send", false},
+    {"postcopy-preempt", false}};
+
+Result<Json> MigrationControl::set_capabilities(const Json& args) {
+  QmpArgs a(args);
+  auto list = a.optional_array("capabilities");
+  if (!list.ok()) return list.take_status();
+  FERRY_RETURN_IF_ERROR(a.finish());
+  if (!*list) return Error(ErrorCode::kInvalidArgument, "Parameter 'capabilities' is missing");
+  if (source_ && !source_->finished())
+    return Error(ErrorCode::kFailedPrecondition,
+                 "There's a migration process in progress");
+  // Checked as a whole before anything would change (nothing changes in Ferry anyway).
+  for (const Json& item : **list) {
+    if (!item.is_object())
+      return Error(ErrorCode::kInvalidArgument,
+                   "Invalid parameter type for 'capabilities[0]', expected: object");
+    QmpArgs entry(item);
+    auto name = entry.string("capability");
+    if (!name.ok()) return name.take_status();
+    auto state = entry.boolean("state");
+    if (!state.ok()) return state.take_status();
+    FERRY_RETURN_IF_ERROR(entry.finish());
+    const MigrationCapability* known = nullptr;
+    for (const MigrationCapability& c : kCapabilities)
+      if (c.name == *name) known = &c;
+    if (!known)
+      return Error(ErrorCode::kInvalidArgument, "Parameter 'capability' does not accept value '{}'",
+                   *name);
+    if (*state != known->state)
+      return Error(ErrorCode::kInvalidArgument,
+                   "Migration capability '{}' is always {} in Ferry", *name,
+                   known->state ? "on" : "off (not supported)");
+  }
+  return Json::object();
 }
 
 }  // namespace ferry::vm

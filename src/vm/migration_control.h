@@ -50,6 +50,13 @@ class MigrationControl final : public migration::SourceHooks, public migration::
   bool on_main_loop(const std::function<void()>& work);
   Result<Json> migrate(const Json& args);
   Json query_migrate() const;
+  Result<Json> set_capabilities(const Json& args);
+
+  struct MigrationCapability {
+    std::string name;
+    bool state;
+  };
+  static const std::vector<MigrationCapability> kCapabilities;
   // Device sections with early_setup == `early`, saved as FULL records (main loop).
   Result<migration::DeviceCapture> capture_devices(bool early);
 
