@@ -99,6 +99,11 @@ class BlockBackend {
   // mismatch) are still delivered through the completion handler (on the loop, never
   // re-entrantly from submit).
   void submit(BlockRequest request);
+  // Hands what submit() queued to the kernel now instead of at the next loop iteration, and
+  // delivers whatever completed at once (handlers run). Loop thread, outside any handler.
+  void submit_queued_now() {
+    if (kick_pending_) on_kick();
+  }
   // Requests submitted whose handler has not run yet.
   size_t in_flight() const { return in_flight_; }
 

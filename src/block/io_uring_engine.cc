@@ -126,11 +126,21 @@ class IoUringEngine final : public IoEngine {
     int fd = file_.fd;
     auto pos = static_cast<off_t>(task.pos);
     switch (task.step) {
+      // One buffer (the common case: a 4 KiB block) goes as a plain read/write, which
+      // spares the kernel importing an iovec array.
       case IoStep::kReadv:
-        io_uring_prep_readv(sqe, fd, task.vec, vec_count_for_syscall(task), task.pos);
+        if (vec_count_for_syscall(task) == 1)
+          io_uring_prep_read(sqe, fd, task.vec[0].iov_base,
+                             static_cast<unsigned>(task.vec[0].iov_len), task.pos);
+        else
+          io_uring_prep_readv(sqe, fd, task.vec, vec_count_for_syscall(task), task.pos);
         break;
       case IoStep::kWritev:
-        io_uring_prep_writev(sqe, fd, task.vec, vec_count_for_syscall(task), task.pos);
+        if (vec_count_for_syscall(task) == 1)
+          io_uring_prep_write(sqe, fd, task.vec[0].iov_base,
+                              static_cast<unsigned>(task.vec[0].iov_len), task.pos);
+        else
+          io_uring_prep_writev(sqe, fd, task.vec, vec_count_for_syscall(task), task.pos);
         break;
       case IoStep::kWriteZeros:
         task.step_error = prepare_zero_chunk(task, file_);

@@ -68,6 +68,9 @@ class AddressSpace {
   Result<std::vector<iovec>> translate(std::span<const GuestRange> ranges,
                                        size_t max_iovecs) const;
   Status mark_written(GuestRange range);
+  // True when every byte of the range is RAM (no allocation: the check DMA mapping makes
+  // before it trusts a guest pointer).
+  bool is_ram(GuestRange range) const { return check_mapped(range.addr, range.len, true).ok(); }
 
  private:
   struct Region {

@@ -204,6 +204,9 @@ class Controller : public pci::PciDevice {
   // ---- runtime only (not migrated) ----
   std::array<std::unique_ptr<Namespace>, kMaxNamespaces + 1> namespaces_{};
   std::vector<uint32_t> free_tags_;           // derived from state_.requests
+  // Released request objects kept for reuse (no allocation per command); at most this many.
+  static constexpr size_t kMaxSpareRequests = 1024;
+  std::vector<std::unique_ptr<Request>> spare_requests_;
   std::vector<EventLoop::TimerId> coalescing_timers_;  // per vector; 0 when none
   std::vector<iovec> scratch_iov_;
   std::vector<uint8_t> bit_bucket_;           // sink for SGL bit buckets

@@ -90,7 +90,7 @@ class MapBuilder {
     for (const DataSegment& seg : map_.segments) {
       if (seg.bit_bucket) continue;
       memory::GuestRange range{seg.addr, seg.len};
-      if (!memory.translate(std::span(&range, 1), std::numeric_limits<size_t>::max()).ok())
+      if (!memory.is_ram(range))
         return fail(sn::kDataTransferError);
     }
     return MapResult{sn::kSuccess, std::move(map_)};

@@ -120,15 +120,19 @@ void Controller::process_queues() {
   size_t count = state_.sqs.size();
   size_t start = state_.next_sq_to_serve % count;
   bool more = false;
-  for (size_t i = 0; i < count; ++i) {
+  for (size_t i = 0; i < count && running(); ++i) {
     size_t qid = (start + i) % count;
     SubmissionQueue* sq = state_.sqs[qid].get();
     if (!sq) continue;
     process_sq(*sq, kBurstPerQueue);
-    if (!running()) return;
     sq = state_.sqs[qid].get();
     if (sq && sq_has_work(*sq)) more = true;
   }
+  // The burst's block requests go to the kernel now, in one submission per backend (QEMU
+  // unplugs its block queue the same way), not one loop iteration later.
+  for (const auto& ns : namespaces_)
+    if (ns) ns->backend().submit_queued_now();
+  if (!running()) return;
   state_.next_sq_to_serve = static_cast<uint32_t>((start + 1) % count);
   if (more) schedule_processing();
 }
@@ -169,7 +173,15 @@ Request& Controller::allocate_request(SubmissionQueue& sq, std::span<const uint8
     tag = static_cast<uint32_t>(state_.requests.size());
     state_.requests.emplace_back();
   }
-  auto request = std::make_unique<Request>();
+  // A request object released earlier is reused: the I/O path allocates no Request.
+  std::unique_ptr<Request> request;
+  if (!spare_requests_.empty()) {
+    request = std::move(spare_requests_.back());
+    spare_requests_.pop_back();
+    *request = Request{};
+  } else {
+    request = std::make_unique<Request>();
+  }
   request->tag = tag;
   request->sq_id = sq.id;
   std::copy(sqe.begin(), sqe.end(), request->sqe.begin());
@@ -185,7 +197,11 @@ void Controller::release_request(Request& request) {
   uint32_t tag = request.tag;
   uint16_t sq_id = request.sq_id;
   bool counted = !request.orphaned;
-  state_.requests[tag].reset();
+  // `request` dies here (moved out of the table); nothing below may touch it.
+  if (spare_requests_.size() < kMaxSpareRequests)
+    spare_requests_.push_back(std::move(state_.requests[tag]));
+  else
+    state_.requests[tag].reset();
   free_tags_.push_back(tag);
   SubmissionQueue* sq = sq_id < state_.sqs.size() ? state_.sqs[sq_id].get() : nullptr;
   if (sq && counted) {
