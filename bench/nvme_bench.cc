@@ -12,7 +12,8 @@
 // Emulated: a whole Ferry machine in this process (RAM, PCI bus, an NVMe controller on a
 // -drive backed by the file), driven by the guest NVMe driver over the in-process bus:
 // PCI enumeration, BAR assignment, controller bring-up, one I/O queue pair, then `depth`
-// commands kept in flight, completions reaped by phase bit. Waiting runs the machine's
+// commands kept in flight (each slot's SQE built in place, PRP1 = its page), completions
+// reaped by phase bit. Waiting runs the machine's
 // main loop (device bottom halves, io_uring completions), exactly as a vCPU would spin
 // and yield. Every emulated run checks a sample of its reads against the file.
 #include <fcntl.h>
@@ -185,7 +186,6 @@ class EmulatedNvme {
   // IOPS over `seconds` keeping `depth` commands in flight; reads are compared against the
   // file for the first few completions.
   double iops(const std::string& path, const Options& o, Case c) {
-    using guest::nvme::Transfer;
     namespace cmd = guest::nvme::commands;
     constexpr uint32_t kLbasPerIo = kBlock / 512;
     std::vector<uint64_t> buffers(c.depth);
@@ -198,11 +198,14 @@ class EmulatedNvme {
     const uint64_t ios = lba_count_ / kLbasPerIo;
     std::vector<uint64_t> slba_of(c.depth);
     std::vector<int> slot_of_cid(65536, -1);
+    // Like fio's tight loop over io_uring: each slot's command is built in place (its one
+    // page is PRP1, its CID is the slot number), no per-command bookkeeping beyond that.
     auto submit = [&](unsigned slot) {
       uint64_t slba = (rng() % ios) * kLbasPerIo;
       slba_of[slot] = slba;
       auto sqe = c.write ? cmd::write(1, slba, kLbasPerIo) : cmd::read(1, slba, kLbasPerIo);
-      auto cid = ctrl_->submit(1, sqe, Transfer::prp(buffers[slot], kBlock), false);
+      sqe.set_prp1(buffers[slot]).set_cid(static_cast<uint16_t>(slot));
+      auto cid = ctrl_->submit_raw(1, sqe, false);
       if (!cid.ok()) die(cid.status().to_string());
       slot_of_cid[*cid] = static_cast<int>(slot);
     };

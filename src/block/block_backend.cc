@@ -447,10 +447,9 @@ void BlockBackend::on_kick() {
   kick_pending_ = false;
   arm_delays();
   deliver_ready();
-  engine_->flush();
   // Requests the kernel finished during the submission (page-cache hits) complete now,
   // not one epoll round trip later.
-  engine_->reap();
+  engine_->submit_and_reap();
 }
 
 void BlockBackend::arm_delays() {

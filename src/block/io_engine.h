@@ -29,6 +29,12 @@ class IoEngine {
   // Reports every finished task through the DoneCallback. Safe to call re-entrantly
   // from that callback.
   virtual void reap() = 0;
+  // flush() then reap(): what the kernel completes during the submission itself (page-cache
+  // hits) is reported at once. Engines may do it without waking the loop for nothing.
+  virtual void submit_and_reap() {
+    flush();
+    reap();
+  }
   // Blocks until a task may have finished or `timeout_ns` passed (negative: no limit).
   virtual void wait(int64_t timeout_ns) = 0;
   // Tasks taken by enqueue and not yet reported.
