@@ -152,6 +152,54 @@ TEST(GuestMigration, ADestinationKilledHalfWayLeavesTheSourceWorkloadIntact) {
   Json end = finish_and_verify(*dst);
   EXPECT_EQ(end["state"], "finished") << end.dump();
   EXPECT_EQ(end["status"]["errors"], 0) << end.dump();
+  EXPECT_GT(end["status"]["phases"]["final"]["ops"].get<int64_t>(), 0) << end.dump();
+}
+
+}  // namespace
+}  // namespace ferry::testing
+
+namespace ferry::testing {
+namespace {
+
+// A write error under werror=stop pauses the source in io-error with the failed writes
+// held; the paused VM migrates; the destination (whose storage works) stays in io-error
+// until `cont`, then retries the held writes: the workload never sees an error and its
+// final pass re-reads every block it wrote.
+TEST(GuestMigration, AVmPausedOnAWriteErrorMigratesAndContinuesWithoutAnError) {
+  SharedDisk disk(64 << 20);
+  const std::string guest = "verify,device=n0,rw=randwrite,bs=4k,iodepth=16,size=16M,loops=100000";
+  auto with_stop = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = vm_args(disk, guest, std::move(extra));
+    for (std::string& a : args)
+      if (a.starts_with("if=none,id=d0")) a += ",werror=stop";
+    return args;
+  };
+  auto src = FerryVm::start(kFerryVm, with_stop({"-blkdebug", "drive=d0,op=write,errno=EIO,after=1500"}));
+  ASSERT_TRUE(src);
+  auto stopped = src->qmp().wait_event("STOP", Millis(20000));
+  ASSERT_TRUE(stopped.ok()) << stopped.status().to_string();
+  EXPECT_EQ(src->ok("query-status")["status"], "io-error");
+  Json paused = src->ok("query-guest");
+  EXPECT_NE(paused["state"], "failed") << paused.dump();
+  EXPECT_EQ(paused["status"]["errors"], 0) << paused.dump();
+
+  std::string uri = "unix:" + unique_base("guest-mig") + ".sock";
+  auto dst = FerryVm::start(kFerryVm, with_stop({"-incoming", uri}));
+  ASSERT_TRUE(dst);
+  src->ok("migrate", Json{{"uri", uri}});
+  Json result = wait_migration_end(*src);
+  ASSERT_EQ(result["status"], "completed") << result.dump();
+  for (int i = 0; i < 500 && dst->ok("query-status")["status"] == "inmigrate"; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(dst->ok("query-status")["status"], "io-error") << "the destination must not run";
+  src->ok("quit");
+  int64_t before = ops(*dst);
+  dst->ok("cont");
+  wait_ops_beyond(*dst, before + 500);
+  Json end = finish_and_verify(*dst);
+  EXPECT_EQ(end["state"], "finished") << end.dump();
+  EXPECT_EQ(end["status"]["errors"], 0) << end.dump();
+  EXPECT_GT(end["status"]["phases"]["final"]["ops"].get<int64_t>(), 0) << end.dump();
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <set>
@@ -658,6 +659,132 @@ TEST(NvmeMigration, RefusingDestinationLeavesTheSourceRunning) {
   rig->put(buf, pattern(9, 512));
   EXPECT_TRUE(run(*rig, 1, commands::write(1, 0, 1), Transfer::prp(buf, 512)).ok());
   EXPECT_EQ(image.read(0, 512), pattern(9, 512));
+}
+
+// ---- commands held on a block error (-drive werror=stop) --------------------------------------
+
+// A source paused in io-error with `count` writes held (each failed with EIO under
+// werror=stop). Its drive on `image`; the destination's machine is `dst_machine`.
+struct HeldSource {
+  std::unique_ptr<NvmeRig> rig;
+  std::vector<uint16_t> cids;
+  uint64_t bufs = 0;
+};
+HeldSource held_source(const TempImage& image, unsigned count) {
+  HeldSource out;
+  auto machine = drive_args("d0", image);
+  machine[1] += ",werror=stop";
+  machine.insert(machine.end(), {"-device", "nvme,serial=MIGTEST,drive=d0,addr=4", "-blkdebug",
+                                 "drive=d0,op=write,errno=EIO"});
+  out.rig = start_rig(kFerryVm, machine);
+  if (!out.rig) return out;
+  EXPECT_TRUE(out.rig->c().create_io_queue_pair(1, 16).ok());
+  out.bufs = out.rig->alloc(count * kPage);
+  for (uint16_t i = 0; i < count; ++i) {
+    out.rig->put(out.bufs + i * kPage, pattern(70 + i, 512));
+    auto cid = out.rig->c().submit(1, commands::write(1, 32 + i, 1),
+                                   Transfer::prp(out.bufs + i * kPage, 512));
+    EXPECT_TRUE(cid.ok());
+    if (cid.ok()) out.cids.push_back(*cid);
+  }
+  EXPECT_TRUE(out.rig->vm->qmp().wait_event("STOP", Millis(5000)).ok());
+  EXPECT_EQ(out.rig->vm->ok("query-status")["status"], "io-error");
+  return out;
+}
+
+TEST(NvmeMigration, WritesHeldOnAnIoErrorAreRetriedOnTheDestinationAfterCont) {
+  TempImage image(16 << 20);
+  HeldSource src = held_source(image, 6);
+  ASSERT_NE(src.rig, nullptr);
+  ASSERT_FALSE(HasFailure());
+  std::string sock = unique_base("nvme-mig") + ".sock";
+  std::vector<std::string> args = {"-m", "256M"};
+  auto machine = one_controller(image);  // no fault here
+  args.insert(args.end(), machine.begin(), machine.end());
+  args.insert(args.end(), {"-incoming", "unix:" + sock});
+  auto dst = FerryVm::start(kFerryVm, args);
+  ASSERT_TRUE(dst);
+  src.rig->vm->ok("migrate", Json{{"uri", "unix:" + sock}});
+  Json result = wait_migration_end(*src.rig->vm);
+  ASSERT_EQ(result["status"], "completed") << result.dump() << dst->process().stderr_text();
+  EXPECT_EQ(src.rig->vm->ok("query-status")["status"], "postmigrate");
+  for (int i = 0; i < 500 && dst->ok("query-status")["status"] == "inmigrate"; ++i)
+    std::this_thread::sleep_for(Millis(10));
+  EXPECT_EQ(dst->ok("query-status")["status"], "io-error");
+  auto bus = std::make_unique<client::QtestBus>(dst->qtest());
+  src.rig->ctrl->rebind(*bus);
+  src.rig->bus = std::move(bus);
+  std::swap(src.rig->vm, dst);
+  NvmeRig& rig = *src.rig;
+  std::this_thread::sleep_for(Millis(100));
+  auto early = rig.c().poll(1);
+  ASSERT_TRUE(early.ok());
+  EXPECT_FALSE(early->has_value()) << "a held write completed before cont";
+  rig.vm->ok("cont");
+  std::set<uint16_t> done;
+  for (uint16_t cid : src.cids) {
+    auto c = rig.c().wait(1, cid);
+    ASSERT_TRUE(c.ok()) << c.status().to_string();
+    EXPECT_TRUE(c->ok()) << c->status;
+    EXPECT_TRUE(done.insert(c->cid).second);
+  }
+  std::this_thread::sleep_for(Millis(50));
+  auto extra = rig.c().poll(1);
+  ASSERT_TRUE(extra.ok());
+  EXPECT_FALSE(extra->has_value()) << "a write completed twice";
+  for (uint16_t i = 0; i < src.cids.size(); ++i)
+    EXPECT_EQ(image.read((32 + i) * 512, 512), pattern(70 + i, 512));
+}
+
+// The held list in a saved stream: after the subsection header, per command 0x01, be16
+// SQ id, the 64-byte SQE; then 0x00. Each malformed variant is refused by name.
+TEST(NvmeMigration, AMalformedHeldRequestListIsRefused) {
+  TempImage image(16 << 20);
+  HeldSource src = held_source(image, 2);
+  ASSERT_NE(src.rig, nullptr);
+  ASSERT_FALSE(HasFailure());
+  std::string stream = unique_base("nvme-held") + ".mig";
+  src.rig->vm->ok("migrate", Json{{"uri", "file:" + stream}});
+  ASSERT_EQ(wait_migration_end(*src.rig->vm)["status"], "completed");
+  std::vector<uint8_t> bytes = read_file(stream);
+  ::unlink(stream.c_str());
+  const std::string name = "nvme-state/held-requests";
+  auto at = std::search(bytes.begin(), bytes.end(), name.begin(), name.end());
+  ASSERT_NE(at, bytes.end()) << "no held-requests subsection in the stream";
+  size_t list = static_cast<size_t>(at - bytes.begin()) + name.size() + 4;
+  ASSERT_EQ(bytes[list], 0x01);
+  ASSERT_EQ(bytes[list + 1], 0x00);
+  ASSERT_EQ(bytes[list + 2], 0x01) << "SQ 1";
+  ASSERT_EQ(bytes[list + 3], sn::kNvmWrite) << "the SQE's opcode";
+  const size_t sq_id = list + 1, opcode = list + 3, nsid = list + 3 + 4;
+  auto machine = one_controller(image);
+  struct Case {
+    size_t offset;
+    uint8_t value;
+    const char* expected;
+  };
+  for (const Case& c : {Case{sq_id + 1, 0, "held command for SQ 0"},
+                        Case{sq_id + 1, 5, "held command for SQ 5"},
+                        Case{opcode, sn::kNvmDatasetManagement, "opcode 0x09"},
+                        Case{nsid, 7, "namespace 7"},
+                        Case{list, 0x02, "held"}}) {
+    SCOPED_TRACE(c.expected);
+    std::vector<uint8_t> patched = bytes;
+    patched[c.offset] = c.value;
+    std::string path = unique_base("nvme-bad") + ".mig";
+    write_file(path, patched);
+    auto [code, text] = load_into_destination(machine, path);
+    ::unlink(path.c_str());
+    EXPECT_EQ(code, 1) << text;
+    EXPECT_NE(text.find(c.expected), std::string::npos) << text;
+    EXPECT_NE(text.find("nvme"), std::string::npos) << text;
+  }
+  // Unpatched, the destination loads it and waits in io-error (it keeps running: -1).
+  std::string path = unique_base("nvme-good") + ".mig";
+  write_file(path, bytes);
+  auto [code, text] = load_into_destination(machine, path, Millis(3000));
+  ::unlink(path.c_str());
+  EXPECT_EQ(code, -1) << text;
 }
 
 TEST(NvmeMigration, BlockingPropertyNamesItselfInTheBlocker) {

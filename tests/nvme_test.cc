@@ -795,7 +795,11 @@ TEST(NvmeErrors, InjectedBlockErrorsBecomeNvmeStatuses) {
   TempImage image(16 << 20);
   std::vector<uint8_t> original = pattern(21, 64 * 512);
   image.write(0, original);
-  auto rig = start(nvme_args(image, "", {"-blkdebug", "drive=d0,op=flush,errno=EIO,once=on"}));
+  // werror=report: every failure reaches the guest (the default, enospc, would pause the VM
+  // on the ENOSPC case; tests/block_error_policy_test.cc covers the policies).
+  std::vector<std::string> args = nvme_args(image, "", {"-blkdebug", "drive=d0,op=flush,errno=EIO,once=on"});
+  args[1] += ",werror=report";
+  auto rig = start(args);
   ASSERT_NE(rig, nullptr);
   ASSERT_TRUE(rig->c().create_io_queue_pair(kIoQueue, 16).ok());
   uint64_t media_before = smart_counter(*rig, sn::kSmartMediaErrors);

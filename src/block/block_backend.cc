@@ -217,6 +217,16 @@ void BlockBackend::set_completion_handler(CompletionHandler handler) {
   handler_ = std::move(handler);
 }
 
+void BlockBackend::report_error(BlockOp op, ErrorAction action, int error) {
+  // The status is set before anyone hears of the stop, so that query-block never shows
+  // "ok" after a BLOCK_IO_ERROR with action stop (QEMU's order).
+  if (action == ErrorAction::kStop && io_status_ == IoStatus::kOk)
+    io_status_ = error == ENOSPC ? IoStatus::kNoSpace : IoStatus::kFailed;
+  if (io_error_listener_)
+    io_error_listener_(*this, IoErrorReport{.op = op, .is_read = op == BlockOp::kRead,
+                                            .action = action, .error = error});
+}
+
 IoTask& BlockBackend::acquire_task() {
   if (free_tasks_ == nullptr) {
     tasks_.push_back(std::make_unique<IoTask>());

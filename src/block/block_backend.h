@@ -50,11 +50,13 @@
 #include "base/status.h"
 #include "block/block_op.h"
 #include "block/drive_config.h"
+#include "block/error_policy.h"
 #include "block/fault_injector.h"
 
 namespace ferry::block {
 
 struct IoTask;
+class BlockBackend;
 struct FileContext;
 class IoEngine;
 
@@ -68,6 +70,18 @@ struct BlockRequest {  // a request carries all its own state
 
 // Called on the main loop thread, once per submitted request: result 0 or -errno.
 using CompletionHandler = std::function<void(uint64_t opaque, int result)>;
+
+// Told of every failed request a device applied the error policy to (QEMU's
+// blk_error_action): the machine sends BLOCK_IO_ERROR and, for kStop, pauses the VM.
+// Runs on the loop thread, inside the device's completion handling: it must not stop the
+// VM synchronously (that would drain the backend from within its own handler).
+struct IoErrorReport {
+  BlockOp op;
+  bool is_read;
+  ErrorAction action;
+  int error;  // positive errno
+};
+using IoErrorListener = std::function<void(const BlockBackend&, const IoErrorReport&)>;
 
 // Knobs for tests and benchmarks; the defaults are what -drive gets.
 struct BackendTuning {
@@ -115,6 +129,18 @@ class BlockBackend {
 
   FaultInjector& faults() { return faults_; }
 
+  // ---- error policy (block/error_policy.h) ----
+  // What the device should do with a request of `op` that failed with -error.
+  ErrorAction error_action(BlockOp op, int error) const {
+    return decide_error_action(op == BlockOp::kRead ? config_.rerror : config_.werror, error);
+  }
+  // The device acted on a failure: records the I/O status (kStop only, first error wins,
+  // as QEMU) and tells the listener.
+  void report_error(BlockOp op, ErrorAction action, int error);
+  IoStatus io_status() const { return io_status_; }
+  void reset_io_status() { io_status_ = IoStatus::kOk; }  // the VM continues
+  void set_io_error_listener(IoErrorListener listener) { io_error_listener_ = std::move(listener); }
+
  private:
   BlockBackend(EventLoop& loop, DriveConfig config);
   Status init(const BackendTuning& tuning);
@@ -157,6 +183,8 @@ class BlockBackend {
   bool destroying_ = false;
   CompletionHandler handler_;
   FaultInjector faults_;
+  IoStatus io_status_ = IoStatus::kOk;
+  IoErrorListener io_error_listener_;
   size_t in_flight_ = 0;
 
   // Task pool: tasks are reused, so the steady state allocates nothing per request.

@@ -42,7 +42,7 @@ const OptSchema& drive_schema() {
           {.name = "rerror",
            .default_value = "report",
            .help = "action on read error",
-           .choices = {"report", "ignore", "stop"}},
+           .choices = {"report", "ignore", "stop", "enospc"}},
       }};
   return schema;
 }
@@ -83,8 +83,9 @@ Result<DriveConfig> parse_drive_config(std::string_view text) {
                                                                      : AioMode::kIoUring;
   config.aio_given = opts.is_set("aio");
   config.read_only = opts.boolean("read-only").value_or(false);
-  config.werror = opts.string("werror").value_or("enospc");
-  config.rerror = opts.string("rerror").value_or("report");
+  // The schema's choices are exactly the policy names.
+  config.werror = error_policy_from_name(opts.string("werror").value_or("enospc")).value();
+  config.rerror = error_policy_from_name(opts.string("rerror").value_or("report")).value();
   return config;
 }
 

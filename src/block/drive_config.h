@@ -3,10 +3,11 @@
 // QEMU's syntax:
 //   if=none,id=ID,file=PATH,format=raw[,cache=writeback|none|directsync]
 //   [,aio=io_uring|threads][,read-only=on][,werror=report|ignore|stop|enospc]
-//   [,rerror=report|ignore|stop]
+//   [,rerror=report|ignore|stop|enospc]
 // `if` may only be `none` (Ferry has no default interfaces; leaving it out means none);
-// `id` and `file` are required; the only format is raw. werror/rerror are stored for the
-// error-policy layer; this layer does not act on them.
+// `id` and `file` are required; the only format is raw. werror/rerror are the error
+// policies of block/error_policy.h (QEMU's -drive refuses rerror=enospc; Ferry takes it,
+// as QEMU's device-level rerror does: stop on ENOSPC, report the rest).
 #pragma once
 
 #include <string>
@@ -14,6 +15,7 @@
 
 #include "base/qemu_opts.h"
 #include "base/status.h"
+#include "block/error_policy.h"
 
 namespace ferry::block {
 
@@ -33,7 +35,8 @@ struct DriveConfig {
   AioMode aio = AioMode::kIoUring;
   bool aio_given = false;  // aio= was on the command line (no silent fallback then)
   bool read_only = false;
-  std::string werror = "enospc", rerror = "report";
+  ErrorPolicy werror = ErrorPolicy::kEnospc;  // writes, flushes, write-zeroes, discards
+  ErrorPolicy rerror = ErrorPolicy::kReport;  // reads
 };
 
 // The schema behind parse_drive_config, for help listings and callers that extend it.

@@ -15,8 +15,8 @@ TEST(DriveConfig, MinimalDriveGetsDefaults) {
   EXPECT_EQ(config->aio, AioMode::kIoUring);
   EXPECT_FALSE(config->aio_given);
   EXPECT_FALSE(config->read_only);
-  EXPECT_EQ(config->werror, "enospc");
-  EXPECT_EQ(config->rerror, "report");
+  EXPECT_EQ(config->werror, ErrorPolicy::kEnospc);
+  EXPECT_EQ(config->rerror, ErrorPolicy::kReport);
   // if and format may be left out.
   auto bare = parse_drive_config("id=d1,file=x.img");
   ASSERT_TRUE(bare.ok()) << bare.status().to_string();
@@ -33,8 +33,8 @@ TEST(DriveConfig, EveryProperty) {
   EXPECT_EQ(config->aio, AioMode::kThreads);
   EXPECT_TRUE(config->aio_given);
   EXPECT_TRUE(config->read_only);
-  EXPECT_EQ(config->werror, "stop");
-  EXPECT_EQ(config->rerror, "ignore");
+  EXPECT_EQ(config->werror, ErrorPolicy::kStop);
+  EXPECT_EQ(config->rerror, ErrorPolicy::kIgnore);
 
   auto sync = parse_drive_config("if=none,id=d,file=f,cache=directsync,aio=io_uring");
   ASSERT_TRUE(sync.ok());
@@ -46,9 +46,10 @@ TEST(DriveConfig, EveryProperty) {
   EXPECT_EQ(wb->cache, CacheMode::kWriteback);
   EXPECT_FALSE(wb->read_only);
   for (const char* policy : {"report", "ignore", "stop", "enospc"}) {
-    auto w = parse_drive_config(std::string("id=d,file=f,werror=") + policy);
+    auto w = parse_drive_config(std::string("id=d,file=f,werror=") + policy + ",rerror=" + policy);
     ASSERT_TRUE(w.ok()) << policy;
-    EXPECT_EQ(w->werror, policy);
+    EXPECT_EQ(error_policy_name(w->werror), policy);
+    EXPECT_EQ(error_policy_name(w->rerror), policy);
   }
 }
 
@@ -70,8 +71,8 @@ TEST(DriveConfig, ErrorsNameOptionPropertyAndValue) {
        "-drive: Parameter 'read-only' expects 'on' or 'off', found 'maybe'"},
       {"id=d0,file=a,werror=retry",
        "-drive: Parameter 'werror' expects report, ignore, stop or enospc, found 'retry'"},
-      {"id=d0,file=a,rerror=enospc",
-       "-drive: Parameter 'rerror' expects report, ignore or stop, found 'enospc'"},
+      {"id=d0,file=a,rerror=retry",
+       "-drive: Parameter 'rerror' expects report, ignore, stop or enospc, found 'retry'"},
       {"id=d0,file=a,media=cdrom", "-drive: Invalid parameter 'media'"},
   };
   for (const Case& c : cases) {

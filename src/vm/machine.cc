@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <cerrno>
+#include <cstring>
+
 #include "base/log.h"
 #include "hw/nvme/controller.h"
 #include "hw/nvme/controller_migration.h"
@@ -110,6 +113,7 @@ Status Machine::build() {
   migration_ = std::make_unique<MigrationControl>(*this, loop_);
   if (auto ram_section = migration_->registry().add_ram(); !ram_section.ok())
     return ram_section.take_status();
+  FERRY_RETURN_IF_ERROR(migration_->register_global_state());
   FERRY_RETURN_IF_ERROR(open_drives());
   for (const DeviceConfig& device : config_.devices) FERRY_RETURN_IF_ERROR(add_device(device));
   FERRY_RETURN_IF_ERROR(start_guest_program());
@@ -186,6 +190,10 @@ Status Machine::open_drives() {
       return Error(ErrorCode::kInvalidArgument, "-drive: duplicate id '{}'", drive.id);
     auto backend = block::BlockBackend::open(loop_, drive);
     if (!backend.ok()) return backend.take_status().prepend_message("-drive id=" + drive.id);
+    (*backend)->set_io_error_listener(
+        [this](const block::BlockBackend& drive, const block::IoErrorReport& report) {
+          on_block_io_error(drive, report);
+        });
     drives_.emplace(drive.id, std::move(backend).value());
   }
   for (const DriveFault& fault : config_.faults) {
@@ -196,6 +204,28 @@ Status Machine::open_drives() {
     drive->faults().add(fault.rule);
   }
   return {};
+}
+
+void Machine::on_block_io_error(const block::BlockBackend& drive,
+                                const block::IoErrorReport& report) {
+  // QEMU's blk_error_action: the event for every action; for stop, the VM pauses in
+  // io-error — from a bottom half, since we are inside the device's completion handling
+  // (stopping quiesces the device, which drains the very backend reporting this).
+  if (qmp_)
+    qmp_->emit_event("BLOCK_IO_ERROR",
+                     Json{{"device", drive.config().id},
+                          {"operation", report.is_read ? "read" : "write"},
+                          {"action", std::string(block::error_action_name(report.action))},
+                          {"nospace", report.error == ENOSPC},
+                          {"reason", std::strerror(report.error)}});
+  if (report.action != block::ErrorAction::kStop) return;
+  log(LogLevel::kWarn, "drive {}: {} failed ({}): VM paused (io-error)", drive.config().id,
+      block::block_op_name(report.op), std::strerror(report.error));
+  loop_.schedule([this, alive = std::weak_ptr<bool>(alive_)] {
+    if (alive.expired() || state_ != RunState::kRunning) return;
+    Status st = set_run_state(RunState::kIoError);
+    if (!st.ok()) log(LogLevel::kError, "cannot pause on an I/O error: {}", st.to_string());
+  });
 }
 
 block::BlockBackend* Machine::find_drive(std::string_view id) const {
@@ -511,6 +541,9 @@ Status Machine::register_qmp_commands() {
     if (state_ == RunState::kShutdown)
       return Error(ErrorCode::kFailedPrecondition,
                    "Resetting the Virtual Machine is required");
+    // As QEMU's cont: every drive's I/O status starts over; requests held on an error are
+    // retried by their devices as they resume.
+    for (const auto& [id, drive] : drives_) drive->reset_io_status();
     FERRY_RETURN_IF_ERROR(set_run_state(RunState::kRunning));
     return Json::object();
   }));
@@ -554,7 +587,7 @@ Status Machine::register_qmp_commands() {
                           {"drv", c.format},
                           {"image", {{"virtual-size", drive->size_bytes()}}},
                           {"aio", std::string(drive->engine_name())}}},
-                        {"io-status", "ok"}});
+                        {"io-status", std::string(block::io_status_name(drive->io_status()))}});
     }
     return drives;
   }));

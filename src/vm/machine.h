@@ -151,6 +151,8 @@ class Machine final : public pci::PciHost,
   Machine(EventLoop& loop, MachineConfig config);
   Status build();
   Status open_drives();
+  // A device applied a drive's error policy (block/error_policy.h).
+  void on_block_io_error(const block::BlockBackend& drive, const block::IoErrorReport& report);
   Status add_device(const DeviceConfig& device);
   Status remember_id(const DeviceConfig& device, pci::PciDevice& dev);
   Status add_testdev(const DeviceConfig& device);

@@ -27,6 +27,10 @@ MigrationControl::~MigrationControl() {
   destination_.reset();
 }
 
+Status MigrationControl::register_global_state() {
+  return registry_.add("globalstate", vmstate::bind(kGlobalStateDesc, global_state_)).take_status();
+}
+
 bool MigrationControl::on_main_loop(const std::function<void()>& work) {
   auto done = std::make_shared<std::promise<void>>();
   std::future<void> finished = done->get_future();
@@ -72,6 +76,8 @@ Result<migration::DeviceCapture> MigrationControl::stop_and_capture() {
   Result<migration::DeviceCapture> result = Error(ErrorCode::kFailedPrecondition, "VM is shutting down");
   bool ran = on_main_loop([&] {
     was_running_ = is_running(machine_.run_state());
+    // What the destination ends in: running, or the state that paused this VM.
+    global_state_.store(was_running_ ? RunState::kRunning : machine_.run_state());
     if (was_running_) {
       Status st = machine_.set_run_state(RunState::kPaused);
       if (!st.ok()) {
@@ -116,9 +122,14 @@ void MigrationControl::status_changed(std::string_view status) {
 std::string MigrationControl::loaded() {
   std::string state = "paused";
   on_main_loop([&] {
-    // QEMU starts the VM after an incoming migration unless -S was given.
+    // QEMU starts the VM after an incoming migration unless -S was given, or the source
+    // was not running (its global state): then the VM stays paused, in io-error when a
+    // block error paused it (`cont` retries the held requests here).
     RunState to = machine_.start_paused() ? RunState::kPaused : RunState::kRunning;
-    if (machine_.set_run_state(to).ok()) state = std::string(run_state_name(to));
+    if (global_state_.received && *global_state_.received != RunState::kRunning)
+      to = *global_state_.received == RunState::kIoError ? RunState::kIoError : RunState::kPaused;
+    if (machine_.set_run_state(to).ok())
+      state = to == RunState::kRunning ? "running" : "paused";
   });
   return state;
 }

@@ -14,6 +14,7 @@
 #include "migration/destination.h"
 #include "migration/section_registry.h"
 #include "migration/source.h"
+#include "vm/global_state.h"
 #include "vm/qmp_server.h"
 
 namespace ferry::vm {
@@ -26,6 +27,8 @@ class MigrationControl final : public migration::SourceHooks, public migration::
   ~MigrationControl() override;
 
   migration::SectionRegistry& registry() { return registry_; }
+  // Registers the "globalstate" section (the source's run state; vm/global_state.h).
+  Status register_global_state();
   // A reason `migrate` must refuse (QEMU's migration blockers): a device or option that
   // cannot be migrated registers one.
   void add_blocker(std::string reason) { blockers_.push_back(std::move(reason)); }
@@ -68,6 +71,7 @@ class MigrationControl final : public migration::SourceHooks, public migration::
   std::unique_ptr<migration::DestinationMigration> destination_;
   std::vector<std::string> blockers_;
   bool was_running_ = false;  // main loop only
+  GlobalState global_state_;  // saved at stop-and-copy (main loop), loaded by the incoming thread
   std::atomic<bool> shutting_down_{false};
   QmpServer* qmp_ = nullptr;
 };

@@ -23,9 +23,9 @@ bool allowed(RunState from, RunState to) {
     case S::kPrelaunch: return to == S::kRunning || to == S::kPaused || to == S::kInMigrate;
     case S::kRunning: return to == S::kPaused || to == S::kIoError || to == S::kPostMigrate;
     case S::kPaused: return to == S::kRunning || to == S::kPostMigrate;
-    case S::kInMigrate: return to == S::kRunning || to == S::kPaused;
+    case S::kInMigrate: return to == S::kRunning || to == S::kPaused || to == S::kIoError;
     case S::kPostMigrate: return to == S::kRunning || to == S::kPaused;
-    case S::kIoError: return to == S::kRunning || to == S::kPaused;
+    case S::kIoError: return to == S::kRunning || to == S::kPaused || to == S::kPostMigrate;
     case S::kShutdown: return to == S::kRunning || to == S::kPaused;  // system_reset
   }
   return false;

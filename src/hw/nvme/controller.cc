@@ -377,6 +377,7 @@ void Controller::reset_controller(bool power_on) {
   for (auto& cq : state_.cqs) cq.reset();
   state_.requests.clear();
   free_tags_.clear();
+  state_.held.clear();
   state_.aer = AsyncEventState{};
   state_.shadow = ShadowDoorbells{};
   state_.features.number_of_queues_locked = false;
@@ -441,6 +442,8 @@ void Controller::resume() {
     clock_rebase_.reset();
   }
   if (!running()) return;
+  // Commands held on a block error go first: nothing new is fetched before them.
+  retry_held_requests();
   post_all_completions();
   if (msix_enabled()) {
     for (size_t v = 0; v < state_.vectors.size(); ++v)

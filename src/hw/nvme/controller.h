@@ -128,7 +128,9 @@ class Controller : public pci::PciDevice {
   void refresh_shadow_sq_tail(SubmissionQueue& sq);
   void refresh_shadow_cq_head(CompletionQueue& cq);
   Request& allocate_request(SubmissionQueue& sq, std::span<const uint8_t, 64> sqe);
-  void release_request(Request& request);
+  // Frees the request's slot. `still_outstanding`: the command is held for a retry, so its
+  // SQ keeps counting it in flight.
+  void release_request(Request& request, bool still_outstanding = false);
   // Queues the request's completion (unless orphaned) and frees its slot.
   void complete_request(Request& request, uint16_t status);
   void enqueue_completion(uint16_t cq_id, const PendingCompletion& completion);
@@ -188,6 +190,12 @@ class Controller : public pci::PciDevice {
   void on_block_completion(uint32_t nsid, uint64_t tag, int result);
   void finish_io(Request& request);
   uint16_t block_error_status(const Request& request, int result) const;
+  // The error policy (-drive werror=/rerror=) for a failed block operation of `request`.
+  void apply_error_policy(Request& request, uint32_t nsid, int result);
+  // Moves a request whose I/O failed under a stop policy to state_.held.
+  void hold_request(Request& request);
+  // Runs the held commands again from their SQEs, in order (resume()).
+  void retry_held_requests();
   void account_io(const Request& request);
 
   ControllerConfig config_;

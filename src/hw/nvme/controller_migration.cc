@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "hw/nvme/command_fields.h"
 #include "spec/nvme.h"
 
 namespace ferry::nvme {
@@ -80,6 +81,7 @@ Status ControllerMigration::pre_load(Controller& ctrl) {
   for (auto& cq : s.cqs) cq.reset();
   s.requests.clear();
   ctrl.free_tags_.clear();
+  s.held.clear();
   s.aer = AsyncEventState{};
   ctrl.clock_rebase_.reset();
   return {};
@@ -146,8 +148,10 @@ Status ControllerMigration::post_load(Controller& ctrl, int) {
   // nothing is in flight and every tag is free.
   s.requests.clear();
   ctrl.free_tags_.clear();
+  // Only the held commands are outstanding: each counts on its SQ until it is retried.
   for (auto& sq : s.sqs)
     if (sq) sq->in_flight = 0;
+  for (const HeldRequest& h : s.held) ++s.sqs[h.sq_id]->in_flight;
   // A coalescing timer that was running cannot be carried (its deadline is the source's
   // clock): resume() raises the aggregated interrupt at once instead, which is early, never
   // lost.
@@ -329,6 +333,37 @@ Status ControllerMigration::validate(const Controller& ctrl) {
         return field_error(path, fmt::format("buffer [{:#x}, +{}) is not inside guest RAM",
                                              addr, bytes));
     }
+  }
+  // Commands held on a block error: I/O commands of an existing I/O SQ, for a namespace
+  // this controller has, no more per SQ than it can have outstanding.
+  std::vector<uint32_t> held_per_sq(slots, 0);
+  for (size_t i = 0; i < s.held.size(); ++i) {
+    const HeldRequest& h = s.held[i];
+    std::string path = fmt::format("state/held-requests/held[{}]", i);
+    if (h.sq_id == 0 || h.sq_id >= slots || !s.sqs[h.sq_id])
+      return field_error(path + "/sq_id",
+                         fmt::format("held command for SQ {}, which is not an existing I/O "
+                                     "submission queue",
+                                     h.sq_id));
+    uint8_t opcode = h.sqe[sn::kSqeOpcode];
+    if (opcode != sn::kNvmRead && opcode != sn::kNvmWrite && opcode != sn::kNvmFlush &&
+        opcode != sn::kNvmWriteZeroes && opcode != sn::kNvmCompare)
+      return field_error(path + "/sqe",
+                         fmt::format("opcode {:#04x} is not a command a block error can hold "
+                                     "(read, write, flush, write zeroes, compare)",
+                                     opcode));
+    uint32_t nsid = uint32_t{h.sqe[4]} | uint32_t{h.sqe[5]} << 8 | uint32_t{h.sqe[6]} << 16 |
+                    uint32_t{h.sqe[7]} << 24;
+    bool broadcast_flush = opcode == sn::kNvmFlush && nsid == kBroadcastNsid;
+    if (!broadcast_flush && !ctrl.find_namespace(nsid))
+      return field_error(path + "/sqe",
+                         fmt::format("held command for namespace {}, which is not attached here",
+                                     nsid));
+    uint32_t count = ++held_per_sq[h.sq_id];
+    if (count >= s.sqs[h.sq_id]->size)
+      return field_error(path + "/sq_id",
+                         fmt::format("{} commands held for SQ {}, which has only {} entries",
+                                     count, h.sq_id, s.sqs[h.sq_id]->size));
   }
   if (s.next_sq_to_serve >= slots)
     return field_error("state/next_sq_to_serve",

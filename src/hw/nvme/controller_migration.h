@@ -16,13 +16,19 @@
 //               round-robin position
 //   clock       the timestamp and power-on time as elapsed durations (clocks of two
 //               processes are not comparable); rebased when the destination runs
+//   state/held-requests (subsection nvme-state/held-requests, only when non-empty)
+//               commands whose block I/O failed under a stop error policy (-drive
+//               werror=/rerror=), in order: SQ id and the whole SQE. The destination runs
+//               them again when it continues, before it fetches anything new.
 //
-// Requests are NOT in the stream, on purpose: the controller has no stage between fetching
+// Requests in progress are NOT in the stream, on purpose: the controller has no stage between fetching
 // an SQE and submitting its block I/O (process_sq executes each command as it fetches it),
 // and quiesce() drains every backend until the request table is empty. So at save time
 // every command the host submitted is either still in its SQ (head not past it: the
 // destination fetches it) or finished, its completion posted or waiting in its CQ's
-// pending list. Nothing reaches the backend twice, nothing completes twice. pre_save
+// pending list — or, when its I/O failed under a stop policy, held (above) and not yet
+// completed, so re-running it completes it once. Nothing that succeeded at the backend
+// runs twice, nothing completes twice. pre_save
 // refuses to save a controller with requests in flight.
 //
 // Threading: pre_save runs on the source's main loop with the VM stopped; pre_load and
@@ -56,6 +62,9 @@ inline constexpr size_t kMaxOutstandingAers = 256;
 // Completions waiting in one CQ (a host that submits without consuming is bounded by the
 // stream's size anyway; this caps the allocation).
 inline constexpr size_t kMaxPendingCompletions = 1u << 20;
+// Commands held on a block error (each is also in flight on its SQ: validate() holds every
+// SQ to its size; this caps the allocation).
+inline constexpr size_t kMaxHeldRequests = 1u << 20;
 
 // ---- temporary views (wire shapes that differ from the in-memory ones) ---------------------
 
@@ -238,6 +247,15 @@ constexpr auto local_pointers(std::string_view name, C ControllerState::*member,
 
 }  // namespace migration_detail
 
+inline constexpr auto kHeldRequestState = vmstate::describe<HeldRequest>(
+    "nvme-held-request", {.version = 1},
+    vmstate::field("sq_id", &HeldRequest::sq_id),
+    vmstate::buffer("sqe", &HeldRequest::sqe));
+
+inline constexpr auto kHeldRequestsState = vmstate::describe<ControllerState>(
+    "nvme-state/held-requests", {.version = 1},
+    vmstate::list("held", &ControllerState::held, kHeldRequestState, kMaxHeldRequests));
+
 inline constexpr auto kControllerStateState = vmstate::describe<ControllerState>(
     "nvme-state", {.version = 1},
     vmstate::field("regs", &ControllerState::regs, kRegistersState),
@@ -253,7 +271,9 @@ inline constexpr auto kControllerStateState = vmstate::describe<ControllerState>
     vmstate::field("features", &ControllerState::features, kFeaturesState),
     vmstate::field("temperature", &ControllerState::temperature),
     vmstate::field("shadow", &ControllerState::shadow, kShadowDoorbellsState),
-    vmstate::field("next_sq_to_serve", &ControllerState::next_sq_to_serve));
+    vmstate::field("next_sq_to_serve", &ControllerState::next_sq_to_serve),
+    vmstate::subsection(kHeldRequestsState,
+                        [](const ControllerState& s) { return !s.held.empty(); }));
 
 // ---- the controller's description and hooks ---------------------------------------------------
 

@@ -84,10 +84,21 @@ struct Request {
   uint16_t status = 0;        // first error seen (status field, no phase)
   uint32_t dw0 = 0;
   bool orphaned = false;      // its SQ was deleted: drop the completion
+  bool hold = false;          // a block operation failed under a stop policy: hold, retry
   uint64_t offset = 0;        // byte offset of the transfer in the namespace
   uint64_t length = 0;        // bytes
   DataMap data;               // guest pieces of the transfer
   std::vector<uint8_t> buffer;  // Compare bounce buffer
+};
+
+// A command whose block I/O failed under a stop policy (-drive werror=/rerror= stop, or
+// enospc with ENOSPC): it waits here, in the order the failures were seen, and runs again
+// from its SQE when the VM continues (Controller::retry_held_requests), before any new
+// command is fetched. Its SQ keeps counting it in flight; the host sees no completion
+// for it until the retry completes.
+struct HeldRequest {
+  uint16_t sq_id = 0;
+  std::array<uint8_t, 64> sqe{};
 };
 
 struct AsyncEvent {
@@ -161,6 +172,7 @@ struct ControllerState {
   std::vector<NamespaceState> namespaces;             // kMaxNamespaces + 1 entries
   ShadowDoorbells shadow;
   uint32_t next_sq_to_serve = 0;                      // round-robin position
+  std::deque<HeldRequest> held;                       // failed under a stop policy, in order
 };
 
 }  // namespace ferry::nvme

@@ -3,6 +3,12 @@
 // waits for its block operations by count and is found again by its tag. Checks, their
 // order and the statuses of failed block I/O follow QEMU 7.2 (verified over qtest): a
 // write to a read-only drive fails in the block layer and completes with Write Fault.
+//
+// Failed block I/O goes through the drive's error policy (-drive werror=/rerror=; QEMU
+// applies it in virtio-blk and SCSI, not in its NVMe device): report completes with the
+// status below, ignore completes as a success, stop holds the command (state_.held) and
+// runs it again from its SQE when the VM continues: read, write, flush and write zeroes
+// may all be repeated. Dataset Management is advisory: its errors are dropped.
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -148,8 +154,7 @@ void Controller::on_block_completion(uint32_t nsid, uint64_t tag, int result) {
   Request& request = *state_.requests[tag];
   if (request.ops_pending) --request.ops_pending;
   uint8_t opcode = request.sqe[sn::kSqeOpcode];
-  if (result < 0 && request.status == 0 && opcode != sn::kNvmDatasetManagement)
-    request.status = block_error_status(request, result);
+  if (result < 0 && opcode != sn::kNvmDatasetManagement) apply_error_policy(request, nsid, result);
   if (request.ops_pending) return;
   if (resetting_) {
     // The controller is resetting: no completion, but data a read stored in guest RAM
@@ -158,7 +163,71 @@ void Controller::on_block_completion(uint32_t nsid, uint64_t tag, int result) {
     release_request(request);
     return;
   }
+  if (request.hold) {
+    hold_request(request);
+    return;
+  }
   finish_io(request);
+}
+
+namespace {
+
+// The block operation of `request` that just failed: what its stage was waiting for.
+block::BlockOp failed_op(const Request& request) {
+  if (request.stage == RequestStage::kCompareRead) return block::BlockOp::kRead;
+  if (request.stage == RequestStage::kWriteThenFlush) return block::BlockOp::kFlush;
+  switch (request.sqe[sn::kSqeOpcode]) {
+    case sn::kNvmRead: return block::BlockOp::kRead;
+    case sn::kNvmWrite: return block::BlockOp::kWrite;
+    case sn::kNvmWriteZeroes: return block::BlockOp::kWriteZeroes;
+    default: return block::BlockOp::kFlush;
+  }
+}
+
+}  // namespace
+
+void Controller::apply_error_policy(Request& request, uint32_t nsid, int result) {
+  const Namespace* ns = find_namespace(nsid);
+  block::BlockOp op = failed_op(request);
+  // A cancelled request is not a storage failure: it is reported, never retried.
+  block::ErrorAction action = ns && result != -ECANCELED ? ns->backend().error_action(op, -result)
+                                                         : block::ErrorAction::kReport;
+  if (ns) ns->backend().report_error(op, action, -result);
+  switch (action) {
+    case block::ErrorAction::kStop: request.hold = true; break;
+    case block::ErrorAction::kIgnore: break;
+    case block::ErrorAction::kReport:
+      if (request.status == 0) request.status = block_error_status(request, result);
+      break;
+  }
+}
+
+void Controller::hold_request(Request& request) {
+  // A read may have stored part of its data already: those pages are dirty either way.
+  if (request.sqe[sn::kSqeOpcode] == sn::kNvmRead) mark_written(memory_, request.data);
+  if (request.orphaned) {  // its SQ is gone: nobody waits for it
+    release_request(request);
+    return;
+  }
+  state_.held.push_back(HeldRequest{.sq_id = request.sq_id, .sqe = request.sqe});
+  release_request(request, /*still_outstanding=*/true);
+}
+
+void Controller::retry_held_requests() {
+  if (state_.held.empty()) return;
+  std::deque<HeldRequest> held;
+  held.swap(state_.held);
+  for (const HeldRequest& h : held) {
+    SubmissionQueue* sq = h.sq_id < state_.sqs.size() ? state_.sqs[h.sq_id].get() : nullptr;
+    if (!sq) continue;
+    // allocate_request counts the command in flight again.
+    if (sq->in_flight) --sq->in_flight;
+    Request& request = allocate_request(*sq, h.sqe);
+    uint16_t status = execute_io(request);
+    if (status != kNoCompletion) complete_request(request, status);
+  }
+  for (const auto& ns : namespaces_)
+    if (ns) ns->backend().submit_queued_now();
 }
 
 void Controller::finish_io(Request& request) {

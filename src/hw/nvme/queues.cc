@@ -193,10 +193,10 @@ Request& Controller::allocate_request(SubmissionQueue& sq, std::span<const uint8
   return *state_.requests[tag];
 }
 
-void Controller::release_request(Request& request) {
+void Controller::release_request(Request& request, bool still_outstanding) {
   uint32_t tag = request.tag;
   uint16_t sq_id = request.sq_id;
-  bool counted = !request.orphaned;
+  bool counted = !request.orphaned && !still_outstanding;
   // `request` dies here (moved out of the table); nothing below may touch it.
   if (spare_requests_.size() < kMaxSpareRequests)
     spare_requests_.push_back(std::move(state_.requests[tag]));
@@ -366,6 +366,8 @@ void Controller::delete_sq(uint16_t qid) {
   if (CompletionQueue* cq = state_.cqs[sq->cq_id].get()) {
     std::erase_if(cq->pending, [qid](const PendingCompletion& c) { return c.sq_id == qid; });
   }
+  // Commands held for a retry die with their queue, like the ones still in it.
+  std::erase_if(state_.held, [qid](const HeldRequest& h) { return h.sq_id == qid; });
   state_.sqs[qid].reset();
 }
 
