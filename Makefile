@@ -35,12 +35,13 @@ test-asan: asan
 	@ctest --preset asan -j $(JOBS)
 
 TSAN_TARGETS = base_test memory_test migration_test block_test nvme_test nvme_migration_unit_test \
-  live_migration_test nvme_migration_test guest_program_test guest_migration_test ferry-vm
+  live_migration_test nvme_migration_test guest_program_test guest_migration_test \
+  block_error_policy_test ferry-vm
 test-tsan: deps
 	@cmake --preset tsan >/dev/null
 	@cmake --build --preset tsan -j $(JOBS) --target $(TSAN_TARGETS)
 	@TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/tsan -j $(JOBS) --output-on-failure \
-	  -R '^(EventLoop|DirtyBitmap|Engine|LiveMigration|BlockBackend|.*BlockEngineTest|NvmeTest|Nvme.*Migration|NvmeHostileStream|GuestProgram|GuestMigration)'
+	  -R '^(EventLoop|DirtyBitmap|Engine|LiveMigration|BlockBackend|.*BlockEngineTest|NvmeTest|Nvme.*Migration|NvmeHostileStream|GuestProgram|GuestMigration|BlockErrorPolicy)'
 	@! grep -l ThreadSanitizer /tmp/ferry-vm-test-*.stderr 2>/dev/null
 
 bench: release
