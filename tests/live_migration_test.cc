@@ -83,15 +83,17 @@ void migrate_and_check(const std::string& uri_for_dst, const std::string& uri_fo
   EXPECT_EQ(result["ram"]["remaining"], 0);
   EXPECT_GT(result["ram"]["duplicate"].get<int64_t>(), 0);  // zero pages sent as such
   // The stop-and-copy breakdown names the device, its bytes and both ends' times.
+  // Sections: QEMU's "globalstate" (the run state), then the device.
   const Json& devices = result["device-breakdown"]["devices"];
-  ASSERT_EQ(devices.size(), 1u) << result.dump();
-  EXPECT_EQ(devices[0]["name"], fmt::format("0000:00:{:02x}.0/ferry-testdev", kSlot));
-  EXPECT_GT(devices[0]["bytes"].get<int64_t>(), 256);  // config space alone is 256+ bytes
-  EXPECT_GE(devices[0]["quiesce-us"].get<int64_t>(), 0);
-  EXPECT_GE(devices[0]["save-us"].get<int64_t>(), 0);
-  EXPECT_GE(devices[0]["transfer-us"].get<int64_t>(), 0);
+  ASSERT_EQ(devices.size(), 2u) << result.dump();
+  EXPECT_EQ(devices[1]["name"], fmt::format("0000:00:{:02x}.0/ferry-testdev", kSlot));
+  EXPECT_EQ(devices[0]["name"], "globalstate");
+  EXPECT_GT(devices[1]["bytes"].get<int64_t>(), 256);  // config space alone is 256+ bytes
+  EXPECT_GE(devices[1]["quiesce-us"].get<int64_t>(), 0);
+  EXPECT_GE(devices[1]["save-us"].get<int64_t>(), 0);
+  EXPECT_GE(devices[1]["transfer-us"].get<int64_t>(), 0);
   EXPECT_TRUE(result["ram"].contains("dirty-pages-rate")) << result.dump();
-  EXPECT_TRUE(devices[0].contains("load-us")) << devices[0].dump();
+  EXPECT_TRUE(devices[1].contains("load-us")) << devices[1].dump();
   EXPECT_EQ(src->ok("query-status")["status"], "postmigrate");
   EXPECT_TRUE(src->qmp().wait_event("STOP", Millis(5000)).ok());
 

@@ -115,7 +115,9 @@ class NvmeTest : public ::testing::Test {
       ASSERT_TRUE(ram.ok());
       ASSERT_TRUE(memory_->add_ram(0, std::move(*ram)).ok());
     }
-    block::DriveConfig drive{.id = "d0", .file = image_->path(), .read_only = read_only};
+    // werror=report: these tests check the statuses a failure maps to.
+    block::DriveConfig drive{.id = "d0", .file = image_->path(), .read_only = read_only,
+                             .werror = block::ErrorPolicy::kReport};
     auto backend = block::BlockBackend::open(*loop_, drive);
     ASSERT_TRUE(backend.ok()) << backend.status().to_string();
     backend_ = std::move(*backend);
