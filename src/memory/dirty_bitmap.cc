@@ -56,6 +56,7 @@ uint64_t DirtyBitmap::count() const {
 }
 
 uint64_t DirtyBitmap::sync(PageBitmap& out) {
+  synced_.store(true, std::memory_order_release);
   out.pages = pages_;
   out.words.resize(nwords_);
   uint64_t n = 0;

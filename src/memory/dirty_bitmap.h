@@ -55,8 +55,11 @@ class DirtyBitmap {
   // Takes and clears every bit, word by word with an atomic exchange, into `out`
   // (resized to this bitmap). Returns the number of pages taken.
   uint64_t sync(PageBitmap& out);
+  // True until the first sync: until then a set bit means "written since creation".
+  bool never_synced() const { return !synced_.load(std::memory_order_acquire); }
 
  private:
+  std::atomic<bool> synced_{false};
   uint64_t pages_;
   size_t nwords_;
   std::unique_ptr<std::atomic<uint64_t>[]> words_;

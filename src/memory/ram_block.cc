@@ -55,7 +55,8 @@ Result<int> open_backing_file(const RamBlockSpec& spec) {
   return fd;
 }
 
-Status size_backing_file(const RamBlockSpec& spec, int fd) {
+// Returns true when the file was empty and has just been grown: its pages are all zero.
+Result<bool> size_backing_file(const RamBlockSpec& spec, int fd) {
   struct stat st {};
   if (::fstat(fd, &st) != 0)
     return Error(ErrorCode::kIo, "RAM block '{}': fstat of '{}' failed: {}", spec.idstr,
@@ -69,7 +70,7 @@ Status size_backing_file(const RamBlockSpec& spec, int fd) {
   if (file_size == 0 && ::ftruncate(fd, static_cast<off_t>(spec.size)) != 0)
     return Error(ErrorCode::kIo, "RAM block '{}': cannot grow '{}' to {} bytes: {}", spec.idstr,
                  spec.mem_path, spec.size, std::strerror(errno));
-  return {};
+  return file_size == 0;
 }
 
 }  // namespace
@@ -82,6 +83,7 @@ Result<std::unique_ptr<RamBlock>> RamBlock::create(const RamBlockSpec& spec) {
   FERRY_RETURN_IF_ERROR(check_spec(spec));
   FdGuard fd;
   int flags = MAP_PRIVATE | MAP_ANONYMOUS;
+  bool zeroed = true;  // anonymous memory and a new memfd read as zeros until written
   switch (spec.backing) {
     case RamBacking::kAnonymous:
       break;
@@ -100,7 +102,9 @@ Result<std::unique_ptr<RamBlock>> RamBlock::create(const RamBlockSpec& spec) {
       Result<int> opened = open_backing_file(spec);
       if (!opened.ok()) return opened.take_status();
       fd.fd = *opened;
-      FERRY_RETURN_IF_ERROR(size_backing_file(spec, fd.fd));
+      Result<bool> grown = size_backing_file(spec, fd.fd);
+      if (!grown.ok()) return grown.take_status();
+      zeroed = *grown;
       flags = spec.share ? MAP_SHARED : MAP_PRIVATE;
       break;
     }
@@ -110,15 +114,18 @@ Result<std::unique_ptr<RamBlock>> RamBlock::create(const RamBlockSpec& spec) {
     return Error(ErrorCode::kIo, "RAM block '{}': mmap of {} bytes failed: {}", spec.idstr,
                  spec.size, std::strerror(errno));
   return std::unique_ptr<RamBlock>(new RamBlock(spec.idstr, spec.size, spec.backing,
-                                                static_cast<uint8_t*>(host), fd.release()));
+                                                static_cast<uint8_t*>(host), fd.release(),
+                                                zeroed));
 }
 
-RamBlock::RamBlock(std::string idstr, uint64_t size, RamBacking backing, uint8_t* host, int fd)
+RamBlock::RamBlock(std::string idstr, uint64_t size, RamBacking backing, uint8_t* host, int fd,
+                   bool starts_zeroed)
     : idstr_(std::move(idstr)),
       size_(size),
       backing_(backing),
       host_(host),
       fd_(fd),
+      starts_zeroed_(starts_zeroed),
       dirty_(size) {}
 
 RamBlock::~RamBlock() {

@@ -56,17 +56,27 @@ class RamBlock {
   // The backing file descriptor (memfd or file), or -1 for anonymous memory.
   int fd() const { return fd_; }
 
+  // True when the page is certainly all zeros without reading it: the block held only
+  // zeros at creation (anonymous memory, a new memfd or a new file) and, as every write
+  // path marks the dirty bitmap, a bitmap never synced shows the page unwritten since.
+  // An incoming migration skips such pages on ZERO records instead of faulting them in.
+  bool page_known_zero(uint64_t page) const {
+    return starts_zeroed_ && dirty_.never_synced() && !dirty_.test(page);
+  }
+
   DirtyBitmap& dirty() { return dirty_; }
   const DirtyBitmap& dirty() const { return dirty_; }
 
  private:
-  RamBlock(std::string idstr, uint64_t size, RamBacking backing, uint8_t* host, int fd);
+  RamBlock(std::string idstr, uint64_t size, RamBacking backing, uint8_t* host, int fd,
+           bool starts_zeroed);
 
   std::string idstr_;
   uint64_t size_;
   RamBacking backing_;
   uint8_t* host_;  // the mapping this block owns
   int fd_;         // owned; -1 when none
+  bool starts_zeroed_;
   DirtyBitmap dirty_;
 };
 

@@ -272,13 +272,19 @@ Status RamLoader::load_body(StreamReader& r, bool is_start) {
                          "Found a zero page with value {} (block \"{}\" offset 0x{:x}, record "
                          "at offset {})",
                          fill, b.idstr(), addr, at);
-          // Leave untouched (never-written) pages unallocated.
-          if (!memory::is_zero_page(host)) std::memset(host, 0, kPageSize);
+          // Pages never written stay untouched (unallocated): reading one to test it for
+          // zeros would fault it in, which costs more than the whole record.
+          uint64_t page = addr >> memory::kPageShift;
+          if (!b.page_known_zero(page) && !memory::is_zero_page(host)) {
+            std::memset(host, 0, kPageSize);
+            b.dirty().mark_page(page);
+          }
           ++stats_.zero_pages;
         } else {
           // Header and block checked above: the payload goes from the channel straight
           // into this page (one copy), never anywhere else.
           FERRY_RETURN_IF_ERROR(r.read_into(std::span(host, kPageSize), "RAM page data"));
+          b.dirty().mark_page(addr >> memory::kPageShift);
           ++stats_.pages;
         }
         continue;

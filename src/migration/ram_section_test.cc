@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -73,6 +75,79 @@ TEST(RamSection, RoundTripSeveralBlocksByteExact) {
   RamLoader slow(test::raw(dst2));
   ASSERT_TRUE(load_bodies(slow, bytes, 7).ok());
   EXPECT_TRUE(test::same_ram(src, dst2));
+}
+
+// Resident pages of a block, as the kernel sees them.
+size_t resident_pages(const memory::RamBlock& b) {
+  std::vector<unsigned char> vec(b.pages());
+  EXPECT_EQ(::mincore(b.host(), b.size(), vec.data()), 0);
+  return static_cast<size_t>(std::count_if(vec.begin(), vec.end(), [](unsigned char c) { return c & 1; }));
+}
+
+// A ZERO record for a page nobody has written leaves it untouched: testing it for zeros
+// would fault it in (that cost most of the downtime of a mostly empty VM). A page written
+// before (through a path that marks it dirty) is still checked and cleared.
+TEST(RamSection, ZeroRecordsLeaveUnwrittenPagesUntouched) {
+  auto src = test::make_ram({{"pc.ram", 64}}, false);
+  src[0]->page(3)[7] = 0x5a;
+  RamSaver saver(test::raw(src));
+  auto bytes = start_and_everything(saver);
+
+  auto dst = test::make_ram({{"pc.ram", 64}}, false);
+  memory::RamBlock& b = *dst[0];
+  ASSERT_TRUE(b.page_known_zero(10));
+  b.page(10)[100] = 0xee;  // a write on the destination before the stream arrives...
+  b.dirty().mark_page(10);  // ...marked, as every write path does
+  ASSERT_FALSE(b.page_known_zero(10));
+  RamLoader loader(test::raw(dst));
+  ASSERT_TRUE(load_bodies(loader, bytes).ok());
+  // Page 3 (data) and page 10 (written, then cleared) are the only ones faulted in.
+  EXPECT_EQ(resident_pages(b), 2u);
+  EXPECT_TRUE(test::same_ram(src, dst));
+  EXPECT_EQ(b.page(10)[100], 0);
+}
+
+// Once a bitmap has been synced (the block was a migration source), a clear bit no longer
+// proves a page unwritten: every ZERO record is then checked against the page itself.
+TEST(RamSection, ASyncedBitmapProvesNothing) {
+  auto dst = test::make_ram({{"pc.ram", 4}}, false);
+  memory::RamBlock& b = *dst[0];
+  memory::PageBitmap taken;
+  b.page(2)[0] = 1;
+  b.dirty().mark_page(2);
+  b.dirty().sync(taken);
+  EXPECT_FALSE(b.page_known_zero(1));
+  EXPECT_FALSE(b.page_known_zero(2));
+
+  auto src = test::make_ram({{"pc.ram", 4}}, false);
+  RamSaver saver(test::raw(src));
+  auto bytes = start_and_everything(saver);
+  RamLoader loader(test::raw(dst));
+  ASSERT_TRUE(load_bodies(loader, bytes).ok());
+  EXPECT_TRUE(test::same_ram(src, dst));
+}
+
+// A file that already has content is not known to be zero.
+TEST(RamSection, AnExistingBackingFileIsNotKnownZero) {
+  char path[] = "/tmp/ferry-ram-XXXXXX";
+  int fd = ::mkstemp(path);
+  ASSERT_GE(fd, 0);
+  std::vector<uint8_t> content(2 * kPageSize, 0x11);
+  ASSERT_EQ(::write(fd, content.data(), content.size()), static_cast<ssize_t>(content.size()));
+  ::close(fd);
+  auto existing = memory::RamBlock::create({.idstr = "pc.ram", .size = 2 * kPageSize,
+                                            .backing = memory::RamBacking::kFile,
+                                            .mem_path = path});
+  ::unlink(path);
+  ASSERT_TRUE(existing.ok());
+  EXPECT_FALSE((*existing)->page_known_zero(0));
+
+  auto src = test::make_ram({{"pc.ram", 2}}, false);
+  RamSaver saver(test::raw(src));
+  auto bytes = start_and_everything(saver);
+  RamLoader loader({existing->get()});
+  ASSERT_TRUE(load_bodies(loader, bytes).ok());
+  EXPECT_EQ((*existing)->page(1)[5], 0);
 }
 
 TEST(RamSection, PagesLeaveInFewWrites) {

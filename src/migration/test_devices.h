@@ -29,6 +29,7 @@ inline std::vector<std::unique_ptr<memory::RamBlock>> make_ram(
     auto b = memory::RamBlock::anonymous(name, pages * memory::kPageSize);
     if (!b.ok()) return {};
     if (fill) {
+      (*b)->dirty().mark_all();  // written like any guest write: marked dirty
       for (uint64_t p = 0; p < pages; ++p) {
         uint8_t* page = (*b)->page(p);
         switch (rng() % 3) {
