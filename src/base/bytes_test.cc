@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
+
 #include <csignal>
 
 #include <cstdio>
@@ -53,6 +55,55 @@ TEST(ByteReader, ReadsAndRefusesToPassTheEnd) {
   EXPECT_FALSE(r.skip(2));
   EXPECT_TRUE(r.skip(1));
   EXPECT_TRUE(r.at_end());
+}
+
+// A source that hands out its input a few bytes at a time, from a buffer that moves.
+class TrickleSource final : public ByteSource {
+ public:
+  TrickleSource(std::vector<uint8_t> all, size_t step) : all_(std::move(all)), step_(step) {}
+  std::span<const uint8_t> grow_to(size_t total) override {
+    ++calls;
+    while (shown_.size() < total && shown_.size() < all_.size()) {
+      size_t n = std::min(step_, all_.size() - shown_.size());
+      std::vector<uint8_t> moved(shown_);  // a new buffer each time: old views die
+      moved.insert(moved.end(), all_.begin() + static_cast<long>(shown_.size()),
+                   all_.begin() + static_cast<long>(shown_.size() + n));
+      shown_ = std::move(moved);
+    }
+    return shown_;
+  }
+  std::span<const uint8_t> start() { return {}; }
+  int calls = 0;
+
+ private:
+  std::vector<uint8_t> all_;
+  size_t step_;
+  std::vector<uint8_t> shown_;
+};
+
+TEST(ByteReader, PullsMoreFromItsSourceOnlyWhenARecordNeedsIt) {
+  TrickleSource source({0x00, 0x00, 0x00, 0x01, 0xaa, 0xbb, 0x05, 0x02, 0xcc, 0xdd, 0xee}, 3);
+  ByteReader r(source.start(), &source);
+  uint32_t v = 0;
+  ASSERT_TRUE(r.get_be32(v));
+  EXPECT_EQ(v, 1u);
+  uint8_t b = 0;
+  ASSERT_TRUE(r.peek_u8(1, b));
+  EXPECT_EQ(b, 0xbb);
+  EXPECT_TRUE(r.skip(2));
+  auto view = r.peek(1, 2);
+  ASSERT_EQ(view.size(), 2u);
+  EXPECT_EQ(view[0], 0x02);
+  EXPECT_TRUE(r.skip(2));
+  std::array<uint8_t, 3> tail{};
+  ASSERT_TRUE(r.get_bytes(tail));
+  EXPECT_EQ(tail[2], 0xee);
+  int calls = source.calls;
+  EXPECT_FALSE(r.get_u8(b));  // the source has nothing more: an ordinary end of input
+  EXPECT_GT(source.calls, calls);
+  EXPECT_EQ(r.truncated(1).message(), "input ends early at offset 11: needed 1 byte, 0 left");
+  EXPECT_TRUE(r.peek(SIZE_MAX, 2).empty());  // no overflow in the look-ahead arithmetic
+  EXPECT_FALSE(r.peek_u8(SIZE_MAX, b));
 }
 
 TEST(ByteReader, SignedValuesRoundTrip) {

@@ -8,6 +8,7 @@
 namespace ferry::migration {
 
 Result<size_t> BufferChannel::read_some(std::span<uint8_t> out) {
+  if (read_pos_ == input_.size() && !at_end_.ok() && !out.empty()) return at_end_;
   size_t n = std::min({out.size(), input_.size() - read_pos_, max_read_});
   if (n) std::memcpy(out.data(), input_.data() + read_pos_, n);
   read_pos_ += n;
@@ -16,6 +17,7 @@ Result<size_t> BufferChannel::read_some(std::span<uint8_t> out) {
 
 // Spans iovecs (at most max_read bytes in all), as readv does.
 Result<size_t> BufferChannel::readv_some(std::span<const iovec> iov) {
+  if (read_pos_ == input_.size() && !at_end_.ok()) return at_end_;
   size_t total = 0;
   for (const iovec& v : iov) {
     size_t n = std::min({v.iov_len, input_.size() - read_pos_, max_read_ - total});

@@ -24,6 +24,10 @@ class BufferChannel final : public Channel {
   Status close() override { return {}; }
   const std::string& name() const override { return name_; }
 
+  // Once the input is used up, reads fail with `error` instead of returning 0 (a
+  // connection reset rather than an orderly end).
+  void fail_reads_at_end(Status error) { at_end_ = std::move(error); }
+
   const std::vector<uint8_t>& written() const { return written_; }
   size_t writes() const { return writes_; }  // calls that reached this channel
 
@@ -31,6 +35,7 @@ class BufferChannel final : public Channel {
   std::span<const uint8_t> input_;
   size_t max_read_;
   size_t read_pos_ = 0;
+  Status at_end_;
   std::vector<uint8_t> written_;
   size_t writes_ = 0;
   std::string name_ = "buffer";

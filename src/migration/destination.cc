@@ -72,7 +72,8 @@ Status DestinationMigration::receive(Channel& channel) {
   StreamReader reader(channel);
   RamLoader ram(ram_);
   LoadReport report;
-  Status st = load_stream(reader, machine_type_, registry_, ram, &report);
+  Status st = load_stream(reader, machine_type_, registry_, ram, &report,
+                          socket ? StreamEnd::kConnectionStaysOpen : StreamEnd::kEndOfInput);
   if (!st.ok()) {
     if (socket) {
       std::string msg = "error " + st.to_string() + "\n";

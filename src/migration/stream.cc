@@ -151,8 +151,13 @@ std::string_view type_name(uint8_t type) {
 class Loader {
  public:
   Loader(StreamReader& r, std::string_view machine_type, SectionRegistry& registry,
-         RamLoader& ram, LoadReport& report)
-      : r_(r), machine_type_(machine_type), registry_(registry), ram_(ram), report_(report) {}
+         RamLoader& ram, LoadReport& report, StreamEnd end)
+      : r_(r),
+        machine_type_(machine_type),
+        registry_(registry),
+        ram_(ram),
+        report_(report),
+        end_(end) {}
 
   Status run() {
     FERRY_RETURN_IF_ERROR(read_header());
@@ -317,22 +322,14 @@ class Loader {
 
   Status load_device(const SectionEntry& entry, uint32_t version) {
     uint64_t at = r_.offset();
-    Result<std::span<const uint8_t>> window = r_.window();
-    if (!window.ok()) return window.take_status();
-    ByteReader br(*window);
-    // Timed from here: waiting for the rest of the stream to arrive is transfer, not load.
-    auto load_start = std::chrono::steady_clock::now();
-    Status st = entry.state->load(br, static_cast<int>(version));
-    report_.device_load_times.push_back(
-        {entry.idstr, std::chrono::duration_cast<std::chrono::nanoseconds>(
-                          std::chrono::steady_clock::now() - load_start)
-                          .count()});
+    ByteReader br = r_.section_reader();
+    int64_t load_ns = 0;
+    Status st = load_section_timed(entry, br, version, load_ns);
+    report_.device_load_times.push_back({entry.idstr, load_ns});
     if (!st.ok()) {
-      // Input ran out in a full window: the stream goes on, the window was too small.
-      if (st.code() == ErrorCode::kOutOfRange && window->size() == r_.window_limit() &&
-          st.message().starts_with("input ends early"))
-        st.prepend_message(fmt::format("the section does not fit in the {}-byte load window",
-                                       r_.window_limit()));
+      // Input ran out: say why (window limit, or a broken channel) rather than "ends early".
+      if (st.code() == ErrorCode::kOutOfRange && !r_.section_status().ok())
+        st.prepend_message(r_.section_status().to_string());
       return st.prepend_message(fmt::format(
           "loading section '{}' instance {} (body at stream offset {}; offsets below are "
           "relative to it)",
@@ -340,6 +337,20 @@ class Loader {
     }
     r_.consume(br.offset());
     return {};
+  }
+
+  // A device's load time, without the time spent waiting for its bytes to arrive (that is
+  // transfer): each wait for the channel is subtracted.
+  Status load_section_timed(const SectionEntry& entry, ByteReader& br, uint32_t version,
+                            int64_t& load_ns) {
+    (void)r_.take_wait_ns();
+    auto start = std::chrono::steady_clock::now();
+    Status st = entry.state->load(br, static_cast<int>(version));
+    load_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                  std::chrono::steady_clock::now() - start)
+                  .count() -
+              r_.take_wait_ns();
+    return st;
   }
 
   Status read_part_or_end(uint8_t type, uint64_t at) {
@@ -423,11 +434,13 @@ class Loader {
         return Error(ErrorCode::kCorrupt, "vmdesc JSON at offset {} does not parse", vat + 5);
       report_.has_vmdesc = true;
     }
-    Result<bool> end = r_.at_end();
-    if (!end.ok()) return end.take_status();
-    if (!*end)
-      return Error(ErrorCode::kCorrupt, "unexpected bytes at offset {} after the end of the "
-                   "stream", r_.offset());
+    if (end_ == StreamEnd::kEndOfInput) {
+      Result<bool> end = r_.at_end();
+      if (!end.ok()) return end.take_status();
+      if (!*end)
+        return Error(ErrorCode::kCorrupt, "unexpected bytes at offset {} after the end of the "
+                     "stream", r_.offset());
+    }
     report_.ram = ram_.stats();
     report_.bytes = r_.offset();
     return {};
@@ -438,6 +451,7 @@ class Loader {
   SectionRegistry& registry_;
   RamLoader& ram_;
   LoadReport& report_;
+  StreamEnd end_;
   std::map<uint32_t, const SectionEntry*> open_;     // by stream section id
   std::map<const SectionEntry*, bool> started_;
 };
@@ -445,9 +459,9 @@ class Loader {
 }  // namespace
 
 Status load_stream(StreamReader& r, std::string_view machine_type, SectionRegistry& registry,
-                   RamLoader& ram, LoadReport* report) {
+                   RamLoader& ram, LoadReport* report, StreamEnd end) {
   LoadReport local;
-  Loader loader(r, machine_type, registry, ram, report ? *report : local);
+  Loader loader(r, machine_type, registry, ram, report ? *report : local, end);
   return loader.run();
 }
 

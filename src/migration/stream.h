@@ -44,8 +44,8 @@ struct SaveOptions {
   bool send_switchover_start = false;  // QEMU >= 10 sends it before the device state
 };
 
-// Non-live save of a stopped VM: everything, then flush. The caller then closes the
-// channel or half-closes it (Channel::shutdown_write) so the destination sees the end.
+// Non-live save of a stopped VM: everything, then flush. A file destination checks that
+// nothing follows; on a live connection the caller may keep it open for the return path.
 Status save_stream(StreamWriter& w, std::string_view machine_type, SectionRegistry& registry,
                    RamSaver& ram, const SaveOptions& options = {});
 
@@ -65,9 +65,15 @@ struct LoadReport {
   uint64_t bytes = 0;
 };
 
+// What may follow the last record. A file ends there, and bytes after it are an error. A
+// live connection stays open for the return path, and a QEMU source does not half-close
+// it: nothing is read past the vmdesc record, as QEMU's own loader does.
+enum class StreamEnd { kEndOfInput, kConnectionStaysOpen };
+
 // Loads a whole stream into the registered sections and RAM; refuses anything it does not
 // expect, naming what was expected, what was found and the stream offset.
 Status load_stream(StreamReader& r, std::string_view machine_type, SectionRegistry& registry,
-                   RamLoader& ram, LoadReport* report = nullptr);
+                   RamLoader& ram, LoadReport* report = nullptr,
+                   StreamEnd end = StreamEnd::kEndOfInput);
 
 }  // namespace ferry::migration

@@ -1,6 +1,7 @@
 #include "migration/stream_reader.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "base/byte_order.h"
@@ -147,13 +148,25 @@ Result<bool> StreamReader::at_end() {
   return !*got;
 }
 
-Result<std::span<const uint8_t>> StreamReader::window() {
-  while (buffered() < limit_) {
-    Result<bool> more = fill(limit_);
-    if (!more.ok()) return more.take_status();
-    if (!*more) break;
+std::span<const uint8_t> StreamReader::grow_to(size_t total) {
+  if (total > limit_) {
+    section_status_ = Error(ErrorCode::kOutOfRange,
+                            "the section does not fit in the {}-byte load window", limit_);
+    return buffered_bytes();
   }
-  return std::span<const uint8_t>(buf_.data() + begin_, buffered());
+  auto start = std::chrono::steady_clock::now();
+  while (buffered() < total) {
+    Result<bool> more = fill(total);
+    if (!more.ok()) {
+      section_status_ = more.take_status();
+      break;
+    }
+    if (!*more) break;  // the end of the stream: the loader reports what it missed
+  }
+  wait_ns_ += std::chrono::duration_cast<std::chrono::nanoseconds>(
+                  std::chrono::steady_clock::now() - start)
+                  .count();
+  return buffered_bytes();
 }
 
 }  // namespace ferry::migration

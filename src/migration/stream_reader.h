@@ -2,12 +2,12 @@
 // Every read names what it was reading and where the stream ended:
 //   "stream ends at offset 1234 while reading RAM page data (needed 4096 bytes, 17 left)".
 //
-// Sections carry no length, and vmstate loads from a ByteReader over a span. So a
-// section body is loaded from a window: the buffered bytes are topped up until they
-// hold kSectionWindow bytes or the stream has ended, the description loads from that
-// span, and the bytes it used are consumed. A section larger than the window is refused.
-// Consequence for senders: after the last record (vmdesc), the writer must end or
-// half-close the stream (Channel::shutdown_write), or the destination waits for more.
+// Sections carry no length, and vmstate loads from a ByteReader. So a section body is
+// loaded through section_reader(): a ByteReader over the bytes buffered now whose source
+// is this reader, so the description pulls more from the channel exactly when a field
+// needs it (as QEMU's loader pulls from its QEMUFile), and never waits for bytes beyond
+// the section. The bytes it used are then consumed. The buffer grows only as far as one
+// section needs, and a section larger than the window limit is refused.
 //
 // Bulk data (RAM page payloads) need not pass through the buffer: read_into() copies
 // what is already buffered, then reads the rest straight from the channel into the
@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <span>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "base/byte_reader.h"
@@ -26,7 +27,7 @@
 
 namespace ferry::migration {
 
-class StreamReader {
+class StreamReader : public ByteSource {
  public:
   static constexpr size_t kSectionWindow = 16 << 20;
   // The most one read asks the channel for (the buffer stays cache-sized).
@@ -60,11 +61,23 @@ class StreamReader {
   // Valid until the next call on this reader.
   std::span<const uint8_t> buffered_bytes() const { return {buf_.data() + begin_, buffered()}; }
 
-  // Section loading (see above): the buffered window, filled as far as the rules allow.
-  Result<std::span<const uint8_t>> window();
+  // Section loading (see above). The reader is valid until the next call on this
+  // StreamReader; afterwards consume() what it read.
+  ByteReader section_reader() {
+    section_status_ = Status();
+    return ByteReader(buffered_bytes(), this);
+  }
   void consume(size_t n) { begin_ += n; }
+  // Why the last section_reader() ran out: the window limit, a channel error, or the end
+  // of the stream (OK).
+  const Status& section_status() const { return section_status_; }
+  // Time section readers spent waiting for the channel since the last call.
+  int64_t take_wait_ns() { return std::exchange(wait_ns_, 0); }
 
   size_t window_limit() const { return limit_; }
+
+  // ByteSource, for section_reader(): `total` counts from the first unconsumed byte.
+  std::span<const uint8_t> grow_to(size_t total) override;
 
  private:
   // Reads more; returns false at the end of the stream.
@@ -80,6 +93,8 @@ class StreamReader {
   size_t end_ = 0;
   uint64_t base_ = 0;  // stream offset of buf_[0]
   bool eof_ = false;
+  Status section_status_;
+  int64_t wait_ns_ = 0;
 };
 
 }  // namespace ferry::migration

@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstring>
 #include <thread>
 
@@ -425,6 +427,85 @@ TEST(Stream, SectionLargerThanTheLoadWindowIsRefusedClearly) {
       EXPECT_EQ(got.bytes[19999], 7);
     }
   }
+}
+
+// Device sections carry no length: they load as their bytes arrive, never waiting for
+// bytes beyond them. A live connection stays open after the vmdesc record (a QEMU source
+// never half-closes it: it waits on the return path), and the load still completes.
+TEST(Stream, ALiveConnectionLoadsWithoutEndingTheStream) {
+  Vm src(true), dst(false);
+  std::vector<uint8_t> bytes = save_to_bytes(src);
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+  FdChannel sender(fds[0], "sender", true);
+  FdChannel receiver(fds[1], "receiver", true);
+  // The sender writes everything, then keeps the connection open until the test ends.
+  std::thread writer([&] { EXPECT_TRUE(sender.write_all(bytes).ok()); });
+  std::atomic<bool> loaded{false};
+  Status st;
+  std::thread loading([&] {
+    StreamReader r(receiver);
+    RamLoader loader(test::raw(dst.ram));
+    st = load_stream(r, kMachine, dst.registry, loader, nullptr,
+                     StreamEnd::kConnectionStaysOpen);
+    loaded.store(true);
+  });
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!loaded.load() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  bool finished = loaded.load();
+  (void)sender.shutdown_write();  // unblocks a loader that waited for the end after all
+  writer.join();
+  loading.join();
+  ASSERT_TRUE(finished) << "the load waited for the sender to end the stream";
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  EXPECT_TRUE(src.same_as(dst));
+}
+
+// A section much larger than one channel read, delivered a few bytes at a time: the
+// description pulls each piece as it needs it.
+TEST(Stream, ASectionArrivingInSmallPiecesLoads) {
+  auto ram = test::make_ram({{"pc.ram", 1}}, false);
+  Blob blob;
+  for (size_t i = 0; i < blob.bytes.size(); ++i) blob.bytes[i] = static_cast<uint8_t>(i * 7);
+  SectionRegistry reg;
+  ASSERT_TRUE(reg.add_ram().ok());
+  ASSERT_TRUE(reg.add("blob", vmstate::bind(kBlobDesc, blob)).ok());
+  BufferChannel out;
+  {
+    StreamWriter w(out);
+    RamSaver saver(test::raw(ram));
+    ASSERT_TRUE(save_stream(w, "pc", reg, saver).ok());
+  }
+  Blob got;
+  SectionRegistry dst;
+  ASSERT_TRUE(dst.add_ram().ok());
+  ASSERT_TRUE(dst.add("blob", vmstate::bind(kBlobDesc, got)).ok());
+  BufferChannel in(out.written(), 13);
+  StreamReader r(in);
+  RamLoader loader(test::raw(ram));
+  ASSERT_TRUE(load_stream(r, "pc", dst, loader).ok());
+  EXPECT_EQ(got.bytes, blob.bytes);
+}
+
+// The connection breaking inside a device section names the channel's error, not merely
+// "input ends early".
+TEST(Stream, ABrokenChannelInsideASectionIsNamed) {
+  Vm src(true), dst(false);
+  std::vector<uint8_t> bytes = save_to_bytes(src);
+  // Cut a little after the NVMe-like section's header: find its idstr.
+  std::string idstr = pci_idstr(0, 0, 2, 0, "nvme");
+  auto it = std::search(bytes.begin(), bytes.end(), idstr.begin(), idstr.end());
+  ASSERT_NE(it, bytes.end());
+  size_t cut = static_cast<size_t>(it - bytes.begin()) + idstr.size() + 8 + 40;
+  BufferChannel ch(std::span<const uint8_t>(bytes).first(cut));
+  ch.fail_reads_at_end(Error(ErrorCode::kIo, "Connection reset by peer"));
+  StreamReader r(ch);
+  RamLoader loader(test::raw(dst.ram));
+  Status st = load_stream(r, kMachine, dst.registry, loader);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.to_string().find("Connection reset by peer"), std::string::npos) << st.to_string();
+  EXPECT_NE(st.to_string().find(idstr), std::string::npos) << st.to_string();
 }
 
 TEST(SectionRegistry, NamesInstancesAndIds) {
