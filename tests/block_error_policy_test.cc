@@ -77,6 +77,24 @@ void expect_io_error_event(NvmeRig& rig, const std::string& operation, const std
   EXPECT_EQ(data["reason"], std::strerror(nospace ? ENOSPC : EIO)) << data.dump();
 }
 
+uint64_t le(const std::vector<uint8_t>& d, size_t at, unsigned bytes) {
+  uint64_t v = 0;
+  for (unsigned i = 0; i < bytes; ++i) v |= uint64_t{d[at + i]} << (8 * i);
+  return v;
+}
+
+// Dataset Management, deallocate one range of `blocks` at `slba`; the range list goes in
+// `list` (guest memory).
+Result<uint16_t> deallocate(NvmeRig& rig, uint64_t list, uint64_t slba, uint32_t blocks) {
+  std::vector<uint8_t> range(16, 0);
+  for (int i = 0; i < 4; ++i) range[4 + i] = static_cast<uint8_t>(blocks >> (8 * i));
+  for (int i = 0; i < 8; ++i) range[8 + i] = static_cast<uint8_t>(slba >> (8 * i));
+  rig.put(list, range);
+  guest::nvme::Sqe dsm;
+  dsm.set_opcode(sn::kNvmDatasetManagement).set_nsid(1).set_cdw(10, 0).set_cdw(11, 1u << 2);
+  return rig.c().submit(kQ, dsm, Transfer::prp(list, 16));
+}
+
 struct Io {
   NvmeRig& rig;
   uint64_t buf;
@@ -140,6 +158,68 @@ TEST(BlockErrorPolicy, ReportCompletesWithTheMatchingNvmeStatus) {
   EXPECT_EQ(run_state(*rig), "running");
   EXPECT_EQ(io_status(*rig), "ok");
   EXPECT_EQ(image.read(4 * 512, 512), std::vector<uint8_t>(512, 0)) << "failed write reached disk";
+
+  // Each reported failure is in the Error Information log, newest first, and its
+  // completion said so (More). SMART counts the media errors among them (not ENOSPC).
+  auto log = rig->c().get_log_page(sn::kLogErrorInformation, 4 * 64);
+  ASSERT_TRUE(log.ok()) << log.status().to_string();
+  struct Expected {
+    uint16_t status;
+    uint64_t lba;
+  };
+  const Expected expected[] = {{sn::kWriteFault, 0},  // the flush
+                               {sn::kUnrecoveredReadError, 6},
+                               {sn::kCapacityExceeded, 5},
+                               {sn::kWriteFault, 4}};
+  for (size_t i = 0; i < 4; ++i) {
+    SCOPED_TRACE(i);
+    size_t at = 64 * i;
+    EXPECT_EQ(le(*log, at, 8), 4 - i) << "error count";
+    EXPECT_EQ(le(*log, at + 8, 2), kQ) << "SQ id";
+    uint16_t status = static_cast<uint16_t>(le(*log, at + 12, 2) >> 1);
+    EXPECT_EQ(status & 0x7ff, expected[i].status);
+    EXPECT_TRUE(status & sn::kStatusMore);
+    EXPECT_EQ(le(*log, at + 16, 8), expected[i].lba);
+    EXPECT_EQ(le(*log, at + 24, 4), 1u) << "namespace";
+  }
+  auto smart = rig->c().get_log_page(sn::kLogSmartHealth, 512);
+  ASSERT_TRUE(smart.ok());
+  EXPECT_EQ(le(*smart, sn::kSmartMediaErrors, 8), 3u);
+  EXPECT_EQ(le(*smart, sn::kSmartErrorLogEntries, 8), 4u);
+}
+
+// Deallocation (Dataset Management) and Write Zeroes are writes for the error policy, as
+// discards and write-zeroes are in QEMU's virtio-blk: werror=report completes them with
+// QEMU's NVMe statuses (Internal Error for a failed deallocation, Write Fault for write
+// zeroes) and BLOCK_IO_ERROR says "write".
+TEST(BlockErrorPolicy, ReportAppliesToDeallocateAndWriteZeroes) {
+  TempImage image(4 << 20);
+  auto rig = start_with(image.path(), ",werror=report,rerror=report");
+  ASSERT_NE(rig, nullptr);
+  Io io(*rig);
+  uint64_t list = rig->alloc(kPage);
+
+  inject(*rig, {{"op", "discard"}, {"errno", "EIO"}});
+  Completion d = io.done(deallocate(*rig, list, 8, 8));
+  EXPECT_EQ(d.code(), sn::kInternalError) << guest::nvme::describe_status(d.status);
+  EXPECT_TRUE(d.status & sn::kStatusMore) << "the error log has an entry for it";
+  expect_io_error_event(*rig, "write", "report", false);
+  clear(*rig);
+  EXPECT_EQ(io.done(deallocate(*rig, list, 8, 8)).code(), 0) << "cleared";
+
+  image.write(16 * 512, pattern(7, 4 * 512));
+  inject(*rig, {{"op", "write-zeroes"}, {"errno", "EIO"}});
+  Completion z = io.done(rig->c().submit(kQ, commands::write_zeroes(1, 16, 4)));
+  EXPECT_EQ(z.code(), sn::kWriteFault) << guest::nvme::describe_status(z.status);
+  expect_io_error_event(*rig, "write", "report", false);
+  EXPECT_EQ(image.read(16 * 512, 4 * 512), pattern(7, 4 * 512)) << "failed write zeroes wrote";
+  clear(*rig);
+  EXPECT_EQ(run_state(*rig), "running");
+  auto log = rig->c().get_log_page(sn::kLogErrorInformation, 128);
+  ASSERT_TRUE(log.ok());
+  EXPECT_EQ((le(*log, 12, 2) >> 1) & 0x7ff, sn::kWriteFault);
+  EXPECT_EQ(le(*log, 16, 8), 16u) << "the write zeroes' first LBA";
+  EXPECT_EQ((le(*log, 64 + 12, 2) >> 1) & 0x7ff, sn::kInternalError);
 }
 
 TEST(BlockErrorPolicy, IgnoreCompletesAsSuccessAndTheVmRuns) {
@@ -199,6 +279,61 @@ TEST(BlockErrorPolicy, StopHoldsAFailedWriteReadAndFlushAndContRetriesThem) {
 
   inject(*rig, {{"op", "flush"}, {"errno", "ENOSPC"}});
   expect_stop_then_retry(*rig, io, rig->c().submit(kQ, commands::flush(1)), "write", true);
+}
+
+TEST(BlockErrorPolicy, StopHoldsDeallocateAndWriteZeroesAndContRetriesThem) {
+  TempImage image(4 << 20);
+  image.write(0, pattern(60, 64 * 512));
+  auto rig = start_with(image.path(), ",werror=stop");
+  ASSERT_NE(rig, nullptr);
+  Io io(*rig);
+  uint64_t list = rig->alloc(kPage);
+
+  inject(*rig, {{"op", "write-zeroes"}, {"errno", "EIO"}});
+  expect_stop_then_retry(*rig, io, rig->c().submit(kQ, commands::write_zeroes(1, 8, 8)),
+                         "write", false);
+  EXPECT_EQ(image.read(8 * 512, 8 * 512), std::vector<uint8_t>(8 * 512, 0))
+      << "the retried write zeroes did not zero the blocks";
+
+  inject(*rig, {{"op", "discard"}, {"errno", "EIO"}});
+  expect_stop_then_retry(*rig, io, deallocate(*rig, list, 32, 16), "write", false);
+  // Deallocated blocks read as zeroes (DLFEAT 001b): the retried deallocation happened.
+  uint64_t buf = rig->alloc(16 * 512);
+  rig->fill(buf, 16 * 512, 0xa5);
+  Completion r = io.done(rig->c().submit(kQ, commands::read(1, 32, 16), Transfer::prp(buf, 16 * 512)));
+  ASSERT_EQ(r.code(), 0);
+  EXPECT_EQ(rig->get(buf, 16 * 512), std::vector<uint8_t>(16 * 512, 0));
+  std::vector<uint8_t> all = pattern(60, 64 * 512);
+  EXPECT_EQ(image.read(48 * 512, 16 * 512),
+            std::vector<uint8_t>(all.begin() + 48 * 512, all.end()))
+      << "blocks outside the ranges changed";
+}
+
+// rerror=enospc (and werror=enospc, the default): stop only when the host storage is full,
+// report anything else — for reads and for deallocations alike.
+TEST(BlockErrorPolicy, EnospcPolicyStopsOnlyOnEnospcForReadsAndDeallocations) {
+  TempImage image(4 << 20);
+  image.write(3 * 512, pattern(70, 512));
+  auto rig = start_with(image.path(), ",rerror=enospc");
+  ASSERT_NE(rig, nullptr);
+  Io io(*rig);
+  uint64_t list = rig->alloc(kPage);
+
+  inject(*rig, {{"op", "read"}, {"errno", "EIO"}});
+  EXPECT_EQ(io.done(io.read(3)).code(), sn::kUnrecoveredReadError);
+  expect_io_error_event(*rig, "read", "report", false);
+  clear(*rig);
+  inject(*rig, {{"op", "read"}, {"errno", "ENOSPC"}});
+  rig->fill(io.slot(0), 512, 0);
+  expect_stop_then_retry(*rig, io, io.read(3), "read", true);
+  EXPECT_EQ(rig->get(io.slot(0), 512), pattern(70, 512)) << "the retried read's data";
+
+  inject(*rig, {{"op", "discard"}, {"errno", "EIO"}});
+  EXPECT_EQ(io.done(deallocate(*rig, list, 8, 8)).code(), sn::kInternalError);
+  expect_io_error_event(*rig, "write", "report", false);
+  clear(*rig);
+  inject(*rig, {{"op", "discard"}, {"errno", "ENOSPC"}});
+  expect_stop_then_retry(*rig, io, deallocate(*rig, list, 8, 8), "write", true);
 }
 
 TEST(BlockErrorPolicy, EnospcStopsOnlyForAFullDiskAndIsTheWriteDefault) {

@@ -765,7 +765,7 @@ TEST(NvmeMigration, AMalformedHeldRequestListIsRefused) {
   };
   for (const Case& c : {Case{sq_id + 1, 0, "held command for SQ 0"},
                         Case{sq_id + 1, 5, "held command for SQ 5"},
-                        Case{opcode, sn::kNvmDatasetManagement, "opcode 0x09"},
+                        Case{opcode, sn::kNvmWriteUncorrectable, "opcode 0x04"},
                         Case{nsid, 7, "namespace 7"},
                         Case{list, 0x02, "held"}}) {
     SCOPED_TRACE(c.expected);

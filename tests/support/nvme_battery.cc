@@ -2,8 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
 #include <fstream>
 #include <optional>
+#include <thread>
 
 #include "guest/dma_memory.h"
 #include "guest/nvme/controller.h"
@@ -72,6 +74,7 @@ class Battery {
   void identify_namespace();
   void features_and_logs();
   void queue_errors();
+  void delete_sq_with_io();
   void io_errors();
   void data_round_trip();
   void async_events();
@@ -304,6 +307,37 @@ void Battery::features_and_logs() {
   get("lba_range_type", sn::kFeatLbaRangeType);
   record("set_features.invalid_fid_0x7e", 0, commands::set_features(0x7e, 0));
   record("set_features.arbitration_save", 0, commands::set_features(sn::kFeatArbitration, 0, true));
+  // Features the specification makes changeable and QEMU 7.2 refuses (Feature Not
+  // Changeable); each is put back afterwards so the rest of the battery is unaffected.
+  get("power_management.capabilities", sn::kFeatPowerManagement, 3);
+  get("interrupt_coalescing.capabilities", sn::kFeatInterruptCoalescing, 3);
+  get("interrupt_vector_config.capabilities", sn::kFeatInterruptVectorConfig, 3);
+  record("set_features.arbitration", 0, commands::set_features(sn::kFeatArbitration, 0x03020103));
+  get("arbitration.after_set", sn::kFeatArbitration);
+  record("set_features.arbitration.restore", 0, commands::set_features(sn::kFeatArbitration, 0x7));
+  record("set_features.power_management.ps_0", 0,
+         commands::set_features(sn::kFeatPowerManagement, 0));
+  record("set_features.power_management.ps_1_beyond_npss", 0,
+         commands::set_features(sn::kFeatPowerManagement, 1));
+  record("set_features.interrupt_coalescing", 0,
+         commands::set_features(sn::kFeatInterruptCoalescing, 0x0a01));
+  get("interrupt_coalescing.after_set", sn::kFeatInterruptCoalescing);
+  record("set_features.interrupt_coalescing.restore", 0,
+         commands::set_features(sn::kFeatInterruptCoalescing, 0));
+  record("set_features.interrupt_vector_config", 0,
+         commands::set_features(sn::kFeatInterruptVectorConfig, 1u << 16 | 1u));
+  {
+    auto c = record("get_features.interrupt_vector_config.iv1.after_set", 0,
+                    commands::get_features(sn::kFeatInterruptVectorConfig).set_cdw(11, 1));
+    if (c && c->ok()) add("get_features.interrupt_vector_config.iv1.after_set.dw0", hex(c->dw0));
+  }
+  record("set_features.interrupt_vector_config.restore", 0,
+         commands::set_features(sn::kFeatInterruptVectorConfig, 1u));
+  // Deallocated or Unwritten Logical Block Error (Error Recovery bit 16) on namespace 1.
+  record("set_features.error_recovery.dulbe", 0,
+         commands::set_features(sn::kFeatErrorRecovery, 1u << 16, false, 1));
+  record("set_features.error_recovery.restore", 0,
+         commands::set_features(sn::kFeatErrorRecovery, 0, false, 1));
   auto nq = record("set_features.number_of_queues", 0, commands::set_number_of_queues(4, 4));
   if (nq && nq->ok()) add("set_features.number_of_queues.dw0", hex(nq->dw0));
   record("set_features.number_of_queues.0xffff", 0,
@@ -412,6 +446,32 @@ void Battery::queue_errors() {
     }
   }
   record("set_features.number_of_queues.after_create", 0, commands::set_number_of_queues(8, 8));
+  delete_sq_with_io();
+}
+
+void Battery::delete_sq_with_io() {
+  // Delete I/O SQ while one of its reads may still be with the block layer: the delete
+  // succeeds; whether the read's completion is posted first is timing (QEMU cancels the
+  // request and drops completions not yet posted; Ferry waits for it and posts it).
+  constexpr uint16_t kQid = 2;
+  Status created = ctrl_->create_io_queue_pair(kQid, 16);
+  if (!created.ok()) {
+    add_error("delete_sq.with_io", created);
+    return;
+  }
+  auto buf = buffer(4096);
+  if (!buf.ok()) return;
+  auto cid = ctrl_->submit(kQid, commands::read(1, 0, 4096 / lba_bytes_), Transfer::prp(*buf, 4096));
+  if (!cid.ok()) {
+    add_error("delete_sq.with_io", cid.status());
+    return;
+  }
+  record("delete_sq.with_io", 0, commands::delete_io_sq(kQid));
+  auto read = ctrl_->wait(kQid, *cid, Millis(300));
+  add("delete_sq.with_io.read", read.ok() ? status_value(*read) : "no completion");
+  record("delete_sq.with_io.again", 0, commands::delete_io_sq(kQid));
+  record("delete_cq.after_its_sq", 0, commands::delete_io_cq(kQid));
+  (void)memory_.free(*buf);
 }
 
 void Battery::io_errors() {
@@ -535,6 +595,15 @@ void Battery::io_errors() {
     s.set_opcode(sn::kNvmDatasetManagement).set_nsid(1).set_cdw(10, 0).set_cdw(11, 0);
     return s;
   }(), Transfer::prp(b, 16));
+  // The Error Information log after the data transfer errors above: the newest entry.
+  auto log = ctrl_->get_log_page(sn::kLogErrorInformation, 64);
+  if (log.ok()) {
+    add("error_log.newest", fmt::format("count {} sqid 0x{:x} cid-set {} status 0x{:x} nsid 0x{:x}",
+                                        le(*log, 0, 8), le(*log, 8, 2), le(*log, 10, 2) != 0,
+                                        le(*log, 12, 2) >> 1, le(*log, 24, 4)));
+  } else {
+    add_error("error_log.newest", log.status());
+  }
   (void)memory_.free(b);
 }
 
@@ -603,22 +672,48 @@ void Battery::async_events() {
   auto early = ctrl_->wait(0, cids.front(), Millis(200));
   add("aer.first_outstanding", early.ok() ? "completed " + status_value(*early) : "outstanding");
   if (!io_queue_) return;
+  // Events complete whichever AER command the controller picks (QEMU and Ferry take the
+  // newest): wait for any of those still outstanding.
+  std::vector<uint16_t> waiting(cids.begin(), cids.end() - 1);
+  auto next_event = [&]() -> std::string {
+    // Generous: only a step where no event comes (QEMU's CQ head case) waits it out, and a
+    // loaded machine must not turn a late event into a difference.
+    auto deadline = std::chrono::steady_clock::now() + Millis(5000);
+    do {
+      for (size_t i = 0; i < waiting.size(); ++i) {
+        auto done = ctrl_->wait(0, waiting[i], Millis(0));
+        if (!done.ok()) continue;
+        waiting.erase(waiting.begin() + static_cast<std::ptrdiff_t>(i));
+        return fmt::format("{} dw0 {}", status_value(*done), hex(done->dw0));
+      }
+      std::this_thread::sleep_for(Millis(5));
+    } while (std::chrono::steady_clock::now() < deadline);
+    return "no event";
+  };
+  auto read_error_log = [&](const std::string& name) {
+    auto page = buffer(4096);
+    if (!page.ok()) return;
+    record(name, 0, commands::get_log_page(sn::kLogErrorInformation, 64, 0xffffffff),
+           Transfer::prp(*page, 64));
+    (void)memory_.free(*page);
+  };
   // An SQ tail beyond the queue size: an error asynchronous event (invalid doorbell value).
   Status rung = ctrl_->write_sq_doorbell(kIoQueue, kIoEntries + 5);
   if (!rung.ok()) return;
-  auto event = ctrl_->wait(0, cids.front(), kErrorCaseTimeout);
-  add("aer.invalid_sq_doorbell",
-      event.ok() ? fmt::format("{} dw0 {}", status_value(*event), hex(event->dw0)) : "no event");
+  add("aer.invalid_sq_doorbell", next_event());
   auto csts = ctrl_->read32(sn::kRegCsts);
   add("aer.invalid_sq_doorbell.csts", csts.ok() ? hex(*csts) : "error");
-  if (event.ok()) {
-    auto page = buffer(4096);
-    if (page.ok()) {
-      record("aer.error_log_read", 0,
-             commands::get_log_page(sn::kLogErrorInformation, 64, 0xffffffff), Transfer::prp(*page, 64));
-      (void)memory_.free(*page);
-    }
-  }
+  read_error_log("aer.error_log_read");  // unmasks error events
+  // A CQ head doorbell that moves past the tail (consumes entries never posted): an invalid
+  // doorbell value for Ferry, accepted by QEMU 7.2 (which checks the queue size only).
+  guest::nvme::QueuePair* q = ctrl_->queue(kIoQueue);
+  if (!q) return;
+  Status past = ctrl_->write_cq_doorbell(kIoQueue, (q->cq_head() + 3) % kIoEntries);
+  if (!past.ok()) return;
+  add("aer.cq_head_past_tail", next_event());
+  // Put the head back where the host really is.
+  (void)ctrl_->write_cq_doorbell(kIoQueue, q->cq_head());
+  read_error_log("aer.error_log_read.after_cq_head");
 }
 
 void Battery::teardown() {

@@ -63,4 +63,20 @@ Status QtestClient::out(unsigned bits, uint16_t port, uint32_t value) {
   return {};
 }
 
+Result<int64_t> QtestClient::clock_step(std::optional<int64_t> ns) {
+  auto reply = command(ns ? fmt::format("clock_step {}", *ns) : std::string("clock_step"));
+  if (!reply.ok()) return reply.take_status();
+  auto value = parse_ok_value(*reply);
+  if (!value.ok()) return value.take_status();
+  return static_cast<int64_t>(*value);
+}
+
+Result<int64_t> QtestClient::clock_set(int64_t ns) {
+  auto reply = command(fmt::format("clock_set {}", ns));
+  if (!reply.ok()) return reply.take_status();
+  auto value = parse_ok_value(*reply);
+  if (!value.ok()) return value.take_status();
+  return static_cast<int64_t>(*value);
+}
+
 }  // namespace ferry::client

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <optional>
 #include <string>
 
 #include "client/line_socket.h"
@@ -23,6 +24,11 @@ class QtestClient {
   Status write(unsigned bits, uint64_t addr, uint64_t value);
   Result<uint64_t> in(unsigned bits, uint16_t port);     // inb/w/l
   Status out(unsigned bits, uint16_t port, uint32_t value);
+  // The virtual clock of a VM run with `-accel qtest` (QEMU's clock_step / clock_set):
+  // advances it by `ns`, or to the next timer deadline when none is given, running the
+  // timers that fall due; returns the clock reading after the step (ns).
+  Result<int64_t> clock_step(std::optional<int64_t> ns = std::nullopt);
+  Result<int64_t> clock_set(int64_t ns);
 
   // IRQ lines received so far ("raise 3", "lower 3"), oldest first.
   std::deque<std::string>& irqs() { return irqs_; }

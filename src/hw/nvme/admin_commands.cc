@@ -184,6 +184,7 @@ void Controller::identify_controller(std::span<uint8_t, 4096> out) const {
   out[sn::kIdCtrlAerl] = config_.aerl;
   out[sn::kIdCtrlFrmw] = (1 << 1) | 1;  // one slot, slot 1 read-only
   out[sn::kIdCtrlLpa] = 0x07;           // per-namespace SMART, effects log, extended data
+  out[sn::kIdCtrlElpe] = kErrorLogEntries - 1;  // 0's based
   store_le(out, sn::kIdCtrlWctemp, 0x157, 2);
   store_le(out, sn::kIdCtrlCctemp, 0x175, 2);
   out[sn::kIdCtrlSqes] = 0x66;
@@ -194,7 +195,9 @@ void Controller::identify_controller(std::span<uint8_t, 4096> out) const {
           sn::kOncsSaveSelect | sn::kOncsTimestamp,
       2);
   out[sn::kIdCtrlVwc] = 0x07;  // present; flush with the broadcast NSID supported
-  store_le(out, sn::kIdCtrlSgls, 0x1, 4);  // SGLs without alignment requirements
+  // SGLs without alignment requirements, and Bit Bucket descriptors (QEMU 7.2 withdrew
+  // them: its bit buckets did not advance the on-disk offset; Ferry's do).
+  store_le(out, sn::kIdCtrlSgls, sn::kSglsSupported | sn::kSglsBitBucket, 4);
   std::string nqn = "nqn.2019-08.org.qemu:" + config_.serial;
   std::copy_n(nqn.begin(), std::min<size_t>(nqn.size(), 255), out.begin() + sn::kIdCtrlSubnqn);
   store_le(out, sn::kIdCtrlPsd0, 0x9c4, 2);  // max power 25 W (centiwatts)
@@ -289,6 +292,7 @@ uint16_t Controller::admin_doorbell_buffer_config(const Request& request) {
     return sn::kInvalidField | kDnr;
   state_.shadow = ShadowDoorbells{.enabled = true, .doorbells = doorbells,
                                   .event_indexes = event_indexes};
+  std::fill(rejected_shadow_tail_.begin(), rejected_shadow_tail_.end(), UINT32_MAX);
   // Seed the shadow doorbells with the values the controller holds.
   for (size_t qid = 0; qid < state_.sqs.size(); ++qid) {
     if (const auto& sq = state_.sqs[qid]) (void)dma_write_u32(doorbells + 8 * qid, sq->tail);

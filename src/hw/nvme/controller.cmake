@@ -8,6 +8,7 @@ add_library(ferry_nvme
   ${CMAKE_CURRENT_LIST_DIR}/log_pages.cc
   ${CMAKE_CURRENT_LIST_DIR}/async_events.cc
   ${CMAKE_CURRENT_LIST_DIR}/io_commands.cc
+  ${CMAKE_CURRENT_LIST_DIR}/error_log.cc
   ${CMAKE_CURRENT_LIST_DIR}/nvme_properties.cc
   ${CMAKE_CURRENT_LIST_DIR}/controller_migration.cc)
 target_link_libraries(ferry_nvme PUBLIC ferry_nvme_dma ferry_pci ferry_block ferry_memory

@@ -125,6 +125,7 @@ class Controller : public pci::PciDevice {
   // Fetches and starts at most `budget` commands from `sq`; returns how many.
   unsigned process_sq(SubmissionQueue& sq, unsigned budget);
   bool sq_has_work(const SubmissionQueue& sq) const;
+  bool sq_tail_overruns(const SubmissionQueue& sq, uint32_t tail) const;
   void refresh_shadow_sq_tail(SubmissionQueue& sq);
   void refresh_shadow_cq_head(CompletionQueue& cq);
   Request& allocate_request(SubmissionQueue& sq, std::span<const uint8_t, 64> sqe);
@@ -172,6 +173,17 @@ class Controller : public pci::PciDevice {
   uint16_t admin_get_log_page(Request& request);
   void smart_log(uint32_t nsid, std::span<uint8_t, 512> out) const;
 
+  // ---- error information log (error_log.cc) ----
+  // Adds an entry (its error count assigned here), dropping the oldest beyond the log size.
+  void record_error(ErrorLogEntry entry);
+  // A command completing with `status`: logs it when the status is worth it and returns
+  // the status to post (with the More bit then).
+  uint16_t log_command_error(const Request& request, uint16_t status);
+  // A doorbell write the controller refused (`info`: the asynchronous event information,
+  // invalid register or invalid value): an error log entry, and an error event when an
+  // Asynchronous Event Request is outstanding.
+  void invalid_doorbell_write(uint8_t info);
+
   // ---- asynchronous events (async_events.cc) ----
   void enqueue_event(uint8_t type, uint8_t info, uint8_t log_page);
   void process_events();
@@ -217,7 +229,9 @@ class Controller : public pci::PciDevice {
   std::vector<std::unique_ptr<Request>> spare_requests_;
   std::vector<EventLoop::TimerId> coalescing_timers_;  // per vector; 0 when none
   std::vector<iovec> scratch_iov_;
-  std::vector<uint8_t> bit_bucket_;           // sink for SGL bit buckets
+  // Per SQ: the invalid shadow tail last reported (UINT32_MAX: none), so that a shadow
+  // value that stays wrong is reported once.
+  std::vector<uint32_t> rejected_shadow_tail_;
   bool quiesced_ = false;
   int64_t last_drain_ns_ = 0;
   // Set by an incoming migration: durations to rebase on this process's clock at resume().

@@ -82,6 +82,7 @@ Status ControllerMigration::pre_load(Controller& ctrl) {
   s.requests.clear();
   ctrl.free_tags_.clear();
   s.held.clear();
+  s.error_log.clear();  // an absent subsection means an empty log
   s.aer = AsyncEventState{};
   ctrl.clock_rebase_.reset();
   return {};
@@ -347,10 +348,12 @@ Status ControllerMigration::validate(const Controller& ctrl) {
                                      h.sq_id));
     uint8_t opcode = h.sqe[sn::kSqeOpcode];
     if (opcode != sn::kNvmRead && opcode != sn::kNvmWrite && opcode != sn::kNvmFlush &&
-        opcode != sn::kNvmWriteZeroes && opcode != sn::kNvmCompare)
+        opcode != sn::kNvmWriteZeroes && opcode != sn::kNvmCompare &&
+        opcode != sn::kNvmDatasetManagement)
       return field_error(path + "/sqe",
                          fmt::format("opcode {:#04x} is not a command a block error can hold "
-                                     "(read, write, flush, write zeroes, compare)",
+                                     "(read, write, flush, write zeroes, compare, dataset "
+                                     "management)",
                                      opcode));
     uint32_t nsid = uint32_t{h.sqe[4]} | uint32_t{h.sqe[5]} << 8 | uint32_t{h.sqe[6]} << 16 |
                     uint32_t{h.sqe[7]} << 24;

@@ -20,6 +20,9 @@
 //               commands whose block I/O failed under a stop error policy (-drive
 //               werror=/rerror=), in order: SQ id and the whole SQE. The destination runs
 //               them again when it continues, before it fetches anything new.
+//   state/error-log (subsection nvme-state/error-log, only when non-empty)
+//               the Error Information log, newest first (at most 64 entries with
+//               consecutive error counts: checked on load).
 //
 // Requests in progress are NOT in the stream, on purpose: the controller has no stage between fetching
 // an SQE and submitting its block I/O (process_sq executes each command as it fetches it),
@@ -47,6 +50,7 @@
 #include "base/qemu_opts.h"
 #include "base/status.h"
 #include "hw/nvme/controller.h"
+#include "hw/nvme/error_log.h"
 #include "hw/pci/pci_device.h"
 #include "vmstate/vmstate.h"
 
@@ -256,6 +260,24 @@ inline constexpr auto kHeldRequestsState = vmstate::describe<ControllerState>(
     "nvme-state/held-requests", {.version = 1},
     vmstate::list("held", &ControllerState::held, kHeldRequestState, kMaxHeldRequests));
 
+inline constexpr auto kErrorLogEntryState = vmstate::describe<ErrorLogEntry>(
+    "nvme-error-log-entry", {.version = 1},
+    vmstate::field("error_count", &ErrorLogEntry::error_count),
+    vmstate::field("sq_id", &ErrorLogEntry::sq_id),
+    vmstate::field("cid", &ErrorLogEntry::cid),
+    vmstate::field("status", &ErrorLogEntry::status),
+    vmstate::field("parameter_error_location", &ErrorLogEntry::parameter_error_location),
+    vmstate::field("lba", &ErrorLogEntry::lba),
+    vmstate::field("nsid", &ErrorLogEntry::nsid));
+
+// The Error Information log (newest first); checked whole once loaded (error_log.h).
+inline constexpr auto kErrorLogState = vmstate::describe<ControllerState>(
+    "nvme-state/error-log",
+    {.version = 1,
+     .post_load = +[](ControllerState& s, int) { return check_error_log(s.error_log); }},
+    vmstate::list("entries", &ControllerState::error_log, kErrorLogEntryState,
+                  kErrorLogEntries));
+
 inline constexpr auto kControllerStateState = vmstate::describe<ControllerState>(
     "nvme-state", {.version = 1},
     vmstate::field("regs", &ControllerState::regs, kRegistersState),
@@ -273,7 +295,9 @@ inline constexpr auto kControllerStateState = vmstate::describe<ControllerState>
     vmstate::field("shadow", &ControllerState::shadow, kShadowDoorbellsState),
     vmstate::field("next_sq_to_serve", &ControllerState::next_sq_to_serve),
     vmstate::subsection(kHeldRequestsState,
-                        [](const ControllerState& s) { return !s.held.empty(); }));
+                        [](const ControllerState& s) { return !s.held.empty(); }),
+    vmstate::subsection(kErrorLogState,
+                        [](const ControllerState& s) { return !s.error_log.empty(); }));
 
 // ---- the controller's description and hooks ---------------------------------------------------
 

@@ -10,6 +10,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <map>
@@ -514,6 +516,106 @@ TEST_F(NvmeMigrationTest, EveryValidationRuleRefusesAPatchedStream) {
               std::string::npos)
         << st.to_string();
   }
+}
+
+// Offset of subsection `name` in a saved section (its name bytes), or npos.
+size_t find_subsection(const std::vector<uint8_t>& bytes, std::string_view name) {
+  auto it = std::search(bytes.begin(), bytes.end(), name.begin(), name.end());
+  return it == bytes.end() ? std::string::npos : static_cast<size_t>(it - bytes.begin());
+}
+
+TEST_F(NvmeMigrationTest, ErrorLogTravelsInItsSubsectionAndBadLogsAreRefused) {
+  src_ = make_side(src_clock_);
+  side_ = src_.get();
+  bring_up();
+  io_[1] = create_io_queues(1, 16, 16);
+  EXPECT_EQ(find_subsection(save(*src_), "nvme-state/error-log"), std::string::npos)
+      << "an empty log sends no subsection";
+  c().resume();
+  src_->drives[0]->faults().add(block::FaultRule{.op = block::BlockOp::kRead, .error = EIO});
+  for (int i = 0; i < 3; ++i) {
+    submit(io_[1], rw(sn::kNvmRead, 40 + i, 1, kData));
+    EXPECT_EQ(take(io_[1]).status, sn::kUnrecoveredReadError | sn::kStatusMore);
+  }
+  std::deque<ErrorLogEntry> log = c().state().error_log;
+  ASSERT_EQ(log.size(), 3u);
+
+  std::vector<uint8_t> bytes = save(*src_);
+  size_t name = find_subsection(bytes, "nvme-state/error-log");
+  ASSERT_NE(name, std::string::npos);
+  dst_ = make_side(dst_clock_);
+  Status st = load(*src_, *dst_, bytes);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  ASSERT_EQ(dst_->ctrl->state().error_log.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    const ErrorLogEntry& a = log[i];
+    const ErrorLogEntry& b = dst_->ctrl->state().error_log[i];
+    EXPECT_EQ(a.error_count, b.error_count);
+    EXPECT_EQ(a.lba, b.lba);
+    EXPECT_EQ(a.cid, b.cid);
+    EXPECT_EQ(a.status, b.status);
+  }
+  // The destination continues the count.
+  side_ = dst_.get();
+  dst_->ctrl->resume();
+  dst_->drives[0]->faults().add(block::FaultRule{.op = block::BlockOp::kRead, .error = EIO});
+  submit(io_[1], rw(sn::kNvmRead, 50, 1, kData));
+  EXPECT_EQ(take(io_[1]).status, sn::kUnrecoveredReadError | sn::kStatusMore);
+  EXPECT_EQ(c().state().error_log.front().error_count, 4u);
+
+  // Entries: after the name, be32 version, then 0x01 + 28 bytes per element. A gap in the
+  // counts (entry 1 made older than it is) and a zero count are refused.
+  size_t first = name + std::string_view("nvme-state/error-log").size() + 4;
+  ASSERT_EQ(bytes[first], 0x01);
+  size_t second_count = first + 1 + 28 + 1;
+  for (uint64_t bad : {uint64_t{0}, uint64_t{1}}) {
+    SCOPED_TRACE(bad);
+    std::vector<uint8_t> patched = bytes;
+    put_be(patched, {second_count, 8}, bad);
+    auto other = make_side(dst_clock_);
+    Status refused = load(*src_, *other, patched);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_NE(refused.to_string().find("error_log[1]"), std::string::npos)
+        << refused.to_string();
+  }
+  // More entries than the log holds: refused by the list's bound before any allocation
+  // beyond it.
+  ControllerState big;
+  for (uint64_t i = 200; i > 200 - kErrorLogEntries - 1; --i) big.error_log.push_back({.error_count = i});
+  ByteWriter w;
+  ASSERT_TRUE(kErrorLogState.save(big, w).ok());
+  ControllerState loaded;
+  std::vector<uint8_t> stream = w.to_vector();
+  ByteReader r(stream);
+  Status over = kErrorLogState.load(loaded, r);
+  ASSERT_FALSE(over.ok());
+  EXPECT_NE(over.to_string().find("maximum of 64"), std::string::npos) << over.to_string();
+}
+
+TEST_F(NvmeMigrationTest, HeldDeallocationMigratesAndRunsOnTheDestination) {
+  src_ = make_side(src_clock_);  // werror=enospc (the default): ENOSPC stops
+  side_ = src_.get();
+  bring_up();
+  io_[1] = create_io_queues(1, 16, 16);
+  std::vector<uint8_t> range(16, 0);
+  range[4] = 8;   // 8 blocks
+  range[8] = 32;  // at LBA 32
+  poke(kData, range);
+  src_->drives[0]->faults().add(block::FaultRule{.op = block::BlockOp::kDiscard, .error = ENOSPC});
+  submit(io_[1], Sqe(sn::kNvmDatasetManagement, 1).prp(kData).cdw(10, 0).cdw(11, 1u << 2));
+  ASSERT_TRUE(loop_->run_until([&] { return c().state().held.size() == 1; }, 5s).ok());
+  settle();
+  EXPECT_FALSE(cqe_ready(io_[1])) << "a held deallocation must not complete";
+  std::vector<uint8_t> bytes = save(*src_);
+  ASSERT_NE(find_subsection(bytes, "nvme-state/held-requests"), std::string::npos);
+  dst_ = make_side(dst_clock_);
+  Status st = load(*src_, *dst_, bytes);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  side_ = dst_.get();
+  dst_->ctrl->resume();
+  Cqe done = take(io_[1]);
+  EXPECT_EQ(done.status, 0);
+  EXPECT_EQ(done.cid, 0);
 }
 
 TEST_F(NvmeMigrationTest, TooManyOutstandingAerCommandsAreRefused) {

@@ -101,6 +101,21 @@ struct HeldRequest {
   std::array<uint8_t, 64> sqe{};
 };
 
+// One entry of the Error Information log page (NVMe 1.4 §5.14.1.1): a command that
+// completed with an error worth keeping (a data transfer, media or internal error), or an
+// error of no command (an invalid doorbell write: queue and command ids FFFFh).
+inline constexpr size_t kErrorLogEntries = 64;  // Identify Controller ELPE + 1
+
+struct ErrorLogEntry {
+  uint64_t error_count = 0;      // unique, incrementing from 1 (0 marks an empty slot)
+  uint16_t sq_id = 0xffff;
+  uint16_t cid = 0xffff;
+  uint16_t status = 0;           // status field without the phase tag
+  uint16_t parameter_error_location = 0xffff;
+  uint64_t lba = 0;
+  uint32_t nsid = 0xffffffff;
+};
+
 struct AsyncEvent {
   uint8_t type = 0;
   uint8_t info = 0;
@@ -173,6 +188,9 @@ struct ControllerState {
   ShadowDoorbells shadow;
   uint32_t next_sq_to_serve = 0;                      // round-robin position
   std::deque<HeldRequest> held;                       // failed under a stop policy, in order
+  // The Error Information log, newest first, at most kErrorLogEntries; error counts are
+  // consecutive (only the oldest entries fall off). Kept across controller resets.
+  std::deque<ErrorLogEntry> error_log;
 };
 
 }  // namespace ferry::nvme

@@ -2,6 +2,7 @@
 // are written, SQEs placed in guest RAM, doorbells rung, CQEs read back. The controller
 // sits on a PCI bus with fake interrupt and MSI sinks; namespaces are temp-file backends.
 #include "hw/nvme/controller.h"
+#include "hw/nvme/error_log.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -397,6 +398,8 @@ TEST_F(NvmeTest, IdentifyControllerMatchesQemu) {
   EXPECT_EQ(id[sn::kIdCtrlNn + 1], 1);  // 256 namespaces
   EXPECT_EQ(id[sn::kIdCtrlVwc], 7);
   EXPECT_EQ(id[sn::kIdCtrlSgls], 1);
+  EXPECT_EQ(id[sn::kIdCtrlSgls + 2], 1) << "bit 16: bit buckets (QEMU 7.2: none)";
+  EXPECT_EQ(id[sn::kIdCtrlElpe], 63) << "64 error log entries (QEMU 7.2: ELPE 0)";
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(&id[sn::kIdCtrlSubnqn])),
             "nqn.2019-08.org.qemu:F0");
   EXPECT_EQ(id[sn::kIdCtrlPsd0], 0xc4);
@@ -511,8 +514,20 @@ TEST_F(NvmeTest, FeaturesAsQemu) {
   EXPECT_EQ(get_feature(sn::kFeatLbaRangeType).status, sn::kInvalidField | dnr);
   EXPECT_EQ(get_feature(0x55).status, sn::kInvalidField | dnr);
 
-  EXPECT_EQ(set_feature(sn::kFeatArbitration, 5).status, sn::kFeatureNotChangeable | dnr);
-  EXPECT_EQ(set_feature(sn::kFeatPowerManagement, 0).status, sn::kFeatureNotChangeable | dnr);
+  // Arbitration and Power Management are changeable (spec; QEMU 7.2 refuses both).
+  EXPECT_EQ(get_feature(sn::kFeatArbitration, 3).dw0, 4u);
+  EXPECT_EQ(get_feature(sn::kFeatPowerManagement, 3).dw0, 4u);
+  EXPECT_EQ(set_feature(sn::kFeatArbitration, 0x030201f5).status, 0);
+  EXPECT_EQ(get_feature(sn::kFeatArbitration).dw0, 0x03020105u) << "reserved bits 7:3 dropped";
+  EXPECT_EQ(get_feature(sn::kFeatArbitration, 1).dw0, 7u) << "the default stays";
+  EXPECT_EQ(set_feature(sn::kFeatPowerManagement, 1).status, sn::kInvalidField | dnr)
+      << "power state 1 does not exist (NPSS 0)";
+  EXPECT_EQ(set_feature(sn::kFeatPowerManagement, 3u << 5).status, sn::kInvalidField | dnr)
+      << "workload hint 3 is reserved";
+  EXPECT_EQ(set_feature(sn::kFeatPowerManagement, 2u << 5).status, 0);
+  EXPECT_EQ(get_feature(sn::kFeatPowerManagement).dw0, 0x40u);
+  EXPECT_EQ(set_feature(sn::kFeatPowerManagement, 0, 0, true).status, sn::kFeatureNotSaveable | dnr);
+  EXPECT_EQ(set_feature(sn::kFeatWriteAtomicity, 1).status, sn::kFeatureNotChangeable | dnr);
   EXPECT_EQ(set_feature(sn::kFeatTemperatureThreshold, 0x100, 0, true).status,
             sn::kFeatureNotSaveable | dnr);
   EXPECT_EQ(set_feature(sn::kFeatTemperatureThreshold, 0x100, 1).status,
@@ -653,7 +668,8 @@ TEST_F(NvmeTest, IoCommandErrors) {
   EXPECT_EQ(status(rw(sn::kNvmRead, 0, 1025, kData)), sn::kInvalidField | dnr);  // > MDTS
   EXPECT_EQ(status(Sqe(0x7f, 1)), sn::kInvalidOpcode | dnr);
   EXPECT_EQ(status(rw(sn::kNvmRead, 0, 1, kData).flags(1)), sn::kInvalidField);
-  EXPECT_EQ(status(rw(sn::kNvmRead, 0, 1, 0x10000000)), sn::kDataTransferError);  // no RAM
+  // No RAM there: a Data Transfer Error, logged (More).
+  EXPECT_EQ(status(rw(sn::kNvmRead, 0, 1, 0x10000000)), sn::kDataTransferError | sn::kStatusMore);
   EXPECT_EQ(status(Sqe(sn::kNvmFlush, 0xffffffff)), 0);
 }
 
@@ -698,18 +714,114 @@ TEST_F(NvmeTest, BlockErrorsMapToMediaStatuses) {
   backend_->faults().add({.op = block::BlockOp::kWrite, .offset = 0, .length = 512, .error = EIO});
   backend_->faults().add({.op = block::BlockOp::kWrite, .offset = 4096, .length = 512,
                           .error = ENOSPC});
-  EXPECT_EQ(status(rw(sn::kNvmRead, 0, 1, kData)), sn::kUnrecoveredReadError);
-  EXPECT_EQ(status(rw(sn::kNvmWrite, 0, 1, kData)), sn::kWriteFault);
-  EXPECT_EQ(status(rw(sn::kNvmWrite, 8, 1, kData)), sn::kCapacityExceeded);
+  // Each carries More: the error log has an entry for it.
+  const uint16_t more = sn::kStatusMore;
+  EXPECT_EQ(status(rw(sn::kNvmRead, 0, 1, kData)), sn::kUnrecoveredReadError | more);
+  EXPECT_EQ(status(rw(sn::kNvmWrite, 0, 1, kData)), sn::kWriteFault | more);
+  EXPECT_EQ(status(rw(sn::kNvmWrite, 8, 1, kData)), sn::kCapacityExceeded | more);
+  EXPECT_EQ(status(rw(sn::kNvmRead, 1ull << 40, 1, kData)), sn::kLbaOutOfRange | sn::kStatusDnr)
+      << "a host's out-of-range command is not a logged error";
   ASSERT_EQ(get_log(sn::kLogSmartHealth, 512).status, 0);
-  EXPECT_EQ(peek(kData, 512)[sn::kSmartMediaErrors], 2);
+  auto smart = peek(kData, 512);
+  EXPECT_EQ(smart[sn::kSmartMediaErrors], 2);
+  EXPECT_EQ(smart[sn::kSmartErrorLogEntries], 3);
+  ASSERT_EQ(get_log(sn::kLogErrorInformation, 4096).status, 0);
+  auto log = peek(kData, 4096);
+  auto le = [&](size_t at, unsigned bytes) {
+    uint64_t v = 0;
+    for (unsigned i = 0; i < bytes; ++i) v |= uint64_t{log[at + i]} << (8 * i);
+    return v;
+  };
+  // Newest first: the ENOSPC write (cid 2, LBA 8), the EIO write (cid 1), the read (cid 0).
+  const uint16_t expected_status[] = {sn::kCapacityExceeded, sn::kWriteFault,
+                                      sn::kUnrecoveredReadError};
+  const uint64_t expected_lba[] = {8, 0, 0};
+  for (size_t i = 0; i < 3; ++i) {
+    size_t at = 64 * i;
+    SCOPED_TRACE(i);
+    EXPECT_EQ(le(at, 8), 3 - i) << "error count";
+    EXPECT_EQ(le(at + 8, 2), 1u) << "SQ id";
+    EXPECT_EQ(le(at + 10, 2), 2 - i) << "command id";
+    EXPECT_EQ(le(at + 12, 2), static_cast<uint64_t>(expected_status[i] | more) << 1)
+        << "status field";
+    EXPECT_EQ(le(at + 14, 2), 0xffffu) << "parameter error location: none";
+    EXPECT_EQ(le(at + 16, 8), expected_lba[i]);
+    EXPECT_EQ(le(at + 24, 4), 1u) << "namespace";
+  }
+  EXPECT_EQ(le(3 * 64, 8), 0u) << "unused entries read as zero (error count 0: invalid)";
+}
+
+TEST_F(NvmeTest, ErrorLogIsBoundedKeepsCountingAndSurvivesReset) {
+  enable();
+  HostQueues q = create_io_queues(1, 16);
+  backend_->faults().add({.op = block::BlockOp::kRead, .error = EIO});
+  for (int i = 0; i < 70; ++i) {
+    submit(q, rw(sn::kNvmRead, 0, 1, kData));
+    ASSERT_EQ(wait(q).status, sn::kUnrecoveredReadError | sn::kStatusMore);
+  }
+  EXPECT_EQ(ctrl_->state().error_log.size(), kErrorLogEntries);
+  EXPECT_EQ(ctrl_->state().error_log.front().error_count, 70u);
+  EXPECT_EQ(ctrl_->state().error_log.back().error_count, 70u - kErrorLogEntries + 1);
+  EXPECT_TRUE(check_error_log(ctrl_->state().error_log).ok());
+  // A controller reset keeps the log (error counts are retained across power off).
+  set_reg(sn::kRegCc, 0);
+  enable();
+  EXPECT_EQ(ctrl_->state().error_log.front().error_count, 70u);
+  ASSERT_EQ(get_log(sn::kLogErrorInformation, 64).status, 0);
+  EXPECT_EQ(peek(kData, 1)[0], 70);
+  // Roll-over: after FFFFFFFFh comes 1.
+  EXPECT_EQ(next_error_count(0xffffffffull), 1u);
+  EXPECT_EQ(next_error_count(0), 1u);
+}
+
+TEST_F(NvmeTest, ErrorLogRulesForLoadedLogs) {
+  std::deque<ErrorLogEntry> log;
+  EXPECT_TRUE(check_error_log(log).ok());
+  log.push_back({.error_count = 5});
+  log.push_back({.error_count = 4});
+  EXPECT_TRUE(check_error_log(log).ok());
+  log.push_back({.error_count = 2});
+  Status gap = check_error_log(log);
+  EXPECT_FALSE(gap.ok());
+  EXPECT_NE(gap.to_string().find("error_log[2]"), std::string::npos) << gap.to_string();
+  log.back().error_count = 0;
+  EXPECT_FALSE(check_error_log(log).ok()) << "count 0 marks an empty slot, not an entry";
+  log.back().error_count = 3;
+  log.back().status = 0x8001;
+  EXPECT_FALSE(check_error_log(log).ok());
+  std::deque<ErrorLogEntry> rolled = {{.error_count = 1}, {.error_count = 0xffffffff}};
+  EXPECT_TRUE(check_error_log(rolled).ok()) << "1 follows FFFFFFFFh";
+  std::deque<ErrorLogEntry> too_many;
+  for (uint64_t i = 100; i > 100 - kErrorLogEntries - 1; --i) too_many.push_back({.error_count = i});
+  EXPECT_FALSE(check_error_log(too_many).ok());
+}
+
+TEST_F(NvmeTest, DeallocateErrorsGoThroughTheWritePolicy) {
+  enable();
+  HostQueues q = create_io_queues(1, 16);
+  // One range: 8 blocks at LBA 16.
+  std::array<uint8_t, 16> range{};
+  range[4] = 8;
+  range[8] = 16;
+  poke(kData, range);
+  backend_->faults().add({.op = block::BlockOp::kDiscard, .error = EIO});
+  auto dsm = Sqe(sn::kNvmDatasetManagement, 1).prp(kData).cdw(10, 0).cdw(11, 1u << 2);
+  submit(q, dsm);
+  // werror=report: QEMU's status for a failed deallocation, and an error log entry.
+  EXPECT_EQ(wait(q).status, sn::kInternalError | sn::kStatusMore);
+  ASSERT_FALSE(ctrl_->state().error_log.empty());
+  EXPECT_EQ(ctrl_->state().error_log.front().status & 0x7ff, sn::kInternalError);
+  backend_->faults().clear();
+  submit(q, dsm);
+  EXPECT_EQ(wait(q).status, 0);
 }
 
 TEST_F(NvmeTest, ReadOnlyDriveWriteFaultsAsQemu) {
   build({.serial = "F0"}, true);
   enable();
   HostQueues q = create_io_queues(1, 16);
-  EXPECT_EQ((submit(q, rw(sn::kNvmWrite, 0, 1, kData)), wait(q)).status, sn::kWriteFault);
+  EXPECT_EQ((submit(q, rw(sn::kNvmWrite, 0, 1, kData)), wait(q)).status,
+            sn::kWriteFault | sn::kStatusMore);
   EXPECT_EQ((submit(q, rw(sn::kNvmRead, 0, 1, kData)), wait(q)).status, 0);
 }
 
@@ -904,6 +1016,58 @@ TEST_F(NvmeTest, InvalidDoorbellsNeverCrash) {
   set_reg(sn::sq_tail_doorbell(1), q.sq_tail);
   settle();
   EXPECT_FALSE(cqe_ready(q));
+}
+
+TEST_F(NvmeTest, SqTailOverrunningUnfetchedEntriesIsRefusedAndLogged) {
+  enable();
+  submit(admin_, Sqe(sn::kAdminAsyncEventRequest));
+  settle();
+  HostQueues q = create_io_queues(1, 8);
+  ctrl_->quiesce();  // as when the VM is stopped: nothing is fetched
+  for (int i = 0; i < 7; ++i) submit(q, Sqe(sn::kNvmFlush, 1));
+  EXPECT_EQ(ctrl_->state().sqs[1]->tail, 7u) << "7 entries: the SQ is full";
+  EXPECT_TRUE(ctrl_->state().error_log.empty());
+  submit(q, Sqe(sn::kNvmFlush, 1));  // an 8th: the tail would land on the unfetched head
+  EXPECT_EQ(ctrl_->state().sqs[1]->tail, 7u) << "the overrunning tail is ignored";
+  set_reg(sn::sq_tail_doorbell(1), 3);  // 7 -> 3 wraps past the head: 11 entries
+  EXPECT_EQ(ctrl_->state().sqs[1]->tail, 7u);
+  ASSERT_EQ(ctrl_->state().error_log.size(), 2u);
+  const ErrorLogEntry& e = ctrl_->state().error_log.front();
+  EXPECT_EQ(e.sq_id, 0xffff) << "no command";
+  EXPECT_EQ(e.cid, 0xffff);
+  EXPECT_EQ(e.status, sn::kInvalidField);
+  ctrl_->resume();
+  for (int i = 0; i < 7; ++i) EXPECT_EQ(wait(q).status, 0);
+  Cqe event = wait(admin_);
+  EXPECT_EQ(event.dw0, sn::aer_result(sn::kAerTypeError, sn::kAerInfoErrorInvalidDoorbellValue,
+                                      sn::kLogErrorInformation));
+  settle();
+  EXPECT_FALSE(cqe_ready(q)) << "the refused tail fetched nothing";
+  // Caught up (head = tail = 7): a tail one ahead is a plain submission again.
+  set_reg(sn::sq_tail_doorbell(1), 0);
+  EXPECT_EQ(wait(q).status, 0);
+  EXPECT_EQ(ctrl_->state().error_log.size(), 2u);
+}
+
+TEST_F(NvmeTest, ShadowSqTailOverrunIsRefusedOncePerValue) {
+  enable();
+  zero(kShadow, 4096);
+  zero(kEventIdx, 4096);
+  ASSERT_EQ(admin_status(Sqe(sn::kAdminDoorbellBufferConfig).prp(kShadow, kEventIdx)), 0);
+  HostQueues q = create_io_queues(1, 8);
+  ctrl_->quiesce();
+  for (int i = 0; i < 8; ++i) {
+    submit(q, Sqe(sn::kNvmFlush, 1), /*ring=*/false);
+    poke32(kShadow + 8, q.sq_tail);
+    set_reg(sn::sq_tail_doorbell(1), q.sq_tail);
+  }
+  set_reg(sn::sq_tail_doorbell(1), q.sq_tail);  // the same wrong value, rung again
+  EXPECT_EQ(ctrl_->state().sqs[1]->tail, 7u);
+  EXPECT_EQ(ctrl_->state().error_log.size(), 1u) << "one entry for one wrong value";
+  ctrl_->resume();
+  // Once the controller has fetched the 7, the shadow's 0 is one entry ahead: legal.
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(wait(q).status, 0);
+  EXPECT_EQ(ctrl_->state().error_log.size(), 1u);
 }
 
 TEST_F(NvmeTest, UnbackedCompletionQueueIsFatal) {

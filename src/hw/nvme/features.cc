@@ -1,6 +1,10 @@
 // Get Features / Set Features. Capabilities (SEL = 3), defaults (SEL = 1), namespace
-// checks and statuses follow QEMU 7.2; Interrupt Coalescing and Interrupt Vector
-// Configuration are changeable here and drive interrupt coalescing (queues.cc).
+// checks and statuses follow QEMU 7.2, except that every feature the specification makes
+// changeable is changeable here (QEMU 7.2 answers Feature Not Changeable for Arbitration,
+// Power Management, Interrupt Coalescing and Interrupt Vector Configuration): coalescing
+// and vector configuration drive interrupt coalescing (queues.cc); Arbitration and Power
+// Management are kept and reported (one power state, round-robin arbitration: nothing to
+// act on). See docs/nvme-qemu-differences.md.
 #include "hw/nvme/command_fields.h"
 #include "hw/nvme/controller.h"
 #include "spec/nvme.h"
@@ -15,13 +19,20 @@ constexpr uint16_t kDnr = sn::kStatusDnr;
 // Get Features SEL = 3 bits.
 constexpr uint32_t kCapSaveable = 1u << 0, kCapNamespace = 1u << 1, kCapChangeable = 1u << 2;
 constexpr uint32_t kErrorRecoveryDulbe = 1u << 16;
+// Arbitration: AB 2:0, LPW 15:8, MPW 23:16, HPW 31:24 (bits 7:3 reserved).
+constexpr uint32_t kArbitrationMask = 0xffffff07;
+// Power Management: PS 4:0, WH 7:5 (workload hints 0..2 defined, 3..7 reserved).
+constexpr uint32_t kPowerStateMask = 0x1f;
+constexpr unsigned kWorkloadHintShift = 5;
+constexpr uint32_t kMaxWorkloadHint = 2;
+constexpr uint32_t kPowerStatesSupported = 1;  // Identify Controller NPSS 0 (0's based)
 
 // Supported features and their capabilities; nullopt-like -1 for unsupported ones.
 int64_t feature_capabilities(uint8_t fid) {
   switch (fid) {
+    case sn::kFeatWriteAtomicity: return 0;
     case sn::kFeatArbitration:
     case sn::kFeatPowerManagement:
-    case sn::kFeatWriteAtomicity: return 0;
     case sn::kFeatTemperatureThreshold:
     case sn::kFeatVolatileWriteCache:
     case sn::kFeatNumberOfQueues:
@@ -124,6 +135,13 @@ uint16_t Controller::admin_set_features(Request& request) {
   }
   if (!(caps & kCapChangeable)) return sn::kFeatureNotChangeable | kDnr;
   switch (fid) {
+    case sn::kFeatArbitration: f.arbitration = dw11 & kArbitrationMask; break;
+    case sn::kFeatPowerManagement: {
+      uint32_t ps = dw11 & kPowerStateMask, wh = (dw11 >> kWorkloadHintShift) & 0x7;
+      if (ps >= kPowerStatesSupported || wh > kMaxWorkloadHint) return sn::kInvalidField | kDnr;
+      f.power_management = dw11 & 0xff;
+      break;
+    }
     case sn::kFeatTemperatureThreshold: {
       uint32_t tmpsel = (dw11 >> 16) & 0xf, thsel = (dw11 >> 20) & 0x3;
       if (tmpsel != 0) break;  // other sensors: accepted, nothing to set (QEMU)

@@ -7,8 +7,9 @@
 // Failed block I/O goes through the drive's error policy (-drive werror=/rerror=; QEMU
 // applies it in virtio-blk and SCSI, not in its NVMe device): report completes with the
 // status below, ignore completes as a success, stop holds the command (state_.held) and
-// runs it again from its SQE when the VM continues: read, write, flush and write zeroes
-// may all be repeated. Dataset Management is advisory: its errors are dropped.
+// runs it again from its SQE when the VM continues: read, write, flush, write zeroes and
+// Dataset Management (deallocate) may all be repeated. Deallocation is a write for the
+// policy (werror), as discards are in QEMU's virtio-blk.
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -75,8 +76,14 @@ uint16_t Controller::io_read_write(Request& request, const Namespace& ns, bool w
   request.data = std::move(mapped.map);
   request.offset = slba << ns.lba_shift();
   request.length = bytes;
+  // Bit buckets (reads only) take their share of the transfer into a scratch buffer of
+  // the request's own, so that no two requests in flight write the same host memory.
+  uint64_t bucket = 0;
+  for (const DataSegment& seg : request.data.segments)
+    if (seg.bit_bucket) bucket = std::max(bucket, seg.len);
+  if (bucket) request.buffer.assign(std::min<uint64_t>(bucket, 4096), 0);
   std::vector<iovec> iov;
-  if (uint16_t status = to_iovecs(memory_, request.data, bit_bucket_, iov)) return status;
+  if (uint16_t status = to_iovecs(memory_, request.data, request.buffer, iov)) return status;
   submit_block(request, ns, write ? block::BlockOp::kWrite : block::BlockOp::kRead,
                request.offset, bytes, std::move(iov));
   return kNoCompletion;
@@ -154,7 +161,7 @@ void Controller::on_block_completion(uint32_t nsid, uint64_t tag, int result) {
   Request& request = *state_.requests[tag];
   if (request.ops_pending) --request.ops_pending;
   uint8_t opcode = request.sqe[sn::kSqeOpcode];
-  if (result < 0 && opcode != sn::kNvmDatasetManagement) apply_error_policy(request, nsid, result);
+  if (result < 0) apply_error_policy(request, nsid, result);
   if (request.ops_pending) return;
   if (resetting_) {
     // The controller is resetting: no completion, but data a read stored in guest RAM
@@ -180,6 +187,7 @@ block::BlockOp failed_op(const Request& request) {
     case sn::kNvmRead: return block::BlockOp::kRead;
     case sn::kNvmWrite: return block::BlockOp::kWrite;
     case sn::kNvmWriteZeroes: return block::BlockOp::kWriteZeroes;
+    case sn::kNvmDatasetManagement: return block::BlockOp::kDiscard;
     default: return block::BlockOp::kFlush;
   }
 }
@@ -271,6 +279,8 @@ void Controller::finish_io(Request& request) {
 uint16_t Controller::block_error_status(const Request& request, int result) const {
   uint8_t opcode = request.sqe[sn::kSqeOpcode];
   if (result == -ECANCELED) return sn::kAbortRequested;
+  // QEMU 7.2 completes a failed deallocation with Internal Error, whatever the errno.
+  if (opcode == sn::kNvmDatasetManagement) return sn::kInternalError;
   if (result == -ENOSPC && is_write_like(opcode)) return sn::kCapacityExceeded;
   if (opcode == sn::kNvmRead || opcode == sn::kNvmCompare) return sn::kUnrecoveredReadError;
   if (is_write_like(opcode)) return sn::kWriteFault;

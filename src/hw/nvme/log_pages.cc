@@ -1,10 +1,12 @@
 // Get Log Page: Error Information, SMART / Health Information, Firmware Slot Information,
 // Changed Namespace List, Commands Supported and Effects. Offsets, lengths and statuses as
-// QEMU 7.2; reading a log without RAE unmasks the asynchronous event type it reports.
+// QEMU 7.2; reading a log without RAE unmasks the asynchronous event type it reports. The
+// error log holds kErrorLogEntries entries, newest first (QEMU 7.2 keeps none).
 #include <algorithm>
 
 #include "hw/nvme/command_fields.h"
 #include "hw/nvme/controller.h"
+#include "hw/nvme/error_log.h"
 #include "spec/nvme.h"
 
 namespace ferry::nvme {
@@ -48,6 +50,9 @@ void Controller::smart_log(uint32_t nsid, std::span<uint8_t, 512> out) const {
   store_le(out, sn::kSmartPowerOnHours, static_cast<uint64_t>(std::max<int64_t>(on_ns, 0)) /
                                        3'600'000'000'000ull, 8);
   store_le(out, sn::kSmartMediaErrors, sum.media_errors, 8);
+  // Entries ever made: the newest entry's error count (controller-wide, for any nsid).
+  store_le(out, sn::kSmartErrorLogEntries,
+           state_.error_log.empty() ? 0 : state_.error_log.front().error_count, 8);
 }
 
 uint16_t Controller::admin_get_log_page(Request& request) {
@@ -64,7 +69,8 @@ uint16_t Controller::admin_get_log_page(Request& request) {
   std::vector<uint8_t> log;
   switch (lid) {
     case sn::kLogErrorInformation:
-      log.assign(sn::kErrorLogEntrySize, 0);  // no errors are recorded (ELPE = 0)
+      log.assign(kErrorLogEntries * sn::kErrorLogEntrySize, 0);
+      encode_error_log(state_.error_log, log);
       if (offset < log.size() && !rae) clear_event_mask(sn::kAerTypeError);
       break;
     case sn::kLogSmartHealth: {

@@ -78,9 +78,10 @@ void Namespace::identify(std::span<uint8_t, 4096> out) const {
   store_le(out, sn::kIdNsNsze, lba_count_, 8);
   store_le(out, sn::kIdNsNcap, lba_count_, 8);
   store_le(out, sn::kIdNsNuse, lba_count_, 8);
-  // NSFEAT: bit 2 — Deallocated or Unwritten Logical Block errors supported (DULBE);
-  // bit 4 — the I/O optimisation fields (NPWG, NPWA, NPDG, NPDA, NOWS) are valid.
-  out[sn::kIdNsNsfeat] = sn::kNsfeatDae | sn::kNsfeatOptperf;
+  // NSFEAT: bit 4 — the I/O optimisation fields (NPWG, NPWA, NPDG, NPDA, NOWS) are
+  // valid. Bit 2 (Deallocated or Unwritten Logical Block errors, which QEMU 7.2 sets) stays
+  // clear: Error Recovery refuses DULBE, and the two must agree.
+  out[sn::kIdNsNsfeat] = sn::kNsfeatOptperf;
   // NLBAF: eight formats, 0's based.
   out[sn::kIdNsNlbaf] = static_cast<uint8_t>(std::size(kLbaFormats) - 1);
   // FLBAS: the format in use (bits 3:0); bit 4 (extended metadata) clear.

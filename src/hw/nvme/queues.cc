@@ -49,16 +49,24 @@ bool Controller::dma_read_u32(uint64_t addr, uint32_t& value) const {
 
 // ---- doorbells --------------------------------------------------------------------------------
 
+// Whether moving `sq`'s tail to `tail` would queue more entries than the SQ can hold
+// (size - 1), counting the entries the controller has not fetched yet: the host wrote
+// commands over ones the controller still has to read. A host that keeps to the SQ Head
+// Pointer of its completions never gets here (the controller's fetch position is never
+// behind it). A tail that laps the whole queue cannot be told from a small move; see
+// docs/nvme-qemu-differences.md.
+bool Controller::sq_tail_overruns(const SubmissionQueue& sq, uint32_t tail) const {
+  uint32_t unfetched = (sq.tail + sq.size - sq.head) % sq.size;
+  uint32_t added = (tail + sq.size - sq.tail) % sq.size;
+  return unfetched + added > sq.size - 1;
+}
+
 void Controller::write_doorbell(uint64_t offset, uint32_t value) {
   if (offset & 3) return;  // QEMU ignores misaligned doorbell writes
   uint64_t index = (offset - sn::kDoorbellBase) / 4;
   uint64_t qid = index / 2;
   bool is_cq = index & 1;
-  // Spec 1.4 §4.1: an invalid doorbell write is reported when an AER is outstanding.
-  auto invalid = [&](uint8_t info) {
-    if (!state_.aer.outstanding.empty())
-      enqueue_event(sn::kAerTypeError, info, sn::kLogErrorInformation);
-  };
+  auto invalid = [&](uint8_t info) { invalid_doorbell_write(info); };
   uint32_t value16 = value & 0xffff;
   if (is_cq) {
     CompletionQueue* cq = qid < state_.cqs.size() ? state_.cqs[qid].get() : nullptr;
@@ -76,6 +84,14 @@ void Controller::write_doorbell(uint64_t offset, uint32_t value) {
     SubmissionQueue* sq = qid < state_.sqs.size() ? state_.sqs[qid].get() : nullptr;
     if (!sq) return invalid(sn::kAerInfoErrorInvalidDoorbell);
     if (value16 >= sq->size) return invalid(sn::kAerInfoErrorInvalidDoorbellValue);
+    if (state_.shadow.enabled && qid != 0) {
+      // A shadowed I/O SQ takes its tail from the shadow buffer (QEMU re-reads it before
+      // fetching too): the register write says "look" and may carry an older value.
+      refresh_shadow_sq_tail(*sq);
+      schedule_processing();
+      return;
+    }
+    if (sq_tail_overruns(*sq, value16)) return invalid(sn::kAerInfoErrorInvalidDoorbellValue);
     sq->tail = value16;
     // Drivers do not keep the admin queue's shadow doorbell current: do it for them.
     if (qid == 0 && state_.shadow.enabled) (void)dma_write_u32(state_.shadow.doorbells, sq->tail);
@@ -85,8 +101,18 @@ void Controller::write_doorbell(uint64_t offset, uint32_t value) {
 
 void Controller::refresh_shadow_sq_tail(SubmissionQueue& sq) {
   uint32_t tail = 0;
-  if (dma_read_u32(state_.shadow.doorbells + 8ull * sq.id, tail) && tail < sq.size)
-    sq.tail = tail;
+  if (!dma_read_u32(state_.shadow.doorbells + 8ull * sq.id, tail) || tail == sq.tail) return;
+  if (tail >= sq.size || sq_tail_overruns(sq, tail)) {
+    // Refused like the same value written to the doorbell register; reported once per
+    // value (the shadow is read again and again while it stays wrong).
+    if (rejected_shadow_tail_[sq.id] != tail) {
+      rejected_shadow_tail_[sq.id] = tail;
+      invalid_doorbell_write(sn::kAerInfoErrorInvalidDoorbellValue);
+    }
+    return;
+  }
+  rejected_shadow_tail_[sq.id] = UINT32_MAX;
+  sq.tail = tail;
 }
 
 void Controller::refresh_shadow_cq_head(CompletionQueue& cq) {
@@ -213,6 +239,7 @@ void Controller::release_request(Request& request, bool still_outstanding) {
 
 void Controller::complete_request(Request& request, uint16_t status) {
   if (!request.orphaned) {
+    if (status != sn::kSuccess) status = log_command_error(request, status);
     SubmissionQueue* sq = state_.sqs[request.sq_id].get();
     if (sq)
       enqueue_completion(sq->cq_id, PendingCompletion{.dw0 = request.dw0, .sq_id = request.sq_id,
