@@ -353,6 +353,7 @@ Result<ChannelUri> parse_channel_uri(std::string_view uri) {
 
 namespace {
 
+// A socket is used both ways (the return path); a pipe or file one way.
 bool fd_is_socket(int fd) {
   int type = 0;
   socklen_t len = sizeof type;
@@ -438,9 +439,6 @@ Result<std::unique_ptr<Listener>> listen_incoming(std::string_view uri) {
   return Error(ErrorCode::kInternal, "unhandled URI kind");
 }
 
-bool has_return_path(const Channel& channel) {
-  const std::string& name = channel.name();
-  return name.rfind("tcp:", 0) == 0 || name.rfind("unix:", 0) == 0;
-}
+bool has_return_path(const Channel& channel) { return channel.bidirectional(); }
 
 }  // namespace ferry::migration

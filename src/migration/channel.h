@@ -3,7 +3,8 @@
 //   tcp:HOST:PORT   (IPv4, a name, or IPv6 in brackets: tcp:[::1]:4444)
 //   unix:PATH
 //   file:PATH       outgoing writes (creates/truncates) the file, incoming reads it
-//   fd:N            an inherited descriptor; the channel takes ownership of it
+//   fd:N            an inherited descriptor; the channel takes ownership of it. A socket
+//                   is used both ways (it carries the return path), as QEMU does
 //   exec:CMD        run through /bin/sh -c; outgoing writes the command's stdin,
 //                   incoming reads its stdout
 //
@@ -45,6 +46,9 @@ class Channel {
   virtual void interrupt() {}
   // "tcp:127.0.0.1:4444", "exec:cat > x", ... for error messages.
   virtual const std::string& name() const = 0;
+  // Whether bytes can also travel back on this channel (a socket): the migration return
+  // path. Pipes and files carry one direction only.
+  virtual bool bidirectional() const { return false; }
 };
 
 // A channel over one descriptor it owns.
@@ -62,6 +66,7 @@ class FdChannel final : public Channel {
   void interrupt() override;
   Status close() override;
   const std::string& name() const override { return name_; }
+  bool bidirectional() const override { return is_socket_; }
   int fd() const { return fd_; }
 
  private:
@@ -100,8 +105,9 @@ class Listener {
 
 Result<std::unique_ptr<Listener>> listen_incoming(std::string_view uri);
 
-// Whether the destination can answer on this channel (the migration return path): socket
-// URIs can; file: and exec: streams end at EOF. Both sides decide with this one test.
+// Whether the destination can answer on this channel (the migration return path): sockets
+// can (tcp:, unix:, and fd: when the descriptor is a socket); file:, exec: and fd: on a
+// pipe or file end at EOF. Both sides decide with this one test.
 bool has_return_path(const Channel& channel);
 
 }  // namespace ferry::migration

@@ -161,7 +161,23 @@ TEST(Channel, FdOverSocketpairAndPipe) {
   ASSERT_TRUE(out.ok() && listener.ok());
   auto in = (*listener)->accept();
   ASSERT_TRUE(in.ok());
+  // A socket descriptor is used both ways, as QEMU does: it carries the return path.
+  EXPECT_TRUE(has_return_path(**out));
+  EXPECT_TRUE(has_return_path(**in));
   round_trip(**out, **in);
+  const std::string answer = "loaded\n";
+  ASSERT_TRUE((*in)->write_all({reinterpret_cast<const uint8_t*>(answer.data()), answer.size()})
+                  .ok());
+  ASSERT_TRUE((*in)->shutdown_write().ok());
+  std::string back;
+  for (;;) {
+    uint8_t buf[16];
+    auto n = (*out)->read_some(buf);
+    ASSERT_TRUE(n.ok()) << n.status().to_string();
+    if (*n == 0) break;
+    back.append(reinterpret_cast<const char*>(buf), *n);
+  }
+  EXPECT_EQ(back, answer);
 
   int p[2];
   ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
@@ -170,7 +186,43 @@ TEST(Channel, FdOverSocketpairAndPipe) {
   ASSERT_TRUE(pout.ok() && plisten.ok());
   auto pin = (*plisten)->accept();
   ASSERT_TRUE(pin.ok());
+  EXPECT_FALSE(has_return_path(**pout));  // a pipe carries one direction
+  EXPECT_FALSE(has_return_path(**pin));
   round_trip(**pout, **pin);
+}
+
+TEST(Channel, ReturnPathOnSocketsOnly) {
+  auto tcp = listen_incoming("tcp:127.0.0.1:0");
+  ASSERT_TRUE(tcp.ok());
+  auto tcp_out = connect_outgoing((*tcp)->uri());
+  ASSERT_TRUE(tcp_out.ok());
+  EXPECT_TRUE(has_return_path(**tcp_out));
+  auto tcp_in = (*tcp)->accept();
+  ASSERT_TRUE(tcp_in.ok());
+  EXPECT_TRUE(has_return_path(**tcp_in));
+
+  std::string path = "/tmp/ferry_chan_rp_" + std::to_string(::getpid());
+  auto unix_listener = listen_incoming("unix:" + path + ".sock");
+  ASSERT_TRUE(unix_listener.ok());
+  auto unix_out = connect_outgoing("unix:" + path + ".sock");
+  ASSERT_TRUE(unix_out.ok());
+  EXPECT_TRUE(has_return_path(**unix_out));
+
+  auto file_out = connect_outgoing("file:" + path + ".bin");
+  ASSERT_TRUE(file_out.ok());
+  EXPECT_FALSE(has_return_path(**file_out));
+  ASSERT_TRUE((*file_out)->close().ok());
+  auto file_in = listen_incoming("file:" + path + ".bin");
+  ASSERT_TRUE(file_in.ok());
+  auto file_channel = (*file_in)->accept();
+  ASSERT_TRUE(file_channel.ok());
+  EXPECT_FALSE(has_return_path(**file_channel));
+  ::unlink((path + ".bin").c_str());
+
+  auto exec_out = connect_outgoing("exec:cat > /dev/null");
+  ASSERT_TRUE(exec_out.ok());
+  EXPECT_FALSE(has_return_path(**exec_out));
+  EXPECT_TRUE((*exec_out)->close().ok());
 }
 
 TEST(Channel, ExecCatIntoAFileAndOutOfIt) {

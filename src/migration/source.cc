@@ -22,6 +22,13 @@ int64_t now_ns() {
 
 constexpr uint64_t kChunkBytes = 16ull << 20;  // one PART record's page budget
 constexpr int kMaxPasses = 30;                 // then stop-and-copy regardless
+// Under max-bandwidth, RAM goes out in windows of this much time's worth of bytes (QEMU
+// rate-limits in 100 ms windows too), so a cancel never waits long for the throttle.
+constexpr auto kThrottleWindow = std::chrono::milliseconds(100);
+
+bool is_final(std::string_view status) {
+  return status == "completed" || status == "failed" || status == "cancelled";
+}
 
 uint64_t dirty_bytes(const std::vector<memory::RamBlock*>& ram) {
   uint64_t pages = 0;
@@ -52,11 +59,27 @@ void SourceMigration::start() {
 }
 
 void SourceMigration::cancel() {
-  if (finished() || cancel_requested_.exchange(true, std::memory_order_acq_rel)) return;
-  set_status("cancelling");
+  {
+    std::lock_guard lock(control_mutex_);
+    // Nothing to cancel once the migration ended or the destination confirmed it runs.
+    if (committed_ || cancel_requested_.load(std::memory_order_acquire)) return;
+    {
+      std::lock_guard stats_lock(stats_mutex_);
+      if (is_final(stats_.status)) return;
+    }
+    cancel_requested_.store(true, std::memory_order_release);
+    set_status_locked("cancelling");
+  }
+  cancel_cv_.notify_all();  // a throttle wait ends now
   // Unblock a write to a peer that stopped reading, or the wait for the return path.
   std::lock_guard lock(channel_mutex_);
   if (!channel_closed_) channel_->interrupt();
+}
+
+bool SourceMigration::wait_unless_cancelled(std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock lock(control_mutex_);
+  return !cancel_cv_.wait_until(
+      lock, deadline, [this] { return cancel_requested_.load(std::memory_order_acquire); });
 }
 
 void SourceMigration::close_channel() {
@@ -72,11 +95,23 @@ MigrationStats SourceMigration::stats() const {
 }
 
 void SourceMigration::set_status(std::string status) {
+  std::lock_guard lock(control_mutex_);
+  set_status_locked(std::move(status));
+}
+
+void SourceMigration::set_status_locked(std::string status) {
   {
     std::lock_guard lock(stats_mutex_);
     stats_.status = status;
   }
-  hooks_.status_changed(status);
+  hooks_.status_changed(status);  // under control_mutex_: events come in transition order
+}
+
+bool SourceMigration::advance(std::string status) {
+  std::lock_guard lock(control_mutex_);
+  if (cancel_requested_.load(std::memory_order_acquire)) return false;
+  set_status_locked(std::move(status));
+  return true;
 }
 
 void SourceMigration::run() {
@@ -87,14 +122,14 @@ void SourceMigration::run() {
     stats_.total_time_ms = (now_ns() - start) / 1'000'000;
   }
   if (!st.ok()) {
-    bool cancelled = cancel_requested_.load(std::memory_order_acquire);
     {
       std::lock_guard lock(stats_mutex_);
       stats_.error = st.to_string();
     }
     close_channel();
     hooks_.resume_after_failure();
-    set_status(cancelled ? "cancelled" : "failed");
+    std::lock_guard lock(control_mutex_);
+    set_status_locked(cancel_requested_.load(std::memory_order_acquire) ? "cancelled" : "failed");
   }
   finished_.store(true, std::memory_order_release);
 }
@@ -102,9 +137,9 @@ void SourceMigration::run() {
 Status SourceMigration::migrate() {
   const SectionEntry* ram_entry = registry_.ram();
   if (!ram_entry) return Error(ErrorCode::kFailedPrecondition, "no RAM section registered");
-  auto check_cancel = [this]() -> Status {
-    if (cancel_requested_.load(std::memory_order_acquire))
-      return Error(ErrorCode::kFailedPrecondition, "migration cancelled");
+  auto cancelled = [] { return Error(ErrorCode::kFailedPrecondition, "migration cancelled"); };
+  auto check_cancel = [&]() -> Status {
+    if (cancel_requested_.load(std::memory_order_acquire)) return cancelled();
     return {};
   };
   int64_t start = now_ns();
@@ -114,6 +149,7 @@ Status SourceMigration::migrate() {
   vmstate::Json vmdesc_devices = vmstate::Json::array();
   auto early = hooks_.capture_early_setup();
   if (!early.ok()) return early.take_status();
+  FERRY_RETURN_IF_ERROR(check_cancel());
   w.put_bytes(early->records);
   for (auto& d : early->vmdesc_devices) vmdesc_devices.push_back(std::move(d));
 
@@ -129,7 +165,7 @@ Status SourceMigration::migrate() {
     stats_.setup_time_ms = (now_ns() - start) / 1'000'000;
     for (memory::RamBlock* b : ram_) stats_.ram_total += b->size();
   }
-  set_status("active");
+  if (!advance("active")) return cancelled();
 
   auto update = [&] {
     std::lock_guard lock(stats_mutex_);
@@ -141,7 +177,17 @@ Status SourceMigration::migrate() {
     stats_.mbps = secs > 0 ? static_cast<double>(w.position()) * 8 / 1e6 / secs : 0;
   };
 
-  // Iterate while the VM runs, until what is left fits the downtime limit.
+  // Iterate while the VM runs, until what is left fits the downtime limit. Under
+  // max-bandwidth each PART record carries one window's worth of bytes, flushed, and the
+  // thread then waits (interruptibly) until those bytes fit the limit.
+  const uint64_t bandwidth = params_.max_bandwidth;
+  const uint64_t chunk =
+      bandwidth == 0 ? kChunkBytes
+                     : std::clamp<uint64_t>(
+                           bandwidth * kThrottleWindow.count() / 1000, memory::kPageSize,
+                           kChunkBytes);
+  Clock::time_point window_start = Clock::now();
+  uint64_t window_from = w.position();
   int64_t last_sync = now_ns();
   for (int pass = 0;; ++pass) {
     uint64_t found = saver.begin_pass();
@@ -160,14 +206,19 @@ Status SourceMigration::migrate() {
     for (bool done = false; !done;) {
       FERRY_RETURN_IF_ERROR(check_cancel());
       write_section_continuation(w, wire::kSectionPart, ram_entry->section_id);
-      done = saver.send_pass(w, kChunkBytes);
+      done = saver.send_pass(w, chunk);
       write_footer(w, ram_entry->section_id);
       FERRY_RETURN_IF_ERROR(w.status());
-      if (params_.max_bandwidth > 0) {
-        // Sleep until the bytes sent fit the bandwidth limit.
-        double due_s = static_cast<double>(w.position()) / static_cast<double>(params_.max_bandwidth);
-        double spent_s = static_cast<double>(now_ns() - start) / 1e9;
-        if (due_s > spent_s) std::this_thread::sleep_for(std::chrono::duration<double>(due_s - spent_s));
+      if (bandwidth > 0) {
+        FERRY_RETURN_IF_ERROR(w.flush());  // the limit counts bytes that left
+        auto sent = static_cast<double>(w.position() - window_from);
+        auto due = window_start + std::chrono::duration_cast<Clock::duration>(
+                                      std::chrono::duration<double>(
+                                          sent / static_cast<double>(bandwidth)));
+        // A window that went out slower than the limit earns no credit for the next one.
+        if (due > Clock::now() && !wait_unless_cancelled(due)) return cancelled();
+        window_start = std::max(due, Clock::now());
+        window_from = w.position();
       }
       update();
     }
@@ -187,20 +238,24 @@ Status SourceMigration::migrate() {
   }
 
   // Stop-and-copy.
-  FERRY_RETURN_IF_ERROR(check_cancel());
-  set_status("device");
+  if (!advance("device")) return cancelled();
   int64_t stop_ns = now_ns();
   auto capture = hooks_.stop_and_capture();
   if (!capture.ok()) return capture.take_status();
+  FERRY_RETURN_IF_ERROR(check_cancel());  // the VM stopped, but resumes now
   {
     std::lock_guard lock(stats_mutex_);
     stats_.device_save_ms = (now_ns() - stop_ns) / 1'000'000;
     stats_.devices = capture->timings;
   }
+  // The last RAM pass and the device records are timed apart, each up to its own flush,
+  // so the device transfer time holds no RAM bytes.
+  int64_t ram_start_ns = now_ns();
   saver.begin_pass();
   write_section_continuation(w, wire::kSectionEnd, ram_entry->section_id);
   saver.send_pass(w, UINT64_MAX);
   write_footer(w, ram_entry->section_id);
+  FERRY_RETURN_IF_ERROR(w.flush());
   int64_t transfer_start = now_ns();
   w.put_bytes(capture->records);
   vmstate::Json vmdesc = vmstate::Json::object();
@@ -211,6 +266,7 @@ Status SourceMigration::migrate() {
   FERRY_RETURN_IF_ERROR(w.flush());
   {
     std::lock_guard lock(stats_mutex_);
+    stats_.final_ram_ns = transfer_start - ram_start_ns;
     stats_.device_transfer_ns = now_ns() - transfer_start;
   }
   update();
@@ -221,6 +277,11 @@ Status SourceMigration::migrate() {
   } else {
     std::lock_guard lock(stats_mutex_);
     stats_.downtime_ms = (now_ns() - stop_ns) / 1'000'000;  // to the end of the stream
+  }
+  {
+    // The destination runs the VM now: a cancel from here on changes nothing.
+    std::lock_guard lock(control_mutex_);
+    committed_ = true;
   }
   close_channel();
   hooks_.completed();

@@ -1,6 +1,7 @@
 // The source side of a live migration, on its own thread (DESIGN.md §6): setup (header,
-// configuration, early-setup sections, RAM START), RAM passes while the VM runs until the
-// remaining dirty bytes at the measured rate fit the downtime limit, then stop-and-copy
+// configuration, early-setup sections, RAM START), RAM passes while the VM runs (under
+// max-bandwidth in 100 ms windows a cancel cuts short) until the remaining dirty bytes at
+// the measured rate fit the downtime limit, then stop-and-copy
 // (the machine stops the VM and captures its devices; the last RAM pass, RAM END, the
 // device sections, EOF and vmdesc follow), then the return path: the destination reports
 // "loaded" and "running" (or an error) on the same connection after we half-close it.
@@ -8,6 +9,8 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -80,7 +83,8 @@ struct MigrationStats {
   uint64_t dirty_pages_rate = 0;     // pages dirtied per second between the last two syncs
   double mbps = 0;
   int64_t device_save_ms = 0;        // capture of device state while stopped
-  int64_t device_transfer_ns = 0;    // writing the device records (through vmdesc) out
+  int64_t final_ram_ns = 0;          // writing the last RAM pass (RAM END) out, while stopped
+  int64_t device_transfer_ns = 0;    // then writing the device records, EOF and vmdesc out
   std::vector<DeviceTiming> devices;  // per-device breakdown of stop-and-copy
 };
 
@@ -95,7 +99,8 @@ class SourceMigration {
 
   void start();
   // Thread-safe; the status becomes "cancelling" and the migration thread stops at its
-  // next step.
+  // next step (a throttle wait or a blocked read/write ends at once). No effect once the
+  // migration ended or the destination confirmed that it runs the VM.
   void cancel();
   bool finished() const { return finished_.load(std::memory_order_acquire); }
   MigrationStats stats() const;
@@ -104,6 +109,11 @@ class SourceMigration {
   void run();
   Status migrate();
   void set_status(std::string status);
+  void set_status_locked(std::string status);  // control_mutex_ held
+  // Moves to a phase ("active", "device") unless a cancel came first; false then.
+  bool advance(std::string status);
+  // Sleeps until `deadline`; false (at once) when the migration is cancelled.
+  bool wait_unless_cancelled(std::chrono::steady_clock::time_point deadline);
   Status read_return_path(int64_t stop_ns);
   // "load-time IDSTR NS" from the destination: fills the device's load time.
   void record_load_time(std::string_view line);
@@ -116,7 +126,12 @@ class SourceMigration {
   MigrationParams params_;
   SourceHooks& hooks_;
   std::thread thread_;
-  std::atomic<bool> cancel_requested_{false};
+  // Orders status transitions (and their events) against cancel(); the throttle waits on
+  // cancel_cv_ under it.
+  std::mutex control_mutex_;
+  std::condition_variable cancel_cv_;
+  std::atomic<bool> cancel_requested_{false};  // written under control_mutex_
+  bool committed_ = false;  // the destination runs: cancel() is ignored (control_mutex_)
   std::atomic<bool> finished_{false};
   std::mutex channel_mutex_;  // serialises interrupt() (cancel) against close()
   bool channel_closed_ = false;

@@ -107,7 +107,10 @@ void MigrationControl::resume_after_failure() {
 }
 
 void MigrationControl::completed() {
-  on_main_loop([this] { (void)machine_.set_run_state(RunState::kPostMigrate); });
+  on_main_loop([this] {
+    (void)machine_.set_run_state(RunState::kPostMigrate);
+    was_running_ = false;  // this migration is over: a later one must not resume the VM
+  });
 }
 
 void MigrationControl::status_changed(std::string_view status) {
@@ -170,6 +173,8 @@ Result<Json> MigrationControl::migrate(const Json& args) {
   auto channel = migration::connect_outgoing(*uri);
   if (!channel.ok()) return channel.take_status();
   source_.reset();  // a finished earlier attempt
+  // Set again at stop-and-copy; until then a failure has no VM of its own to resume.
+  was_running_ = false;
   source_ = std::make_unique<migration::SourceMigration>(
       std::move(channel).value(), std::string(kMachineType), registry_,
       machine_.memory().ram_blocks(), params_, *this);
@@ -195,8 +200,10 @@ Json MigrationControl::query_migrate() const {
                   {"mbps", s.mbps},                   {"page-size", 4096},
                   {"dirty-pages-rate", s.dirty_pages_rate}};
   // Per device, in microseconds: quiesce (drain shown apart, and included), save, its
-  // share of the transfer (the device records go out in one write: the share is by bytes),
-  // bytes, and the destination's load time once the return path reported it.
+  // transfer-us, bytes, and the destination's load time once the return path reported it.
+  // transfer-us is apportioned, not measured per device: the device records go out in one
+  // write, timed from after the last RAM pass left (final-ram-us, apart) until the device
+  // records, EOF and vmdesc are flushed; each device gets that time's share of its bytes.
   uint64_t device_bytes = 0;
   for (const migration::DeviceTiming& d : s.devices) device_bytes += d.bytes;
   Json devices = Json::array();
@@ -213,6 +220,7 @@ Json MigrationControl::query_migrate() const {
     devices.push_back(std::move(dev));
   }
   reply["device-breakdown"] = {{"save-ms", s.device_save_ms},
+                               {"final-ram-us", s.final_ram_ns / 1000},
                                {"transfer-us", s.device_transfer_ns / 1000},
                                {"devices", std::move(devices)}};
   if (!s.error.empty()) reply["error-desc"] = s.error;
