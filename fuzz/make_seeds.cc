@@ -323,16 +323,22 @@ void write_controller_seeds(const std::filesystem::path& dir) {
     const char* name;
     unsigned queues, commands, aers;
     bool shadow;
+    unsigned held;  // commands held on a block error (subsection nvme-state/held-requests)
   };
-  const Shape shapes[] = {{"nvme-ctrl-fresh", 0, 0, 0, false},
-                          {"nvme-ctrl-admin-only", 0, 0, 2, false},
-                          {"nvme-ctrl-busy", 2, 6, 2, true},
-                          {"nvme-ctrl-wide", 6, 10, 4, false}};
+  const Shape shapes[] = {{"nvme-ctrl-fresh", 0, 0, 0, false, 0},
+                          {"nvme-ctrl-admin-only", 0, 0, 2, false, 0},
+                          {"nvme-ctrl-busy", 2, 6, 2, true, 0},
+                          {"nvme-ctrl-wide", 6, 10, 4, false, 0},
+                          {"nvme-ctrl-held", 2, 6, 2, true, 3},
+                          {"nvme-ctrl-held-only", 1, 0, 0, false, 5}};
   for (const Shape& shape : shapes) {
     auto source = ferry::fuzz::FuzzController::make();
     if (!source.ok()) die(source.status().to_string());
     if (shape.queues || shape.aers) (*source)->populate(shape.queues, shape.commands, shape.aers,
-                                                       shape.shadow);
+                                                       shape.shadow, shape.held);
+    if ((*source)->ctrl->state().held.size() != shape.held)
+      die(std::string(shape.name) + ": " + std::to_string((*source)->ctrl->state().held.size()) +
+          " commands held, not " + std::to_string(shape.held));
     ByteWriter w;
     Status st = ferry::nvme::kControllerState.save(*(*source)->ctrl, w);
     if (!st.ok()) die(std::string(shape.name) + ": " + st.to_string());
@@ -351,7 +357,7 @@ void write_controller_seeds(const std::filesystem::path& dir) {
       std::printf("%-32s %5zu bytes\n", name.c_str(), body.size() + 1);
     };
     write(shape.name, bytes);
-    if (shape.queues == 2)
+    if (shape.queues == 2 && shape.held == 0)
       write(std::string(shape.name) + "-cut",
             Bytes(bytes.begin(), bytes.begin() + bytes.size() / 2));
   }

@@ -8,6 +8,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
+
 #include <array>
 #include <chrono>
 #include <memory>
@@ -56,7 +58,9 @@ struct FuzzController {
     bool sized = ftruncate(fd, 1 << 20) == 0;
     close(fd);
     if (!sized) return Error(ErrorCode::kIo, "cannot size the temp image");
-    auto drive = block::BlockBackend::open(*f->loop, block::DriveConfig{.id = "d0", .file = path});
+    // werror=stop: populate() can hold failed commands (nvme-state/held-requests).
+    auto drive = block::BlockBackend::open(
+        *f->loop, block::DriveConfig{.id = "d0", .file = path, .werror = block::ErrorPolicy::kStop});
     unlink(path.c_str());
     if (!drive.ok()) return drive.take_status();
     f->drive = std::move(*drive);
@@ -94,9 +98,12 @@ struct FuzzController {
   }
 
   // Enabled with MSI-X, `io_queues` I/O pairs (CQ 4 entries, SQ 16), `commands` invalid
-  // commands per queue (so CQs overflow into pending lists), `aers` AER commands, and
-  // optionally shadow doorbells. Resumed to run, then quiesced again for saving.
-  void populate(unsigned io_queues, unsigned commands, unsigned aers, bool shadow) {
+  // commands per queue (so CQs overflow into pending lists), `aers` AER commands,
+  // optionally shadow doorbells, and `held` commands on SQ 1 (writes, the last a flush)
+  // that fail with EIO under werror=stop, so they are held. Resumed to run, then quiesced
+  // again for saving.
+  void populate(unsigned io_queues, unsigned commands, unsigned aers, bool shadow,
+                unsigned held = 0) {
     namespace sn = spec::nvme;
     ctrl->resume();
     ctrl->config_write(pci::kCommand, pci::kCommandMemory | pci::kCommandBusMaster, 2);
@@ -123,6 +130,21 @@ struct FuzzController {
         sqe(sq + 64ull * i, 0x7f, static_cast<uint16_t>(i), 1);
       reg(sn::sq_tail_doorbell(q), commands % 16);
       run();
+    }
+    if (held && io_queues) {
+      drive->faults().add({.op = block::BlockOp::kWrite, .error = EIO});
+      drive->faults().add({.op = block::BlockOp::kFlush, .error = EIO});
+      uint64_t sq = 0x80000 + 0x1000;
+      unsigned slot = commands % 16;
+      for (unsigned i = 0; i < held; ++i) {
+        uint8_t opcode = i + 1 == held ? sn::kNvmFlush : sn::kNvmWrite;
+        sqe(sq + 64ull * slot, opcode, static_cast<uint16_t>(200 + i), 1, {i, 0, 0},
+            0x200000 + 0x1000ull * i);
+        slot = (slot + 1) % 16;
+      }
+      reg(sn::sq_tail_doorbell(1), slot);
+      run();
+      drive->faults().clear();
     }
     if (shadow) admin(sn::kAdminDoorbellBufferConfig, {}, 0x300000);
     for (unsigned i = 0; i < aers; ++i) admin(sn::kAdminAsyncEventRequest, {});

@@ -311,8 +311,12 @@ Status Machine::add_nvme(const DeviceConfig& device) {
   // the allowlist classifies as blocking (or does not classify) blocks migration instead.
   FERRY_RETURN_IF_ERROR(register_section(nvme::kControllerState, controller));
   std::string where = fmt::format("nvme at {}", controller.address()->to_bdf());
-  for (std::string& reason : nvme::migration_blockers(
-           nvme::MigrationItemKind::kControllerProperty, device.opts, where)) {
+  std::vector<std::string> reasons = nvme::migration_blockers(
+      nvme::MigrationItemKind::kControllerProperty, device.opts, where);
+  // And what the created controller advertises (PCI capabilities, CAP, identify bits).
+  for (std::string& reason : nvme::migration_blockers(controller, where))
+    reasons.push_back(std::move(reason));
+  for (std::string& reason : reasons) {
     if (config_.only_migratable)
       return Error(ErrorCode::kInvalidArgument, "-only-migratable: {}", reason);
     migration_->add_blocker(std::move(reason));

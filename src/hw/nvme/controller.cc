@@ -405,11 +405,17 @@ void Controller::on_config_write(uint32_t, uint32_t, unsigned) {
 }
 
 void Controller::quiesce() {
-  // First stop: no SQE is fetched, no CQE posted, no interrupt raised from here on. Then
-  // drain: completions of requests already at a backend land as pending CQ entries (in
-  // order), a write waiting for its flush submits it and the drain waits for that too.
-  // There is no fetched-but-not-submitted stage, so afterwards no request is in flight.
+  // First stop fetching: no SQE is fetched from here on. Then drain: requests already at a
+  // backend complete (a write waiting for its flush submits it and the drain waits for that
+  // too); their completions are posted where their CQ has room, in order, and wait in the
+  // CQ's pending list where it has none (issue 6: "post completions that fit, keep the rest
+  // pending"). The CQE writes mark RAM dirty, so a migration's final RAM pass carries them.
+  // No interrupt is raised while the VM stops: the posts owe it (owe_interrupt) and
+  // resume() raises it, here or on a destination. There is no fetched-but-not-submitted
+  // stage, so afterwards no request is in flight, and nothing is posted until resume().
+  // (QEMU keeps posting CQEs and raising interrupts from its main loop while stopped.)
   quiesced_ = true;
+  quiescing_ = true;
   MonotonicClock wall;
   int64_t start = wall.now_ns();
   for (int round = 0; round < 8 && requests_in_flight() != 0; ++round) {
@@ -421,6 +427,16 @@ void Controller::quiesce() {
     }
   }
   last_drain_ns_ = wall.now_ns() - start;
+  post_all_completions();  // whatever was already waiting and fits now
+  quiescing_ = false;
+}
+
+void Controller::owe_interrupt(const CompletionQueue& cq, unsigned posted) {
+  // MSI-X: counted on the CQ's vector as coalescing counts (state/vectors, so it migrates);
+  // resume() raises every vector with a count. INTx: resume()'s update_intx() raises the
+  // level the posted entries call for.
+  if (!cq.irq_enabled || !msix_enabled() || cq.vector >= state_.vectors.size()) return;
+  state_.vectors[cq.vector].aggregated += posted;
 }
 
 void Controller::resume() {

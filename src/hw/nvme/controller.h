@@ -60,12 +60,13 @@ class Controller : public pci::PciDevice {
   Status attach_namespace(uint32_t nsid, block::BlockBackend& backend,
                           uint32_t logical_block_size);
 
-  // VM stopped: fetch no SQEs, post no CQEs, raise no interrupts; then wait for every
-  // block request at the backends (their completions wait in their CQ's pending list), so
-  // that no request is in flight while stopped (what migration saves; see
-  // controller_migration.h).
+  // VM stopped: fetch no SQEs; wait for every block request at the backends, posting the
+  // completions that fit in their CQs (the rest wait in order in the CQ's pending list)
+  // without raising an interrupt, so that no request is in flight while stopped (what
+  // migration saves; see controller_migration.h). Once it returns, nothing is posted and no
+  // interrupt is raised until resume().
   void quiesce() override;
-  // Posts what is pending, raises the interrupts held back, fetches again. After an
+  // Posts what is pending, raises the interrupts held back or owed, fetches again. After an
   // incoming migration it also rebases the timestamp and power-on time on this clock.
   void resume() override;
   // How long the last quiesce() waited for the backends.
@@ -139,6 +140,8 @@ class Controller : public pci::PciDevice {
   void post_all_completions();
   bool cq_full(const CompletionQueue& cq) const;
   void signal_cq(CompletionQueue& cq, unsigned posted);
+  // Completions posted while quiesce() drains: their interrupt is raised by resume().
+  void owe_interrupt(const CompletionQueue& cq, unsigned posted);
   void notify_vector(uint16_t vector);
   void on_coalescing_timer(uint16_t vector);
   void update_intx();
@@ -233,6 +236,7 @@ class Controller : public pci::PciDevice {
   // value that stays wrong is reported once.
   std::vector<uint32_t> rejected_shadow_tail_;
   bool quiesced_ = false;
+  bool quiescing_ = false;  // inside quiesce(): completions that fit are posted
   int64_t last_drain_ns_ = 0;
   // Set by an incoming migration: durations to rebase on this process's clock at resume().
   struct ClockRebase {

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "hw/nvme/command_fields.h"
+#include "hw/pci/pci_regs.h"
 #include "spec/nvme.h"
 
 namespace ferry::nvme {
@@ -37,9 +38,12 @@ Status ControllerMigration::pre_save(Controller& ctrl) {
                  "{} requests still in flight at the backend: the controller must be quiesced "
                  "(VM stopped) before its state is saved",
                  in_flight);
-  // INTx is never delivered while MSI-X is on; a level left from before MSI-X was enabled
-  // while the VM was stopped is dropped so the stream is consistent (validate()).
-  if (ctrl.msix_enabled() && ctrl.irq_level()) ctrl.set_irq(false);
+  // The INTx level is derived state (update_intx), not recomputed while the VM is stopped:
+  // MSI-X enabled, or an INTMS or CQ head doorbell write, meanwhile can leave it asserted
+  // with nothing calling for it. Such a level is dropped, so the stream is consistent
+  // (validate()). A level the queues call for that is still low (completions posted while
+  // quiescing) stays low: resume() raises it, no interrupt while the VM is stopped.
+  if (ctrl.irq_level() && !intx_source(ctrl)) ctrl.set_irq(false);
   return {};
 }
 
@@ -158,6 +162,18 @@ Status ControllerMigration::post_load(Controller& ctrl, int) {
   // lost.
   for (VectorState& v : s.vectors) v.deadline_ns = 0;
   return {};
+}
+
+std::optional<size_t> ControllerMigration::intx_source(const Controller& ctrl) {
+  if (ctrl.msix_enabled()) return std::nullopt;
+  const ControllerState& s = ctrl.state_;
+  for (size_t qid = 0; qid < s.cqs.size(); ++qid) {
+    const CompletionQueue* cq = s.cqs[qid].get();
+    if (!cq || !cq->irq_enabled || cq->tail == cq->head) continue;
+    if (cq->vector < 32 && (s.regs.intms >> cq->vector) & 1) continue;
+    return qid;
+  }
+  return std::nullopt;
 }
 
 Status ControllerMigration::validate(const Controller& ctrl) {
@@ -314,10 +330,26 @@ Status ControllerMigration::validate(const Controller& ctrl) {
                        fmt::format("{} events queued, above aer_max_queued {}",
                                    aer.queued.size(), config.aer_max_queued));
 
-  // Interrupts: INTx is never asserted while MSI-X is on (pre_save makes it so).
-  if (ctrl.msix_enabled() && ctrl.irq_level())
-    return field_error("parent_obj/irq_state",
-                       "INTx is asserted while MSI-X is enabled");
+  // Interrupts, against the interrupt mode. MSI-X on: INTx is never asserted, and every
+  // CQ's vector is an entry of the table (checked above). MSI-X off: INTx may be asserted
+  // only while a CQ with interrupts enabled holds entries the host has not consumed on a
+  // vector INTMS leaves unmasked (pre_save drops any other level). The reverse, such a CQ
+  // with INTx low, is an interrupt still owed (completions posted while quiescing) and
+  // resume() raises it. Not refused, because a guest reaches them: a CQ keeps a vector
+  // above 0 after the host turns MSI-X off (Create I/O CQ refuses one only while MSI-X is
+  // off, as QEMU; INTMS then masks by that vector, and a vector above 31 is unmaskable);
+  // interrupts owed on a vector (state/vectors aggregated) in either mode; MSI-X pending
+  // bits of unmasked vectors, which the PCI layer delivers on load (QEMU's msix_load).
+  if (ctrl.irq_level()) {
+    if (ctrl.msix_enabled())
+      return field_error("parent_obj/irq_state", "INTx is asserted while MSI-X is enabled");
+    if (!intx_source(ctrl))
+      return field_error("parent_obj/irq_state",
+                         fmt::format("INTx is asserted, but no completion queue with interrupts "
+                                     "enabled holds unconsumed entries on a vector that INTMS "
+                                     "{:#x} leaves unmasked",
+                                     r.intms));
+  }
 
   // Shadow doorbells: page-aligned buffers inside RAM covering every queue slot.
   if (s.shadow.enabled) {
@@ -407,31 +439,53 @@ constexpr MigrationItem kAllowlist[] = {
     {K::kNamespaceProperty, "drive", true, "geometry checked on load"},
     {K::kNamespaceProperty, "nsid", true, "namespace set checked on load"},
     {K::kNamespaceProperty, "logical_block_size", true, "LBA format checked on load"},
-    // capabilities
+    // capabilities: PCI, the CAP register, identify data
     {K::kCapability, "pci-express", true, "config space (parent_obj)"},
     {K::kCapability, "power-management", true, "config space (parent_obj)"},
     {K::kCapability, "msix", true, "table and PBA (msix)"},
     {K::kCapability, "intx", true, "irq_state (parent_obj) and INTMS"},
+    {K::kCapability, "contiguous-queues", true, "CAP.CQR: a rule for the host; queues migrate"},
+    {K::kCapability, "nvm-command-set", true,
+     "CC.CSS in state/regs; NVM commands are drained at stop, held ones migrate"},
+    {K::kCapability, "io-command-sets", true,
+     "CAP.CSS: only the NVM command set is offered; CC.CSS in state/regs"},
+    {K::kCapability, "admin-only", true, "CAP.CSS: CC.CSS in state/regs"},
     {K::kCapability, "sgl", true, "per command: no state beyond the request"},
+    {K::kCapability, "sgl-bit-bucket", true, "per command: no state beyond the request"},
+    {K::kCapability, "flush-broadcast", true, "per command: no state beyond the request"},
+    {K::kCapability, "extended-lba-formats", true, "LBA formats: checked equal on load"},
+    {K::kCapability, "firmware-slots", true, "one read-only slot, no firmware update: no state"},
     {K::kCapability, "controller-memory-buffer", false,
      "a controller memory buffer is not migrated (QEMU cmb_size_mb)"},
     {K::kCapability, "persistent-memory-region", false,
      "a persistent memory region is not migrated (QEMU pmrdev)"},
     {K::kCapability, "sr-iov", false, "SR-IOV virtual functions are not migrated"},
     {K::kCapability, "zoned-namespaces", false, "zone state is not migrated"},
-    // optional features and commands
+    {K::kCapability, "nvm-subsystem-reset", false, "not migrated (Ferry does not offer it)"},
+    {K::kCapability, "weighted-round-robin", false, "not migrated (Ferry does not offer it)"},
+    // optional features, log pages and commands
     {K::kFeature, "shadow-doorbells", true, "buffer addresses (state/shadow); values in RAM"},
     {K::kFeature, "interrupt-coalescing", true, "state/features and per-vector counts"},
     {K::kFeature, "interrupt-vector-configuration", true, "state/vectors"},
     {K::kFeature, "asynchronous-events", true, "state/aer: commands, queue, mask"},
+    {K::kFeature, "namespace-attribute-notices", true,
+     "events in state/aer; namespaces never change at run time"},
     {K::kFeature, "timestamp", true, "clock: elapsed since set, rebased at resume"},
     {K::kFeature, "smart-health", true, "namespaces: counters per namespace"},
+    {K::kFeature, "error-information-log", true,
+     "entries it records travel in the subsection nvme-state/error-log (none: no state)"},
+    {K::kFeature, "commands-supported-effects-log", true, "derived from the configuration"},
+    {K::kFeature, "extended-log-data", true, "per command: no state beyond the request"},
     {K::kFeature, "temperature-threshold", true, "state/features"},
     {K::kFeature, "volatile-write-cache", true, "state/features"},
     {K::kFeature, "error-recovery", true, "namespaces: per namespace"},
     {K::kFeature, "arbitration", true, "state/features (round robin position in state)"},
     {K::kFeature, "power-management", true, "state/features"},
     {K::kFeature, "number-of-queues", true, "state/features"},
+    {K::kFeature, "write-atomicity", true, "always 0: no state"},
+    {K::kFeature, "save-select", true, "nothing is saved across power cycles: no state"},
+    {K::kFeature, "admin-command-set", true,
+     "queues, features, identify and log data: state above or the configuration"},
     {K::kFeature, "dataset-management", true, "no state beyond the request"},
     {K::kFeature, "write-zeroes", true, "no state beyond the request"},
     {K::kFeature, "compare", true, "no state beyond the request"},
@@ -458,6 +512,231 @@ const MigrationItem* find_migration_item(MigrationItemKind kind, std::string_vie
   for (const MigrationItem& item : kAllowlist)
     if (item.kind == kind && item.name == name) return &item;
   return nullptr;
+}
+
+namespace {
+
+using P = ProbeKind;
+
+// How each capability and feature row shows on a device (several ways for some). An
+// advertised item found in none of these lines is unclassified: it blocks migration and
+// fails the allowlist test.
+struct Probe {
+  ProbeKind kind;
+  uint32_t id;
+  std::string_view item;
+};
+constexpr Probe kProbes[] = {
+    {P::kPciCapability, 0x01, "power-management"},
+    {P::kPciCapability, 0x10, "pci-express"},
+    {P::kPciCapability, 0x11, "msix"},
+    {P::kPciExtendedCapability, 0x0010, "sr-iov"},
+    {P::kPciInterruptPin, 0, "intx"},
+    // CAP: CQR, AMS (weighted round robin), NSSRS, CSS (NVM, I/O sets, admin only), PMRS, CMBS.
+    {P::kCapRegisterBit, 16, "contiguous-queues"},
+    {P::kCapRegisterBit, 17, "weighted-round-robin"},
+    {P::kCapRegisterBit, 36, "nvm-subsystem-reset"},
+    {P::kCapRegisterBit, 37, "nvm-command-set"},
+    {P::kCapRegisterBit, 43, "io-command-sets"},
+    {P::kCapRegisterBit, 44, "admin-only"},
+    {P::kCapRegisterBit, 56, "persistent-memory-region"},
+    {P::kCapRegisterBit, 57, "controller-memory-buffer"},
+    // Identify Controller.
+    {P::kIdentifyBit, identify_bit(92, 8), "namespace-attribute-notices"},  // OAES
+    {P::kIdentifyBit, identify_bit(96, 15), "extended-lba-formats"},        // CTRATT
+    {P::kIdentifyBit, identify_bit(256, 1), "format-nvm"},                  // OACS
+    {P::kIdentifyBit, identify_bit(256, 3), "namespace-management"},
+    {P::kIdentifyBit, identify_bit(256, 7), "sr-iov"},
+    {P::kIdentifyBit, identify_bit(256, 8), "shadow-doorbells"},
+    {P::kIdentifyBit, identify_bit(260, 0), "firmware-slots"},              // FRMW
+    {P::kIdentifyBit, identify_bit(260, 1), "firmware-slots"},
+    {P::kIdentifyBit, identify_bit(261, 0), "smart-health"},                // LPA
+    {P::kIdentifyBit, identify_bit(261, 1), "commands-supported-effects-log"},
+    {P::kIdentifyBit, identify_bit(261, 2), "extended-log-data"},
+    {P::kIdentifyBit, identify_bit(520, 0), "compare"},                     // ONCS
+    {P::kIdentifyBit, identify_bit(520, 2), "dataset-management"},
+    {P::kIdentifyBit, identify_bit(520, 3), "write-zeroes"},
+    {P::kIdentifyBit, identify_bit(520, 4), "save-select"},
+    {P::kIdentifyBit, identify_bit(520, 6), "timestamp"},
+    {P::kIdentifyBit, identify_bit(525, 0), "volatile-write-cache"},        // VWC
+    {P::kIdentifyBit, identify_bit(525, 1), "flush-broadcast"},
+    {P::kIdentifyBit, identify_bit(525, 2), "flush-broadcast"},
+    {P::kIdentifyBit, identify_bit(536, 0), "sgl"},                         // SGLS
+    {P::kIdentifyBit, identify_bit(536, 1), "sgl"},
+    {P::kIdentifyBit, identify_bit(536, 16), "sgl-bit-bucket"},
+    // Get Features.
+    {P::kFeature, 0x01, "arbitration"},
+    {P::kFeature, 0x02, "power-management"},
+    {P::kFeature, 0x04, "temperature-threshold"},
+    {P::kFeature, 0x05, "error-recovery"},
+    {P::kFeature, 0x06, "volatile-write-cache"},
+    {P::kFeature, 0x07, "number-of-queues"},
+    {P::kFeature, 0x08, "interrupt-coalescing"},
+    {P::kFeature, 0x09, "interrupt-vector-configuration"},
+    {P::kFeature, 0x0a, "write-atomicity"},
+    {P::kFeature, 0x0b, "asynchronous-events"},
+    {P::kFeature, 0x0e, "timestamp"},
+    // Get Log Page.
+    {P::kLogPage, 0x01, "error-information-log"},
+    {P::kLogPage, 0x02, "smart-health"},
+    {P::kLogPage, 0x03, "firmware-slots"},
+    {P::kLogPage, 0x04, "namespace-attribute-notices"},  // Changed Namespace List
+    {P::kLogPage, 0x05, "commands-supported-effects-log"},
+    // Commands Supported and Effects.
+    {P::kAdminCommand, 0x00, "admin-command-set"},  // Delete I/O SQ
+    {P::kAdminCommand, 0x01, "admin-command-set"},  // Create I/O SQ
+    {P::kAdminCommand, 0x02, "admin-command-set"},  // Get Log Page
+    {P::kAdminCommand, 0x04, "admin-command-set"},  // Delete I/O CQ
+    {P::kAdminCommand, 0x05, "admin-command-set"},  // Create I/O CQ
+    {P::kAdminCommand, 0x06, "admin-command-set"},  // Identify
+    {P::kAdminCommand, 0x08, "abort"},
+    {P::kAdminCommand, 0x09, "admin-command-set"},  // Set Features
+    {P::kAdminCommand, 0x0a, "admin-command-set"},  // Get Features
+    {P::kAdminCommand, 0x0c, "asynchronous-events"},
+    {P::kAdminCommand, 0x0d, "namespace-management"},
+    {P::kAdminCommand, 0x15, "namespace-management"},  // Namespace Attachment
+    {P::kAdminCommand, 0x7c, "shadow-doorbells"},
+    {P::kAdminCommand, 0x80, "format-nvm"},
+    {P::kIoCommand, 0x00, "nvm-command-set"},  // Flush
+    {P::kIoCommand, 0x01, "nvm-command-set"},  // Write
+    {P::kIoCommand, 0x02, "nvm-command-set"},  // Read
+    {P::kIoCommand, 0x05, "compare"},
+    {P::kIoCommand, 0x08, "write-zeroes"},
+    {P::kIoCommand, 0x09, "dataset-management"},
+};
+
+// Identify Controller fields (NVMe 1.4 figure 251, OCFS from 2.0) that announce optional
+// capabilities and features.
+constexpr IdentifyFeatureField kIdentifyFields[] = {
+    {"CMIC", 76, 1, false},     {"OAES", 92, 4, false},     {"CTRATT", 96, 4, false},
+    {"OACS", 256, 2, false},    {"FRMW", 260, 1, false},    {"LPA", 261, 1, false},
+    {"AVSCC", 264, 1, false},   {"APSTA", 265, 1, false},   {"HMPRE", 272, 4, true},
+    {"RPMBS", 312, 4, true},    {"DSTO", 318, 1, false},    {"KAS", 320, 2, true},
+    {"HCTMA", 322, 2, false},   {"SANICAP", 328, 4, false}, {"ANACAP", 343, 1, false},
+    {"ONCS", 520, 2, false},    {"FUSES", 522, 2, false},   {"FNA", 524, 1, false},
+    {"VWC", 525, 1, false},     {"NVSCC", 530, 1, false},   {"OCFS", 534, 2, false},
+    {"SGLS", 536, 4, false},
+};
+
+// CAP bits that announce options (the rest are sizes and timeouts): CQR, AMS, NSSRS, CSS,
+// BPS, CPS, PMRS, CMBS, NSSS, CRMS.
+constexpr bool optional_cap_bit(unsigned bit) {
+  return (bit >= 16 && bit <= 18) || (bit >= 36 && bit <= 47) || (bit >= 56 && bit <= 60);
+}
+
+constexpr bool every_probe_names_a_row() {
+  for (const Probe& p : kProbes) {
+    bool found = false;
+    for (const MigrationItem& item : kAllowlist)
+      found |= (item.kind == K::kCapability || item.kind == K::kFeature) && item.name == p.item;
+    if (!found) return false;
+  }
+  return true;
+}
+static_assert(every_probe_names_a_row(), "a probe names no capability or feature row");
+
+const MigrationItem* find_row(std::string_view name) {
+  for (const MigrationItem& item : kAllowlist)
+    if ((item.kind == K::kCapability || item.kind == K::kFeature) && item.name == name)
+      return &item;
+  return nullptr;
+}
+
+}  // namespace
+
+std::span<const IdentifyFeatureField> identify_feature_fields() { return kIdentifyFields; }
+
+std::vector<Advertised> identify_advertised(std::span<const uint8_t> identify) {
+  std::vector<Advertised> out;
+  for (const IdentifyFeatureField& f : kIdentifyFields) {
+    if (f.offset + f.bytes > identify.size()) continue;
+    uint32_t value = 0;
+    for (unsigned i = 0; i < f.bytes; ++i) value |= uint32_t{identify[f.offset + i]} << (8 * i);
+    if (f.nonzero_only) {
+      if (value) out.push_back({P::kIdentifyBit, identify_bit(f.offset, 0)});
+      continue;
+    }
+    for (unsigned bit = 0; bit < 8u * f.bytes; ++bit)
+      if (value >> bit & 1) out.push_back({P::kIdentifyBit, identify_bit(f.offset, bit)});
+  }
+  return out;
+}
+
+const MigrationItem* classify_advertised(ProbeKind kind, uint32_t id) {
+  for (const Probe& p : kProbes)
+    if (p.kind == kind && p.id == id) return find_row(p.item);
+  return nullptr;
+}
+
+std::string describe_advertised(ProbeKind kind, uint32_t id) {
+  switch (kind) {
+    case P::kPciCapability: return fmt::format("PCI capability {:#04x}", id);
+    case P::kPciExtendedCapability: return fmt::format("PCI Express extended capability {:#06x}", id);
+    case P::kPciInterruptPin: return "PCI interrupt pin (INTx)";
+    case P::kCapRegisterBit: return fmt::format("CAP register bit {}", id);
+    case P::kIdentifyBit:
+      for (const IdentifyFeatureField& f : kIdentifyFields)
+        if (f.offset == id >> 8)
+          return f.nonzero_only ? fmt::format("Identify Controller {} (nonzero)", f.name)
+                                : fmt::format("Identify Controller {} bit {}", f.name, id & 0xff);
+      return fmt::format("Identify Controller byte {} bit {}", id >> 8, id & 0xff);
+    case P::kFeature: return fmt::format("feature {:#04x}", id);
+    case P::kLogPage: return fmt::format("log page {:#04x}", id);
+    case P::kAdminCommand: return fmt::format("admin command {:#04x}", id);
+    case P::kIoCommand: return fmt::format("I/O command {:#04x}", id);
+  }
+  return "item";
+}
+
+std::vector<Advertised> ControllerMigration::advertised(const Controller& ctrl) {
+  std::vector<Advertised> out;
+  // The capability list, as a host walks it (bounded: at most 48 entries fit).
+  if (ctrl.config_read(pci::kStatus, 2) & pci::kStatusCapabilityList) {
+    uint32_t at = ctrl.config_read(pci::kCapabilityPointer, 1) & ~3u;
+    for (int hops = 0; at != 0 && hops < 48; ++hops) {
+      out.push_back({P::kPciCapability, ctrl.config_read(at, 1)});
+      at = ctrl.config_read(at + 1, 1) & ~3u;
+    }
+  }
+  if (ctrl.config_size() > 256) {
+    uint32_t at = 0x100;
+    for (int hops = 0; at >= 0x100 && hops < 960; ++hops) {
+      uint32_t header = ctrl.config_read(at, 4);
+      if (header == 0 || header == 0xffffffff) break;
+      out.push_back({P::kPciExtendedCapability, header & 0xffff});
+      at = (header >> 20) & ~3u;
+    }
+  }
+  if (ctrl.interrupt_pin() != 0) out.push_back({P::kPciInterruptPin, 0});
+  for (unsigned bit = 0; bit < 64; ++bit)
+    if (optional_cap_bit(bit) && (ctrl.state_.regs.cap >> bit & 1))
+      out.push_back({P::kCapRegisterBit, bit});
+  std::array<uint8_t, sn::kIdentifySize> identify{};
+  ctrl.identify_controller(identify);
+  std::vector<Advertised> bits = identify_advertised(identify);
+  out.insert(out.end(), bits.begin(), bits.end());
+  return out;
+}
+
+std::vector<Advertised> advertised_capabilities(const Controller& ctrl) {
+  return ControllerMigration::advertised(ctrl);
+}
+
+std::vector<std::string> migration_blockers(const Controller& ctrl, std::string_view where) {
+  std::vector<std::string> reasons;
+  std::set<std::string_view> blocked;  // one reason per row
+  for (const Advertised& a : advertised_capabilities(ctrl)) {
+    const MigrationItem* item = classify_advertised(a.kind, a.id);
+    if (!item) {
+      reasons.push_back(fmt::format("{}: {} is advertised but not classified as migratable",
+                                    where, describe_advertised(a.kind, a.id)));
+    } else if (!item->migratable && blocked.insert(item->name).second) {
+      reasons.push_back(fmt::format("{}: {} '{}' ({}) blocks migration ({})", where,
+                                    migration_item_kind_name(item->kind), item->name,
+                                    describe_advertised(a.kind, a.id), item->note));
+    }
+  }
+  return reasons;
 }
 
 std::vector<std::string> migration_blockers(MigrationItemKind kind, const Opts& opts,

@@ -42,6 +42,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -301,6 +302,8 @@ inline constexpr auto kControllerStateState = vmstate::describe<ControllerState>
 
 // ---- the controller's description and hooks ---------------------------------------------------
 
+struct Advertised;  // below: one thing the controller advertises
+
 // A friend of Controller: the description reaches its private state.
 struct ControllerMigration {
   static Status pre_save(Controller& ctrl);
@@ -308,6 +311,12 @@ struct ControllerMigration {
   static Status post_load(Controller& ctrl, int version);
   // Every rule a loaded state must satisfy; errors name the field and the values.
   static Status validate(const Controller& ctrl);
+  // The first CQ that calls for the INTx level (Controller::update_intx's rule: MSI-X off,
+  // interrupts enabled, entries the host has not consumed, vector not masked by INTMS).
+  static std::optional<size_t> intx_source(const Controller& ctrl);
+  // What the created controller advertises without running a command (see
+  // advertised_capabilities below).
+  static std::vector<Advertised> advertised(const Controller& ctrl);
 
   static Status fill_namespaces(const Controller& ctrl, NamespaceTable& table);
   static Status apply_namespaces(Controller& ctrl, const NamespaceTable& table);
@@ -357,5 +366,57 @@ const MigrationItem* find_migration_item(MigrationItemKind kind, std::string_vie
 // or unclassified item it uses (empty: it can migrate). `where` prefixes each reason.
 std::vector<std::string> migration_blockers(MigrationItemKind kind, const Opts& opts,
                                             std::string_view where);
+
+// ---- how capability and feature rows are found on a device ------------------------------------
+
+// One thing a controller advertises, as a host discovers it.
+enum class ProbeKind : uint8_t {
+  kPciCapability,          // capability ID in the list at config 0x34
+  kPciExtendedCapability,  // PCI Express extended capability ID (list at config 0x100)
+  kPciInterruptPin,        // the function has an INTx pin (id 0)
+  kCapRegisterBit,         // a set bit of the NVMe CAP register that announces an option
+  kIdentifyBit,            // Identify Controller: id = identify_bit(byte offset, bit)
+  kFeature,                // Get Features (SEL 3) answers this Feature Identifier
+  kLogPage,                // Get Log Page answers this Log Identifier
+  kAdminCommand,           // Commands Supported and Effects: this admin opcode is supported
+  kIoCommand,              // ... this NVM command set opcode is supported
+};
+
+constexpr uint32_t identify_bit(uint32_t byte_offset, uint32_t bit) {
+  return byte_offset << 8 | bit;
+}
+
+struct Advertised {
+  ProbeKind kind;
+  uint32_t id;
+  bool operator==(const Advertised&) const = default;
+  auto operator<=>(const Advertised&) const = default;
+};
+
+// An Identify Controller field that announces optional features: bit by bit, or (for
+// counts and sizes) by being nonzero, which is then probe bit 0.
+struct IdentifyFeatureField {
+  std::string_view name;
+  uint16_t offset;
+  uint8_t bytes;
+  bool nonzero_only;
+};
+std::span<const IdentifyFeatureField> identify_feature_fields();
+// The advertised items an Identify Controller data structure announces.
+std::vector<Advertised> identify_advertised(std::span<const uint8_t> identify);
+
+// Which allowlist row (a capability or feature) covers an advertised item; null when none
+// does. "PCI capability 0x11", "Identify Controller OACS bit 8", ... for messages.
+const MigrationItem* classify_advertised(ProbeKind kind, uint32_t id);
+std::string describe_advertised(ProbeKind kind, uint32_t id);
+
+// What a created controller advertises without running a command: its PCI capabilities,
+// extended capabilities and interrupt pin, the optional CAP bits, and the Identify
+// Controller bits of identify_feature_fields(). Features, log pages and commands are
+// answered by commands; the allowlist test asks the controller for those.
+std::vector<Advertised> advertised_capabilities(const Controller& ctrl);
+// Why this controller cannot migrate because of something it advertises (a blocking or
+// unclassified capability or feature); empty when it can. `where` prefixes each reason.
+std::vector<std::string> migration_blockers(const Controller& ctrl, std::string_view where);
 
 }  // namespace ferry::nvme

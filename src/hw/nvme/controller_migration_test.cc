@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <set>
 
 #include <gtest/gtest.h>
 
@@ -157,7 +158,7 @@ class NvmeMigrationTest : public ::testing::Test {
     return out;
   }
 
-  void bring_up() {
+  void bring_up(bool msix = true) {
     c().config_write(pci::kCommand, pci::kCommandMemory | pci::kCommandBusMaster, 2);
     ASSERT_TRUE(side_->memory->fill(kAcq, 0, 16 * 32).ok());
     set_reg(sn::kRegAqa, 31u << 16 | 31u);
@@ -166,6 +167,7 @@ class NvmeMigrationTest : public ::testing::Test {
     set_reg(sn::kRegCc, 6u << sn::kCcIosqesShift | 4u << sn::kCcIocqesShift | sn::kCcEn);
     ASSERT_EQ(reg(sn::kRegCsts), sn::kCstsRdy);
     admin_ = HostQueues{.qid = 0, .sq_base = kAsq, .cq_base = kAcq, .sq_size = 32, .cq_size = 32};
+    if (!msix) return;
     auto cap = c().find_capability(pci::kCapMsix);
     ASSERT_TRUE(cap.has_value());
     c().config_write(*cap + pci::kMsixControl, pci::kMsixEnable, 2);
@@ -235,6 +237,19 @@ class NvmeMigrationTest : public ::testing::Test {
         .cdw(11, static_cast<uint32_t>(slba >> 32)).cdw(12, nlb - 1);
   }
   SmartCounters smart(uint32_t nsid) { return c().state().namespaces[nsid].smart; }
+  // Guest RAM's dirty bitmap: cleared, and asked about the page holding `addr`.
+  memory::DirtyBitmap& dirty() { return side_->memory->ram_blocks()[0]->dirty(); }
+  void clear_dirty() {
+    memory::PageBitmap taken;
+    dirty().sync(taken);
+  }
+  bool is_dirty(uint64_t addr) { return dirty().test(addr / 4096); }
+  // MSI-X messages the side's controller sent since the last call (data = 0x40 + vector).
+  std::vector<uint32_t> msi_data(Side& side) {
+    std::vector<uint32_t> out;
+    for (const auto& m : side.machine->msi.take()) out.push_back(m.data);
+    return out;
+  }
 
   // ---- migration ----
   std::vector<uint8_t> save(Side& side, vmstate::Json* vmdesc = nullptr) {
@@ -379,23 +394,83 @@ TEST_F(NvmeMigrationTest, BusyControllerContinuesOnTheDestination) {
   EXPECT_EQ(take(q5).status, 0);
 }
 
-TEST_F(NvmeMigrationTest, QuiesceDrainsTheBackendAndHoldsCompletions) {
+// Issue 6: at stop-and-copy "drain requests already submitted to the backend, post
+// completions that fit, keep the rest pending". No interrupt while the VM stops: the one
+// owed travels (state/vectors) and the destination raises it when it runs.
+TEST_F(NvmeMigrationTest, QuiescePostsTheCompletionsThatFitAndOwesTheirInterrupt) {
+  src_ = make_side(src_clock_);
+  side_ = src_.get();
+  bring_up();
+  io_[1] = create_io_queues(1, 16, 4);  // 3 usable CQ slots
+  src_->drives[0]->faults().add(block::FaultRule{.op = block::BlockOp::kWrite,
+                                                .delay_ns = 20'000'000});
+  for (int i = 0; i < 6; ++i) submit(io_[1], rw(sn::kNvmWrite, i, 1, kData));
+  ASSERT_TRUE(loop_->run_until([&] { return c().requests_in_flight() == 6; }, 5s).ok());
+  msi_data(*src_);
+  clear_dirty();
+  c().quiesce();
+  EXPECT_EQ(c().requests_in_flight(), 0u);
+  EXPECT_GE(c().last_drain_ns(), 15'000'000);  // waited for the delayed writes
+  EXPECT_EQ(c().state().cqs[1]->tail, 3u);     // three posted: as many as fit
+  EXPECT_EQ(c().state().cqs[1]->pending.size(), 3u);
+  EXPECT_TRUE(is_dirty(io_[1].cq_base)) << "the final RAM pass must carry the CQEs";
+  EXPECT_EQ(msi_data(*src_), std::vector<uint32_t>{}) << "an interrupt while stopping";
+  EXPECT_EQ(c().state().vectors[1].aggregated, 3u) << "the interrupt is owed";
+  for (uint16_t cid = 0; cid < 3; ++cid) EXPECT_EQ(read_cqe(io_[1], cid).cid, cid);
+  settle();
+  EXPECT_EQ(msi_data(*src_), std::vector<uint32_t>{});
+
+  std::vector<uint8_t> bytes = save(*src_);
+  dst_ = make_side(dst_clock_);
+  Status st = load(*src_, *dst_, bytes);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  side_ = dst_.get();
+  dst_->ctrl->resume();
+  EXPECT_EQ(msi_data(*dst_), std::vector<uint32_t>{0x41}) << "the owed interrupt, once";
+  for (uint16_t cid = 0; cid < 6; ++cid) EXPECT_EQ(take(io_[1]).cid, cid);
+  settle();
+  EXPECT_FALSE(cqe_ready(io_[1]));
+}
+
+// Issue 6: "pages the controller writes (CQEs, shadow doorbell event indexes, read data)
+// are marked dirty so the final RAM pass carries them". Pages it only reads stay clean.
+TEST_F(NvmeMigrationTest, PagesTheControllerWritesAreMarkedDirty) {
   src_ = make_side(src_clock_);
   side_ = src_.get();
   bring_up();
   io_[1] = create_io_queues(1, 16, 16);
-  src_->drives[0]->faults().add(block::FaultRule{.op = block::BlockOp::kWrite,
-                                                .delay_ns = 20'000'000});
-  for (int i = 0; i < 4; ++i) submit(io_[1], rw(sn::kNvmWrite, i, 1, kData));
-  ASSERT_TRUE(loop_->run_until([&] { return c().requests_in_flight() == 4; }, 5s).ok());
-  c().quiesce();
-  EXPECT_EQ(c().requests_in_flight(), 0u);
-  EXPECT_EQ(c().state().cqs[1]->pending.size(), 4u);  // completed, not posted while stopped
-  EXPECT_GE(c().last_drain_ns(), 15'000'000);         // waited for the delayed writes
-  settle();
-  EXPECT_FALSE(cqe_ready(io_[1]));
-  c().resume();
-  for (uint16_t cid = 0; cid < 4; ++cid) EXPECT_EQ(take(io_[1]).cid, cid);
+  HostQueues& q = io_[1];
+  constexpr uint64_t kWriteBuf = kData, kReadBuf = kData + 0x5000;
+  std::vector<uint8_t> block(512);
+  for (size_t i = 0; i < block.size(); ++i) block[i] = static_cast<uint8_t>(i * 13 + 1);
+  poke(kWriteBuf, block);
+  submit(q, rw(sn::kNvmWrite, 5, 1, kWriteBuf));
+  ASSERT_EQ(take(q).status, 0);
+  constexpr uint64_t kShadow = 0x300000, kEvents = 0x301000;
+  ASSERT_EQ(admin(Sqe(sn::kAdminDoorbellBufferConfig).prp(kShadow).set32(32, kEvents)).status,
+            0);
+  // The host puts a write (elsewhere) and a read of the block in the SQ and their tail in
+  // the shadow doorbell: its own stores dirty those pages, so the bitmap is cleared before
+  // the controller runs.
+  for (Sqe sqe : {rw(sn::kNvmWrite, 9, 1, kWriteBuf), rw(sn::kNvmRead, 5, 1, kReadBuf)}) {
+    sqe.b[2] = static_cast<uint8_t>(q.next_cid++);
+    poke(q.sq_base + 64ull * q.sq_tail, sqe.b);
+    q.sq_tail = (q.sq_tail + 1) % q.sq_size;
+  }
+  poke(kShadow + 8, std::vector<uint8_t>{static_cast<uint8_t>(q.sq_tail), 0, 0, 0});
+  clear_dirty();
+  ASSERT_FALSE(is_dirty(q.cq_base));
+  set_reg(sn::sq_tail_doorbell(1), q.sq_tail);
+  ASSERT_TRUE(loop_->run_until([&] { return read_cqe(q, 2).phase; }, 5s).ok());
+  ASSERT_TRUE(loop_->run_until([&] { return c().requests_in_flight() == 0; }, 5s).ok());
+  EXPECT_EQ(peek(kReadBuf, 512), block);
+  EXPECT_TRUE(is_dirty(kReadBuf)) << "read data DMA";
+  EXPECT_TRUE(is_dirty(q.cq_base)) << "CQE posting";
+  EXPECT_TRUE(is_dirty(kEvents)) << "shadow doorbell event index";
+  EXPECT_FALSE(is_dirty(kWriteBuf)) << "write data is only read";
+  EXPECT_FALSE(is_dirty(q.sq_base)) << "SQEs are only read";
+  EXPECT_FALSE(is_dirty(kShadow)) << "the shadow doorbells are only read for I/O queues";
+  EXPECT_FALSE(is_dirty(kAcq)) << "nothing was posted on the admin CQ";
 }
 
 TEST_F(NvmeMigrationTest, SaveRefusesRequestsInFlight) {
@@ -492,6 +567,7 @@ TEST_F(NvmeMigrationTest, EveryValidationRuleRefusesAPatchedStream) {
       {"namespaces/entries[2]/nsid", 3, "namespace 3 is attached on the source but not here"},
       {"state/sqs[0]/size", 31, "differs from ASQ"},
       {"state/cqs[2]/phase", 2, "phase tag must be 0 or 1"},
+      {"parent_obj/irq_state[0]", 1, "INTx is asserted while MSI-X is enabled"},
   };
   for (const Patch& p : patches) {
     SCOPED_TRACE(p.field);
@@ -646,6 +722,89 @@ TEST_F(NvmeMigrationTest, TooManyOutstandingAerCommandsAreRefused) {
       << st.to_string();
 }
 
+// INTx (MSI-X off): the level must be one the queues call for. CQ 1 (interrupts enabled,
+// vector 0) holds an entry the host has not consumed, so INTx is asserted.
+TEST_F(NvmeMigrationTest, IntxMayBeAssertedOnlyWhenAQueueCallsForIt) {
+  src_ = make_side(src_clock_);
+  side_ = src_.get();
+  bring_up(/*msix=*/false);
+  HostQueues q{.qid = 1, .sq_base = kIoSq + 0x4000, .cq_base = kIoCq + 0x4000, .sq_size = 16,
+               .cq_size = 16};
+  ASSERT_TRUE(side_->memory->fill(q.cq_base, 0, 16 * 16).ok());
+  ASSERT_EQ(admin(Sqe(sn::kAdminCreateCq).prp(q.cq_base).cdw(10, 15u << 16 | 1).cdw(11, 3u))
+                .status, 0);
+  ASSERT_EQ(admin(Sqe(sn::kAdminCreateSq).prp(q.sq_base).cdw(10, 15u << 16 | 1)
+                      .cdw(11, 1u << 16 | 1u)).status, 0);
+  submit(q, Sqe(sn::kNvmFlush, 1));
+  ASSERT_TRUE(loop_->run_until([&] { return cqe_ready(q); }, 5s).ok());
+  ASSERT_TRUE(c().irq_level());
+  vmstate::Json desc;
+  std::vector<uint8_t> bytes = save(*src_, &desc);
+  std::map<std::string, std::pair<uint64_t, uint64_t>> at;
+  uint64_t offset = 0;
+  locate(desc["fields"], offset, "", at);
+  {
+    auto dst = make_side(dst_clock_);
+    Status st = load(*src_, *dst, bytes);
+    ASSERT_TRUE(st.ok()) << st.to_string();
+    EXPECT_TRUE(dst->ctrl->irq_level());
+  }
+  const std::vector<Patch> patches = {
+      {"state/cqs[1]/irq_enabled", 0, "INTx is asserted, but no completion queue"},
+      {"state/regs/intms", 1, "INTMS 0x1 leaves unmasked"},
+      {"state/cqs[1]/head", 1, "INTx is asserted, but no completion queue"},
+  };
+  for (const Patch& p : patches) {
+    SCOPED_TRACE(p.field);
+    ASSERT_TRUE(at.contains(p.field));
+    std::vector<uint8_t> patched = bytes;
+    put_be(patched, at[p.field], p.value);
+    auto dst = make_side(dst_clock_);
+    Status st = load(*src_, *dst, patched);
+    ASSERT_FALSE(st.ok());
+    EXPECT_NE(st.to_string().find(p.expected), std::string::npos) << st.to_string();
+    EXPECT_NE(st.to_string().find("irq_state"), std::string::npos) << st.to_string();
+  }
+  // Low while the queue calls for it is an interrupt owed: it loads, and rises on resume.
+  std::vector<uint8_t> low = bytes;
+  put_be(low, at["parent_obj/irq_state[0]"], 0);
+  dst_ = make_side(dst_clock_);
+  Status st = load(*src_, *dst_, low);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  EXPECT_FALSE(dst_->ctrl->irq_level());
+  dst_->ctrl->resume();
+  EXPECT_TRUE(dst_->ctrl->irq_level());
+}
+
+// A CQ keeps its vector when the host turns MSI-X off afterwards: a state a guest reaches,
+// so it migrates (it is not "IEN under INTx must use vector 0"). INTMS masks by vector 3.
+TEST_F(NvmeMigrationTest, ACqVectorKeptAfterMsixIsTurnedOffMigrates) {
+  src_ = make_side(src_clock_);
+  side_ = src_.get();
+  bring_up();
+  io_[3] = create_io_queues(3, 16, 16);  // interrupts on vector 3
+  auto cap = c().find_capability(pci::kCapMsix);
+  ASSERT_TRUE(cap.has_value());
+  c().config_write(*cap + pci::kMsixControl, 0, 2);
+  ASSERT_FALSE(c().msix_enabled());
+  submit(io_[3], Sqe(sn::kNvmFlush, 1));
+  ASSERT_TRUE(loop_->run_until([&] { return cqe_ready(io_[3]); }, 5s).ok());
+  ASSERT_TRUE(c().irq_level());
+  std::vector<uint8_t> bytes = save(*src_);
+  dst_ = make_side(dst_clock_);
+  Status st = load(*src_, *dst_, bytes);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  side_ = dst_.get();
+  c().resume();
+  EXPECT_TRUE(c().irq_level());
+  set_reg(sn::kRegIntms, 1u << 3);
+  EXPECT_FALSE(c().irq_level());
+  set_reg(sn::kRegIntmc, 1u << 3);
+  EXPECT_TRUE(c().irq_level());
+  EXPECT_EQ(take(io_[3]).cid, 0);
+  EXPECT_FALSE(c().irq_level());
+}
+
 TEST_F(NvmeMigrationTest, DestinationWithOtherNamespacesIsRefused) {
   src_ = make_side(src_clock_);
   std::vector<uint8_t> bytes = save(*src_);
@@ -718,6 +877,90 @@ TEST(NvmeMigrationAllowlist, BlockingUsesNameTheItem) {
   auto ns = parse_opts(namespace_schema(), "nvme-ns,drive=d1,nsid=2,logical_block_size=4096");
   ASSERT_TRUE(ns.ok());
   EXPECT_TRUE(migration_blockers(MigrationItemKind::kNamespaceProperty, *ns, "x").empty());
+}
+
+// The capability and feature rows against the device: everything a host can discover on a
+// created controller (config space, CAP, Identify Controller, Get Features, Get Log Page,
+// Commands Supported and Effects) has a row; the walk the machine uses for blockers agrees
+// with the host's, and finds nothing blocking on this configuration.
+TEST_F(NvmeMigrationTest, EveryAdvertisedCapabilityAndFeatureIsClassified) {
+  src_ = make_side(src_clock_);
+  side_ = src_.get();
+  bring_up();
+  std::set<Advertised> device;  // discovered without commands
+  if (c().config_read(pci::kStatus, 2) & pci::kStatusCapabilityList) {
+    uint32_t at = c().config_read(pci::kCapabilityPointer, 1);
+    for (int hops = 0; at != 0 && hops < 48; ++hops) {
+      device.insert({ProbeKind::kPciCapability, c().config_read(at, 1)});
+      at = c().config_read(at + 1, 1) & ~3u;
+    }
+  }
+  for (uint32_t at = 0x100, hops = 0; at >= 0x100 && hops < 960; ++hops) {
+    uint32_t header = c().config_read(at, 4);
+    if (header == 0 || header == 0xffffffff) break;
+    device.insert({ProbeKind::kPciExtendedCapability, header & 0xffff});
+    at = header >> 20 & ~3u;
+  }
+  if (c().config_read(pci::kInterruptPin, 1)) device.insert({ProbeKind::kPciInterruptPin, 0});
+  // CAP: every set bit except the size and time fields (MQES, TO, DSTRD, MPSMIN, MPSMAX).
+  uint64_t cap = reg(sn::kRegCap, 8);
+  for (unsigned bit = 16; bit < 64; ++bit) {
+    bool value_field = (bit >= 24 && bit <= 35) || (bit >= 48 && bit <= 55);
+    if (!value_field && (cap >> bit & 1)) device.insert({ProbeKind::kCapRegisterBit, bit});
+  }
+  ASSERT_EQ(admin(Sqe(sn::kAdminIdentify).prp(kData).cdw(10, sn::kCnsController)).status, 0);
+  for (const Advertised& a : identify_advertised(peek(kData, 4096))) device.insert(a);
+  std::vector<Advertised> walked = advertised_capabilities(c());
+  EXPECT_EQ(std::set<Advertised>(walked.begin(), walked.end()), device)
+      << "the machine's blocker walk and the host's view differ";
+
+  std::set<Advertised> all = device;
+  for (uint32_t fid = 1; fid < 256; ++fid) {
+    Cqe r = admin(Sqe(sn::kAdminGetFeatures, 1).prp(kData + 0x2000)
+                      .cdw(10, 3u << sn::kFeatSelShift | fid));
+    if (r.status == 0) all.insert({ProbeKind::kFeature, fid});
+  }
+  for (uint32_t lid = 0; lid < 256; ++lid) {
+    Cqe r = admin(Sqe(sn::kAdminGetLogPage, 0xffffffff).prp(kData + 0x2000).cdw(10, lid));
+    if (r.status == 0) all.insert({ProbeKind::kLogPage, lid});
+  }
+  ASSERT_EQ(admin(Sqe(sn::kAdminGetLogPage, 0xffffffff).prp(kData + 0x2000)
+                      .cdw(10, 1023u << 16 | sn::kLogCommandsSupported)).status, 0);
+  std::vector<uint8_t> effects = peek(kData + 0x2000, 4096);
+  for (uint32_t op = 0; op < 256; ++op) {
+    if (effects[4 * op] & 1) all.insert({ProbeKind::kAdminCommand, op});
+    if (effects[1024 + 4 * op] & 1) all.insert({ProbeKind::kIoCommand, op});
+  }
+  // Sanity: the walk sees what this controller is known to have.
+  EXPECT_TRUE(all.contains({ProbeKind::kPciCapability, pci::kCapMsix}));
+  EXPECT_TRUE(all.contains({ProbeKind::kIdentifyBit, identify_bit(256, 8)}));  // OACS DBBUF
+  EXPECT_TRUE(all.contains({ProbeKind::kFeature, sn::kFeatTimestamp}));
+  EXPECT_TRUE(all.contains({ProbeKind::kLogPage, sn::kLogSmartHealth}));
+  EXPECT_TRUE(all.contains({ProbeKind::kIoCommand, sn::kNvmWriteZeroes}));
+  for (const Advertised& a : all) {
+    const MigrationItem* item = classify_advertised(a.kind, a.id);
+    EXPECT_NE(item, nullptr) << describe_advertised(a.kind, a.id)
+                             << " is advertised but has no row in the migration allowlist";
+    if (item) {
+      EXPECT_TRUE(item->migratable) << describe_advertised(a.kind, a.id) << " -> " << item->name;
+    }
+  }
+  EXPECT_EQ(migration_blockers(c(), "nvme at 04.0"), std::vector<std::string>{});
+}
+
+TEST_F(NvmeMigrationTest, AnUnclassifiedCapabilityBlocksMigration) {
+  src_ = make_side(src_clock_);
+  ASSERT_TRUE(src_->ctrl->add_capability(0x09, 8).ok());  // vendor specific
+  auto reasons = migration_blockers(*src_->ctrl, "nvme at 04.0");
+  ASSERT_EQ(reasons.size(), 1u);
+  EXPECT_NE(reasons[0].find("nvme at 04.0: PCI capability 0x09 is advertised but not classified"),
+            std::string::npos)
+      << reasons[0];
+  // A blocking row names itself.
+  const MigrationItem* cmb = classify_advertised(ProbeKind::kCapRegisterBit, 57);
+  ASSERT_NE(cmb, nullptr);
+  EXPECT_EQ(cmb->name, "controller-memory-buffer");
+  EXPECT_FALSE(cmb->migratable);
 }
 
 }  // namespace

@@ -262,7 +262,10 @@ void Controller::enqueue_completion(uint16_t cq_id, const PendingCompletion& com
 }
 
 void Controller::post_completions(CompletionQueue& cq) {
-  if (!running()) return;  // held: quiesced, disabled or fatal
+  // Posted while running, and while quiesce() drains (interrupts then owed to resume());
+  // held while stopped, disabled or fatal.
+  const bool draining = quiescing_ && enabled() && !(state_.regs.csts & sn::kCstsCfs);
+  if (!running() && !draining) return;
   const bool shadowed = state_.shadow.enabled && cq.id != 0;
   unsigned posted = 0;
   while (!cq.pending.empty()) {
@@ -297,7 +300,10 @@ void Controller::post_completions(CompletionQueue& cq) {
     }
     ++posted;
   }
-  if (posted) signal_cq(cq, posted);
+  if (posted) {
+    if (draining) owe_interrupt(cq, posted);
+    else signal_cq(cq, posted);
+  }
 }
 
 void Controller::post_all_completions() {
