@@ -324,21 +324,28 @@ void write_controller_seeds(const std::filesystem::path& dir) {
     unsigned queues, commands, aers;
     bool shadow;
     unsigned held;  // commands held on a block error (subsection nvme-state/held-requests)
+    unsigned errors = 0;  // Error Information log entries (subsection nvme-state/error-log)
   };
   const Shape shapes[] = {{"nvme-ctrl-fresh", 0, 0, 0, false, 0},
                           {"nvme-ctrl-admin-only", 0, 0, 2, false, 0},
                           {"nvme-ctrl-busy", 2, 6, 2, true, 0},
                           {"nvme-ctrl-wide", 6, 10, 4, false, 0},
                           {"nvme-ctrl-held", 2, 6, 2, true, 3},
-                          {"nvme-ctrl-held-only", 1, 0, 0, false, 5}};
+                          {"nvme-ctrl-held-only", 1, 0, 0, false, 5},
+                          {"nvme-ctrl-error-log", 1, 2, 1, false, 0, 5}};
   for (const Shape& shape : shapes) {
     auto source = ferry::fuzz::FuzzController::make();
     if (!source.ok()) die(source.status().to_string());
-    if (shape.queues || shape.aers) (*source)->populate(shape.queues, shape.commands, shape.aers,
-                                                       shape.shadow, shape.held);
+    if (shape.queues || shape.aers)
+      (*source)->populate(shape.queues, shape.commands, shape.aers, shape.shadow, shape.held,
+                          shape.errors);
     if ((*source)->ctrl->state().held.size() != shape.held)
       die(std::string(shape.name) + ": " + std::to_string((*source)->ctrl->state().held.size()) +
           " commands held, not " + std::to_string(shape.held));
+    if ((*source)->ctrl->state().error_log.size() != shape.errors)
+      die(std::string(shape.name) + ": " +
+          std::to_string((*source)->ctrl->state().error_log.size()) + " error log entries, not " +
+          std::to_string(shape.errors));
     ByteWriter w;
     Status st = ferry::nvme::kControllerState.save(*(*source)->ctrl, w);
     if (!st.ok()) die(std::string(shape.name) + ": " + st.to_string());

@@ -100,10 +100,11 @@ struct FuzzController {
   // Enabled with MSI-X, `io_queues` I/O pairs (CQ 4 entries, SQ 16), `commands` invalid
   // commands per queue (so CQs overflow into pending lists), `aers` AER commands,
   // optionally shadow doorbells, and `held` commands on SQ 1 (writes, the last a flush)
-  // that fail with EIO under werror=stop, so they are held. Resumed to run, then quiesced
-  // again for saving.
+  // that fail with EIO under werror=stop, so they are held, and `errors` doorbell writes
+  // to a queue that does not exist (each an Error Information log entry). Resumed to run,
+  // then quiesced again for saving.
   void populate(unsigned io_queues, unsigned commands, unsigned aers, bool shadow,
-                unsigned held = 0) {
+                unsigned held = 0, unsigned errors = 0) {
     namespace sn = spec::nvme;
     ctrl->resume();
     ctrl->config_write(pci::kCommand, pci::kCommandMemory | pci::kCommandBusMaster, 2);
@@ -147,6 +148,7 @@ struct FuzzController {
       drive->faults().clear();
     }
     if (shadow) admin(sn::kAdminDoorbellBufferConfig, {}, 0x300000);
+    for (unsigned i = 0; i < errors; ++i) reg(sn::sq_tail_doorbell(30), i + 1);
     for (unsigned i = 0; i < aers; ++i) admin(sn::kAdminAsyncEventRequest, {});
     ctrl->quiesce();
   }

@@ -380,7 +380,8 @@ std::optional<StreamMap> map_stream(const std::vector<uint8_t>& s) {
 // One migration of `src` to a fresh destination through a CuttingProxy.
 struct Attempt {
   Json result;
-  std::vector<uint8_t> stream;
+  std::vector<uint8_t> stream;  // the migration stream that went through
+  bool go = false;              // the source's "go" after it went through too
   std::string answer;
   std::unique_ptr<FerryVm> dst;
 };
@@ -398,6 +399,13 @@ Attempt migrate_through_proxy(FerryVm& src, size_t stream_cut, AnswerCut answer_
   EXPECT_EQ(proxy->error, "");
   a.stream = std::move(proxy->stream);
   a.answer = std::move(proxy->answer);
+  // The source's side of the switchover handshake follows the stream on its connection.
+  static constexpr std::string_view kGo = "go\n";
+  if (a.stream.size() >= kGo.size() &&
+      std::equal(kGo.begin(), kGo.end(), a.stream.end() - static_cast<long>(kGo.size()))) {
+    a.go = true;
+    a.stream.resize(a.stream.size() - kGo.size());
+  }
   return a;
 }
 
@@ -457,12 +465,12 @@ TEST(LiveMigration, ConnectionCutAnywhereLeavesTheSourceRunningAndARetryWorks) {
   stream_cuts("RAM END", {m.ram_end, m.ram_end + 2, m.ram_end + 5, m.devices - 1});
   stream_cuts("device sections", {m.devices, m.devices + 1, m.devices + 8, m.devices + 20,
                                   m.testdev, m.testdev + 10, m.testdev + 300, m.eof - 1});
-  // Not m.eof + 1: a stream that ends just after its EOF byte is complete (the vmdesc is
-  // optional; QEMU's destination never reads it), so that destination runs — the same
-  // window as a cut return path, covered below.
-  stream_cuts("EOF and vmdesc", {m.eof, m.eof + 2, m.eof + 3, m.eof + 6, (m.eof + m.size) / 2,
-                                 m.size - 1});
-  // The answers: "load-time globalstate NS", "load-time <testdev> NS", "loaded", "running".
+  // m.eof + 1 ends a complete stream (the vmdesc is optional): that destination loads it
+  // all and still never runs, as the source's "go" does not come.
+  stream_cuts("EOF and vmdesc", {m.eof, m.eof + 1, m.eof + 2, m.eof + 3, m.eof + 6,
+                                 (m.eof + m.size) / 2, m.size - 1});
+  // The answers: "load-time globalstate NS", "load-time <testdev> NS", "loaded", then (after
+  // the source's "go") "running".
   for (AnswerCut at : std::initializer_list<AnswerCut>{
            {0, 0}, {0, 1}, {0, 12}, {1, 0}, {1, 5}, {2, 0}, {2, 3}, {3, 0}, {3, 2}})
     cuts.push_back({"return path", CuttingProxy::kNever, at});
@@ -489,13 +497,35 @@ TEST(LiveMigration, ConnectionCutAnywhereLeavesTheSourceRunningAndARetryWorks) {
         EXPECT_NE(error.find("write"), std::string::npos) << error;
       }
     } else {
-      // The whole stream went through; the source never heard "running". (The destination
-      // may run by then: the return path only reports.)
+      // The whole stream went through; the source never heard "running". Who owns the VM
+      // depends on whether the source's "go" reached the destination: if not, the source
+      // resumed and the destination never runs; if so, the destination runs and the source
+      // stays paused. Never both.
       EXPECT_EQ(a.stream.size(), m.size);
       EXPECT_EQ(std::count(a.answer.begin(), a.answer.end(), '\n'), cut.answer.lines);
       EXPECT_NE(error.find("return path"), std::string::npos) << error;
+      const bool after_loaded = cut.answer.lines >= 3;
+      if (!after_loaded) EXPECT_FALSE(a.go);
+      if (cut.answer.lines == 3 && cut.answer.bytes > 0) EXPECT_TRUE(a.go);  // "running" began
+      std::string src_status = src->ok("query-status")["status"];
+      if (a.go) {
+        // The destination runs the VM: the source must not.
+        EXPECT_TRUE(a.dst->qmp().wait_event("RESUME", Millis(10000)).ok());
+        EXPECT_EQ(a.dst->ok("query-status")["status"], "running");
+        state.expect_in(*a.dst);
+        EXPECT_EQ(src_status, "paused") << error;
+        EXPECT_NE(error.find("stays paused"), std::string::npos) << error;
+        a.dst.reset();  // the operator retires one copy before resuming the other
+      } else {
+        EXPECT_EQ(a.dst->process().wait(Millis(10000)), 1) << a.dst->process().stderr_text();
+        // "go" may have been written before the proxy's close took effect: then the
+        // source cannot know it was lost, and waits paused, safely.
+        if (!after_loaded) EXPECT_EQ(src_status, "running") << error;
+      }
+      if (src_status == "paused") src->ok("cont");
     }
-    // The source runs on with its RAM and device state as they were.
+    // The source runs on (resumed by the operator where it had to wait) with its RAM and
+    // device state as they were.
     EXPECT_EQ(src->ok("query-status")["status"], "running");
     state.expect_in(*src);
     expect_fill(*src);

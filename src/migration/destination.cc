@@ -89,7 +89,28 @@ Status DestinationMigration::receive(Channel& channel) {
   for (const SectionLoadTime& t : report.device_load_times)
     say(fmt::format("load-time {} {}", t.idstr, t.ns));
   say("loaded");
+  // The switchover handshake (source.cc, switch_over): nothing starts before the source's
+  // "go", which it sends only when it can no longer resume the VM itself.
+  if (socket) FERRY_RETURN_IF_ERROR(await_go(reader));
   say(hooks_.loaded());
+  return {};
+}
+
+Status DestinationMigration::await_go(StreamReader& reader) {
+  std::string line;
+  for (;;) {
+    uint8_t c = 0;
+    Status st = reader.read_u8(c, "the source's go-ahead");
+    if (!st.ok())
+      return st.prepend_message("the source did not confirm the switchover (cancelled, or the "
+                                "connection broke); this VM does not start");
+    if (c == '\n') break;
+    if (line.size() == 8)
+      return Error(ErrorCode::kCorrupt, "the source sent '{}...' instead of its go-ahead", line);
+    line.push_back(static_cast<char>(c));
+  }
+  if (line != "go")
+    return Error(ErrorCode::kCorrupt, "the source sent '{}' instead of its go-ahead", line);
   return {};
 }
 

@@ -1,7 +1,8 @@
 // The destination side: on its own thread, accepts the incoming connection, loads the
-// whole stream into the registered sections and RAM, then reports back through the
-// return path ("loaded", then "running"/"paused", or "error <reason>") when the channel
-// is a socket. While it runs the machine is in "inmigrate" and leaves device state to it.
+// whole stream into the registered sections and RAM, then, when the channel is a socket,
+// the switchover handshake on the return path: "loaded" (or "error <reason>"), the
+// source's "go", then the VM starts and "running"/"paused" goes back. Without "go" (a
+// cancel, a cut) the VM never starts. While it runs the machine is in "inmigrate" and leaves device state to it.
 #pragma once
 
 #include <atomic>
@@ -15,6 +16,7 @@
 #include "memory/ram_block.h"
 #include "migration/channel.h"
 #include "migration/section_registry.h"
+#include "migration/stream_reader.h"
 
 namespace ferry::migration {
 
@@ -48,6 +50,8 @@ class DestinationMigration {
  private:
   void run();
   Status receive(Channel& channel);
+  // Reads the source's "go" line that ends the handshake.
+  Status await_go(StreamReader& reader);
 
   std::unique_ptr<Listener> listener_;
   std::string machine_type_;

@@ -20,7 +20,9 @@
 #include "migration/buffer_channel.h"
 #include "migration/destination.h"
 #include "migration/source.h"
+#include "migration/ram_section.h"
 #include "migration/stream.h"
+#include "migration/stream_reader.h"
 #include "migration/stream_writer.h"
 #include "migration/test_devices.h"
 
@@ -625,8 +627,8 @@ TEST(Engine, CancelDuringStopAndCopyResumesAndTheDestinationNeverRuns) {
 
 // The source sent everything and waits on the return path while the stream's last byte is
 // still on its way; a cancel then resumes the source and the destination, missing that
-// byte, refuses the stream. (A destination that already holds the whole stream runs
-// whatever the source does next, as in QEMU: the return path only reports.)
+// byte, refuses the stream. (One that already holds the whole stream refuses too: it waits
+// for the source's "go", which a cancelled source never sends; see the handshake tests.)
 TEST(Engine, CancelWhileWaitingOnTheReturnPathResumesAndTheDestinationNeverRuns) {
   Side src(true, 35), dst(false, 36);
   std::string uri;
@@ -648,6 +650,104 @@ TEST(Engine, CancelWhileWaitingOnTheReturnPathResumesAndTheDestinationNeverRuns)
   source.cancel();
   expect_cancelled(source, src_machine, *waiting, dst_machine);
   EXPECT_TRUE(src_machine.stopped);
+}
+
+// ---- the switchover handshake (source.cc, switch_over) ---------------------------------------
+
+// One line from the other end of a return path, without its newline; empty at its end.
+std::string read_line(Channel& channel) {
+  std::string line;
+  for (;;) {
+    uint8_t c = 0;
+    auto n = channel.read_some(std::span(&c, 1));
+    if (!n.ok() || *n == 0 || c == '\n') return line;
+    line.push_back(static_cast<char>(c));
+  }
+}
+
+// A whole stream is not enough to start: the destination says "loaded" and waits for the
+// source's "go". Without it (a cancelled source, a cut connection) it never runs; with it,
+// it runs and says so.
+class GoAhead : public ::testing::TestWithParam<bool> {};
+
+TEST_P(GoAhead, TheDestinationStartsOnlyOnTheSourcesWord) {
+  const bool go = GetParam();
+  Side src(true, 51), dst(false, 52);
+  std::string uri;
+  FakeDestinationMachine dst_machine;
+  auto destination = waiting_destination(dst, dst_machine, uri);
+  ASSERT_TRUE(destination);
+  auto channel = connect_outgoing(uri);
+  ASSERT_TRUE(channel.ok());
+  {
+    StreamWriter w(**channel);
+    RamSaver saver(test::raw(src.ram));
+    ASSERT_TRUE(save_stream(w, "ferry-1.0", src.registry, saver).ok());
+  }
+  std::string line;
+  do line = read_line(**channel);
+  while (line.starts_with("load-time "));
+  ASSERT_EQ(line, "loaded");
+  std::this_thread::sleep_for(50ms);
+  EXPECT_FALSE(dst_machine.ran) << "the destination started before the source's go-ahead";
+  if (go) {
+    static constexpr std::string_view kGo = "go\n";
+    ASSERT_TRUE((*channel)->write_all({reinterpret_cast<const uint8_t*>(kGo.data()), 3}).ok());
+    EXPECT_EQ(read_line(**channel), "running");
+  } else {
+    (void)(*channel)->close();
+  }
+  ASSERT_TRUE(wait_until([&] { return destination->finished(); }));
+  EXPECT_EQ(dst_machine.ran.load(), go);
+  std::lock_guard lock(dst_machine.mutex);
+  if (go) {
+    EXPECT_TRUE(dst_machine.failure.empty()) << dst_machine.failure;
+    EXPECT_TRUE(test::same_ram(src.ram, dst.ram));
+  } else {
+    EXPECT_NE(dst_machine.failure.find("did not confirm the switchover"), std::string::npos)
+        << dst_machine.failure;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Engine, GoAhead, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "Go" : "NoGo"; });
+
+// Once the source said "go" the VM may be running on the destination: if the answer never
+// comes, the source fails but stays paused (it must not resume a second copy).
+TEST(Engine, ALostAnswerAfterTheGoAheadLeavesTheSourcePaused) {
+  Side src(true, 53), dst(false, 54);
+  std::string uri = socket_uri();
+  auto listener = listen_incoming(uri);
+  ASSERT_TRUE(listener.ok());
+  auto channel = connect_outgoing(uri);
+  ASSERT_TRUE(channel.ok());
+  FakeSourceMachine src_machine(src, nullptr);
+  SourceMigration source(std::move(channel).value(), "ferry-1.0", src.registry,
+                         test::raw(src.ram), {}, src_machine);
+  source.start();
+  auto accepted = (*listener)->accept();
+  ASSERT_TRUE(accepted.ok());
+  Channel& peer = **accepted;
+  {
+    StreamReader r(peer);
+    RamLoader loader(test::raw(dst.ram));
+    ASSERT_TRUE(load_stream(r, "ferry-1.0", dst.registry, loader, nullptr,
+                            StreamEnd::kConnectionStaysOpen)
+                    .ok());
+  }
+  static constexpr std::string_view kLoaded = "loaded\n";
+  ASSERT_TRUE(peer.write_all({reinterpret_cast<const uint8_t*>(kLoaded.data()), 7}).ok());
+  EXPECT_EQ(read_line(peer), "go");
+  (void)peer.close();  // the destination vanishes before it answers
+  ASSERT_TRUE(wait_until([&] { return source.finished(); }));
+  MigrationStats stats = source.stats();
+  EXPECT_EQ(stats.status, "failed");
+  EXPECT_NE(stats.error.find("stays paused"), std::string::npos) << stats.error;
+  EXPECT_TRUE(src_machine.stopped);
+  EXPECT_FALSE(src_machine.resumed);
+  EXPECT_FALSE(src_machine.done);
+  source.cancel();  // too late to change anything
+  EXPECT_EQ(source.stats().status, "failed");
 }
 
 // max-bandwidth holds: 32 MiB of non-zero pages at 8 MiB/s take about 4 s, and the rate

@@ -127,7 +127,8 @@ void SourceMigration::run() {
       stats_.error = st.to_string();
     }
     close_channel();
-    hooks_.resume_after_failure();
+    // After "go" the VM may run on the destination: never resume it here (switch_over).
+    if (!switched_over_.load(std::memory_order_acquire)) hooks_.resume_after_failure();
     std::lock_guard lock(control_mutex_);
     set_status_locked(cancel_requested_.load(std::memory_order_acquire) ? "cancelled" : "failed");
   }
@@ -270,18 +271,15 @@ Status SourceMigration::migrate() {
     stats_.device_transfer_ns = now_ns() - transfer_start;
   }
   update();
-  FERRY_RETURN_IF_ERROR(channel_->shutdown_write());
 
   if (has_return_path(*channel_)) {
-    FERRY_RETURN_IF_ERROR(read_return_path(stop_ns));  // measures downtime to "running"
+    FERRY_RETURN_IF_ERROR(switch_over(stop_ns));  // measures downtime to "running"
   } else {
-    std::lock_guard lock(stats_mutex_);
-    stats_.downtime_ms = (now_ns() - stop_ns) / 1'000'000;  // to the end of the stream
-  }
-  {
-    // The destination runs the VM now: a cancel from here on changes nothing.
+    FERRY_RETURN_IF_ERROR(channel_->shutdown_write());  // the end of the stream
     std::lock_guard lock(control_mutex_);
-    committed_ = true;
+    committed_ = true;  // nobody answers: the stream was the last word
+    std::lock_guard stats_lock(stats_mutex_);
+    stats_.downtime_ms = (now_ns() - stop_ns) / 1'000'000;  // to the end of the stream
   }
   close_channel();
   hooks_.completed();
@@ -289,9 +287,16 @@ Status SourceMigration::migrate() {
   return {};
 }
 
-// The destination answers with text lines: "load-time IDSTR NS" per device section, then
-// "loaded", then "running" or "paused"; or "error <reason>" at any point.
-Status SourceMigration::read_return_path(int64_t stop_ns) {
+// The switchover handshake (the return path's protocol, one text line each):
+//   destination: "load-time IDSTR NS" per device section, then "loaded" (or "error ...")
+//   source:      "go"
+//   destination: "running" or "paused" (or "error ...")
+// The destination starts nothing before "go", and the source says "go" only once nothing
+// can cancel the migration any more. From then on the VM belongs to the destination: if
+// its answer is lost, the source stays paused instead of resuming, so a connection broken
+// at any byte never leaves two copies of the VM running (the stream is not enough: it is
+// complete before the destination has said a word).
+Status SourceMigration::switch_over(int64_t stop_ns) {
   std::string pending;
   auto next_line = [&]() -> Result<std::string> {
     for (;;) {
@@ -303,7 +308,7 @@ Status SourceMigration::read_return_path(int64_t stop_ns) {
       }
       uint8_t buf[512];
       auto n = channel_->read_some(buf);
-      if (!n.ok()) return n.take_status();
+      if (!n.ok()) return n.take_status().prepend_message("reading the return path");
       if (*n == 0)
         return Error(ErrorCode::kIo, "destination closed the return path before confirming");
       pending.append(reinterpret_cast<const char*>(buf), *n);
@@ -311,21 +316,48 @@ Status SourceMigration::read_return_path(int64_t stop_ns) {
         return Error(ErrorCode::kCorrupt, "return path message too long");
     }
   };
-  for (const char* expected : {"loaded", "started"}) {
-    auto line = next_line();
-    while (line.ok() && line->starts_with("load-time ")) {
-      record_load_time(*line);
-      line = next_line();
+  // The next line that is not a load time; an "error" line is the destination's refusal.
+  auto answer = [&]() -> Result<std::string> {
+    for (;;) {
+      auto line = next_line();
+      if (!line.ok()) return line;
+      if (line->starts_with("load-time ")) {
+        record_load_time(*line);
+        continue;
+      }
+      if (line->starts_with("error "))
+        return Error(ErrorCode::kFailedPrecondition, "destination refused the stream: {}",
+                     line->substr(6));
+      return line;
     }
-    if (!line.ok()) return line.take_status();
-    if (line->rfind("error ", 0) == 0)
-      return Error(ErrorCode::kFailedPrecondition, "destination refused the stream: {}",
-                   line->substr(6));
-    bool ok = std::string_view(expected) == "loaded" ? *line == "loaded"
-                                                      : (*line == "running" || *line == "paused");
-    if (!ok)
-      return Error(ErrorCode::kCorrupt, "return path: expected '{}', found '{}'", expected, *line);
+  };
+
+  auto loaded = answer();
+  if (!loaded.ok()) return loaded.take_status();
+  if (*loaded != "loaded")
+    return Error(ErrorCode::kCorrupt, "return path: expected 'loaded', found '{}'", *loaded);
+  {
+    std::lock_guard lock(control_mutex_);
+    if (cancel_requested_.load(std::memory_order_acquire))
+      return Error(ErrorCode::kFailedPrecondition, "migration cancelled");
+    committed_ = true;  // cancel() changes nothing from here on
   }
+  static constexpr std::string_view kGo = "go\n";
+  // A failed write never reached the destination whole, and it starts only on the whole
+  // line: the VM is still ours to resume.
+  FERRY_RETURN_IF_ERROR(
+      channel_->write_all({reinterpret_cast<const uint8_t*>(kGo.data()), kGo.size()})
+          .prepend_message("telling the destination to start"));
+  switched_over_.store(true, std::memory_order_release);
+  auto started = answer();
+  Status st = started.ok() && *started != "running" && *started != "paused"
+                  ? Error(ErrorCode::kCorrupt, "return path: expected 'running' or 'paused', "
+                          "found '{}'", *started)
+                  : started.status();
+  if (!st.ok())
+    return st.prepend_message(
+        "the destination was told to start, then did not confirm; it may be running, so this "
+        "VM stays paused (cont resumes it once the destination is known to be gone)");
   std::lock_guard lock(stats_mutex_);
   stats_.downtime_ms = (now_ns() - stop_ns) / 1'000'000;
   return {};

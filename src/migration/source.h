@@ -3,9 +3,10 @@
 // max-bandwidth in 100 ms windows a cancel cuts short) until the remaining dirty bytes at
 // the measured rate fit the downtime limit, then stop-and-copy
 // (the machine stops the VM and captures its devices; the last RAM pass, RAM END, the
-// device sections, EOF and vmdesc follow), then the return path: the destination reports
-// "loaded" and "running" (or an error) on the same connection after we half-close it.
-// Any failure leaves the VM to the machine to resume; a new migration can start.
+// device sections, EOF and vmdesc follow), then the switchover handshake on the return
+// path (switch_over in source.cc): "loaded" from the destination, "go" from us, "running"
+// from it. A failure before "go" leaves the VM to the machine to resume; after it the VM
+// stays paused, as the destination may run it. A new migration can start either way.
 #pragma once
 
 #include <atomic>
@@ -114,7 +115,7 @@ class SourceMigration {
   bool advance(std::string status);
   // Sleeps until `deadline`; false (at once) when the migration is cancelled.
   bool wait_unless_cancelled(std::chrono::steady_clock::time_point deadline);
-  Status read_return_path(int64_t stop_ns);
+  Status switch_over(int64_t stop_ns);
   // "load-time IDSTR NS" from the destination: fills the device's load time.
   void record_load_time(std::string_view line);
   void close_channel();
@@ -131,7 +132,8 @@ class SourceMigration {
   std::mutex control_mutex_;
   std::condition_variable cancel_cv_;
   std::atomic<bool> cancel_requested_{false};  // written under control_mutex_
-  bool committed_ = false;  // the destination runs: cancel() is ignored (control_mutex_)
+  bool committed_ = false;  // past the point of no return: cancel() is ignored (control_mutex_)
+  std::atomic<bool> switched_over_{false};  // "go" sent: the VM is the destination's
   std::atomic<bool> finished_{false};
   std::mutex channel_mutex_;  // serialises interrupt() (cancel) against close()
   bool channel_closed_ = false;

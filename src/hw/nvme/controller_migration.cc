@@ -473,7 +473,7 @@ constexpr MigrationItem kAllowlist[] = {
     {K::kFeature, "timestamp", true, "clock: elapsed since set, rebased at resume"},
     {K::kFeature, "smart-health", true, "namespaces: counters per namespace"},
     {K::kFeature, "error-information-log", true,
-     "entries it records travel in the subsection nvme-state/error-log (none: no state)"},
+     "subsection nvme-state/error-log: entries, newest first, checked on load"},
     {K::kFeature, "commands-supported-effects-log", true, "derived from the configuration"},
     {K::kFeature, "extended-log-data", true, "per command: no state beyond the request"},
     {K::kFeature, "temperature-threshold", true, "state/features"},
