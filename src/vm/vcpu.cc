@@ -70,11 +70,15 @@ nlohmann::ordered_json Vcpu::status() const {
 }
 
 void Vcpu::publish(State state) {
-  nlohmann::ordered_json s = {{"program", std::string(program_->name())},
-                              {"state", std::string(state_name(state))},
-                              {"status", program_->status()}};
+  auto now = std::chrono::steady_clock::now();
+  nlohmann::ordered_json s = {
+      {"program", std::string(program_->name())},
+      {"state", std::string(state_name(state))},
+      {"published-ns",
+       std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count()},
+      {"status", program_->status()}};
   if (!error_.empty()) s["error"] = error_;
-  last_publish_ = std::chrono::steady_clock::now();
+  last_publish_ = now;
   std::lock_guard lock(status_mutex_);
   status_ = std::move(s);
 }
@@ -97,8 +101,13 @@ void Vcpu::run() {
       changed_.wait(lock, [this] { return quit_ || (runnable_ && !park_requested_ && !ended_); });
       if (quit_) return;
       parked_ = false;
+      lock.unlock();
       // Also on a destination's first run: the program's state says when it parked.
       program_->note_resumed();
+      // A fresh status before the first step: query-guest after RESUME must not answer with
+      // the one from before the stop (on a destination: from before its state was loaded).
+      publish(State::kRunning);
+      lock.lock();
     }
     if (quit_) return;
     ran_before = true;

@@ -7,9 +7,12 @@
 // finishes or fails stays parked for good and reports through `on_end`.
 //
 // Status: the vCPU publishes the program's status (GuestProgram::status) after steps, at
-// most every 50 ms and at every park or end, under a small lock of its own that nothing
-// else is held under; query-guest reads the last published copy, so it never waits for a
-// step (and never takes locks in the vCPU's order).
+// most every 50 ms, at every park or end, and when it resumes (before its first step), under
+// a small lock of its own that nothing else is held under; query-guest reads the last
+// published copy, so it never waits for a step (and never takes locks in the vCPU's order).
+// A copy says when it was taken ("published-ns", CLOCK_MONOTONIC) and in which state: one
+// that still says "parked" after RESUME predates the resume (the vCPU wakes asynchronously,
+// as QEMU's vCPUs do), so rates are measured between copies, not between queries.
 #pragma once
 
 #include <atomic>
@@ -56,7 +59,7 @@ class Vcpu {
   // The program's state for migration; only touched while the vCPU is parked.
   guest::GuestProgram& program() { return *program_; }
 
-  // The last published status: {"program", "state", "status": {...}[, "error"]}.
+  // The last published status: {"program", "state", "published-ns", "status": {...}[, "error"]}.
   nlohmann::ordered_json status() const;
 
  private:
