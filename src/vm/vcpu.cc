@@ -64,6 +64,22 @@ void Vcpu::unpark() {
   changed_.notify_all();
 }
 
+void Vcpu::state_loaded() {
+  // Under mutex_: a vCPU thread that has not run stays away from the program until unpark.
+  std::lock_guard lock(mutex_);
+  if (!has_run_) publish(State::kParked);
+}
+
+void Vcpu::request_finish() {
+  std::lock_guard lock(mutex_);
+  if (parked_ && has_run_ && !ended_) {
+    // Parked between steps: the program's state is the main loop's to touch, as migration's.
+    program_->request_finish();
+    return;
+  }
+  finish_requested_.store(true, std::memory_order_release);
+}
+
 nlohmann::ordered_json Vcpu::status() const {
   std::lock_guard lock(status_mutex_);
   return status_;
@@ -101,6 +117,7 @@ void Vcpu::run() {
       changed_.wait(lock, [this] { return quit_ || (runnable_ && !park_requested_ && !ended_); });
       if (quit_) return;
       parked_ = false;
+      has_run_ = true;
       lock.unlock();
       // Also on a destination's first run: the program's state says when it parked.
       program_->note_resumed();
