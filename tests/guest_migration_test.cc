@@ -1,15 +1,19 @@
 // The verify guest program migrating with its VM (issue: guest programs that migrate):
-// ping-pong at varied moments of its I/O loop, a deep queue whose CQ is nearly always
-// full, and a migration that dies half-way (destination killed) — after which the source
-// workload goes on and the next migration succeeds. Every run ends with the program's own
-// final pass re-reading and checking every block it wrote.
+// migrations that stop it in every phase (bring-up, prefill, run, final pass) with commands
+// in flight, ping-pong at varied moments of its I/O loop, a deep queue whose CQ is nearly
+// always full, and migrations that die half-way (destination killed during precopy or after
+// stop-and-copy began) — after which the source workload goes on and the next migration
+// succeeds. Every run ends with the program's own final pass re-reading and checking every
+// block it wrote.
 #include <gtest/gtest.h>
 
 #include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <map>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -25,9 +29,9 @@ constexpr const char* kFerryVm = FERRY_VM_PATH;
 using SharedDisk = TempImage;
 
 std::vector<std::string> vm_args(const SharedDisk& disk, const std::string& guest,
-                                 std::vector<std::string> extra = {}) {
+                                 std::vector<std::string> extra = {}, const char* ram = "128M") {
   std::vector<std::string> args = {
-      "-m", "128M", "-drive", "if=none,id=d0,file=" + disk.path() + ",format=raw",
+      "-m", ram, "-drive", "if=none,id=d0,file=" + disk.path() + ",format=raw",
       "-device", "nvme,id=n0,serial=MIG0,drive=d0", "-guest", guest};
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
@@ -65,16 +69,69 @@ Json finish_and_verify(FerryVm& vm) {
   return Json();
 }
 
-// Migrates `src` into a fresh destination and returns it, checking the workload is intact.
-std::unique_ptr<FerryVm> migrate(FerryVm& src, const SharedDisk& disk, const std::string& guest) {
+// What the workload was doing when its VM stopped: the status its vCPU published on parking.
+struct StopPoint {
+  std::string phase;
+  int64_t in_flight = 0;        // I/O commands
+  int64_t admin_in_flight = 0;  // bring-up's admin command
+  int64_t ops = 0;
+};
+
+StopPoint parked_status(FerryVm& vm) {
+  Json g = vm.ok("query-guest");
+  // (A program that ended before the stop stays "finished".)
+  if (g["state"] != "finished") {
+    EXPECT_EQ(g["state"], "parked") << g.dump();
+  }
+  const Json& st = g["status"];
+  return {st.value("phase", ""), st.value("in_flight", int64_t{0}),
+          st.value("admin_in_flight", int64_t{0}), st.value("ops", int64_t{0})};
+}
+
+// The first status a resumed vCPU publishes carries the state it resumed with: on a
+// destination, the source's I/O count, never the count from before the load.
+void expect_fresh_status_after_resume(FerryVm& dst, int64_t ops_at_stop) {
+  for (int i = 0; i < 500; ++i) {
+    Json g = dst.ok("query-guest");
+    if (g["state"] != "parked") {
+      EXPECT_GE(g["status"].value("ops", int64_t{0}), ops_at_stop) << g.dump();
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  ADD_FAILURE() << "the destination's vCPU did not resume";
+}
+
+// Migrates `src` into a fresh destination and returns it, checking the workload is intact;
+// `stop` receives what the workload was doing when the source stopped. A paused source
+// leaves the destination paused (globalstate) until `cont`.
+std::unique_ptr<FerryVm> migrate(FerryVm& src, const SharedDisk& disk, const std::string& guest,
+                                 StopPoint* stop = nullptr, std::vector<std::string> extra = {},
+                                 const char* ram = "128M") {
+  bool was_running = src.ok("query-status")["status"] == "running";
   std::string uri = "unix:" + unique_base("guest-mig") + ".sock";
-  auto dst = FerryVm::start(kFerryVm, vm_args(disk, guest, {"-incoming", uri}));
+  extra.insert(extra.end(), {"-incoming", uri});
+  auto dst = FerryVm::start(kFerryVm, vm_args(disk, guest, extra, ram));
   if (!dst) return nullptr;
   src.ok("migrate", Json{{"uri", uri}});
   Json result = wait_migration_end(src);
   EXPECT_EQ(result["status"], "completed") << result.dump();
   if (result["status"] != "completed") return nullptr;
-  EXPECT_TRUE(dst->qmp().wait_event("RESUME", Millis(10000)).ok());
+  StopPoint at_stop = parked_status(src);
+  if (stop) *stop = at_stop;
+  if (was_running) {
+    EXPECT_TRUE(dst->qmp().wait_event("RESUME", Millis(10000)).ok());
+    expect_fresh_status_after_resume(*dst, at_stop.ops);
+  } else {
+    for (int i = 0; i < 1000 && dst->ok("query-status")["status"] == "inmigrate"; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    EXPECT_EQ(dst->ok("query-status")["status"], "paused");
+    // query-guest on the paused destination shows the program it loaded.
+    StopPoint loaded = parked_status(*dst);
+    EXPECT_EQ(loaded.phase, at_stop.phase);
+    EXPECT_EQ(loaded.ops, at_stop.ops);
+    EXPECT_EQ(loaded.in_flight, at_stop.in_flight);
+  }
   Json g = dst->ok("query-guest");
   EXPECT_NE(g["state"], "failed") << g.dump();
   src.ok("quit");
@@ -87,15 +144,22 @@ TEST(GuestMigration, PingPongAtVariedMomentsOfTheIoLoop) {
   auto vm = FerryVm::start(kFerryVm, vm_args(disk, guest));
   ASSERT_TRUE(vm);
   std::mt19937 rng(11);
+  int caught_in_flight = 0;
   for (int hop = 0; hop < 8; ++hop) {
     wait_ops_beyond(*vm, ops(*vm));
     // Between 0 and 40 ms into a stretch of I/O: submissions, completions and reaping
     // are caught at different points each time.
     std::this_thread::sleep_for(std::chrono::microseconds(rng() % 40000));
-    auto next = migrate(*vm, disk, guest);
+    StopPoint stop;
+    auto next = migrate(*vm, disk, guest, &stop);
     ASSERT_TRUE(next) << "hop " << hop;
+    EXPECT_EQ(stop.phase, "run") << "hop " << hop;
+    caught_in_flight += stop.in_flight > 0;
     vm = std::move(next);
   }
+  // iodepth=16 keeps commands in flight nearly all the time: the stops must have caught some
+  // (they travel as the controller's pending completions and the program's slots).
+  EXPECT_GE(caught_in_flight, 4);
   wait_ops_beyond(*vm, ops(*vm));
   Json end = finish_and_verify(*vm);
   EXPECT_EQ(end["state"], "finished") << end.dump();
@@ -103,6 +167,177 @@ TEST(GuestMigration, PingPongAtVariedMomentsOfTheIoLoop) {
   EXPECT_GT(end["status"]["phases"]["final"]["ops"].get<int64_t>(), 0);
   // Every migration shows as a stall the guest measured itself.
   EXPECT_EQ(end["status"]["stalls"].size(), 8u) << end.dump();
+}
+
+bool bring_up_phase(const std::string& phase) {
+  return phase != "prefill" && phase != "run" && phase != "final" && phase != "finished" &&
+         phase != "failed";
+}
+
+// Lets a stopped VM run for `delay`, then stops it again.
+void run_for(FerryVm& vm, std::chrono::microseconds delay) {
+  vm.ok("cont");
+  std::this_thread::sleep_for(delay);
+  vm.ok("stop");
+}
+
+// Lets a stopped VM run for at most one program step: `cont`, `padding` cheap commands and
+// `stop` go out in one write. The main loop holds the machine lock while it works through
+// them, so the vCPU, if it wakes up in time, gets no device access before the stop lets it
+// finish the step it is in. (Nor does the controller work meanwhile: a step that waits for
+// it needs run_for.)
+void run_one_step(FerryVm& vm, int padding) {
+  std::string batch = "{\"execute\":\"cont\"}\n";
+  for (int i = 0; i < padding; ++i) batch += "{\"execute\":\"query-status\"}\n";
+  batch += "{\"execute\":\"stop\"}\n";
+  auto reply = vm.qmp().send_raw(batch);
+  ASSERT_TRUE(reply.ok()) << reply.status().to_string();
+  // Commands are handled in order: once this answers, the stop has happened.
+  ASSERT_NE(vm.ok("query-status")["status"], "running");
+}
+
+// Where a stepping test stopped the program, phase by phase.
+struct StopLog {
+  std::map<std::string, int> stops;          // per phase
+  std::map<std::string, int> stops_with_io;  // ... with a command in flight
+  std::string trail;                         // every stop, for failure messages
+
+  void add(const StopPoint& at) {
+    ++stops[at.phase];
+    if (at.in_flight > 0 || at.admin_in_flight > 0) ++stops_with_io[at.phase];
+    trail += at.phase + (at.admin_in_flight ? "(admin)" : "") +
+             (at.in_flight ? "(" + std::to_string(at.in_flight) + ")" : "") + " ";
+  }
+  int bring_up_phases() const {
+    int n = 0;
+    for (auto& [phase, count] : stops) n += bring_up_phase(phase);
+    return n;
+  }
+  int bring_up_with_io() const {
+    int n = 0;
+    for (auto& [phase, count] : stops_with_io) n += bring_up_phase(phase) ? count : 0;
+    return n;
+  }
+};
+
+// The program is stopped — and its VM migrated — at varied moments of every phase: the
+// controller bring-up (register waits, each admin command in flight), the prefill, the run,
+// and the final verification pass after x-guest-finish. Each migration carries whatever the
+// program and the controller had in flight at that moment; the destination stays paused
+// (the source was) until the next `cont`.
+TEST(GuestMigration, MigratesFromEveryPhaseFromBringUpToTheFinalPass) {
+  SharedDisk disk(16 << 20);
+  // randread writes its whole region first (prefill), then reads it (run), then the final
+  // pass re-reads it.
+  const std::string guest = "verify,device=n0,rw=randread,bs=4k,iodepth=16,size=4M,loops=100000";
+  std::mt19937 rng(23);
+  StopLog log;
+  std::unique_ptr<FerryVm> vm;
+  std::string phase;
+  auto stop_and_migrate = [&]() -> bool {
+    StopPoint at = parked_status(*vm);
+    if (at.phase == "failed" || at.phase == "finished") {
+      phase = at.phase;
+      return at.phase == "finished";
+    }
+    log.add(at);
+    auto next = migrate(*vm, disk, guest, nullptr, {}, "32M");
+    if (!next) return false;
+    vm = std::move(next);
+    phase = at.phase;
+    return true;
+  };
+
+  // Bring-up lasts about a millisecond: step by step (run_one_step); when that makes no
+  // progress (the vCPU did not wake in time, or the step waits for the controller), runs
+  // growing by 50 us. The moments are timing-dependent, so a fresh VM tries again (at most
+  // four) until stops caught two bring-up phases and an admin command in flight.
+  for (int attempt = 0; attempt < 4 && (log.bring_up_phases() < 2 || log.bring_up_with_io() < 1);
+       ++attempt) {
+    if (vm) vm->ok("quit");
+    vm = FerryVm::start(kFerryVm, vm_args(disk, guest, {"-S"}, "32M"));
+    ASSERT_TRUE(vm);
+    phase = "probe";
+    int64_t admin = 0;
+    int stuck = 0;  // stops in a row that found the program where the previous one did
+    for (int hop = 0; hop < 30 && bring_up_phase(phase); ++hop) {
+      if (stuck < 2) {
+        run_one_step(*vm, 50);
+      } else {
+        run_for(*vm, std::chrono::microseconds(50 * (stuck - 2)));
+      }
+      StopPoint at = parked_status(*vm);
+      stuck = at.phase == phase && at.admin_in_flight == admin ? stuck + 1 : 0;
+      admin = at.admin_in_flight;
+      ASSERT_TRUE(stop_and_migrate()) << log.trail;
+    }
+  }
+  // The I/O phases: runs of up to 2 ms (the prefill and the final pass last about 10-20 ms
+  // each); after three stops in the run phase, x-guest-finish ends it.
+  bool finish_requested = false;
+  for (int hop = 0; hop < 60 && phase != "finished"; ++hop) {
+    run_for(*vm, std::chrono::microseconds(rng() % 2000));
+    ASSERT_TRUE(stop_and_migrate()) << log.trail;
+    if (phase == "run" && log.stops["run"] >= 3 && !finish_requested) {
+      vm->ok("x-guest-finish");  // while stopped: the migrated state carries it
+      finish_requested = true;
+    }
+  }
+  SCOPED_TRACE("stops: " + log.trail);
+  EXPECT_GE(log.bring_up_phases(), 2);
+  EXPECT_GE(log.bring_up_with_io(), 1) << "no stop caught an admin command in flight";
+  EXPECT_GE(log.stops["prefill"], 1);
+  EXPECT_GE(log.stops["run"], 3);
+  EXPECT_GE(log.stops["final"], 1);
+  // iodepth=16: stops in the I/O phases catch commands in flight.
+  EXPECT_GE(log.stops_with_io["prefill"] + log.stops_with_io["run"] + log.stops_with_io["final"],
+            3);
+  Json end = phase == "finished" ? vm->ok("query-guest") : (vm->ok("cont"), finish_and_verify(*vm));
+  EXPECT_EQ(end["state"], "finished") << end.dump();
+  EXPECT_EQ(end["status"]["errors"], 0) << end.dump();
+  EXPECT_EQ(end["status"]["phases"]["final"]["ops"], 1024) << end.dump();
+}
+
+// Live migrations (the VM running through precopy) that stop the program inside its prefill
+// and inside its final pass: every request takes 4 ms more on every host, so each pass over
+// the 8,192 blocks lasts about two seconds.
+TEST(GuestMigration, LiveMigrationsStopThePrefillAndTheFinalPass) {
+  SharedDisk disk(64 << 20);
+  const std::string guest = "verify,device=n0,rw=randread,bs=4k,iodepth=16,size=32M,loops=100000";
+  const std::vector<std::string> slow = {"-blkdebug", "drive=d0,op=write,delay-ms=4",
+                                         "-blkdebug", "drive=d0,op=read,delay-ms=4"};
+  auto vm = FerryVm::start(kFerryVm, vm_args(disk, guest, slow, "64M"));
+  ASSERT_TRUE(vm);
+  auto wait_phase = [](FerryVm& v, const std::string& want) {
+    for (int i = 0; i < 2000; ++i) {
+      if (v.ok("query-guest")["status"].value("phase", "") == want) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return false;
+  };
+  ASSERT_TRUE(wait_phase(*vm, "prefill"));
+  wait_ops_beyond(*vm, 100);
+  StopPoint stop;
+  auto next = migrate(*vm, disk, guest, &stop, slow, "64M");
+  ASSERT_TRUE(next);
+  vm = std::move(next);
+  EXPECT_EQ(stop.phase, "prefill");
+  EXPECT_GT(stop.in_flight, 0);
+  ASSERT_TRUE(wait_phase(*vm, "run"));
+  wait_ops_beyond(*vm, ops(*vm) + 100);
+  vm->ok("x-guest-finish");
+  ASSERT_TRUE(wait_phase(*vm, "final"));
+  wait_ops_beyond(*vm, ops(*vm) + 100);
+  next = migrate(*vm, disk, guest, &stop, slow, "64M");
+  ASSERT_TRUE(next);
+  vm = std::move(next);
+  EXPECT_EQ(stop.phase, "final");
+  EXPECT_GT(stop.in_flight, 0);
+  Json end = finish_and_verify(*vm);
+  EXPECT_EQ(end["state"], "finished") << end.dump();
+  EXPECT_EQ(end["status"]["errors"], 0) << end.dump();
+  EXPECT_EQ(end["status"]["phases"]["final"]["ops"], 8192) << end.dump();
+  EXPECT_EQ(end["status"]["stalls"].size(), 2u) << end.dump();
 }
 
 TEST(GuestMigration, DeepQueueWithTheCompletionQueueNearlyFull) {
@@ -153,6 +388,63 @@ TEST(GuestMigration, ADestinationKilledHalfWayLeavesTheSourceWorkloadIntact) {
   EXPECT_EQ(end["state"], "finished") << end.dump();
   EXPECT_EQ(end["status"]["errors"], 0) << end.dump();
   EXPECT_GT(end["status"]["phases"]["final"]["ops"].get<int64_t>(), 0) << end.dump();
+}
+
+// The destination dies after the source stopped for stop-and-copy: while the source drains
+// the controller (writes slowed to 300 ms hold it there), or once it has sent everything and
+// waits on the return path for "running" (the destination stopped with SIGSTOP, then
+// killed). Either way the source runs again, its workload goes on without an error, and the
+// next migration succeeds.
+TEST(GuestMigration, ADestinationKilledAfterStopAndCopyBeganLeavesTheSourceRunning) {
+  SharedDisk disk(64 << 20);
+  const std::string guest = "verify,device=n0,rw=randrw,bs=4k,iodepth=16,size=16M,loops=100000";
+  auto src = FerryVm::start(kFerryVm, vm_args(disk, guest, {}, "64M"));
+  ASSERT_TRUE(src);
+  wait_ops_beyond(*src, 1000);
+  for (bool on_the_return_path : {false, true}) {
+    SCOPED_TRACE(on_the_return_path ? "waiting for the return path" : "draining");
+    std::string uri = "unix:" + unique_base("guest-mig") + ".sock";
+    auto doomed = FerryVm::start(kFerryVm, vm_args(disk, guest, {"-incoming", uri}, "64M"));
+    ASSERT_TRUE(doomed);
+    src->ok("x-blkdebug-inject", Json{{"drive", "d0"}, {"op", "write"}, {"delay-ms", 300}});
+    src->ok("migrate", Json{{"uri", uri}});
+    Json q;
+    for (int i = 0; i < 10000; ++i) {
+      q = src->ok("query-migrate");
+      if (q["status"] != "active" && q["status"] != "setup") break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ASSERT_EQ(q["status"], "device") << q.dump();
+    if (on_the_return_path) {
+      ::kill(doomed->process().pid(), SIGSTOP);
+      // Everything is sent (the device records' transfer time is known) and the source
+      // waits for the destination to confirm.
+      for (int i = 0; i < 5000; ++i) {
+        q = src->ok("query-migrate");
+        if (q["status"] != "device" || q["device-breakdown"].value("transfer-us", 0) > 0) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      ASSERT_EQ(q["status"], "device") << q.dump();
+      ASSERT_GT(q["device-breakdown"].value("transfer-us", 0), 0) << q.dump();
+    }
+    ::kill(doomed->process().pid(), SIGKILL);
+    Json failed = wait_migration_end(*src);
+    EXPECT_EQ(failed["status"], "failed") << failed.dump();
+    EXPECT_EQ(src->ok("query-status")["status"], "running");
+    src->ok("x-blkdebug-clear", Json{{"drive", "d0"}});
+    wait_ops_beyond(*src, ops(*src) + 500);  // the source workload goes on
+    Json g = src->ok("query-guest");
+    EXPECT_EQ(g["state"], "running") << g.dump();
+    EXPECT_EQ(g["status"]["errors"], 0) << g.dump();
+  }
+  auto dst = migrate(*src, disk, guest, nullptr, {}, "64M");
+  ASSERT_TRUE(dst);
+  wait_ops_beyond(*dst, ops(*dst));
+  Json end = finish_and_verify(*dst);
+  EXPECT_EQ(end["state"], "finished") << end.dump();
+  EXPECT_EQ(end["status"]["errors"], 0) << end.dump();
+  // Both failed attempts and the migration that succeeded are pauses the guest measured.
+  EXPECT_EQ(end["status"]["stalls"].size(), 3u) << end.dump();
 }
 
 }  // namespace

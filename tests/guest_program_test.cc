@@ -65,6 +65,17 @@ TEST(GuestProgram, StopParksTheProgramAndContResumesIt) {
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   EXPECT_EQ(vm->ok("query-guest")["status"]["ops"].get<int64_t>(), ops) << "parked, no progress";
   vm->ok("cont");
+  // The vCPU publishes a fresh status as it resumes, before its first step: the copy that
+  // follows RESUME is not the one taken at the stop.
+  Json resumed;
+  for (int i = 0; i < 500; ++i) {
+    resumed = vm->ok("query-guest");
+    if (resumed["state"] != "parked") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(resumed["state"], "running") << resumed.dump();
+  EXPECT_GT(resumed["published-ns"].get<int64_t>(), parked["published-ns"].get<int64_t>());
+  EXPECT_GE(resumed["status"]["ops"].get<int64_t>(), ops);
   bool moved = false;
   for (int i = 0; i < 500 && !moved; ++i) {
     moved = vm->ok("query-guest")["status"]["ops"].get<int64_t>() > ops;

@@ -352,6 +352,8 @@ Status Machine::set_run_state(RunState to) {
   RunState from = state_;
   FERRY_RETURN_IF_ERROR(check_transition(from, to));
   state_ = to;
+  // An incoming migration has loaded everything: query-guest shows the program it loaded.
+  if (from == RunState::kInMigrate && vcpu_) vcpu_->state_loaded();
   if (is_running(from) && !is_running(to)) {
     // The guest program first, between two of its steps; then nothing drives the devices.
     if (vcpu_) vcpu_->park();

@@ -64,17 +64,37 @@ void Vcpu::unpark() {
   changed_.notify_all();
 }
 
+void Vcpu::state_loaded() {
+  // Under mutex_: a vCPU thread that has not run stays away from the program until unpark.
+  std::lock_guard lock(mutex_);
+  if (!has_run_) publish(State::kParked);
+}
+
+void Vcpu::request_finish() {
+  std::lock_guard lock(mutex_);
+  if (parked_ && has_run_ && !ended_) {
+    // Parked between steps: the program's state is the main loop's to touch, as migration's.
+    program_->request_finish();
+    return;
+  }
+  finish_requested_.store(true, std::memory_order_release);
+}
+
 nlohmann::ordered_json Vcpu::status() const {
   std::lock_guard lock(status_mutex_);
   return status_;
 }
 
 void Vcpu::publish(State state) {
-  nlohmann::ordered_json s = {{"program", std::string(program_->name())},
-                              {"state", std::string(state_name(state))},
-                              {"status", program_->status()}};
+  auto now = std::chrono::steady_clock::now();
+  nlohmann::ordered_json s = {
+      {"program", std::string(program_->name())},
+      {"state", std::string(state_name(state))},
+      {"published-ns",
+       std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count()},
+      {"status", program_->status()}};
   if (!error_.empty()) s["error"] = error_;
-  last_publish_ = std::chrono::steady_clock::now();
+  last_publish_ = now;
   std::lock_guard lock(status_mutex_);
   status_ = std::move(s);
 }
@@ -97,8 +117,14 @@ void Vcpu::run() {
       changed_.wait(lock, [this] { return quit_ || (runnable_ && !park_requested_ && !ended_); });
       if (quit_) return;
       parked_ = false;
+      has_run_ = true;
+      lock.unlock();
       // Also on a destination's first run: the program's state says when it parked.
       program_->note_resumed();
+      // A fresh status before the first step: query-guest after RESUME must not answer with
+      // the one from before the stop (on a destination: from before its state was loaded).
+      publish(State::kRunning);
+      lock.lock();
     }
     if (quit_) return;
     ran_before = true;

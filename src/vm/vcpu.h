@@ -7,9 +7,13 @@
 // finishes or fails stays parked for good and reports through `on_end`.
 //
 // Status: the vCPU publishes the program's status (GuestProgram::status) after steps, at
-// most every 50 ms and at every park or end, under a small lock of its own that nothing
-// else is held under; query-guest reads the last published copy, so it never waits for a
-// step (and never takes locks in the vCPU's order).
+// most every 50 ms, at every park or end, when it resumes (before its first step) and, on a
+// destination, once the incoming migration has loaded the program (state_loaded), under
+// a small lock of its own that nothing else is held under; query-guest reads the last
+// published copy, so it never waits for a step (and never takes locks in the vCPU's order).
+// A copy says when it was taken ("published-ns", CLOCK_MONOTONIC) and in which state: one
+// that still says "parked" after RESUME predates the resume (the vCPU wakes asynchronously,
+// as QEMU's vCPUs do), so rates are measured between copies, not between queries.
 #pragma once
 
 #include <atomic>
@@ -50,13 +54,20 @@ class Vcpu {
   // Main loop thread, machine lock held (see above).
   void park();
   void unpark();
-  // Forwards GuestProgram::request_finish to the vCPU thread (any thread).
-  void request_finish() { finish_requested_.store(true, std::memory_order_release); }
+  // Main loop thread, once an incoming migration has loaded the program's state (the vCPU
+  // has not run in this process yet): publishes that state, so that query-guest on a
+  // destination that stays paused shows it, not the one from before the load.
+  void state_loaded();
+  // GuestProgram::request_finish (QMP x-guest-finish; main loop thread). A parked vCPU that
+  // has run gets it at once, so that the state a migration saves from now on carries it;
+  // otherwise (running, or never run: a destination's state may still be loading) the vCPU
+  // thread passes it on before its next step.
+  void request_finish();
 
   // The program's state for migration; only touched while the vCPU is parked.
   guest::GuestProgram& program() { return *program_; }
 
-  // The last published status: {"program", "state", "status": {...}[, "error"]}.
+  // The last published status: {"program", "state", "published-ns", "status": {...}[, "error"]}.
   nlohmann::ordered_json status() const;
 
  private:
@@ -78,6 +89,7 @@ class Vcpu {
   bool parked_ = false;
   bool quit_ = false;
   bool ended_ = false;
+  bool has_run_ = false;  // the vCPU has resumed at least once
   std::atomic<bool> finish_requested_{false};
 
   // Written by the vCPU thread only.

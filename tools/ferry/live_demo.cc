@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -95,15 +96,48 @@ Result<std::unique_ptr<Vm>> start_vm(const Setup& s, const std::string& name,
                vm->process->stderr_text());
 }
 
-// The workload's I/O rate over `window`, measured through query-guest.
-Result<double> measure_iops(Vm& vm, std::chrono::milliseconds window) {
-  auto before = vm.guest_ops();
-  if (!before.ok()) return before.take_status();
-  auto t0 = Clock::now();
+// One published guest status (the vCPU publishes them; see src/vm/vcpu.h).
+struct GuestSample {
+  uint64_t ops = 0;
+  int64_t published_ns = 0;  // CLOCK_MONOTONIC, when the vCPU took it
+  Json guest;                // the whole query-guest reply
+};
+
+// The first status the vCPU published after `after_ns` while running. A status that still
+// says "parked" predates the last resume: on a destination it is the one taken before the
+// state was loaded (ops 0), on a source the one taken at the stop.
+Result<GuestSample> fresh_sample(Vm& vm, int64_t after_ns) {
+  for (int i = 0; i < 1000; ++i) {
+    auto g = vm.run("query-guest");
+    if (!g.ok()) return g.take_status();
+    std::string state = g->value("state", "");
+    if (state == "failed")
+      return Error(ErrorCode::kCorrupt, "the workload failed on {}: {}", vm.name,
+                   g->value("error", std::string("?")));
+    if (state == "finished")
+      return Error(ErrorCode::kFailedPrecondition, "the workload on {} ended early", vm.name);
+    int64_t published = g->value("published-ns", int64_t{0});
+    if (state == "running" && published > after_ns)
+      return GuestSample{(*g)["status"].value("ops", uint64_t{0}), published, std::move(*g)};
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return Error(ErrorCode::kIo, "{}: no fresh guest status in 5 s", vm.name);
+}
+
+// The workload's I/O rate over about `window`: completions between two published statuses
+// divided by the time between them (as the vCPU took them, not as the demo asked).
+struct IopsSample {
+  double iops = 0;
+  uint64_t first_ops = 0;  // the count the window starts from
+};
+Result<IopsSample> measure_iops(Vm& vm, std::chrono::milliseconds window) {
+  auto first = fresh_sample(vm, 0);
+  if (!first.ok()) return first.take_status();
   std::this_thread::sleep_for(window);
-  auto after = vm.guest_ops();
-  if (!after.ok()) return after.take_status();
-  return static_cast<double>(*after - *before) / seconds_since(t0);
+  auto last = fresh_sample(vm, first->published_ns);
+  if (!last.ok()) return last.take_status();
+  double seconds = static_cast<double>(last->published_ns - first->published_ns) / 1e9;
+  return IopsSample{static_cast<double>(last->ops - first->ops) / seconds, first->ops};
 }
 
 Status create_image(const std::string& path, uint64_t bytes) {
@@ -120,10 +154,15 @@ std::string mib(uint64_t bytes) { return fmt::format("{:.1f} MiB", bytes / 10485
 // Everything one migration showed.
 struct HopReport {
   std::string from, to, uri;
-  Json stats;              // the source's final query-migrate
-  double iops_before = 0;
-  double iops_after = 0;
+  Json stats;                // the source's final query-migrate
+  double iops_before = 0;    // the source's workload, the second before `migrate`
+  double iops_after = 0;     // the destination's, the first second after it runs
   int64_t io_stall_ns = -1;  // from the guest's own stall record, when it has one
+  std::string phase_at_stop; // the workload's phase when the source stopped
+  int64_t in_flight_at_stop = -1;  // its commands in flight then
+  bool verified = false;     // the workload on the destination: running, no error so far
+  uint64_t ops_at_resume = 0;  // its completed I/Os when it resumed (all hosts so far)
+  uint64_t ops_after = 0;    // and when checked, after the IOPS window
 };
 
 // Migrates the workload from `from` into a new VM, watching progress; returns the new VM.
@@ -137,7 +176,7 @@ Result<std::unique_ptr<Vm>> hop(const Setup& s, Vm& from, const std::string& to_
   if (!to.ok()) return to.take_status();
   auto iops = measure_iops(from, kSettle);
   if (!iops.ok()) return iops.take_status();
-  report.iops_before = *iops;
+  report.iops_before = iops->iops;
   if (!s.options.json) fmt::print("  {} -> {} over {}\n", from.name, to_name, report.uri);
   auto started = from.run("migrate", Json{{"uri", report.uri}});
   if (!started.ok()) return started.take_status();
@@ -178,18 +217,27 @@ Result<std::unique_ptr<Vm>> hop(const Setup& s, Vm& from, const std::string& to_
     return Error(ErrorCode::kFailedPrecondition, "migration {}: {}",
                  report.stats["status"].get<std::string>(),
                  report.stats.value("error-desc", std::string("no reason given")));
+  // The source's vCPU published its status when it parked for stop-and-copy.
+  if (auto parked = from.run("query-guest"); parked.ok() && parked->value("state", "") == "parked") {
+    report.phase_at_stop = (*parked)["status"].value("phase", "");
+    report.in_flight_at_stop = (*parked)["status"].value("in_flight", int64_t{-1});
+  }
   auto resumed = (*to)->qmp->wait_event("RESUME", Millis(10000));
   if (!resumed.ok()) return Error(ErrorCode::kIo, "{} did not start running", to_name);
   auto after = measure_iops(**to, kSettle);
   if (!after.ok()) return after.take_status();
-  report.iops_after = *after;
+  report.iops_after = after->iops;
+  report.ops_at_resume = after->first_ops;
   auto guest = (*to)->run("query-guest");
   if (!guest.ok()) return guest.take_status();
-  const Json& stalls = (*guest)["status"].value("stalls", Json::array());
+  const Json& gs = (*guest)["status"];
+  const Json& stalls = gs.value("stalls", Json::array());
   if (!stalls.empty()) report.io_stall_ns = stalls.back().value("io_gap_ns", int64_t{-1});
-  if ((*guest)["state"] == "failed")
+  report.ops_after = gs.value("ops", uint64_t{0});
+  report.verified = (*guest)["state"] != "failed" && gs.value("errors", Json(0)) == Json(0);
+  if (!report.verified)
     return Error(ErrorCode::kCorrupt, "the workload failed on {}: {}", to_name,
-                 (*guest).value("error", std::string("?")));
+                 (*guest).value("error", gs.value("errors", Json("?")).dump()));
   return to;
 }
 
@@ -200,14 +248,24 @@ Json hop_json(const HopReport& h) {
   return {{"from", h.from},
           {"to", h.to},
           {"uri", h.uri},
+          {"status", st.value("status", "")},
           {"total-ms", st.value("total-time", 0)},
           {"downtime-ms", st.value("downtime", 0)},
           {"ram", st.value("ram", Json::object())},
           {"device-transfer-us", st["device-breakdown"].value("transfer-us", 0)},
           {"devices", devices},
           {"io-stall-ms", h.io_stall_ns < 0 ? Json(nullptr) : Json(h.io_stall_ns / 1e6)},
+          {"phase-at-stop", h.phase_at_stop},
+          {"in-flight-at-stop", h.in_flight_at_stop},
           {"iops-before", h.iops_before},
-          {"iops-after", h.iops_after}};
+          {"iops-after", h.iops_after},
+          {"verified", h.verified},
+          {"ops-at-resume", h.ops_at_resume},
+          {"ops-after", h.ops_after}};
+}
+
+std::string stall_text(const HopReport& h) {
+  return h.io_stall_ns < 0 ? std::string("-") : fmt::format("{:.1f}", h.io_stall_ns / 1e6);
 }
 
 void print_hop(const HopReport& h) {
@@ -228,42 +286,125 @@ void print_hop(const HopReport& h) {
                d.value("bytes", 0));
   fmt::print("    device records on the wire: {} us\n",
              st["device-breakdown"].value("transfer-us", 0));
-  fmt::print("    guest I/O stall across the migration: {}; workload {:.0f} IOPS before, {:.0f} after\n\n",
-             h.io_stall_ns < 0 ? std::string("not recorded")
-                               : fmt::format("{:.1f} ms", h.io_stall_ns / 1e6),
-             h.iops_before, h.iops_after);
+  fmt::print("    stopped in the {} phase with {} commands in flight; guest I/O stall across the "
+             "migration: {}\n",
+             h.phase_at_stop.empty() ? "?" : h.phase_at_stop, h.in_flight_at_stop,
+             h.io_stall_ns < 0 ? std::string("not recorded") : stall_text(h) + " ms");
+  fmt::print("    workload {:.0f} IOPS the second before, {:.0f} the first second after; "
+             "verified so far: {}\n\n",
+             h.iops_before, h.iops_after, h.verified ? "ok" : "FAILED");
+}
+
+// A device's short name in the summary: "0000:00:01.0/nvme" -> "nvme".
+std::string short_name(const std::string& idstr) {
+  size_t slash = idstr.rfind('/');
+  return slash == std::string::npos ? idstr : idstr.substr(slash + 1);
+}
+
+// The final table: one row per migration, then the final pass.
+void print_summary(const std::vector<HopReport>& hops, const Json& guest, double total_s) {
+  // Device columns in the order they first appear; each cell is quiesce/save/load in us
+  // (quiesce includes the backend drain).
+  std::vector<std::string> devices;
+  for (const HopReport& h : hops)
+    for (const Json& d : h.stats["device-breakdown"].value("devices", Json::array())) {
+      std::string name = short_name(d.value("name", ""));
+      if (std::find(devices.begin(), devices.end(), name) == devices.end()) devices.push_back(name);
+    }
+  std::string header = fmt::format("  {:>3} {:<10} {:>8} {:>11} {:>8} {:>11} {:>10}", "#",
+                                   "route", "total ms", "downtime ms", "stall ms", "IOPS before",
+                                   "IOPS after");
+  for (const std::string& d : devices) header += fmt::format(" {:>16}", d + " us");
+  header += "  verify";
+  fmt::print("\n  summary: one row per migration\n{}\n", header);
+  int index = 0;
+  for (const HopReport& h : hops) {
+    const Json& st = h.stats;
+    std::string row = fmt::format("  {:>3} {:<10} {:>8} {:>11} {:>8} {:>11.0f} {:>10.0f}", ++index,
+                                  h.from + "->" + h.to, st.value("total-time", 0),
+                                  st.value("downtime", 0), stall_text(h), h.iops_before,
+                                  h.iops_after);
+    for (const std::string& name : devices) {
+      std::string cell = "-";
+      for (const Json& d : st["device-breakdown"].value("devices", Json::array()))
+        if (short_name(d.value("name", "")) == name)
+          cell = fmt::format("{}/{}/{}", d.value("quiesce-us", 0), d.value("save-us", 0),
+                             d.contains("load-us") ? std::to_string(d["load-us"].get<int64_t>()) : "-");
+      row += fmt::format(" {:>16}", cell);
+    }
+    row += h.verified ? "  ok" : "  FAILED";
+    fmt::print("{}\n", row);
+  }
+  fmt::print("  downtime: source stop -> destination running; stall: the gap between two I/O "
+             "completions across the\n  migration, as the workload measured it; IOPS: the second "
+             "before the migration and the first second after;\n  device columns: stop-and-copy "
+             "quiesce (backend drain included) / save / load, in us\n");
+  if (!guest.is_object()) {
+    fmt::print("  final pass: not reached\n");
+    return;
+  }
+  const Json& gs = guest.value("status", Json::object());
+  const Json& final_phase = gs.value("phases", Json::object()).value("final", Json::object());
+  bool clean = guest.value("state", "") == "finished" && gs.value("errors", Json(0)) == Json(0);
+  fmt::print("  final pass: {} blocks re-read and checked ({} never written, skipped), {} "
+             "unverified reads: {}\n",
+             final_phase.value("ops", 0), gs.value("skipped_blocks", 0),
+             gs.value("unverified_reads", 0),
+             clean ? "clean" : "FAILED (" + guest.value("error", std::string("not finished")) + ")");
+  int64_t longest = 0;
+  for (const HopReport& h : hops) longest = std::max<int64_t>(longest, h.stats.value("downtime", 0));
+  fmt::print("  {} migrations, longest downtime {} ms, {} I/Os, {:.1f} s in all\n",
+             hops.size(), longest, gs.value("ops", 0), total_s);
 }
 
 }  // namespace
 
 int run_live_demo(const LiveDemoOptions& options, const std::string& ferry_vm_path) {
   Setup s{ferry_vm_path, "", options, !options.quiet && !options.json && ::isatty(STDOUT_FILENO)};
-  char tmpl[] = "/tmp/ferry-demo-XXXXXX";
-  if (!::mkdtemp(tmpl)) {
-    fmt::print("result: FAILED (no temporary directory)\n");
-    return 1;
-  }
-  s.dir = tmpl;
   Json report = {{"ram-mib", options.ram_mib}, {"transport", options.transport},
                  {"workload", kWorkload}, {"migrations", Json::array()}};
+  // With --json, stdout holds the report and nothing else (the result is in it and in the
+  // exit status); otherwise the last line says "result: OK" or "result: FAILED".
+  auto fail_early = [&](const std::string& why) {
+    if (options.json) {
+      report["result"] = "FAILED";
+      report["error"] = why;
+      fmt::print("{}\n", report.dump(2));
+    } else {
+      fmt::print("  FAILED: {}\nresult: FAILED\n", why);
+    }
+    return 1;
+  };
+  char tmpl[] = "/tmp/ferry-demo-XXXXXX";
+  if (!::mkdtemp(tmpl)) return fail_early("no temporary directory");
+  s.dir = tmpl;
   std::vector<std::unique_ptr<Vm>> vms;  // quit at the end (or on failure)
+  std::vector<HopReport> hops;
+  Json guest;  // the workload's last status on the last VM, once the final pass ended
+  auto t0 = Clock::now();
   auto finish = [&](const Status& st) {
+    if (!options.json && !hops.empty()) print_summary(hops, guest, seconds_since(t0));
     for (auto& vm : vms)
       if (vm) {
         (void)vm->run("quit");
         vm->process->wait(Millis(5000));
       }
     report["result"] = st.ok() ? "OK" : "FAILED";
-    if (!st.ok()) report["error"] = st.to_string();
-    if (options.json) fmt::print("{}\n", report.dump(2));
     if (!st.ok()) {
-      if (!options.json) fmt::print("  FAILED: {}\n  logs kept in {}\n", st.to_string(), s.dir);
-      fmt::print("result: FAILED\n");
-      return 1;
+      report["error"] = st.to_string();
+      report["logs"] = s.dir;
     }
+    if (options.json) {
+      fmt::print("{}\n", report.dump(2));
+      if (!st.ok()) fmt::print(stderr, "ferry demo: {} (logs kept in {})\n", st.to_string(), s.dir);
+    } else if (!st.ok()) {
+      fmt::print("  FAILED: {}\n  logs kept in {}\nresult: FAILED\n", st.to_string(), s.dir);
+    } else {
+      fmt::print("result: OK\n");
+    }
+    if (!st.ok()) return 1;
     std::error_code ignored;
     std::filesystem::remove_all(s.dir, ignored);
-    fmt::print("result: OK\n");
     return 0;
   };
 
@@ -278,7 +419,6 @@ int run_live_demo(const LiveDemoOptions& options, const std::string& ferry_vm_pa
   auto first = start_vm(s, "vm0", {});
   if (!first.ok()) return finish(first.status());
   vms.push_back(std::move(first).value());
-  auto t0 = Clock::now();
   // Let the workload bring the controller up and write for a while.
   for (int i = 0; i < 500; ++i) {
     auto ops = vms.back()->guest_ops();
@@ -288,14 +428,13 @@ int run_live_demo(const LiveDemoOptions& options, const std::string& ferry_vm_pa
   }
   if (!options.json) fmt::print("  vm0 runs the workload\n");
 
-  int64_t max_downtime = 0;
   for (int index = 1; index <= 2 * options.round_trips; ++index) {
     HopReport h;
     auto next = hop(s, *vms.back(), fmt::format("vm{}", index), h);
     if (!next.ok()) return finish(next.status());
-    max_downtime = std::max<int64_t>(max_downtime, h.stats.value("downtime", int64_t{0}));
     report["migrations"].push_back(hop_json(h));
     if (!options.json) print_hop(h);
+    hops.push_back(std::move(h));
     // The source is done: postmigrate, then quit.
     (void)vms.back()->run("quit");
     vms.back()->process->wait(Millis(5000));
@@ -306,13 +445,14 @@ int run_live_demo(const LiveDemoOptions& options, const std::string& ferry_vm_pa
   // Stop the run phase: the program then re-reads and verifies every block it wrote.
   Vm& last = *vms.back();
   if (!options.json) fmt::print("  final verification pass on {}\n", last.name);
-  Json guest;
   for (int i = 0;; ++i) {
     auto g = last.run("query-guest");
     if (!g.ok()) return finish(g.status());
-    guest = *g;
-    std::string state = guest.value("state", "");
-    if (state == "finished" || state == "failed") break;
+    std::string state = g->value("state", "");
+    if (state == "finished" || state == "failed") {
+      guest = *g;
+      break;
+    }
     if (i == 0) {
       // The workload has no runtime limit of its own here: the demo ends its run phase.
       auto stop = last.run("x-guest-finish");
@@ -324,14 +464,6 @@ int run_live_demo(const LiveDemoOptions& options, const std::string& ferry_vm_pa
   const Json& gs = guest["status"];
   report["guest"] = guest;
   report["total-s"] = seconds_since(t0);
-  if (!options.json) {
-    fmt::print("\n  summary: {} migrations, longest downtime {} ms, {} I/Os, {} verification "
-               "errors, final pass over {} blocks: {}\n",
-               2 * options.round_trips, max_downtime, gs.value("ops", 0),
-               gs.value("errors", Json(0)) == Json(0) ? "0" : "1",
-               gs["phases"]["final"].value("ops", 0),
-               guest["state"] == "finished" ? "clean" : "FAILED");
-  }
   if (guest["state"] != "finished" || gs.value("errors", Json(0)) != Json(0))
     return finish(Error(ErrorCode::kCorrupt, "verification: {}",
                         guest.value("error", std::string("the workload did not finish"))));

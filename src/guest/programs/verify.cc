@@ -786,6 +786,7 @@ nlohmann::ordered_json VerifyProgram::status() const {
   for (const verify::PhaseStats& p : s.stats) ops += p.ops;
   j["ops"] = ops;
   j["in_flight"] = s.in_flight;
+  j["admin_in_flight"] = s.admin_command.outstanding ? 1 : 0;  // bring-up's one admin command
   if (!error_.ok()) j["errors"] = error_.to_string();
   else if (s.phase == Phase::kFailed) j["errors"] = "the program had failed on the source";
   else j["errors"] = 0;

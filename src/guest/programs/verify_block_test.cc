@@ -3,6 +3,9 @@
 // tests/guest_verify_test.cc).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <random>
 #include <vector>
 
 #include "base/byte_reader.h"
@@ -84,24 +87,76 @@ TEST(VerifyRandom, Splitmix64KnownValues) {
   for (int i = 0; i < 1000; ++i) EXPECT_LT(random_below(s, 7), 7u);
 }
 
-TEST(VerifyLatency, BucketsAndPercentiles) {
+TEST(VerifyLatency, BucketsAreContiguousAndNarrow) {
   EXPECT_EQ(latency_bucket(0), 0u);
-  EXPECT_EQ(latency_bucket(1), 0u);
-  EXPECT_EQ(latency_bucket(2), 1u);
-  EXPECT_EQ(latency_bucket(1023), 9u);
-  EXPECT_EQ(latency_bucket(1024), 10u);
-  EXPECT_EQ(latency_bucket(UINT64_MAX), 63u);
-  std::array<uint64_t, kLatencyBuckets> buckets{};
-  EXPECT_EQ(latency_percentile(buckets, 0.5), 0u);
-  buckets[10] = 99;  // [1024, 2048)
-  buckets[20] = 1;   // [1 Mi, 2 Mi)
-  uint64_t p50 = latency_percentile(buckets, 0.5);
-  EXPECT_GE(p50, 1024u);
-  EXPECT_LT(p50, 2048u);
-  EXPECT_LE(latency_percentile(buckets, 0.99), 2048u);
-  uint64_t p999 = latency_percentile(buckets, 0.999);
-  EXPECT_GE(p999, 1u << 20);
-  EXPECT_LE(p999, 2u << 20);
+  EXPECT_EQ(latency_bucket(31), 31u);
+  EXPECT_EQ(latency_bucket(32), 32u);
+  EXPECT_EQ(latency_bucket(63), 63u);
+  EXPECT_EQ(latency_bucket(64), 64u);   // [64, 66)
+  EXPECT_EQ(latency_bucket(65), 64u);
+  EXPECT_EQ(latency_bucket(UINT64_MAX), kLatencyBuckets - 1);
+  // Every bucket starts where the previous one ends, holds exactly the values that map to
+  // it, and is at most 1/32 of its values wide.
+  for (unsigned i = 0; i + 1 < kLatencyBuckets; ++i) {
+    uint64_t low = latency_bucket_low(i), width = latency_bucket_width(i);
+    ASSERT_EQ(low + width, latency_bucket_low(i + 1)) << i;
+    ASSERT_EQ(latency_bucket(low), i) << i;
+    ASSERT_EQ(latency_bucket(low + width - 1), i) << i;
+    if (low >= kLatencySubBuckets) {
+      ASSERT_LE(width * 32, low) << i;
+    }
+  }
+  EXPECT_EQ(latency_bucket_low(kLatencyBuckets - 1) + latency_bucket_width(kLatencyBuckets - 1),
+            uint64_t{1} << kLatencyRangeBits);
+}
+
+// The exact percentile of `samples` (the rank-th smallest, rank = ceil(p * n)).
+uint64_t exact_percentile(std::vector<uint64_t> samples, double p) {
+  size_t rank = static_cast<size_t>(std::ceil(p * static_cast<double>(samples.size())));
+  rank = std::clamp<size_t>(rank, 1, samples.size());
+  std::nth_element(samples.begin(), samples.begin() + (rank - 1), samples.end());
+  return samples[rank - 1];
+}
+
+void expect_percentiles_close(const std::vector<uint64_t>& samples, double tolerance) {
+  LatencyHistogram h{};
+  for (uint64_t s : samples) ++h[latency_bucket(s)];
+  for (double p : {0.5, 0.9, 0.99, 0.999}) {
+    double exact = static_cast<double>(exact_percentile(samples, p));
+    double got = static_cast<double>(latency_percentile(h, p));
+    EXPECT_NEAR(got, exact, exact * tolerance) << "p" << p * 100;
+  }
+}
+
+TEST(VerifyLatency, PercentilesOfKnownDistributionsWithinTwoPercent) {
+  std::mt19937_64 rng(7);
+  // Log-normal around 80 us with a long tail (like device latencies), 200,000 samples.
+  std::lognormal_distribution<double> lognormal(std::log(80'000.0), 0.9);
+  std::vector<uint64_t> samples(200'000);
+  for (uint64_t& s : samples) s = static_cast<uint64_t>(lognormal(rng));
+  expect_percentiles_close(samples, 0.02);
+  // Uniform over [1 us, 3 ms).
+  std::uniform_int_distribution<uint64_t> uniform(1'000, 3'000'000);
+  for (uint64_t& s : samples) s = uniform(rng);
+  expect_percentiles_close(samples, 0.02);
+  // Two clusters: 99% at ~3 us, 1% at ~5 ms: p99.9 sits in the far one.
+  std::normal_distribution<double> near(3'000, 100), far(5'000'000, 200'000);
+  for (size_t i = 0; i < samples.size(); ++i)
+    samples[i] = static_cast<uint64_t>(std::max(1.0, i % 100 == 0 ? far(rng) : near(rng)));
+  expect_percentiles_close(samples, 0.02);
+}
+
+TEST(VerifyLatency, APointMassIsReportedWithinItsBucket) {
+  // Power-of-two buckets put every percentile of 3,000 ns somewhere in [2,048, 4,096).
+  LatencyHistogram h{};
+  for (int i = 0; i < 1000; ++i) ++h[latency_bucket(3000)];
+  for (double p : {0.5, 0.99, 0.999})
+    EXPECT_NEAR(static_cast<double>(latency_percentile(h, p)), 3000.0, 3000.0 / 32) << p;
+  EXPECT_EQ(latency_percentile(LatencyHistogram{}, 0.5), 0u);
+  // Beyond the range: the last bucket, not an overflow.
+  LatencyHistogram huge{};
+  ++huge[latency_bucket(UINT64_MAX)];
+  EXPECT_GE(latency_percentile(huge, 0.5), latency_bucket_low(kLatencyBuckets - 1));
 }
 
 Result<VerifyConfig> parse(std::string_view text) {
@@ -204,7 +259,7 @@ TEST(VerifyState, DescriptionChecks) {
   ASSERT_TRUE(program.ok());
   auto binding = (*program)->migration_state();
   EXPECT_EQ(binding->vmsd_name(), "guest-verify");
-  EXPECT_EQ(binding->version(), 1);
+  EXPECT_EQ(binding->version(), 2);
   Status checked = binding->check();
   EXPECT_TRUE(checked.ok()) << checked.to_string();
   // A fresh program saves (with its vmdesc) and a fresh program with the same options loads it.
@@ -216,9 +271,12 @@ TEST(VerifyState, DescriptionChecks) {
   auto other = VerifyProgram::create(c);
   ASSERT_TRUE(other.ok());
   ByteReader r(w.bytes());
-  Status loaded = (*other)->migration_state()->load(r, 1);
+  Status loaded = (*other)->migration_state()->load(r, 2);
   EXPECT_TRUE(loaded.ok()) << loaded.to_string();
   EXPECT_TRUE(r.at_end());
+  // Version 1 (power-of-two latency buckets) is a different layout: refused, not misread.
+  ByteReader old(w.bytes());
+  EXPECT_FALSE((*other)->migration_state()->load(old, 1).ok());
 }
 
 }  // namespace

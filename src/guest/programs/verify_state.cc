@@ -1,7 +1,6 @@
 #include "guest/programs/verify_state.h"
 
 #include <bit>
-#include <cmath>
 #include <string>
 
 #include <fmt/format.h>
@@ -127,7 +126,7 @@ Status post_load(VerifyState& s, int) {
 }
 
 constexpr auto kStateDesc = describe<VerifyState>(
-    "guest-verify", {.version = 1, .post_load = &post_load},
+    "guest-verify", {.version = 2, .minimum_version = 2, .post_load = &post_load},
     field("config", &VerifyState::config, kConfigDesc),
     field("phase", &VerifyState::phase)
         .validate([](Phase p) { return static_cast<uint8_t>(p) < kPhaseCount; }, "unknown phase"),
@@ -227,29 +226,6 @@ Status check_consistency(const VerifyState& s) {
                  s.in_flight);
   }
   return {};
-}
-
-unsigned latency_bucket(uint64_t ns) {
-  return ns == 0 ? 0 : static_cast<unsigned>(std::bit_width(ns) - 1);
-}
-
-uint64_t latency_percentile(const std::array<uint64_t, kLatencyBuckets>& buckets, double p) {
-  uint64_t total = 0;
-  for (uint64_t n : buckets) total += n;
-  if (total == 0) return 0;
-  double rank = std::max(1.0, std::ceil(p * static_cast<double>(total)));
-  uint64_t below = 0;
-  for (unsigned i = 0; i < kLatencyBuckets; ++i) {
-    if (buckets[i] == 0) continue;
-    if (static_cast<double>(below + buckets[i]) >= rank) {
-      double low = i == 0 ? 0.0 : std::ldexp(1.0, static_cast<int>(i));
-      double high = std::ldexp(1.0, static_cast<int>(i) + 1);
-      double within = (rank - static_cast<double>(below)) / static_cast<double>(buckets[i]);
-      return static_cast<uint64_t>(low + (high - low) * within);
-    }
-    below += buckets[i];
-  }
-  return UINT64_MAX;
 }
 
 }  // namespace ferry::guest::verify

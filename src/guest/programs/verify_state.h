@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "guest/programs/latency_histogram.h"
 #include "vmstate/binding.h"
 
 namespace ferry::guest::verify {
@@ -49,7 +50,6 @@ inline constexpr uint32_t kAdminQueueEntries = 32;
 inline constexpr uint32_t kMaxIodepth = 1023;
 inline constexpr uint32_t kMaxBlocks = 1u << 22;  // model entries (16 MiB of state at most)
 inline constexpr uint32_t kMaxStalls = 1024;
-inline constexpr unsigned kLatencyBuckets = 64;
 
 // The options that shape the state; the destination refuses a source whose echo differs.
 struct ConfigEcho {
@@ -118,7 +118,7 @@ struct PhaseStats {
   int64_t start_ns = 0;  // running time; 0 = phase not started
   int64_t end_ns = 0;    // running time; 0 = not ended
   uint64_t max_gap_ns = 0;  // longest wall-clock time between two completions (pauses included)
-  std::array<uint64_t, kLatencyBuckets> latency{};  // bucket i: [2^i, 2^(i+1)) ns
+  LatencyHistogram latency{};  // submission to completion, running time (latency_histogram.h)
 };
 
 // One reported pause (a stop, or a migration) and the I/O stall around it.
@@ -165,17 +165,12 @@ struct VerifyState {
   std::vector<uint8_t> busy;   // per block: a command uses it (rebuilt from slots on load)
 };
 
-// The "guest-verify" description (version 1) bound to `state`. Its post_load refuses a
+// The "guest-verify" description (version 2: log-linear latency histograms; version 1's
+// power-of-two ones are not accepted) bound to `state`. Its post_load refuses a
 // source configured differently and any inconsistent state, and rebuilds `busy`.
 std::unique_ptr<vmstate::StateBinding> bind_state(VerifyState& state);
 
 // Checks the invariants the program relies on (indices in range, counts agreeing).
 Status check_consistency(const VerifyState& state);
-
-// ---- latency histogram ----
-unsigned latency_bucket(uint64_t ns);
-// The latency below which a fraction `p` (0..1) of the samples fall, interpolated inside its
-// log2 bucket; 0 without samples.
-uint64_t latency_percentile(const std::array<uint64_t, kLatencyBuckets>& buckets, double p);
 
 }  // namespace ferry::guest::verify
