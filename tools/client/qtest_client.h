@@ -24,6 +24,10 @@ class QtestClient {
   Result<uint64_t> in(unsigned bits, uint16_t port);     // inb/w/l
   Status out(unsigned bits, uint16_t port, uint32_t value);
 
+  // While no command is outstanding, waits up to `timeout` for an asynchronous line: an
+  // IRQ line is added to irqs() (true); false when none came. Any other line is an error.
+  Result<bool> wait_irq(Millis timeout);
+
   // IRQ lines received so far ("raise 3", "lower 3"), oldest first.
   std::deque<std::string>& irqs() { return irqs_; }
 
