@@ -25,7 +25,8 @@ demo: release
 # The whole suite: unit and multi-process tests in the release build, then the same tests
 # under ASan+UBSan plus every libFuzzer target for FERRY_FUZZ_SECONDS each, then the
 # threaded parts (event loop, dirty bitmaps, migration engines, block engines with their worker
-# threads, the NVMe controller over them, ferry-vm migrating) under TSan.
+# threads, the NVMe controller over them, ferry-vm migrating, QMP/qtest servers, the vCPU
+# waiting for interrupts) under TSan.
 test: test-release test-asan test-tsan
 
 test-release: release
@@ -36,12 +37,12 @@ test-asan: asan
 
 TSAN_TARGETS = base_test memory_test migration_test block_test nvme_test nvme_migration_unit_test \
   live_migration_test nvme_migration_test guest_program_test guest_migration_test \
-  block_error_policy_test ferry-vm
+  block_error_policy_test vm_test ferry_vm_test guest_interrupts_test ferry-vm
 test-tsan: deps
 	@cmake --preset tsan >/dev/null
 	@cmake --build --preset tsan -j $(JOBS) --target $(TSAN_TARGETS)
 	@TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/tsan -j $(JOBS) --output-on-failure \
-	  -R '^(EventLoop|DirtyBitmap|Engine|LiveMigration|BlockBackend|.*BlockEngineTest|NvmeTest|Nvme.*Migration|NvmeHostileStream|GuestProgram|GuestMigration|BlockErrorPolicy)'
+	  -R '^(EventLoop|DirtyBitmap|Engine|LiveMigration|BlockBackend|.*BlockEngineTest|NvmeTest|Nvme.*Migration|NvmeHostileStream|GuestProgram|GuestMigration|BlockErrorPolicy|QmpServerThreads|QtestConnect|CpuInterrupts|FerryVm|GuestInterrupts)'
 	@! grep -l ThreadSanitizer /tmp/ferry-vm-test-*.stderr 2>/dev/null
 
 bench: release

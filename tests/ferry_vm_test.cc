@@ -4,7 +4,10 @@
 
 #include <unistd.h>
 
+#include <sys/wait.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <optional>
 
@@ -252,6 +255,124 @@ TEST(FerryVmPci, SystemResetReturnsDevicesToTheirPlugInState) {
   EXPECT_EQ(vm->ok("query-status")["status"], "running");
 }
 
+// BARs and the PCI MMIO windows (machine.h): as on QEMU's PC machines, PCI memory space
+// lies beneath everything else, so a BAR decodes wherever it is put except under RAM, ECAM
+// and the MSI window, and the BAR mapped last wins where two overlap.
+void program_bar0(FerryVm& vm, int slot, uint64_t address) {
+  vm.config_write(slot, 0x10, static_cast<uint32_t>(address));
+  vm.config_write(slot, 0x14, static_cast<uint32_t>(address >> 32));
+}
+
+TEST(FerryVmPci, BarsDecodeInBothWindowsAndBeneathRamEcamAndMsi) {
+  // 64 MiB + 8 KiB of RAM: RAM ends in the middle of a 16 KiB-aligned BAR position.
+  constexpr uint64_t kRamEnd = 0x4002000;
+  auto vm = start_vm({"-S", "-m", "65544K", "-device", "ferry-testdev,addr=3", "-device",
+                      "ferry-testdev,addr=4"});
+  ASSERT_TRUE(vm);
+  vm->config_write(3, 0x04, 0x2, 16);  // memory space on, BARs unprogrammed
+  // Inside the 32-bit window, then inside the 64-bit window (4 GiB .. 36 GiB).
+  program_bar0(*vm, 3, 0xc0000000);
+  vm->mem_write(32, 0xc0000000, 0x11111111);
+  EXPECT_EQ(vm->mem(32, 0xc0000000), 0x11111111u);
+  program_bar0(*vm, 3, 0x200000000);
+  EXPECT_EQ(vm->mem(32, 0x200000000), 0x11111111u);
+  EXPECT_EQ(vm->mem(32, 0xc0000000), 0u);
+  Json regions = vm->ok("query-pci")[0]["devices"][1]["regions"];
+  EXPECT_EQ(regions[0]["address"], 0x200000000u);
+  // Outside both windows, where nothing else is: it decodes, as on q35.
+  program_bar0(*vm, 3, 0x1000000000);  // 64 GiB
+  EXPECT_EQ(vm->mem(32, 0x1000000000), 0x11111111u);
+  program_bar0(*vm, 3, 0x8000000);  // 128 MiB: above RAM, below ECAM
+  EXPECT_EQ(vm->mem(32, 0x8000000), 0x11111111u);
+
+  // Partly over RAM: RAM wins for its part, the rest of the BAR decodes. BAR0 is 16 KiB at
+  // 0x4000000; RAM hides its first 8 KiB (the registers), its MSI-X table (BAR offset
+  // 0x2000) shows at the end of RAM.
+  vm->mem_write(32, 0x4000000, 0x22222222);  // RAM
+  program_bar0(*vm, 3, 0x4000000);
+  EXPECT_EQ(vm->mem(32, 0x4000000), 0x22222222u) << "RAM, not the scratch register";
+  vm->mem_write(32, kRamEnd + 8, 0x33);  // MSI-X table entry 0, data
+  program_bar0(*vm, 3, 0x8000000);
+  EXPECT_EQ(vm->mem(32, 0x8002008), 0x33u) << "the write reached the BAR through its visible part";
+  EXPECT_EQ(vm->mem(32, 0x4000000), 0x22222222u) << "RAM untouched";
+  EXPECT_EQ(vm->mem(32, kRamEnd + 8), 0u) << "nothing there once the BAR moved";
+
+  // Over ECAM and over the MSI window: those win.
+  program_bar0(*vm, 3, 0xb0000000);
+  EXPECT_EQ(vm->mem(32, 0xb0000000), 0x00081b36u) << "ECAM still answers (host bridge id)";
+  program_bar0(*vm, 3, 0xfee00000);
+  EXPECT_EQ(vm->mem(32, 0xfee00000), 0u) << "the MSI window reads nothing";
+  program_bar0(*vm, 3, 0xc0000000);
+  EXPECT_EQ(vm->mem(32, 0xc0000000), 0x11111111u) << "nothing was lost while hidden";
+
+  // Two BARs at one address: the one mapped last decodes; when it moves away, the other
+  // shows again.
+  vm->config_write(4, 0x04, 0x2, 16);
+  program_bar0(*vm, 4, 0xd0000000);
+  vm->mem_write(32, 0xd0000000, 0x44444444);
+  program_bar0(*vm, 4, 0xc0000000);
+  EXPECT_EQ(vm->mem(32, 0xc0000000), 0x44444444u) << "slot 4, mapped last";
+  program_bar0(*vm, 3, 0xe0000000);
+  program_bar0(*vm, 3, 0xc0000000);
+  EXPECT_EQ(vm->mem(32, 0xc0000000), 0x11111111u) << "slot 3, mapped last";
+  program_bar0(*vm, 3, 0xe0000000);
+  EXPECT_EQ(vm->mem(32, 0xc0000000), 0x44444444u) << "slot 4 uncovered";
+  EXPECT_EQ(vm->mem(32, 0xe0000000), 0x11111111u);
+  EXPECT_EQ(vm->ok("query-status")["status"], "prelaunch");
+}
+
+// ---- qtest at the edges of the address space ---------------------------------------------------
+
+// Accesses ending exactly at 2^64 (or running past it) once crashed ferry-vm. Replies are
+// QEMU's: unassigned memory reads as zero and ignores writes.
+TEST(FerryVmQtest, AccessesAtTheTopOfTheAddressSpace) {
+  auto vm = start_vm({"-S", "-m", "64M"});
+  ASSERT_TRUE(vm);
+  const std::vector<std::pair<std::string, std::string>> exchanges = {
+      {"readb 0xffffffffffffffff", "OK 0x0000000000000000"},
+      {"readw 0xfffffffffffffffe", "OK 0x0000000000000000"},
+      {"readl 0xfffffffffffffffc", "OK 0x0000000000000000"},
+      {"readq 0xfffffffffffffff8", "OK 0x0000000000000000"},
+      {"readq 0xfffffffffffffffc", "OK 0x0000000000000000"},
+      {"writeb 0xffffffffffffffff 0x5a", "OK"},
+      {"writeq 0xfffffffffffffffc 0x5a5a5a5a5a5a5a5a", "OK"},
+      {"read 0xffffffffffffffff 1", "OK 0x00"},
+      {"read 0xfffffffffffff000 4", "OK 0x00000000"},
+      {"b64read 0xffffffffffffffff 1", "OK AA=="},
+      {"write 0xffffffffffffffff 1 0x5a", "OK"},
+      {"b64write 0xffffffffffffffff 1 Wg==", "OK"},
+      {"memset 0xffffffffffffffff 1 0x5a", "OK"},
+      {"memset 0xfffffffffffff000 4096 0xff", "OK"},
+      {"memset 0xffffffffffffff00 512 0xff", "OK"},  // runs past 2^64: stops there
+      {"write 0xfffffffffffffffe 4 0x01020304", "OK"},
+  };
+  for (const auto& [line, reply] : exchanges) {
+    auto got = vm->qtest().command(line);
+    ASSERT_TRUE(got.ok()) << line << ": " << got.status().to_string() << "\n"
+                          << vm->process().stderr_text();
+    EXPECT_EQ(*got, reply) << line;
+  }
+  // Nothing wrapped around to RAM at address 0.
+  EXPECT_EQ(vm->mem(64, 0), 0u);
+  EXPECT_EQ(vm->ok("query-status")["status"], "prelaunch") << "the VM still answers QMP";
+}
+
+// A range crossing from RAM into unassigned memory transfers its RAM part, as QEMU does.
+TEST(FerryVmQtest, RangesPartlyInRamTransferTheirRamPart) {
+  auto vm = start_vm({"-S", "-m", "64M"});
+  ASSERT_TRUE(vm);
+  auto wrote = vm->qtest().command("write 0x3fffffe 4 0xa1a2a3a4");
+  ASSERT_TRUE(wrote.ok());
+  EXPECT_EQ(*wrote, "OK");
+  auto read = vm->qtest().command("read 0x3fffffe 4");
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ(*read, "OK 0xa1a20000");
+  auto memset = vm->qtest().command("memset 0x3ffff00 0x200 0x77");
+  ASSERT_TRUE(memset.ok());
+  EXPECT_EQ(vm->mem(8, 0x3ffffff), 0x77u);
+  EXPECT_EQ(vm->mem(8, 0x4000000), 0u);
+}
+
 // ---- memory backends --------------------------------------------------------------------------
 
 TEST(FerryVmMemory, FileBackendSharedWithTheHost) {
@@ -322,6 +443,79 @@ TEST(FerryVmCommandLine, DeviceHelpListsModelsAndProperties) {
   auto child = ChildProcess::spawn({kFerryVm, "-device", "help"}, unique_base("help") + ".stderr");
   ASSERT_TRUE(child.ok());
   EXPECT_EQ(child->wait(Millis(10000)), 0);
+}
+
+// The standard output of a ferry-vm that prints and exits.
+std::pair<int, std::string> run_vm_stdout(std::vector<std::string> args) {
+  std::string out_path = unique_base("stdout") + ".txt";
+  std::string command = kFerryVm;
+  for (const std::string& a : args) command += " '" + a + "'";
+  command += " > " + out_path + " 2>&1";
+  int status = std::system(command.c_str());
+  std::string text;
+  if (FILE* f = std::fopen(out_path.c_str(), "r")) {
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+    std::fclose(f);
+  }
+  ::unlink(out_path.c_str());
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, text};
+}
+
+TEST(FerryVmCommandLine, DevicePropertyHelpHasQemusHeader) {
+  auto [code, out] = run_vm_stdout({"-device", "nvme,help"});
+  EXPECT_EQ(code, 0);
+  EXPECT_EQ(out.rfind("nvme options:\n", 0), 0u) << out;
+  EXPECT_EQ(out.find("options options"), std::string::npos) << out;
+  EXPECT_NE(out.find("serial=<str>"), std::string::npos) << out;
+  std::tie(code, out) = run_vm_stdout({"-device", "ferry-testdev,help"});
+  EXPECT_EQ(code, 0);
+  EXPECT_EQ(out.rfind("ferry-testdev options:\n", 0), 0u) << out;
+}
+
+TEST(FerryVmCommandLine, AccelIsQtestOrNone) {
+  for (const char* accel : {"kvm", "tcg", "hvf"}) {
+    auto [code, err] = run_vm({"-accel", accel});
+    EXPECT_EQ(code, 1) << accel;
+    EXPECT_NE(err.find(fmt::format("-accel {}: invalid accelerator {}", accel, accel)),
+              std::string::npos)
+        << err;
+  }
+  auto [code, out] = run_vm_stdout({"-accel", "help"});
+  EXPECT_EQ(code, 0);
+  EXPECT_NE(out.find("qtest\nnone\n"), std::string::npos) << out;
+  auto vm = start_vm({"-S", "-accel", "none"});
+  ASSERT_TRUE(vm);
+  vm = start_vm({"-S", "-accel", "qtest"});
+  ASSERT_TRUE(vm);
+}
+
+TEST(FerryVmCommandLine, DriveErrorsNameTheDriveOnce) {
+  auto [code, err] = run_vm({"-drive", "if=none,id=d,file=/nonexistent/ferry.img,format=raw"});
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(err.find("-drive id=d: cannot open '/nonexistent/ferry.img'"), std::string::npos)
+      << err;
+  EXPECT_EQ(err.find("-drive id=d: -drive id=d"), std::string::npos) << err;
+}
+
+// With -accel qtest the clock moves only forward; QEMU answers a clock_set to the past with
+// FAIL and the clock's unchanged value.
+TEST(FerryVmQtest, ClockSetToThePastFailsWithTheCurrentTime) {
+  auto vm = start_vm({"-S", "-accel", "qtest"});
+  ASSERT_TRUE(vm);
+  auto reply = vm->qtest().command("clock_set 1000000");
+  ASSERT_TRUE(reply.ok());
+  EXPECT_EQ(*reply, "OK 1000000");
+  reply = vm->qtest().command("clock_set 500");
+  ASSERT_TRUE(reply.ok());
+  EXPECT_EQ(*reply, "FAIL 1000000");
+  reply = vm->qtest().command("clock_set 1000000");
+  ASSERT_TRUE(reply.ok());
+  EXPECT_EQ(*reply, "OK 1000000") << "setting the current time is no move, and no failure";
+  reply = vm->qtest().command("clock_step 5");
+  ASSERT_TRUE(reply.ok());
+  EXPECT_EQ(*reply, "OK 1000005");
 }
 
 }  // namespace

@@ -45,6 +45,20 @@ Status GuestBus::config_write(uint8_t slot, uint8_t function, uint16_t offset, u
   return port_out(static_cast<uint16_t>(kConfigDataPort + (offset & 3)), value, size);
 }
 
+Status GuestBus::enable_interrupts(InterruptSource) {
+  return Error(ErrorCode::kFailedPrecondition, "this guest bus does not deliver interrupts");
+}
+
+Result<uint32_t> GuestBus::wait_msi(uint32_t data, std::chrono::microseconds) {
+  return Error(ErrorCode::kFailedPrecondition,
+               "this guest bus does not deliver interrupts (MSI data 0x{:x})", data);
+}
+
+Result<bool> GuestBus::wait_intx(unsigned irq, bool, std::chrono::microseconds) {
+  return Error(ErrorCode::kFailedPrecondition,
+               "this guest bus does not deliver interrupts (INTx line {})", irq);
+}
+
 Result<uint64_t> GuestBus::memory_load(uint64_t addr, unsigned size) {
   if (!valid_size(size)) {
     return Error(ErrorCode::kInvalidArgument, "memory_load: size {} is not 1, 2, 4 or 8", size);

@@ -1,6 +1,6 @@
 // GuestBus: everything a guest program can do to the machine it runs in — MMIO and port
-// I/O, guest-memory reads and writes, PCI configuration cycles — and a way to let time pass
-// while it waits for a device. Guest drivers are written against this interface only, so
+// I/O, guest-memory reads and writes, PCI configuration cycles, waiting for interrupts —
+// and a way to let time pass while it waits for a device. Guest drivers are written against this interface only, so
 // the same driver runs over a qtest socket (black-box tests, and against QEMU itself) and
 // in-process (direct calls into a ferry-vm machine, for benchmarks and guest programs).
 //
@@ -14,6 +14,17 @@
 #include "base/status.h"
 
 namespace ferry::guest {
+
+// The MSI window of x86 machines (Ferry's and QEMU's q35): a device's 32-bit write to an
+// address in it is an interrupt message, its data the vector (low byte) and more.
+inline constexpr uint64_t kMsiWindowBase = 0xfee00000;
+inline constexpr uint64_t kMsiWindowSize = 0x100000;
+
+// What a transport can report as an interrupt.
+enum class InterruptSource {
+  kMsi,   // messages written into the MSI window
+  kIntx,  // INTx lines, by interrupt number (what firmware puts in the Interrupt Line register)
+};
 
 class GuestBus {
  public:
@@ -31,6 +42,22 @@ class GuestBus {
   // an in-process bus runs the machine's main loop for at most `max_wait`; a socket bus
   // may simply return. Drivers call it between polls of completion state.
   virtual Status idle(std::chrono::microseconds max_wait) = 0;
+
+  // ---- interrupts, as the guest's CPU receives them ---------------------------------------
+  // Transports that cannot deliver interrupts refuse these with kFailedPrecondition, and
+  // drivers then poll.
+  //
+  // Starts reporting interrupts of `source`. Call it before a device can raise them: a
+  // transport may only see changes from then on (qtest interception). A qtest transport
+  // reports one source per connection, as QEMU intercepts one device.
+  virtual Status enable_interrupts(InterruptSource source);
+  // Waits up to `timeout` for an MSI message with this data (0 returns at once), then takes
+  // every message with that data received so far: how many there were (several messages
+  // may coalesce, as in a local APIC's IRR), 0 when none came in time.
+  virtual Result<uint32_t> wait_msi(uint32_t data, std::chrono::microseconds timeout);
+  // Waits up to `timeout` for INTx line `irq` to be at `level`; returns the level it has at
+  // the end (== level unless the time ran out).
+  virtual Result<bool> wait_intx(unsigned irq, bool level, std::chrono::microseconds timeout);
 
   // PCI configuration mechanism #1 (ports 0xcf8/0xcfc), bus 0. Transports with a faster
   // path may override.

@@ -50,5 +50,19 @@ TEST(GuestBus, MemoryScalarsAreLittleEndian) {
   EXPECT_FALSE(bus.memory_load(4094, 4).ok());  // the fake refuses out-of-range RAM
 }
 
+// A transport without interrupt delivery says so; drivers fall back to polling.
+TEST(GuestBus, InterruptWaitsAreRefusedByTransportsWithoutThem) {
+  FakeBus bus(4096);
+  Status enabled = bus.enable_interrupts(InterruptSource::kMsi);
+  ASSERT_FALSE(enabled.ok());
+  EXPECT_EQ(enabled.code(), ErrorCode::kFailedPrecondition);
+  auto msi = bus.wait_msi(0x41, std::chrono::microseconds(0));
+  ASSERT_FALSE(msi.ok());
+  EXPECT_NE(msi.status().message().find("0x41"), std::string::npos) << msi.status().message();
+  auto intx = bus.wait_intx(11, true, std::chrono::microseconds(0));
+  ASSERT_FALSE(intx.ok());
+  EXPECT_NE(intx.status().message().find("INTx line 11"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace ferry::guest

@@ -151,6 +151,19 @@ Status enable_memory_and_bus_master(GuestBus& bus, const PciFunction& fn, bool d
   return bus.config_write(fn.slot, fn.function, kCommand, value, 2);
 }
 
+Status set_intx_disable(GuestBus& bus, const PciFunction& fn, bool disabled) {
+  auto command = bus.config_read(fn.slot, fn.function, kCommand, 2);
+  if (!command.ok()) return command.take_status();
+  uint32_t value = disabled ? (*command | kCommandIntxDisable) : (*command & ~uint32_t{kCommandIntxDisable});
+  return bus.config_write(fn.slot, fn.function, kCommand, value, 2);
+}
+
+Result<uint8_t> interrupt_line(GuestBus& bus, const PciFunction& fn) {
+  auto line = bus.config_read(fn.slot, fn.function, kInterruptLine, 1);
+  if (!line.ok()) return line.take_status();
+  return static_cast<uint8_t>(*line);
+}
+
 Result<std::optional<uint8_t>> find_capability(GuestBus& bus, const PciFunction& fn, uint8_t id) {
   auto status = bus.config_read(fn.slot, fn.function, kStatus, 2);
   if (!status.ok()) return status.take_status();

@@ -58,8 +58,12 @@ struct PciBar {
 class MmioWindow {
  public:
   MmioWindow(uint64_t begin, uint64_t end) : next_(begin), end_(end) {}
-  // The default window: valid on QEMU's q35 and on Ferry's machine (0xc0000000..0xfec00000).
+  // The default window: inside the 32-bit PCI MMIO window of QEMU's q35 and of Ferry's
+  // machine (0xc0000000..0xfec00000).
   static MmioWindow standard() { return MmioWindow(0xe0000000, 0xfec00000); }
+  // The 64-bit window both machines leave for BARs: 4 GiB .. 36 GiB (q35's pci-hole64 with
+  // its default 32 GiB size, when no RAM lies above 4 GiB).
+  static MmioWindow standard64() { return MmioWindow(uint64_t{1} << 32, uint64_t{36} << 30); }
   Result<uint64_t> allocate(uint64_t size);
 
  private:
@@ -83,6 +87,11 @@ Result<std::vector<PciBar>> assign_bars(GuestBus& bus, const PciFunction& fn, Mm
 // Sets the command register's memory-space and bus-master bits (and INTx disable if asked).
 Status enable_memory_and_bus_master(GuestBus& bus, const PciFunction& fn,
                                     bool disable_intx = false);
+// Sets or clears the command register's INTx disable bit, leaving the other bits.
+Status set_intx_disable(GuestBus& bus, const PciFunction& fn, bool disabled);
+// The Interrupt Line register: the interrupt number firmware (on Ferry, the bus) routed
+// the function's INTx pin to.
+Result<uint8_t> interrupt_line(GuestBus& bus, const PciFunction& fn);
 // Offset of the first capability with this id, or nothing when absent. The walk is bounded,
 // so a looping list is an error, not a hang.
 Result<std::optional<uint8_t>> find_capability(GuestBus& bus, const PciFunction& fn, uint8_t id);

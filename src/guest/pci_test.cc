@@ -118,5 +118,29 @@ TEST(Pci, MsixProgramsTableEntriesInTheirBar) {
   EXPECT_FALSE(Msix::probe(bus, f, no_bars).ok());
 }
 
+TEST(Pci, IntxDisableBitAndInterruptLine) {
+  FakeBus bus(4096);
+  auto& fn = bus.add_function(4, 0, 0x1b36, 0x0010, 0x010802);
+  FakeBus::put(fn.config, 0x04, 0x0006, 2);
+  FakeBus::put(fn.config, 0x3c, 11, 1);
+  auto found = find_function_by_class(bus, 0x010802);
+  ASSERT_TRUE(found.ok());
+  ASSERT_TRUE(set_intx_disable(bus, *found, true).ok());
+  EXPECT_EQ(FakeBus::get(fn.config, 0x04, 2), 0x0406u) << "only bit 10 changes";
+  ASSERT_TRUE(set_intx_disable(bus, *found, false).ok());
+  EXPECT_EQ(FakeBus::get(fn.config, 0x04, 2), 0x0006u);
+  auto line = interrupt_line(bus, *found);
+  ASSERT_TRUE(line.ok());
+  EXPECT_EQ(*line, 11);
+}
+
+TEST(Pci, The64BitWindowLiesAbove4GiB) {
+  MmioWindow window = MmioWindow::standard64();
+  auto first = window.allocate(0x4000);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(*first, uint64_t{1} << 32);
+  EXPECT_FALSE(window.allocate(uint64_t{64} << 30).ok()) << "32 GiB in all";
+}
+
 }  // namespace
 }  // namespace ferry::guest

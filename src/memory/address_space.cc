@@ -8,7 +8,13 @@
 namespace ferry::memory {
 namespace {
 
-bool overflows(uint64_t addr, uint64_t len) { return len > 0 && addr + len - 1 < addr; }
+// Ranges are handled by their last byte, addr + len - 1, so a range ending exactly at 2^64
+// is representable; this is false for an empty range and for one that would pass 2^64.
+bool last_byte(uint64_t addr, uint64_t len, uint64_t& last) {
+  if (len == 0 || len - 1 > UINT64_MAX - addr) return false;
+  last = addr + (len - 1);
+  return true;
+}
 
 // Largest natural access size (8/4/2/1) that fits at `offset` with `left` bytes left.
 unsigned access_size(uint64_t offset, uint64_t left) {
@@ -29,19 +35,20 @@ const AddressSpace::Region* AddressSpace::find(uint64_t addr) const {
 }
 
 Status AddressSpace::check_free(uint64_t base, uint64_t size, std::string_view what) const {
-  if (size == 0 || overflows(base, size))
+  uint64_t last = 0;
+  if (!last_byte(base, size, last))
     return Error(ErrorCode::kInvalidArgument, "{}: bad range base 0x{:x} size 0x{:x}", what, base,
                  size);
   auto it = regions_.lower_bound(base);
-  if (it != regions_.end() && it->first < base + size)
+  if (it != regions_.end() && it->first <= last)
     return Error(ErrorCode::kInvalidArgument,
-                 "{} at [0x{:x}, 0x{:x}) overlaps '{}' at 0x{:x}", what, base, base + size,
+                 "{} at [0x{:x}, 0x{:x}] overlaps '{}' at 0x{:x}", what, base, last,
                  it->second.name, it->first);
   if (it != regions_.begin()) {
     const Region& prev = std::prev(it)->second;
     if (base - prev.base < prev.size)
       return Error(ErrorCode::kInvalidArgument,
-                   "{} at [0x{:x}, 0x{:x}) overlaps '{}' at 0x{:x}", what, base, base + size,
+                   "{} at [0x{:x}, 0x{:x}] overlaps '{}' at 0x{:x}", what, base, last,
                    prev.name, prev.base);
   }
   return {};
@@ -109,13 +116,27 @@ RamBlock* AddressSpace::find_ram_block(std::string_view idstr) const {
   return nullptr;
 }
 
+uint64_t AddressSpace::mapped_run(uint64_t addr, uint64_t max, bool& mapped) const {
+  // Bytes from addr to the top of the address space, less one when that is all of it.
+  uint64_t room = addr == 0 ? UINT64_MAX : UINT64_MAX - addr + 1;
+  max = std::min(max, room);
+  if (max == 0) return 0;
+  if (const Region* r = find(addr)) {
+    mapped = true;
+    return std::min(max, r->size - (addr - r->base));
+  }
+  mapped = false;
+  auto next = regions_.upper_bound(addr);
+  return next == regions_.end() ? max : std::min(max, next->first - addr);
+}
+
 Status AddressSpace::check_mapped(uint64_t addr, uint64_t len, bool ram_only) const {
-  if (overflows(addr, len))
+  if (len == 0) return {};
+  uint64_t last = 0;
+  if (!last_byte(addr, len, last))
     return Error(ErrorCode::kOutOfRange, "access at 0x{:x} of {} bytes wraps the address space",
                  addr, len);
-  uint64_t a = addr;
-  uint64_t end = addr + len;
-  while (a < end) {
+  for (uint64_t a = addr;;) {
     const Region* r = find(a);
     if (!r)
       return Error(ErrorCode::kOutOfRange,
@@ -126,30 +147,35 @@ Status AddressSpace::check_mapped(uint64_t addr, uint64_t len, bool ram_only) co
                    "range at 0x{:x} of {} bytes: guest address 0x{:x} is MMIO region '{}', "
                    "not RAM",
                    addr, len, a, r->name);
-    uint64_t region_end = r->base + r->size;
-    if (region_end == 0 || region_end >= end) break;  // wraps only at the top of memory
-    a = region_end;
+    // Regions never pass 2^64 (check_free), so their last byte is representable.
+    uint64_t region_last = r->base + (r->size - 1);
+    if (region_last >= last) return {};
+    a = region_last + 1;
   }
-  return {};
 }
 
 // Splits [addr, addr + len), already checked to be mapped, into its parts per region and
-// calls piece(region, offset in region, offset in the access, length) for each.
+// calls piece(region, offset in region, offset in the access, length) for each. A part
+// that is no longer mapped is an internal error rather than a null dereference.
 template <typename Piece>
-void AddressSpace::for_each_piece(uint64_t addr, uint64_t len, Piece&& piece) const {
+Status AddressSpace::for_each_piece(uint64_t addr, uint64_t len, Piece&& piece) const {
   uint64_t done = 0;
   while (done < len) {
     const Region* r = find(addr + done);
+    if (!r)
+      return Error(ErrorCode::kInternal, "access at 0x{:x} of {} bytes: 0x{:x} is not mapped",
+                   addr, len, addr + done);
     uint64_t off = addr + done - r->base;
     uint64_t n = std::min<uint64_t>(len - done, r->size - off);
     piece(*r, off, static_cast<size_t>(done), static_cast<size_t>(n));
     done += n;
   }
+  return {};
 }
 
 Status AddressSpace::read(uint64_t addr, std::span<uint8_t> out) const {
   FERRY_RETURN_IF_ERROR(check_mapped(addr, out.size(), false));
-  for_each_piece(addr, out.size(), [&](const Region& r, uint64_t off, size_t done, size_t n) {
+  return for_each_piece(addr, out.size(), [&](const Region& r, uint64_t off, size_t done, size_t n) {
     if (r.ram) {
       guest_read(out.data() + done, r.ram->host() + off, n);
       return;
@@ -161,12 +187,11 @@ Status AddressSpace::read(uint64_t addr, std::span<uint8_t> out) const {
       i += s;
     }
   });
-  return {};
 }
 
 Status AddressSpace::write(uint64_t addr, std::span<const uint8_t> data) {
   FERRY_RETURN_IF_ERROR(check_mapped(addr, data.size(), false));
-  for_each_piece(addr, data.size(), [&](const Region& r, uint64_t off, size_t done, size_t n) {
+  return for_each_piece(addr, data.size(), [&](const Region& r, uint64_t off, size_t done, size_t n) {
     if (r.ram) {
       guest_write(r.ram->host() + off, data.data() + done, n);
       r.ram->dirty().mark(off, n);  // after the data: see dirty_bitmap.h
@@ -180,12 +205,11 @@ Status AddressSpace::write(uint64_t addr, std::span<const uint8_t> data) {
       i += s;
     }
   });
-  return {};
 }
 
 Status AddressSpace::fill(uint64_t addr, uint8_t value, uint64_t len) {
   FERRY_RETURN_IF_ERROR(check_mapped(addr, len, false));
-  for_each_piece(addr, len, [&](const Region& r, uint64_t off, size_t, size_t n) {
+  return for_each_piece(addr, len, [&](const Region& r, uint64_t off, size_t, size_t n) {
     if (r.ram) {
       guest_fill(r.ram->host() + off, value, n);
       r.ram->dirty().mark(off, n);
@@ -193,7 +217,6 @@ Status AddressSpace::fill(uint64_t addr, uint8_t value, uint64_t len) {
     }
     for (uint64_t i = 0; i < n; ++i) r.mmio->write(off + i, value, 1);
   });
-  return {};
 }
 
 Result<uint64_t> AddressSpace::load(uint64_t addr, unsigned size) const {
@@ -201,7 +224,7 @@ Result<uint64_t> AddressSpace::load(uint64_t addr, unsigned size) const {
     return Error(ErrorCode::kInvalidArgument, "load at 0x{:x}: size {} is not 1, 2, 4 or 8", addr,
                  size);
   const Region* r = find(addr);
-  if (r && r->mmio && addr - r->base + size <= r->size) return r->mmio->read(addr - r->base, size);
+  if (r && r->mmio && size <= r->size - (addr - r->base)) return r->mmio->read(addr - r->base, size);
   uint8_t bytes[8] = {};
   FERRY_RETURN_IF_ERROR(read(addr, std::span(bytes, size)));
   uint64_t v = 0;
@@ -214,7 +237,7 @@ Status AddressSpace::store(uint64_t addr, uint64_t value, unsigned size) {
     return Error(ErrorCode::kInvalidArgument, "store at 0x{:x}: size {} is not 1, 2, 4 or 8",
                  addr, size);
   const Region* r = find(addr);
-  if (r && r->mmio && addr - r->base + size <= r->size) {
+  if (r && r->mmio && size <= r->size - (addr - r->base)) {
     r->mmio->write(addr - r->base, value, size);
     return {};
   }
@@ -235,6 +258,8 @@ Result<std::vector<iovec>> AddressSpace::translate(std::span<const GuestRange> r
                      "scatter-gather list needs more than {} host segments (at guest 0x{:x})",
                      max_iovecs, range.addr + done);
       const Region* r = find(range.addr + done);
+      if (!r || !r->ram)
+        return Error(ErrorCode::kInternal, "guest 0x{:x} is no longer RAM", range.addr + done);
       uint64_t off = range.addr + done - r->base;
       uint64_t n = std::min<uint64_t>(range.len - done, r->size - off);
       out.push_back({r->ram->host() + off, static_cast<size_t>(n)});
@@ -249,6 +274,8 @@ Status AddressSpace::mark_written(GuestRange range) {
   uint64_t done = 0;
   while (done < range.len) {
     const Region* r = find(range.addr + done);
+    if (!r || !r->ram)
+      return Error(ErrorCode::kInternal, "guest 0x{:x} is no longer RAM", range.addr + done);
     uint64_t off = range.addr + done - r->base;
     uint64_t n = std::min<uint64_t>(range.len - done, r->size - off);
     r->ram->dirty().mark(off, n);

@@ -68,6 +68,10 @@ class AddressSpace {
   Result<std::vector<iovec>> translate(std::span<const GuestRange> ranges,
                                        size_t max_iovecs) const;
   Status mark_written(GuestRange range);
+  // The length (1..max) of the run of bytes from `addr` that are all mapped or all
+  // unmapped, and which of the two (`mapped`); the run stops at a region boundary and
+  // at 2^64 - 1. 0 only when max is 0.
+  uint64_t mapped_run(uint64_t addr, uint64_t max, bool& mapped) const;
   // True when every byte of the range is RAM (no allocation: the check DMA mapping makes
   // before it trusts a guest pointer).
   bool is_ram(GuestRange range) const { return check_mapped(range.addr, range.len, true).ok(); }
@@ -83,10 +87,11 @@ class AddressSpace {
   // The region holding `addr`, or null.
   const Region* find(uint64_t addr) const;
   Status check_free(uint64_t base, uint64_t size, std::string_view what) const;
-  // Checks [addr, addr + len) is fully mapped (and, when ram_only, only by RAM).
+  // Checks [addr, addr + len) is fully mapped (and, when ram_only, only by RAM); a range
+  // may end exactly at 2^64 but not pass it. An empty range is fine.
   Status check_mapped(uint64_t addr, uint64_t len, bool ram_only) const;
   template <typename Piece>
-  void for_each_piece(uint64_t addr, uint64_t len, Piece&& piece) const;
+  Status for_each_piece(uint64_t addr, uint64_t len, Piece&& piece) const;
 
   std::map<uint64_t, Region> regions_;  // keyed by base; non-overlapping
   std::vector<std::unique_ptr<RamBlock>> ram_;

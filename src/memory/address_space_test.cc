@@ -121,5 +121,95 @@ TEST_F(AddressSpaceTest, TranslateGivesHostSegmentsForRamOnly) {
   EXPECT_TRUE(as.find_ram_block("pc.ram")->dirty().test(3));
 }
 
+// Ranges touching the top of the address space: the last byte is 2^64 - 1, so addr + len
+// is 0. None of these may be taken for mapped, and none may crash.
+TEST_F(AddressSpaceTest, RangesEndingAtTwoToTheSixtyFourAreUnmappedNotWrapped) {
+  constexpr uint64_t kTop = ~uint64_t{0};
+  uint8_t byte = 0xaa;
+  EXPECT_FALSE(as.read(kTop, std::span(&byte, 1)).ok());
+  EXPECT_EQ(byte, 0xaa) << "nothing transferred";
+  EXPECT_FALSE(as.write(kTop, std::span<const uint8_t>(&byte, 1)).ok());
+  EXPECT_FALSE(as.fill(kTop, 0, 1).ok());
+  EXPECT_FALSE(as.load(kTop, 1).ok());
+  EXPECT_FALSE(as.store(kTop, 1, 1).ok());
+  std::vector<uint8_t> page(kPageSize);
+  auto read = as.read(kTop - kPageSize + 1, page);  // an NVMe PRP1 of 0xfffffffffffff000
+  ASSERT_FALSE(read.ok());
+  EXPECT_NE(read.to_string().find("0xfffffffffffff000"), std::string::npos) << read.to_string();
+  EXPECT_FALSE(as.fill(kTop - 7, 0, 8).ok());
+  EXPECT_FALSE(as.load(kTop - 7, 8).ok());
+  EXPECT_FALSE(as.store(kTop - 7, 0, 8).ok());
+  GuestRange top[] = {{kTop - kPageSize + 1, kPageSize}};
+  EXPECT_FALSE(as.translate(top, 8).ok());
+  EXPECT_FALSE(as.mark_written(top[0]).ok());
+  EXPECT_FALSE(as.is_ram(top[0]));
+  EXPECT_FALSE(as.is_ram({kTop, 1}));
+}
+
+TEST_F(AddressSpaceTest, RangesPassingTwoToTheSixtyFourAreRefusedAsWrapping) {
+  constexpr uint64_t kTop = ~uint64_t{0};
+  std::vector<uint8_t> two(2);
+  Status wrapped = as.read(kTop, two);
+  ASSERT_FALSE(wrapped.ok());
+  EXPECT_NE(wrapped.to_string().find("wraps"), std::string::npos) << wrapped.to_string();
+  EXPECT_FALSE(as.write(kTop, two).ok());
+  EXPECT_FALSE(as.fill(kTop - 2, 0, 4).ok());
+  EXPECT_FALSE(as.fill(1, 0, kTop).ok());
+  EXPECT_FALSE(as.load(kTop - 3, 8).ok());
+  GuestRange wrap[] = {{kTop - 0xfff, 0x2000}};
+  EXPECT_FALSE(as.translate(wrap, 8).ok());
+  EXPECT_FALSE(as.mark_written(wrap[0]).ok());
+  EXPECT_FALSE(as.is_ram({0x1000, kTop}));
+  // RAM at 0 must not be reached by wrapping around from the top.
+  EXPECT_EQ(as.find_ram_block("pc.ram")->dirty().count(), 0u);
+}
+
+// A region may occupy the very top of the address space; accesses up to its last byte
+// work, and a region crossing 2^64 or overlapping it is refused.
+TEST_F(AddressSpaceTest, RegionAtTheTopOfTheAddressSpace) {
+  constexpr uint64_t kTop = ~uint64_t{0};
+  Recorder top;
+  ASSERT_TRUE(as.add_mmio("top", kTop - 0xfff, 0x1000, top).ok());
+  auto v = as.load(kTop, 1);
+  ASSERT_TRUE(v.ok()) << v.status().to_string();
+  EXPECT_EQ(*v, (0x1122334455667788ull + 0xfff) & 0xff);
+  ASSERT_TRUE(as.store(kTop - 7, 0x55, 8).ok());
+  ASSERT_EQ(top.writes.size(), 1u);
+  EXPECT_EQ(top.writes[0].offset, 0xff8u);
+  std::vector<uint8_t> all(0x1000);
+  EXPECT_TRUE(as.read(kTop - 0xfff, all).ok());
+  Recorder other;
+  Status overlap = as.add_mmio("other", kTop - 0x1fff, 0x2000, other);
+  EXPECT_FALSE(overlap.ok()) << "overlaps 'top' in its last page";
+  EXPECT_NE(overlap.to_string().find("top"), std::string::npos) << overlap.to_string();
+  EXPECT_FALSE(as.add_mmio("past", kTop - 0xfff, 0x2000, other).ok());
+  EXPECT_FALSE(as.move_mmio("msi", kTop - 0xfff).ok());
+  EXPECT_FALSE(as.move_mmio("msi", kTop).ok()) << "would pass 2^64";
+  // The map is unchanged by the refusals.
+  EXPECT_TRUE(as.load(0xfee00000, 4).ok());
+}
+
+TEST_F(AddressSpaceTest, MappedRunsStopAtRegionBoundariesAndTheTop) {
+  bool mapped = false;
+  EXPECT_EQ(as.mapped_run(0x100, 0x100, mapped), 0x100u);
+  EXPECT_TRUE(mapped);
+  EXPECT_EQ(as.mapped_run(20 * kPageSize - 8, 0x100, mapped), 8u);  // end of ram1
+  EXPECT_TRUE(mapped);
+  EXPECT_EQ(as.mapped_run(20 * kPageSize, ~uint64_t{0}, mapped), 0xfee00000 - 20 * kPageSize);
+  EXPECT_FALSE(mapped);
+  EXPECT_EQ(as.mapped_run(0xfef00000, ~uint64_t{0}, mapped), ~uint64_t{0} - 0xfef00000 + 1);
+  EXPECT_FALSE(mapped) << "the run ends with the address space";
+  EXPECT_EQ(as.mapped_run(~uint64_t{0}, 2, mapped), 1u);
+  EXPECT_FALSE(mapped);
+  EXPECT_EQ(as.mapped_run(0x100, 0, mapped), 0u);
+}
+
+TEST_F(AddressSpaceTest, EmptyRangesTouchNothing) {
+  EXPECT_TRUE(as.read(~uint64_t{0}, {}).ok());
+  EXPECT_TRUE(as.fill(0x5000000000, 0, 0).ok());
+  EXPECT_TRUE(as.mark_written({~uint64_t{0}, 0}).ok());
+  EXPECT_EQ(as.find_ram_block("pc.ram")->dirty().count(), 0u);
+}
+
 }  // namespace
 }  // namespace ferry::memory

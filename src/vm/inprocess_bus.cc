@@ -70,4 +70,41 @@ Status InProcessBus::idle(std::chrono::microseconds max_wait) {
   return machine_.loop().run_once(ms).take_status();
 }
 
+Status InProcessBus::enable_interrupts(guest::InterruptSource) {
+  return {};  // the machine records every interrupt for its CPU anyway
+}
+
+template <typename F>
+Status InProcessBus::run_loop_until(F&& ready, std::chrono::microseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!ready()) {
+    auto left = std::chrono::duration_cast<std::chrono::microseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    // Round up: a wait shorter than the loop's millisecond resolution still sleeps.
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(left + std::chrono::microseconds(999));
+    FERRY_RETURN_IF_ERROR(machine_.loop().run_once(ms).take_status());
+  }
+  return {};
+}
+
+Result<uint32_t> InProcessBus::wait_msi(uint32_t data, std::chrono::microseconds timeout) {
+  CpuInterrupts& cpu = machine_.cpu_interrupts();
+  uint64_t taken = 0;
+  if (discipline_ == Discipline::kVcpuThread) {
+    taken = cpu.wait_msi(data, std::chrono::steady_clock::now() + timeout);
+  } else {
+    FERRY_RETURN_IF_ERROR(run_loop_until([&] { return (taken = cpu.take_msi(data)) != 0; }, timeout));
+  }
+  return static_cast<uint32_t>(std::min<uint64_t>(taken, UINT32_MAX));
+}
+
+Result<bool> InProcessBus::wait_intx(unsigned irq, bool level, std::chrono::microseconds timeout) {
+  CpuInterrupts& cpu = machine_.cpu_interrupts();
+  if (discipline_ == Discipline::kVcpuThread)
+    return cpu.wait_line(irq, level, std::chrono::steady_clock::now() + timeout);
+  FERRY_RETURN_IF_ERROR(run_loop_until([&] { return cpu.line(irq) == level; }, timeout));
+  return cpu.line(irq);
+}
+
 }  // namespace ferry::vm

@@ -9,6 +9,10 @@
 //     anything outside RAM) takes the machine lock; guest RAM is read and written
 //     directly with the race-safe helpers, marking dirty pages, without the lock (RAM
 //     block 0 never moves); idle() just sleeps briefly, the main loop runs on its own.
+// Interrupts come from the machine's CpuInterrupts (every MSI-window message and INTx
+// level is recorded there, whatever the transport asked for): on the loop thread a wait
+// runs the loop until the interrupt is there; on the vCPU thread it sleeps on the
+// recorder's condition variable, without the machine lock.
 #pragma once
 
 #include "guest/guest_bus.h"
@@ -30,6 +34,9 @@ class InProcessBus final : public guest::GuestBus {
   Status memory_read(uint64_t addr, std::span<uint8_t> out) override;
   Status memory_write(uint64_t addr, std::span<const uint8_t> data) override;
   Status idle(std::chrono::microseconds max_wait) override;
+  Status enable_interrupts(guest::InterruptSource source) override;
+  Result<uint32_t> wait_msi(uint32_t data, std::chrono::microseconds timeout) override;
+  Result<bool> wait_intx(unsigned irq, bool level, std::chrono::microseconds timeout) override;
 
  private:
   // The host address of [addr, addr + len) when it lies inside RAM block 0, else null.
@@ -37,6 +44,9 @@ class InProcessBus final : public guest::GuestBus {
   // Runs `access` under the machine lock when this is the vCPU's bus.
   template <typename F>
   auto device_access(F&& access);
+  // Loop thread: runs the main loop until `ready()` or the timeout.
+  template <typename F>
+  Status run_loop_until(F&& ready, std::chrono::microseconds timeout);
 
   Machine& machine_;
   Discipline discipline_;

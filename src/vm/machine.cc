@@ -48,6 +48,26 @@ class Machine::BarWindow final : public memory::MmioHandler {
   pci::MmioHandler& inner_;
 };
 
+// The part of a BAR that decodes at one guest address range: offsets are shifted back to
+// the BAR's own.
+class Machine::BarPiece final : public memory::MmioHandler {
+ public:
+  BarPiece(std::string name, uint64_t offset_in_bar, pci::MmioHandler& inner)
+      : name_(std::move(name)), offset_in_bar_(offset_in_bar), inner_(inner) {}
+  const std::string& name() const { return name_; }
+  uint64_t read(uint64_t offset, unsigned size) override {
+    return inner_.read(offset_in_bar_ + offset, size);
+  }
+  void write(uint64_t offset, uint64_t value, unsigned size) override {
+    inner_.write(offset_in_bar_ + offset, value, size);
+  }
+
+ private:
+  std::string name_;
+  uint64_t offset_in_bar_;
+  pci::MmioHandler& inner_;
+};
+
 // ---- construction ------------------------------------------------------------------------
 
 Machine::Machine(EventLoop& loop, MachineConfig config) : loop_(loop), config_(std::move(config)) {
@@ -189,7 +209,12 @@ Status Machine::open_drives() {
     if (drives_.contains(drive.id))
       return Error(ErrorCode::kInvalidArgument, "-drive: duplicate id '{}'", drive.id);
     auto backend = block::BlockBackend::open(loop_, drive);
-    if (!backend.ok()) return backend.take_status().prepend_message("-drive id=" + drive.id);
+    // The backend's errors already start with "-drive id=ID"; only add it where missing.
+    if (!backend.ok()) {
+      Status st = backend.take_status();
+      if (!st.message().starts_with("-drive")) st.prepend_message("-drive id=" + drive.id);
+      return st;
+    }
     (*backend)->set_io_error_listener(
         [this](const block::BlockBackend& drive, const block::IoErrorReport& report) {
           on_block_io_error(drive, report);
@@ -398,15 +423,13 @@ void Machine::map_bar(const pci::BarRegion& region) {
     if (!st.ok()) log(LogLevel::kWarn, "I/O BAR not mapped: {}", st.to_string());
     return;
   }
-  auto window = std::make_unique<BarWindow>(name, *region.handler);
-  Status st = memory_.add_mmio(window->name(), region.address, region.size, *window);
-  if (!st.ok()) {
-    // A guest may program overlapping BARs; like a bus with conflicting decoders, the
-    // conflicting BAR simply does not respond.
-    log(LogLevel::kWarn, "BAR not mapped: {}", st.to_string());
-    return;
-  }
-  bar_windows_[{region.device, region.bar}] = std::move(window);
+  BarMapping& mapping = bar_mappings_[{region.device, region.bar}];
+  mapping.name = std::move(name);
+  mapping.address = region.address;
+  mapping.size = region.size;
+  mapping.handler = region.handler;
+  mapping.order = ++bar_map_count_;
+  remap_bars();
 }
 
 void Machine::unmap_bar(const pci::BarRegion& region) {
@@ -414,20 +437,59 @@ void Machine::unmap_bar(const pci::BarRegion& region) {
     io_.remove(bar_region_name(region));
     return;
   }
-  auto it = bar_windows_.find({region.device, region.bar});
-  if (it == bar_windows_.end()) return;  // it never got mapped (conflict)
-  (void)memory_.remove_mmio(it->second->name());
-  bar_windows_.erase(it);
+  auto it = bar_mappings_.find({region.device, region.bar});
+  if (it == bar_mappings_.end()) return;
+  for (const auto& piece : it->second.pieces) (void)memory_.remove_mmio(piece->name());
+  bar_mappings_.erase(it);
+  remap_bars();  // what this BAR hid decodes again
+}
+
+// PCI memory space lies beneath RAM, ECAM and the MSI window (QEMU maps it at priority -1
+// under system memory), and among BARs the newest mapping wins: so with every BAR piece
+// removed, each BAR in turn, newest first, takes the parts of its range nothing holds yet.
+void Machine::remap_bars() {
+  std::vector<BarMapping*> newest_first;
+  for (auto& [key, mapping] : bar_mappings_) {
+    for (const auto& piece : mapping.pieces) (void)memory_.remove_mmio(piece->name());
+    mapping.pieces.clear();
+    newest_first.push_back(&mapping);
+  }
+  std::sort(newest_first.begin(), newest_first.end(),
+            [](const BarMapping* a, const BarMapping* b) { return a->order > b->order; });
+  for (BarMapping* m : newest_first) {
+    // The PCI layer never maps a BAR that passes 2^64 (QEMU's rule too).
+    for (uint64_t done = 0; done < m->size;) {
+      bool mapped = false;
+      uint64_t run = memory_.mapped_run(m->address + done, m->size - done, mapped);
+      if (run == 0) break;
+      if (!mapped) {
+        std::string name = run == m->size ? m->name : fmt::format("{}+0x{:x}", m->name, done);
+        auto piece = std::make_unique<BarPiece>(std::move(name), done, *m->handler);
+        Status st = memory_.add_mmio(piece->name(), m->address + done, run, *piece);
+        if (st.ok()) {
+          m->pieces.push_back(std::move(piece));
+        } else {
+          log(LogLevel::kError, "BAR piece not mapped: {}", st.to_string());
+        }
+      }
+      done += run;
+    }
+    if (m->pieces.empty())
+      log(LogLevel::kInfo, "BAR {} at 0x{:x} is hidden entirely (RAM, ECAM, MSI or a newer BAR)",
+          m->name, m->address);
+  }
 }
 
 void Machine::set_irq(unsigned irq, bool level) {
-  irq_levels_[irq] = level;
+  cpu_interrupts_.set_line(irq, level);
   if (intx_intercept_) intx_intercept_(static_cast<int>(irq), level);
 }
 
 void Machine::write(uint64_t address, uint32_t data) {
-  if (address >= kMsiWindowBase && address < kMsiWindowBase + kMsiWindowSize) {
-    // An edge: intercepting tests see it as a raise and lower of line `data`.
+  if (address >= kMsiWindowBase && address - kMsiWindowBase < kMsiWindowSize) {
+    // An interrupt: the CPU records it for guest programs; intercepting tests see it as a
+    // raise and lower of line `data`.
+    cpu_interrupts_.deliver_msi(data);
     if (msi_intercept_) {
       msi_intercept_(static_cast<int>(data), true);
       msi_intercept_(static_cast<int>(data), false);
@@ -442,19 +504,48 @@ void Machine::write(uint64_t address, uint32_t data) {
 
 uint64_t Machine::read(uint64_t addr, unsigned size) {
   auto v = memory_.load(addr, size);
-  return v.ok() ? *v : 0;  // unassigned memory reads as zero, as on QEMU's PC machines
+  if (v.ok()) return *v;
+  // Not one mapped region: byte by byte as QEMU's address_space_read does, unassigned
+  // bytes reading as zero (as on QEMU's PC machines).
+  uint8_t bytes[8] = {};
+  read_bytes(addr, std::span(bytes, std::min(size, 8u)));
+  uint64_t value = 0;
+  for (unsigned k = 0; k < size && k < 8; ++k) value |= uint64_t{bytes[k]} << (8 * k);
+  return value;
 }
 
 void Machine::write(uint64_t addr, unsigned size, uint64_t value) {
-  (void)memory_.store(addr, value, size);  // writes to unassigned memory are dropped
+  if (memory_.store(addr, value, size).ok()) return;
+  uint8_t bytes[8];
+  for (unsigned k = 0; k < 8; ++k) bytes[k] = static_cast<uint8_t>(value >> (8 * k));
+  write_bytes(addr, std::span<const uint8_t>(bytes, std::min(size, 8u)));  // unassigned: dropped
 }
 
+// qtest's read/write/memset act like QEMU's address_space_read/write: mapped parts are
+// transferred, unassigned parts read as zero and ignore writes. A range running past
+// 2^64 - 1 stops there (QEMU would wrap around to address 0; Ferry does not).
 void Machine::read_bytes(uint64_t addr, std::span<uint8_t> out) {
-  if (!memory_.read(addr, out).ok()) std::fill(out.begin(), out.end(), 0);
+  for (size_t done = 0; done < out.size();) {
+    if (done > 0 && addr + done == 0) {  // passed 2^64
+      std::fill(out.begin() + static_cast<ptrdiff_t>(done), out.end(), 0);
+      return;
+    }
+    bool mapped = false;
+    uint64_t run = memory_.mapped_run(addr + done, out.size() - done, mapped);
+    std::span<uint8_t> part = out.subspan(done, static_cast<size_t>(run));
+    if (!mapped || !memory_.read(addr + done, part).ok()) std::fill(part.begin(), part.end(), 0);
+    done += static_cast<size_t>(run);
+  }
 }
 
 void Machine::write_bytes(uint64_t addr, std::span<const uint8_t> data) {
-  (void)memory_.write(addr, data);
+  for (size_t done = 0; done < data.size();) {
+    if (done > 0 && addr + done == 0) return;  // passed 2^64
+    bool mapped = false;
+    uint64_t run = memory_.mapped_run(addr + done, data.size() - done, mapped);
+    if (mapped) (void)memory_.write(addr + done, data.subspan(done, static_cast<size_t>(run)));
+    done += static_cast<size_t>(run);
+  }
 }
 
 uint32_t Machine::port_in(uint16_t port, unsigned size) { return io_.read(port, size); }
@@ -575,6 +666,7 @@ Status Machine::register_qmp_commands() {
                    "device state is being loaded by an incoming migration");
     // Devices return to their plug-in state; RAM keeps its contents, as on QEMU's PCs.
     for (pci::PciDevice* dev : pci_->devices()) dev->reset();
+    cpu_interrupts_.reset();  // the local APIC forgets what it had not delivered
     qmp_->emit_event("RESET", Json{{"guest", false}, {"reason", "host-qmp-system-reset"}});
     if (state_ == RunState::kShutdown) FERRY_RETURN_IF_ERROR(set_run_state(RunState::kRunning));
     return Json::object();

@@ -1,13 +1,20 @@
 // The machine "ferry": guest RAM from address 0, PCI config through ports 0xcf8/0xcfc and
-// an ECAM window, BARs wherever software programs them, and the MSI window. It owns the
+// an ECAM window, the PCI MMIO windows BARs are meant for, and the MSI window. It owns the
 // event loop's devices, the run state, and the QMP and qtest endpoints, and is the one
 // object holding mutable process-wide state.
 //
-// Memory map:
-//   0x0000_0000 .. RAM size      guest RAM (block "pc.ram")
+// Memory map (the layout of QEMU's q35 where Ferry has the same thing):
+//   0x0000_0000 .. RAM size      guest RAM (block "pc.ram"); at most 0xb000_0000
 //   0xb000_0000 .. +1 MiB        ECAM, bus 0
-//   0xc000_0000 .. 0xfec0_0000   the window software is expected to place BARs in
+//   0xc000_0000 .. 0xfec0_0000   32-bit PCI MMIO window (q35's pci-hole, above MMCONFIG)
 //   0xfee0_0000 .. +1 MiB        MSI window: 32-bit writes here are interrupts
+//   4 GiB .. 4 GiB + 32 GiB      64-bit PCI MMIO window (q35's pci-hole64, default size)
+// BAR decoding follows QEMU's PC machines, which map the whole PCI memory space beneath
+// system memory at a lower priority: the windows are where software should place BARs,
+// but a BAR decodes wherever it is programmed except where RAM, ECAM or the MSI window
+// lie (those win, so a BAR partly over RAM decodes only its other part); where BARs
+// overlap each other, the one mapped most recently decodes (QEMU renders the newest of
+// equal-priority regions first). Nothing is mapped above 2^64 - 1.
 //
 // Threads (DESIGN.md §3): the main loop thread owns the machine and holds the machine
 // lock except while its loop sleeps; the vCPU thread (with -guest) takes the lock for each
@@ -32,6 +39,7 @@
 #include "hw/pci/pci_bus.h"
 #include "memory/address_space.h"
 #include "memory/ram_block.h"
+#include "vm/cpu_interrupts.h"
 #include "vm/io_ports.h"
 #include "vm/machine_lock.h"
 #include "vm/migration_control.h"
@@ -51,6 +59,11 @@ inline constexpr uint64_t kEcamBase = 0xb0000000;
 inline constexpr uint64_t kMaxRamSize = kEcamBase;
 inline constexpr uint64_t kMsiWindowBase = 0xfee00000;
 inline constexpr uint64_t kMsiWindowSize = 0x100000;
+// The PCI MMIO windows (see the memory map above); ends are exclusive.
+inline constexpr uint64_t kPciMmioWindowBase = 0xc0000000;
+inline constexpr uint64_t kPciMmioWindowEnd = 0xfec00000;
+inline constexpr uint64_t kPciMmio64WindowBase = uint64_t{1} << 32;
+inline constexpr uint64_t kPciMmio64WindowEnd = kPciMmio64WindowBase + (uint64_t{32} << 30);
 // ferry-vm's exit status when its guest program failed (e.g. a verification error).
 inline constexpr int kGuestFailedExitCode = 3;
 
@@ -116,6 +129,9 @@ class Machine final : public pci::PciHost,
   MachineLock& lock() { return lock_; }
   // RAM block 0 ("pc.ram" or the memory backend), at guest address 0.
   memory::RamBlock& main_ram() const { return *main_ram_; }
+  // The interrupts the guest's CPU received (MSI window messages, INTx levels), for guest
+  // programs that wait for interrupts; thread-safe.
+  CpuInterrupts& cpu_interrupts() { return cpu_interrupts_; }
   // What quiescing each device cost when the VM last stopped, by migration section idstr.
   struct QuiesceTiming {
     std::string idstr;
@@ -171,6 +187,18 @@ class Machine final : public pci::PciHost,
 
   class MsiWindow;
   class BarWindow;
+  class BarPiece;
+  // A memory BAR the PCI layer mapped, and the pieces of it that decode (map_bar above).
+  struct BarMapping {
+    std::string name;  // "00:03.0/bar0"
+    uint64_t address = 0;
+    uint64_t size = 0;
+    pci::MmioHandler* handler = nullptr;
+    uint64_t order = 0;  // when it was mapped: the newest wins where BARs overlap
+    std::vector<std::unique_ptr<BarPiece>> pieces;
+  };
+  // Recomputes which parts of every memory BAR decode and maps exactly those.
+  void remap_bars();
 
   EventLoop& loop_;
   MachineConfig config_;
@@ -189,8 +217,9 @@ class Machine final : public pci::PciHost,
   nvme::Controller* last_nvme_ = nullptr;  // where -device nvme-ns attaches
   std::unique_ptr<MsiWindow> msi_window_;
   std::unique_ptr<BarWindow> ecam_window_;
-  std::map<std::pair<const pci::PciDevice*, int>, std::unique_ptr<BarWindow>> bar_windows_;
-  std::map<unsigned, bool> irq_levels_;
+  std::map<std::pair<const pci::PciDevice*, int>, BarMapping> bar_mappings_;
+  uint64_t bar_map_count_ = 0;
+  CpuInterrupts cpu_interrupts_;
   std::map<const pci::PciDevice*, std::string> section_names_;
   std::vector<QuiesceTiming> last_quiesce_;
   IrqHandler intx_intercept_;

@@ -6,6 +6,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <thread>
@@ -68,6 +69,15 @@ Status LineSocket::send(std::string_view text) {
 }
 
 Result<std::string> LineSocket::read_line(Millis timeout) {
+  auto line = try_read_line(timeout);
+  if (!line.ok()) return line.take_status();
+  if (!*line)
+    return Error(ErrorCode::kIo, "no complete line within {} ms (have '{}')", timeout.count(),
+                 pending_);
+  return std::move(**line);
+}
+
+Result<std::optional<std::string>> LineSocket::try_read_line(Millis timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     size_t nl = pending_.find('\n');
@@ -75,12 +85,12 @@ Result<std::string> LineSocket::read_line(Millis timeout) {
       std::string line = pending_.substr(0, nl);
       pending_.erase(0, nl + 1);
       if (!line.empty() && line.back() == '\r') line.pop_back();
-      return line;
+      return std::optional<std::string>(std::move(line));
     }
-    auto left = std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0 || !wait_readable(fd_, left))
-      return Error(ErrorCode::kIo, "no complete line within {} ms (have '{}')",
-                   timeout.count(), pending_);
+    // Past the deadline, still look once without waiting (a timeout of 0 polls).
+    auto left = std::max(Millis(0), std::chrono::duration_cast<Millis>(
+                                        deadline - std::chrono::steady_clock::now()));
+    if (!wait_readable(fd_, left)) return std::optional<std::string>();
     char buf[4096];
     ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
     if (n < 0 && errno == EINTR) continue;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -28,6 +29,8 @@ class LineSocket {
   Status send(std::string_view text);
   // Next line without its '\n'; error on timeout or when the peer closed.
   Result<std::string> read_line(Millis timeout);
+  // The same, but running out of time is no error: nothing (for lines that may not come).
+  Result<std::optional<std::string>> try_read_line(Millis timeout);
   void close();
 
  private:

@@ -80,4 +80,86 @@ Status QtestBus::memory_write(uint64_t addr, std::span<const uint8_t> data) {
 
 Status QtestBus::idle(std::chrono::microseconds) { return {}; }
 
+Status QtestBus::enable_interrupts(guest::InterruptSource source) {
+  if (source_ == source) return {};
+  if (source_) {
+    return Error(ErrorCode::kFailedPrecondition,
+                 "qtest bus: already intercepting {} interrupts; qtest intercepts one device",
+                 *source_ == guest::InterruptSource::kMsi ? "MSI" : "INTx");
+  }
+  const char* device = source == guest::InterruptSource::kMsi ? "msi" : "ioapic";
+  auto reply = client_.command(fmt::format("irq_intercept_in {}", device));
+  if (!reply.ok()) return reply.take_status();
+  if (*reply != "OK") {
+    return Error(ErrorCode::kFailedPrecondition, "qtest bus: irq_intercept_in {}: '{}'", device,
+                 *reply);
+  }
+  source_ = source;
+  return {};
+}
+
+template <typename F>
+Status QtestBus::wait_for(F&& done, std::chrono::microseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done()) {
+    auto left = std::chrono::ceil<Millis>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    auto got = client_.wait_irq(left);
+    if (!got.ok()) return got.take_status();
+  }
+  return {};
+}
+
+Result<uint32_t> QtestBus::wait_msi(uint32_t data, std::chrono::microseconds timeout) {
+  if (source_ != guest::InterruptSource::kMsi) {
+    return Error(ErrorCode::kFailedPrecondition,
+                 "qtest bus: MSI data 0x{:x}: MSI interception is not enabled", data);
+  }
+  // Every message is "raise D" then "lower D"; other data values stay for later waits.
+  const std::string raise = fmt::format("raise {}", static_cast<int>(data));
+  const std::string lower = fmt::format("lower {}", static_cast<int>(data));
+  uint32_t taken = 0;
+  auto take = [&] {
+    auto& lines = client_.irqs();
+    for (auto it = lines.begin(); it != lines.end();) {
+      if (*it == raise) ++taken;
+      it = (*it == raise || *it == lower) ? lines.erase(it) : std::next(it);
+    }
+    return taken > 0;
+  };
+  FERRY_RETURN_IF_ERROR(wait_for(take, timeout));
+  return taken;
+}
+
+void QtestBus::absorb_intx_lines() {
+  auto& lines = client_.irqs();
+  while (!lines.empty()) {
+    const std::string& line = lines.front();
+    bool raised = line.rfind("raise ", 0) == 0;
+    if (raised || line.rfind("lower ", 0) == 0) {
+      try {
+        levels_[static_cast<unsigned>(std::stoul(line.substr(6)))] = raised;
+      } catch (...) {
+        // not a line number: leave the level map alone
+      }
+    }
+    lines.pop_front();
+  }
+}
+
+Result<bool> QtestBus::wait_intx(unsigned irq, bool level, std::chrono::microseconds timeout) {
+  if (source_ != guest::InterruptSource::kIntx) {
+    return Error(ErrorCode::kFailedPrecondition,
+                 "qtest bus: INTx line {}: INTx interception is not enabled", irq);
+  }
+  auto at_level = [&] {
+    absorb_intx_lines();
+    auto it = levels_.find(irq);
+    return (it != levels_.end() && it->second) == level;
+  };
+  FERRY_RETURN_IF_ERROR(wait_for(at_level, timeout));
+  auto it = levels_.find(irq);
+  return it != levels_.end() && it->second;
+}
+
 }  // namespace ferry::client

@@ -37,6 +37,17 @@ Result<std::string> QtestClient::command(const std::string& line, Millis timeout
   }
 }
 
+Result<bool> QtestClient::wait_irq(Millis timeout) {
+  auto line = socket_.try_read_line(timeout);
+  if (!line.ok()) return line.take_status();
+  if (!*line) return false;
+  if ((*line)->rfind("IRQ ", 0) != 0)
+    return Error(ErrorCode::kCorrupt, "qtest: unexpected line '{}' with no command outstanding",
+                 **line);
+  irqs_.push_back((*line)->substr(4));
+  return true;
+}
+
 Result<uint64_t> QtestClient::read(unsigned bits, uint64_t addr) {
   auto reply = command(fmt::format("read{} 0x{:x}", width_letter(bits), addr));
   if (!reply.ok()) return reply.take_status();

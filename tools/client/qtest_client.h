@@ -30,6 +30,10 @@ class QtestClient {
   Result<int64_t> clock_step(std::optional<int64_t> ns = std::nullopt);
   Result<int64_t> clock_set(int64_t ns);
 
+  // While no command is outstanding, waits up to `timeout` for an asynchronous line: an
+  // IRQ line is added to irqs() (true); false when none came. Any other line is an error.
+  Result<bool> wait_irq(Millis timeout);
+
   // IRQ lines received so far ("raise 3", "lower 3"), oldest first.
   std::deque<std::string>& irqs() { return irqs_; }
 

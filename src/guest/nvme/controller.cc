@@ -244,6 +244,7 @@ Status Controller::create_io_queue_pair(uint16_t qid, uint32_t entries,
   auto queue = new_queue(qid, entries);
   if (!queue.ok()) return queue.take_status();
   const QueueLayout layout = (*queue)->ring.layout();
+  (*queue)->interrupts = interrupts;
   auto undo = [&](Status error) {
     free_queue_memory(**queue);
     queues_.erase(qid);
@@ -395,6 +396,7 @@ Result<Completion> Controller::wait(uint16_t qid, uint16_t cid, std::optional<Mi
   Queue& q = **queue;
   Millis limit = timeout.value_or(config_.command_timeout);
   auto deadline = Clock::now() + limit;
+  bool woken_for_nothing = false;  // an interrupt (or a shared INTx line) brought nothing
   for (;;) {
     auto it = std::find_if(q.arrived.begin(), q.arrived.end(),
                            [cid](const Completion& c) { return c.cid == cid; });
@@ -405,7 +407,10 @@ Result<Completion> Controller::wait(uint16_t qid, uint16_t cid, std::optional<Mi
     }
     auto taken = collect(q, 64);
     if (!taken.ok()) return taken.take_status();
-    if (*taken > 0) continue;
+    if (*taken > 0) {
+      woken_for_nothing = false;
+      continue;
+    }
     if (Clock::now() > deadline) {
       auto csts = read32(sn::kRegCsts);
       return Error(ErrorCode::kFailedPrecondition,
@@ -414,8 +419,37 @@ Result<Completion> Controller::wait(uint16_t qid, uint16_t cid, std::optional<Mi
                    cid, qid, limit.count(), q.ring.sq_tail(), q.ring.cq_head(),
                    q.ring.expected_phase() ? 1 : 0, csts.ok() ? *csts : 0xffffffffu);
     }
-    FERRY_RETURN_IF_ERROR(bus_->idle(kIdlePoll));
+    if (woken_for_nothing) {
+      // Whatever woke us is not for this queue (an INTx line shared with a queue nobody
+      // reaps stays up): poll once instead of spinning on it.
+      woken_for_nothing = false;
+      FERRY_RETURN_IF_ERROR(bus_->idle(kIdlePoll));
+      continue;
+    }
+    auto woken = wait_for_signal(q, deadline);
+    if (!woken.ok()) return woken.take_status();
+    woken_for_nothing = *woken;
   }
+}
+
+Result<bool> Controller::wait_for_signal(const Queue& queue, Clock::time_point deadline) {
+  if (signal_ == CompletionSignal::kPolling || !queue.interrupts.enabled) {
+    FERRY_RETURN_IF_ERROR(bus_->idle(kIdlePoll));
+    return false;
+  }
+  auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - Clock::now());
+  auto slice = std::clamp<std::chrono::microseconds>(left, std::chrono::microseconds(0),
+                                                     kInterruptSlice);
+  if (signal_ == CompletionSignal::kMsix) {
+    auto messages = bus_->wait_msi(msi_data(queue.interrupts.vector), slice);
+    if (!messages.ok()) return messages.take_status();
+    interrupts_taken_ += *messages;
+    return *messages > 0;
+  }
+  auto level = bus_->wait_intx(intx_irq_, true, slice);
+  if (!level.ok()) return level.take_status();
+  if (*level) ++interrupts_taken_;
+  return *level;
 }
 
 Result<Completion> Controller::execute(uint16_t qid, const Sqe& sqe, const Transfer& data,
@@ -509,6 +543,41 @@ Status Controller::clear_interrupt(uint16_t vector) {
     return Error(ErrorCode::kFailedPrecondition, "nvme: MSI-X vector {} is not set up", vector);
   }
   return bus_->memory_store(msix_page_ + 4 * uint64_t{vector}, 0, 4);
+}
+
+Status Controller::use_msix_interrupts(uint32_t data_base) {
+  auto msix = Msix::probe(*bus_, pci_, bars_);
+  if (!msix.ok()) return msix.take_status().prepend_message("nvme: ");
+  msix_.emplace(*msix);
+  // The transport must listen before the first message can be sent.
+  FERRY_RETURN_IF_ERROR(bus_->enable_interrupts(InterruptSource::kMsi));
+  msi_data_base_ = data_base;
+  for (unsigned v = 0; v < msix_->info().table_size; ++v)
+    FERRY_RETURN_IF_ERROR(msix_->set_vector(*bus_, v, kMsiWindowBase, msi_data(static_cast<uint16_t>(v))));
+  FERRY_RETURN_IF_ERROR(set_intx_disable(*bus_, pci_, true));
+  FERRY_RETURN_IF_ERROR(msix_->enable(*bus_));
+  signal_ = CompletionSignal::kMsix;
+  return {};
+}
+
+Status Controller::use_intx_interrupts(std::optional<unsigned> irq) {
+  if (!irq) {
+    auto line = interrupt_line(*bus_, pci_);
+    if (!line.ok()) return line.take_status().prepend_message("nvme: ");
+    irq = *line;
+  }
+  FERRY_RETURN_IF_ERROR(bus_->enable_interrupts(InterruptSource::kIntx));
+  if (msix_) {
+    FERRY_RETURN_IF_ERROR(msix_->disable(*bus_));
+  } else {
+    // MSI-X may have been enabled before this driver (or by an earlier one).
+    auto msix = Msix::probe(*bus_, pci_, bars_);
+    if (msix.ok()) FERRY_RETURN_IF_ERROR(msix->disable(*bus_));
+  }
+  FERRY_RETURN_IF_ERROR(set_intx_disable(*bus_, pci_, false));
+  intx_irq_ = *irq;
+  signal_ = CompletionSignal::kIntx;
+  return {};
 }
 
 void Controller::rebind(GuestBus& bus) { bus_ = &bus; }

@@ -3,10 +3,18 @@
 // (raw SQEs, raw doorbell values) when they want to misbehave on purpose. It speaks only
 // the specification over a GuestBus, so the same driver runs against QEMU and Ferry.
 //
-// Completion model: polling by phase bit. Completions that arrive for other commands
-// while waiting for one are kept per queue and returned by later poll()/wait() calls.
-// MSI-X vectors, when enabled, point into a guest RAM page: an interrupt is a memory write
-// the driver can observe (interrupt_count()).
+// Completion model: completions are found by phase bit. Completions that arrive for other
+// commands while waiting for one are kept per queue and returned by later poll()/wait()
+// calls. What wait() does between looks at a CQ is the completion signal:
+//   polling  — lets the machine run (GuestBus::idle) and looks again (the default);
+//   MSI-X    — vectors point into the MSI window and wait() sleeps in the bus's interrupt
+//              wait for the CQ's vector (use_msix_interrupts);
+//   INTx     — MSI-X off, the INTx pin enabled, and wait() sleeps until the routed line is
+//              up (use_intx_interrupts).
+// An interrupt wait is bounded by kInterruptSlice, after which the CQ is looked at again,
+// so a lost, coalesced or shared interrupt costs at most a slice. enable_msix() instead
+// points every vector into a guest RAM page: an interrupt is then a memory write the driver
+// can observe (interrupt_word()) while it polls.
 #pragma once
 
 #include <chrono>
@@ -58,6 +66,14 @@ struct QueueInterrupts {
   bool enabled = false;  // CQ IEN
   uint16_t vector = 0;   // CQ IV
 };
+
+enum class CompletionSignal { kPolling, kMsix, kIntx };
+
+// Longest single interrupt wait before wait() looks at the CQ again.
+inline constexpr std::chrono::milliseconds kInterruptSlice{20};
+// MSI data of vector 0 when MSI-X goes to the MSI window: x86 vectors below 0x20 are
+// exceptions, so vector v uses 0x40 + v, as an OS would allocate them.
+inline constexpr uint32_t kDefaultMsiDataBase = 0x40;
 
 class Controller {
  public:
@@ -141,6 +157,22 @@ class Controller {
   Status clear_interrupt(uint16_t vector);
   std::optional<Msix>& msix() { return msix_; }
 
+  // ---- completion signal (see the top of this file) ---------------------------------------
+  // MSI-X into the MSI window: vector v sends data `data_base + v`; INTx is disabled in the
+  // command register. The bus starts reporting MSI messages.
+  Status use_msix_interrupts(uint32_t data_base = kDefaultMsiDataBase);
+  // INTx: MSI-X disabled, INTx enabled in the command register; the line waited for is the
+  // Interrupt Line register's unless `irq` is given. The bus starts reporting INTx lines.
+  Status use_intx_interrupts(std::optional<unsigned> irq = {});
+  // Back to polling (interrupt programming is left as it is).
+  void use_polling() { signal_ = CompletionSignal::kPolling; }
+  CompletionSignal completion_signal() const { return signal_; }
+  // The MSI data vector `vector` sends under use_msix_interrupts.
+  uint32_t msi_data(uint16_t vector) const { return msi_data_base_ + vector; }
+  unsigned intx_irq() const { return intx_irq_; }
+  // Interrupts wait() received: MSI messages taken, or INTx waits that found the line up.
+  uint64_t interrupts_taken() const { return interrupts_taken_; }
+
  private:
   struct Pending {
     DataPointer pointer;
@@ -152,6 +184,7 @@ class Controller {
     uint16_t next_cid = 0;
     std::map<uint16_t, Pending> pending;
     std::deque<Completion> arrived;  // reaped, not yet handed out
+    QueueInterrupts interrupts{true, 0};  // the admin CQ always interrupts on vector 0
   };
 
   Controller(GuestBus& bus, DmaMemory& memory, const PciFunction& fn, std::vector<PciBar> bars);
@@ -162,6 +195,10 @@ class Controller {
   Result<size_t> collect(Queue& queue, size_t max);
   Status finish(Queue& queue, const Completion& completion);
   Status wait_ready(bool ready, Millis timeout);
+  // Between two looks at `queue` in wait(): idle, or wait for its interrupt. True when an
+  // interrupt arrived (or the INTx line was up).
+  Result<bool> wait_for_signal(const Queue& queue,
+                               std::chrono::steady_clock::time_point deadline);
   Millis ready_timeout() const;
   uint64_t doorbell(uint16_t qid, bool completion) const;
 
@@ -175,6 +212,10 @@ class Controller {
   std::map<uint16_t, std::unique_ptr<Queue>> queues_;
   std::optional<Msix> msix_;
   uint64_t msix_page_ = 0;
+  CompletionSignal signal_ = CompletionSignal::kPolling;
+  uint32_t msi_data_base_ = kDefaultMsiDataBase;
+  unsigned intx_irq_ = 0;
+  uint64_t interrupts_taken_ = 0;
 };
 
 }  // namespace ferry::guest::nvme

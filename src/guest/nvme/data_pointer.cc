@@ -49,6 +49,14 @@ Result<DataPointer> build_prp(GuestBus& bus, DmaMemory& memory,
       return Error(ErrorCode::kInvalidArgument, "prp: segment {} is a bit bucket (SGL only)", i);
     }
     if (seg.length == 0) continue;
+    // Segments are handled by their last byte: one may end exactly at 2^64 (a test aiming
+    // at the top of the address space), none can pass it.
+    if (seg.length - 1 > ~seg.address) {
+      return Error(ErrorCode::kInvalidArgument,
+                   "prp: segment {} at 0x{:x} of {} bytes passes the end of the address space",
+                   i, seg.address, seg.length);
+    }
+    const uint64_t seg_last = seg.address + (seg.length - 1);
     bool first = entries.empty();
     bool last = std::all_of(segments.begin() + i + 1, segments.end(),
                             [](const DataSegment& s) { return s.length == 0; });
@@ -60,14 +68,15 @@ Result<DataPointer> build_prp(GuestBus& bus, DmaMemory& memory,
       return Error(ErrorCode::kInvalidArgument,
                    "prp: segment {} starts at 0x{:x}, not on a page boundary", i, seg.address);
     }
-    if (!last && (seg.address + seg.length) % kMemoryPageSize != 0) {
+    if (!last && (seg_last + 1) % kMemoryPageSize != 0) {
       return Error(ErrorCode::kInvalidArgument,
-                   "prp: segment {} ends at 0x{:x}, not on a page boundary", i,
-                   seg.address + seg.length);
+                   "prp: segment {} ends at 0x{:x}, not on a page boundary", i, seg_last + 1);
     }
-    for (uint64_t at = seg.address; at < seg.address + seg.length;
-         at = (at / kMemoryPageSize + 1) * kMemoryPageSize) {
+    for (uint64_t at = seg.address;;) {
       entries.push_back(at);
+      uint64_t page_last = at | (kMemoryPageSize - 1);
+      if (page_last >= seg_last) break;
+      at = page_last + 1;
     }
   }
 
