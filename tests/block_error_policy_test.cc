@@ -48,7 +48,9 @@ std::unique_ptr<NvmeRig> start_with(const std::string& file, const std::string& 
                                    "-device", "nvme,serial=POLICY,drive=d0"};
   args.insert(args.end(), extra.begin(), extra.end());
   auto rig = start_rig(kFerryVm, args);
-  if (rig) EXPECT_TRUE(rig->c().create_io_queue_pair(kQ, 32).ok());
+  if (rig) {
+    EXPECT_TRUE(rig->c().create_io_queue_pair(kQ, 32).ok());
+  }
   return rig;
 }
 

@@ -505,8 +505,12 @@ TEST(LiveMigration, ConnectionCutAnywhereLeavesTheSourceRunningAndARetryWorks) {
       EXPECT_EQ(std::count(a.answer.begin(), a.answer.end(), '\n'), cut.answer.lines);
       EXPECT_NE(error.find("return path"), std::string::npos) << error;
       const bool after_loaded = cut.answer.lines >= 3;
-      if (!after_loaded) EXPECT_FALSE(a.go);
-      if (cut.answer.lines == 3 && cut.answer.bytes > 0) EXPECT_TRUE(a.go);  // "running" began
+      if (!after_loaded) {
+        EXPECT_FALSE(a.go);
+      }
+      if (cut.answer.lines == 3 && cut.answer.bytes > 0) {
+        EXPECT_TRUE(a.go);  // "running" had begun: "go" went before it
+      }
       std::string src_status = src->ok("query-status")["status"];
       if (a.go) {
         // The destination runs the VM: the source must not.
@@ -520,7 +524,9 @@ TEST(LiveMigration, ConnectionCutAnywhereLeavesTheSourceRunningAndARetryWorks) {
         EXPECT_EQ(a.dst->process().wait(Millis(10000)), 1) << a.dst->process().stderr_text();
         // "go" may have been written before the proxy's close took effect: then the
         // source cannot know it was lost, and waits paused, safely.
-        if (!after_loaded) EXPECT_EQ(src_status, "running") << error;
+        if (!after_loaded) {
+          EXPECT_EQ(src_status, "running") << error;
+        }
       }
       if (src_status == "paused") src->ok("cont");
     }

@@ -347,7 +347,7 @@ Status SourceMigration::switch_over(int64_t stop_ns) {
   // line: the VM is still ours to resume.
   FERRY_RETURN_IF_ERROR(
       channel_->write_all({reinterpret_cast<const uint8_t*>(kGo.data()), kGo.size()})
-          .prepend_message("telling the destination to start"));
+          .prepend_message("return path: telling the destination to start"));
   switched_over_.store(true, std::memory_order_release);
   auto started = answer();
   Status st = started.ok() && *started != "running" && *started != "paused"
