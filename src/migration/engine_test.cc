@@ -247,15 +247,14 @@ class SlowChannel final : public Channel {
 
 class FakeSourceMachine final : public SourceHooks {
  public:
-  FakeSourceMachine(Side& side, Writer* writer, DirtyingChannel* dirtier = nullptr)
-      : side_(side), writer_(writer), dirtier_(dirtier) {}
+  FakeSourceMachine(Side& side, Writer* writer) : side_(side), writer_(writer) {}
   Result<DeviceCapture> capture_early_setup() override {
     setup_gate.pass();
     return capture_sections(side_.registry, true);
   }
   Result<DeviceCapture> stop_and_capture() override {
     if (writer_) writer_->stop();  // the VM stops: no more guest writes
-    if (dirtier_) dirtier_->stop();
+    if (dirtier) dirtier->stop();
     if (on_stop) on_stop();
     stopped = true;
     device_gate.pass();
@@ -273,6 +272,7 @@ class FakeSourceMachine final : public SourceHooks {
   }
   Gate setup_gate, device_gate;
   std::function<void()> on_stop;  // what the guest did last, as the VM stops
+  DirtyingChannel* dirtier = nullptr;  // stopped with the VM
   std::atomic<bool> stopped{false}, resumed{false}, done{false};
   std::mutex mutex;
   std::vector<std::string> statuses;
@@ -280,7 +280,6 @@ class FakeSourceMachine final : public SourceHooks {
  private:
   Side& side_;
   Writer* writer_;
-  DirtyingChannel* dirtier_;
 };
 
 class FakeDestinationMachine final : public DestinationHooks {
@@ -325,6 +324,34 @@ std::unique_ptr<DestinationMigration> waiting_destination(Side& dst, Destination
   destination->start();
   return destination;
 }
+
+// A destination waiting on a fresh unix socket and a source machine connected to it. The
+// migration starts with start(), after the test has armed gates or wrapped `channel`.
+struct Live {
+  Live(Side& src, Side& dst) : src_machine(src, nullptr), src_(src) {
+    std::string uri;
+    destination = waiting_destination(dst, dst_machine, uri);
+    auto connected = connect_outgoing(uri);
+    EXPECT_TRUE(connected.ok()) << connected.status().to_string();
+    if (connected.ok()) channel = std::move(connected).value();
+  }
+  bool ready() const { return destination && channel; }
+  SourceMigration& start(MigrationParams params = {}) {
+    source = std::make_unique<SourceMigration>(std::move(channel), "ferry-1.0", src_.registry,
+                                               test::raw(src_.ram), params, src_machine);
+    source->start();
+    return *source;
+  }
+
+  FakeDestinationMachine dst_machine;
+  std::unique_ptr<DestinationMigration> destination;
+  std::unique_ptr<Channel> channel;  // the source's, until start()
+  FakeSourceMachine src_machine;
+  std::unique_ptr<SourceMigration> source;  // destroyed before the machines it calls
+
+ private:
+  Side& src_;
+};
 
 // The two ends of one transport: the source's channel, and how the destination gets its
 // listener. file: and exec: hold the whole stream: their destination reads it once the
@@ -467,24 +494,17 @@ INSTANTIATE_TEST_SUITE_P(Channels, EngineOver,
 
 TEST(Engine, NoConvergenceForcesCompletionAfterThePassLimit) {
   Side src(true, 3), dst(false, 4);
-  std::string uri;
-  FakeDestinationMachine dst_machine;
-  auto waiting = waiting_destination(dst, dst_machine, uri);
-  ASSERT_TRUE(waiting);
-  DestinationMigration& destination = *waiting;
-  auto channel = connect_outgoing(uri);
-  ASSERT_TRUE(channel.ok());
-  auto dirtying = std::make_unique<DirtyingChannel>(std::move(channel).value(), *src.ram[0]);
-  DirtyingChannel* dirtier = dirtying.get();
-  FakeSourceMachine src_machine(src, nullptr, dirtier);
+  Live live(src, dst);
+  ASSERT_TRUE(live.ready());
+  auto dirtying = std::make_unique<DirtyingChannel>(std::move(live.channel), *src.ram[0]);
+  live.src_machine.dirtier = dirtying.get();
+  live.channel = std::move(dirtying);
   // A zero downtime limit can never be met while every write dirties a page.
-  SourceMigration source(std::move(dirtying), "ferry-1.0", src.registry, test::raw(src.ram),
-                         {.max_bandwidth = 0, .downtime_limit_ms = 0}, src_machine);
-  source.start();
-  ASSERT_TRUE(wait_until([&] { return source.finished() && destination.finished(); }));
+  SourceMigration& source = live.start({.max_bandwidth = 0, .downtime_limit_ms = 0});
+  ASSERT_TRUE(wait_until([&] { return source.finished() && live.destination->finished(); }));
   ASSERT_EQ(source.stats().status, "completed") << source.stats().error;
   EXPECT_EQ(source.stats().dirty_sync_count, 30u);
-  EXPECT_TRUE(dst_machine.ran);
+  EXPECT_TRUE(live.dst_machine.ran);
   EXPECT_TRUE(test::same_ram(src.ram, dst.ram));
 }
 
@@ -493,16 +513,12 @@ TEST(Engine, NoConvergenceForcesCompletionAfterThePassLimit) {
 // link (~98 ms) is timed apart, as final_ram_ns.
 TEST(Engine, DeviceTransferTimeExcludesTheLastRamPass) {
   Side src(true, 51), dst(false, 52);
-  std::string uri;
-  FakeDestinationMachine dst_machine;
-  auto waiting = waiting_destination(dst, dst_machine, uri);
-  ASSERT_TRUE(waiting);
-  auto channel = connect_outgoing(uri);
-  ASSERT_TRUE(channel.ok());
-  auto slow = std::make_unique<SlowChannel>(std::move(channel).value(), 8 << 20);
+  Live live(src, dst);
+  ASSERT_TRUE(live.ready());
+  auto slow = std::make_unique<SlowChannel>(std::move(live.channel), 8 << 20);
   SlowChannel* link = slow.get();
-  FakeSourceMachine src_machine(src, nullptr);
-  src_machine.on_stop = [&] {
+  live.channel = std::move(slow);
+  live.src_machine.on_stop = [&] {
     // The guest's last writes: 200 pages dirty for the final pass.
     memory::RamBlock& b = *src.ram[0];
     for (uint64_t p = 0; p < 200; ++p) {
@@ -513,10 +529,8 @@ TEST(Engine, DeviceTransferTimeExcludesTheLastRamPass) {
     }
     link->slow();
   };
-  SourceMigration source(std::move(slow), "ferry-1.0", src.registry, test::raw(src.ram), {},
-                         src_machine);
-  source.start();
-  ASSERT_TRUE(wait_until([&] { return source.finished() && waiting->finished(); }));
+  SourceMigration& source = live.start();
+  ASSERT_TRUE(wait_until([&] { return source.finished() && live.destination->finished(); }));
   MigrationStats stats = source.stats();
   ASSERT_EQ(stats.status, "completed") << stats.error;
   EXPECT_TRUE(test::same_ram(src.ram, dst.ram));
@@ -544,6 +558,9 @@ void expect_cancelled(SourceMigration& source, FakeSourceMachine& src_machine,
             (std::vector<std::string>{"cancelling", "cancelled"}))
       << fmt::format("{}", fmt::join(statuses, ","));
 }
+void expect_cancelled(Live& live) {
+  expect_cancelled(*live.source, live.src_machine, *live.destination, live.dst_machine);
+}
 
 // Opens a gate when the test leaves early, so the migration thread can be joined.
 struct ReleaseOnExit {
@@ -553,20 +570,13 @@ struct ReleaseOnExit {
 
 TEST(Engine, CancelDuringPrecopyResumesAndTheDestinationNeverRuns) {
   Side src(true, 5), dst(false, 6);
-  std::string uri;
-  FakeDestinationMachine dst_machine;
-  auto waiting = waiting_destination(dst, dst_machine, uri);
-  ASSERT_TRUE(waiting);
-  auto channel = connect_outgoing(uri);
-  ASSERT_TRUE(channel.ok());
-  FakeSourceMachine src_machine(src, nullptr);
-  SourceMigration source(std::move(channel).value(), "ferry-1.0", src.registry,
-                         test::raw(src.ram), {.max_bandwidth = 2 << 20}, src_machine);
-  source.start();
+  Live live(src, dst);
+  ASSERT_TRUE(live.ready());
+  SourceMigration& source = live.start({.max_bandwidth = 2 << 20});
   ASSERT_TRUE(wait_until([&] { return source.stats().status == "active"; }));
   source.cancel();
-  expect_cancelled(source, src_machine, *waiting, dst_machine);
-  EXPECT_FALSE(src_machine.stopped);
+  expect_cancelled(live);
+  EXPECT_FALSE(live.src_machine.stopped);
 }
 
 // Over file: a cancel cannot interrupt the channel, so the engine itself must see it when
@@ -603,24 +613,18 @@ TEST(Engine, CancelDuringSetupResumesAndTheDestinationNeverRuns) {
 
 TEST(Engine, CancelDuringStopAndCopyResumesAndTheDestinationNeverRuns) {
   Side src(true, 33), dst(false, 34);
-  std::string uri;
-  FakeDestinationMachine dst_machine;
-  auto waiting = waiting_destination(dst, dst_machine, uri);
-  ASSERT_TRUE(waiting);
-  auto channel = connect_outgoing(uri);
-  ASSERT_TRUE(channel.ok());
-  FakeSourceMachine src_machine(src, nullptr);
+  Live live(src, dst);
+  ASSERT_TRUE(live.ready());
+  FakeSourceMachine& src_machine = live.src_machine;
   src_machine.device_gate.arm();  // held with the VM stopped, capturing its devices
-  SourceMigration source(std::move(channel).value(), "ferry-1.0", src.registry,
-                         test::raw(src.ram), {}, src_machine);
   ReleaseOnExit release{src_machine.device_gate};
-  source.start();
+  SourceMigration& source = live.start();
   ASSERT_TRUE(src_machine.device_gate.wait_entered());
   EXPECT_EQ(source.stats().status, "device");
   EXPECT_TRUE(src_machine.stopped);
   source.cancel();
   src_machine.device_gate.release();
-  expect_cancelled(source, src_machine, *waiting, dst_machine);
+  expect_cancelled(live);
   std::vector<std::string> statuses = src_machine.status_list();
   EXPECT_NE(std::find(statuses.begin(), statuses.end(), "device"), statuses.end());
 }
@@ -631,25 +635,19 @@ TEST(Engine, CancelDuringStopAndCopyResumesAndTheDestinationNeverRuns) {
 // for the source's "go", which a cancelled source never sends; see the handshake tests.)
 TEST(Engine, CancelWhileWaitingOnTheReturnPathResumesAndTheDestinationNeverRuns) {
   Side src(true, 35), dst(false, 36);
-  std::string uri;
-  FakeDestinationMachine dst_machine;
-  auto waiting = waiting_destination(dst, dst_machine, uri);
-  ASSERT_TRUE(waiting);
-  auto channel = connect_outgoing(uri);
-  ASSERT_TRUE(channel.ok());
-  auto holding = std::make_unique<TailHoldingChannel>(std::move(channel).value());
+  Live live(src, dst);
+  ASSERT_TRUE(live.ready());
+  auto holding = std::make_unique<TailHoldingChannel>(std::move(live.channel));
   TailHoldingChannel* network = holding.get();
-  FakeSourceMachine src_machine(src, nullptr);
-  SourceMigration source(std::move(holding), "ferry-1.0", src.registry, test::raw(src.ram), {},
-                         src_machine);
-  source.start();
+  live.channel = std::move(holding);
+  SourceMigration& source = live.start();
   ASSERT_TRUE(wait_until([&] { return network->waiting_for_answer(); }));
   std::this_thread::sleep_for(20ms);  // let the read block
   EXPECT_EQ(source.stats().status, "device");
   EXPECT_FALSE(source.finished());
   source.cancel();
-  expect_cancelled(source, src_machine, *waiting, dst_machine);
-  EXPECT_TRUE(src_machine.stopped);
+  expect_cancelled(live);
+  EXPECT_TRUE(live.src_machine.stopped);
 }
 
 // ---- the switchover handshake (source.cc, switch_over) ---------------------------------------
@@ -775,16 +773,9 @@ TEST(Engine, CancelDuringAThrottledMigrationIsPrompt) {
   constexpr uint64_t kPages = 8192;
   Side src(false, 43, kPages), dst(false, 44, kPages);
   src.fill_every_page();
-  std::string uri;
-  FakeDestinationMachine dst_machine;
-  auto waiting = waiting_destination(dst, dst_machine, uri);
-  ASSERT_TRUE(waiting);
-  auto channel = connect_outgoing(uri);
-  ASSERT_TRUE(channel.ok());
-  FakeSourceMachine src_machine(src, nullptr);
-  SourceMigration source(std::move(channel).value(), "ferry-1.0", src.registry,
-                         test::raw(src.ram), {.max_bandwidth = 1 << 20}, src_machine);
-  source.start();
+  Live live(src, dst);
+  ASSERT_TRUE(live.ready());
+  SourceMigration& source = live.start({.max_bandwidth = 1 << 20});
   ASSERT_TRUE(wait_until([&] { return source.stats().status == "active"; }));
   std::this_thread::sleep_for(300ms);
   auto cancel_at = std::chrono::steady_clock::now();
@@ -792,7 +783,7 @@ TEST(Engine, CancelDuringAThrottledMigrationIsPrompt) {
   ASSERT_TRUE(wait_until([&] { return source.finished(); }));
   auto took = std::chrono::steady_clock::now() - cancel_at;
   EXPECT_LT(took, 1s) << std::chrono::duration<double>(took).count() << " s";
-  expect_cancelled(source, src_machine, *waiting, dst_machine);
+  expect_cancelled(live);
   EXPECT_LT(source.stats().transferred, 4u << 20);  // the throttle held before the cancel
 }
 

@@ -395,25 +395,29 @@ struct Blob {
 inline constexpr auto kBlobDesc =
     vmstate::describe<Blob>("blob", {}, vmstate::buffer("bytes", &Blob::bytes));
 
+// A stream of one page of RAM and `blob`, for machine "pc".
+std::vector<uint8_t> blob_stream(Blob& blob, std::vector<std::unique_ptr<memory::RamBlock>>& ram) {
+  SectionRegistry reg;
+  EXPECT_TRUE(reg.add_ram().ok());
+  EXPECT_TRUE(reg.add("blob", vmstate::bind(kBlobDesc, blob)).ok());
+  BufferChannel out;
+  StreamWriter w(out);
+  RamSaver saver(test::raw(ram));
+  EXPECT_TRUE(save_stream(w, "pc", reg, saver).ok());
+  return out.written();
+}
+
 TEST(Stream, SectionLargerThanTheLoadWindowIsRefusedClearly) {
   auto ram = test::make_ram({{"pc.ram", 1}}, false);
   Blob blob;
   blob.bytes[19999] = 7;
-  SectionRegistry reg;
-  ASSERT_TRUE(reg.add_ram().ok());
-  ASSERT_TRUE(reg.add("blob", vmstate::bind(kBlobDesc, blob)).ok());
-  BufferChannel out;
-  {
-    StreamWriter w(out);
-    RamSaver saver(test::raw(ram));
-    ASSERT_TRUE(save_stream(w, "pc", reg, saver).ok());
-  }
+  std::vector<uint8_t> bytes = blob_stream(blob, ram);
   for (size_t window : {size_t{8192}, size_t{1} << 20}) {
     Blob got;
     SectionRegistry dst;
     ASSERT_TRUE(dst.add_ram().ok());
     ASSERT_TRUE(dst.add("blob", vmstate::bind(kBlobDesc, got)).ok());
-    BufferChannel in(out.written());
+    BufferChannel in(bytes);
     StreamReader r(in, window);
     RamLoader loader(test::raw(ram));
     Status st = load_stream(r, "pc", dst, loader);
@@ -468,20 +472,12 @@ TEST(Stream, ASectionArrivingInSmallPiecesLoads) {
   auto ram = test::make_ram({{"pc.ram", 1}}, false);
   Blob blob;
   for (size_t i = 0; i < blob.bytes.size(); ++i) blob.bytes[i] = static_cast<uint8_t>(i * 7);
-  SectionRegistry reg;
-  ASSERT_TRUE(reg.add_ram().ok());
-  ASSERT_TRUE(reg.add("blob", vmstate::bind(kBlobDesc, blob)).ok());
-  BufferChannel out;
-  {
-    StreamWriter w(out);
-    RamSaver saver(test::raw(ram));
-    ASSERT_TRUE(save_stream(w, "pc", reg, saver).ok());
-  }
+  std::vector<uint8_t> bytes = blob_stream(blob, ram);
   Blob got;
   SectionRegistry dst;
   ASSERT_TRUE(dst.add_ram().ok());
   ASSERT_TRUE(dst.add("blob", vmstate::bind(kBlobDesc, got)).ok());
-  BufferChannel in(out.written(), 13);
+  BufferChannel in(bytes, 13);
   StreamReader r(in);
   RamLoader loader(test::raw(ram));
   ASSERT_TRUE(load_stream(r, "pc", dst, loader).ok());
