@@ -1042,17 +1042,20 @@ TEST(NvmeAdmin, SmartCountersFollowTheIo) {
       << "one namespace: its log is the controller's";
 }
 
+// Get Features Timestamp (into the guest buffer `buf`): the whole 8-byte attribute.
+uint64_t get_timestamp(NvmeRig& rig, uint64_t buf) {
+  rig.fill(buf, 8, 0);
+  Completion c = run(rig, 0, commands::get_features(sn::kFeatTimestamp), Transfer::prp(buf, 8));
+  EXPECT_EQ(c.code(), 0) << status_text(c.status);
+  return le_field(rig.get(buf, 8), 0, 8);
+}
+
 TEST(NvmeAdmin, TimestampKeepsCountingFromTheValueSet) {
   TempImage image(16 << 20);
   auto rig = start(nvme_args(image));
   ASSERT_NE(rig, nullptr);
   uint64_t buf = rig->alloc(kPage);
-  auto get = [&] {
-    rig->fill(buf, 8, 0);
-    Completion c = run(*rig, 0, commands::get_features(sn::kFeatTimestamp), Transfer::prp(buf, 8));
-    EXPECT_EQ(c.code(), 0) << status_text(c.status);
-    return le_field(rig->get(buf, 8), 0, 8);
-  };
+  auto get = [&] { return get_timestamp(*rig, buf); };
   uint64_t initial = get();
   EXPECT_EQ((initial >> 49) & 7, 0u) << "origin 0: not set by the host since reset";
   constexpr uint64_t kSet = 1'700'000'000'000ull;  // ms
@@ -1375,12 +1378,7 @@ TEST(NvmeClock, TimestampAdvancesExactlyWithTheVirtualClock) {
   auto rig = start_with_virtual_clock(image);
   ASSERT_NE(rig, nullptr);
   uint64_t buf = rig->alloc(kPage);
-  auto get = [&] {
-    rig->fill(buf, 8, 0);
-    Completion c = run(*rig, 0, commands::get_features(sn::kFeatTimestamp), Transfer::prp(buf, 8));
-    EXPECT_EQ(c.code(), 0) << status_text(c.status);
-    return le_field(rig->get(buf, 8), 0, 8) & 0xffffffffffffull;
-  };
+  auto get = [&] { return get_timestamp(*rig, buf) & 0xffffffffffffull; };
   uint64_t before = get();
   std::this_thread::sleep_for(Millis(30));
   EXPECT_EQ(get(), before) << "real time passed, virtual time did not: the timestamp must not move";

@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <set>
 
@@ -526,6 +527,27 @@ struct Patch {
   std::string expected;  // in the error
 };
 
+using FieldMap = std::map<std::string, std::pair<uint64_t, uint64_t>>;
+
+// Each patch alone must make `load` refuse the stream, naming what it broke (and `also`).
+void expect_each_refused(const std::vector<Patch>& patches, const std::vector<uint8_t>& bytes,
+                         FieldMap& at,
+                         const std::function<Status(const std::vector<uint8_t>&)>& load,
+                         std::string_view also = {}) {
+  for (const Patch& p : patches) {
+    SCOPED_TRACE(p.field);
+    ASSERT_TRUE(at.contains(p.field));
+    std::vector<uint8_t> patched = bytes;
+    put_be(patched, at[p.field], p.value);
+    Status st = load(patched);
+    ASSERT_FALSE(st.ok());
+    EXPECT_NE(st.to_string().find(p.expected), std::string::npos) << st.to_string();
+    if (!also.empty()) {
+      EXPECT_NE(st.to_string().find(also), std::string::npos) << st.to_string();
+    }
+  }
+}
+
 TEST_F(NvmeMigrationTest, EveryValidationRuleRefusesAPatchedStream) {
   make_busy_source();
   // A second controller-wide feature in use: shadow doorbells.
@@ -533,7 +555,7 @@ TEST_F(NvmeMigrationTest, EveryValidationRuleRefusesAPatchedStream) {
                       .set32(32, 0x301000)).status, 0);
   vmstate::Json desc;
   std::vector<uint8_t> bytes = save(*src_, &desc);
-  std::map<std::string, std::pair<uint64_t, uint64_t>> at;
+  FieldMap at;
   uint64_t offset = 0;
   locate(desc["fields"], offset, "", at);
   ASSERT_EQ(offset, bytes.size());
@@ -569,16 +591,10 @@ TEST_F(NvmeMigrationTest, EveryValidationRuleRefusesAPatchedStream) {
       {"state/cqs[2]/phase", 2, "phase tag must be 0 or 1"},
       {"parent_obj/irq_state[0]", 1, "INTx is asserted while MSI-X is enabled"},
   };
-  for (const Patch& p : patches) {
-    SCOPED_TRACE(p.field);
-    ASSERT_TRUE(at.contains(p.field));
-    std::vector<uint8_t> patched = bytes;
-    put_be(patched, at[p.field], p.value);
-    auto dst = make_side(dst_clock_);
-    Status st = load(*src_, *dst, patched);
-    ASSERT_FALSE(st.ok());
-    EXPECT_NE(st.to_string().find(p.expected), std::string::npos) << st.to_string();
-  }
+  auto load_patched = [&](const std::vector<uint8_t>& patched) {
+    return load(*src_, *make_side(dst_clock_), patched);
+  };
+  expect_each_refused(patches, bytes, at, load_patched);
   // The pending completion from an SQ that does not post to its CQ.
   {
     std::vector<uint8_t> patched = bytes;
@@ -710,7 +726,7 @@ TEST_F(NvmeMigrationTest, TooManyOutstandingAerCommandsAreRefused) {
   EXPECT_NE(st.to_string().find("config/aerl"), std::string::npos) << st.to_string();
   EXPECT_NE(st.to_string().find("expected 3"), std::string::npos) << st.to_string();
   // A stream that lies about its aerl: the outstanding count itself is checked.
-  std::map<std::string, std::pair<uint64_t, uint64_t>> at;
+  FieldMap at;
   uint64_t offset = 0;
   locate(desc["fields"], offset, "", at);
   put_be(bytes, at["config/aerl"], 3);
@@ -740,7 +756,7 @@ TEST_F(NvmeMigrationTest, IntxMayBeAssertedOnlyWhenAQueueCallsForIt) {
   ASSERT_TRUE(c().irq_level());
   vmstate::Json desc;
   std::vector<uint8_t> bytes = save(*src_, &desc);
-  std::map<std::string, std::pair<uint64_t, uint64_t>> at;
+  FieldMap at;
   uint64_t offset = 0;
   locate(desc["fields"], offset, "", at);
   {
@@ -754,17 +770,9 @@ TEST_F(NvmeMigrationTest, IntxMayBeAssertedOnlyWhenAQueueCallsForIt) {
       {"state/regs/intms", 1, "INTMS 0x1 leaves unmasked"},
       {"state/cqs[1]/head", 1, "INTx is asserted, but no completion queue"},
   };
-  for (const Patch& p : patches) {
-    SCOPED_TRACE(p.field);
-    ASSERT_TRUE(at.contains(p.field));
-    std::vector<uint8_t> patched = bytes;
-    put_be(patched, at[p.field], p.value);
-    auto dst = make_side(dst_clock_);
-    Status st = load(*src_, *dst, patched);
-    ASSERT_FALSE(st.ok());
-    EXPECT_NE(st.to_string().find(p.expected), std::string::npos) << st.to_string();
-    EXPECT_NE(st.to_string().find("irq_state"), std::string::npos) << st.to_string();
-  }
+  expect_each_refused(patches, bytes, at, [&](const std::vector<uint8_t>& patched) {
+    return load(*src_, *make_side(dst_clock_), patched);
+  }, "irq_state");
   // Low while the queue calls for it is an interrupt owed: it loads, and rises on resume.
   std::vector<uint8_t> low = bytes;
   put_be(low, at["parent_obj/irq_state[0]"], 0);
