@@ -87,12 +87,14 @@ class Analyze : public ::testing::Test {
 };
 
 // A Ferry stream of a stopped VM: "pc.ram" (16 pages of mixed content), a timer and the
-// NVMe-like device at 0000:00:02.0, saved to a file through the file: channel.
+// NVMe-like device at 0000:00:02.0 (with its subsection nvme-like/smart), saved to a file
+// through the file: channel.
 std::string write_ferry_stream(const std::string& file) {
   auto ram = mig::test::make_ram({{"pc.ram", 16}}, true);
   mig::test::Timer timer{0x1122334455667788ull, 250};
   vmstate::samples::NvmeLike nvme;
   vmstate::samples::fill_nvme_like(nvme, 3);
+  nvme.smart_units_read = 42;  // so the subsection nvme-like/smart is sent
   mig::SectionRegistry registry;
   EXPECT_TRUE(registry.add_ram().ok());
   EXPECT_TRUE(registry.add("timer", vmstate::bind(mig::test::kTimerDesc, timer)).ok());
@@ -141,7 +143,13 @@ TEST_F(Analyze, FerryStreamDecodesEverySection) {
   EXPECT_EQ(state["timer (1)"]["ticks"], "0x1122334455667788");
   EXPECT_EQ(state["timer (1)"]["period"], "0x000000fa");
   ASSERT_TRUE(state.contains("0000:00:02.0/nvme (2)")) << state.dump(2);
-  EXPECT_FALSE(state["0000:00:02.0/nvme (2)"].empty());
+  const Json& nvme = state["0000:00:02.0/nvme (2)"];
+  EXPECT_FALSE(nvme.empty());
+  // Subsections sit beside the fields under their own names, as analyze-migration.py
+  // lays them out.
+  ASSERT_TRUE(nvme.contains("nvme-like/smart")) << nvme.dump(2);
+  EXPECT_EQ(nvme["nvme-like/smart"]["units_read"], "0x000000000000002a");
+  EXPECT_FALSE(nvme.contains("subsections"));
 }
 
 TEST_F(Analyze, DescRecordsAndMemoryViews) {
