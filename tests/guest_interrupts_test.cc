@@ -44,10 +44,11 @@ constexpr uint64_t kDmaBase = 16ull << 20;
 constexpr uint32_t kBlocks = 8;  // commands of each kind per run
 constexpr uint16_t kIoVector = 1;
 
-// An in-process machine with one NVMe controller on a temporary 4 MiB file.
+// An in-process machine with one NVMe controller on a temporary 4 MiB file, its block I/O
+// delayed by `io_delay_ms` when given (so a driver on another thread surely waits).
 class InProcessMachine {
  public:
-  static std::unique_ptr<InProcessMachine> create() {
+  static std::unique_ptr<InProcessMachine> create(int io_delay_ms = 0) {
     auto m = std::unique_ptr<InProcessMachine>(new InProcessMachine());
     m->image_ = std::make_unique<TempImage>(4 << 20);
     auto loop = EventLoop::create();
@@ -61,6 +62,8 @@ class InProcessMachine {
     EXPECT_TRUE(drive.ok()) << drive.status().to_string();
     if (!drive.ok()) return nullptr;
     config.drives.push_back(*drive);
+    if (io_delay_ms > 0)
+      config.faults.push_back({"d0", {.delay_ns = int64_t{io_delay_ms} * 1'000'000}});
     auto opts = parse_opts(nvme::controller_schema(), "nvme,serial=IRQ0,drive=d0");
     EXPECT_TRUE(opts.ok()) << opts.status().to_string();
     if (!opts.ok()) return nullptr;
@@ -193,8 +196,10 @@ TEST(GuestInterrupts, InProcessPollingTakesNoInterrupts) {
 
 // The main thread runs the machine's loop; the driver waits on the CPU's interrupt record
 // from its own thread, taking the machine lock only for device accesses (TSan-checked).
+// Block I/O is delayed 20 ms: otherwise a completion can land before the driver looks for
+// it, and it takes no interrupt at all.
 void run_on_vcpu_thread(CompletionSignal signal) {
-  auto m = InProcessMachine::create();
+  auto m = InProcessMachine::create(20);
   ASSERT_NE(m, nullptr);
   RunResult r;
   std::atomic<bool> done{false};

@@ -273,10 +273,13 @@ TEST(GuestMigration, MigratesFromEveryPhaseFromBringUpToTheFinalPass) {
     }
   }
   // The I/O phases: runs of up to 2 ms (the prefill and the final pass last about 10-20 ms
-  // each); after three stops in the run phase, x-guest-finish ends it.
+  // each, much longer under sanitizers: once the prefill or the final pass has had three
+  // stops, runs grow by 20 ms so the workload moves on); after three stops in the run
+  // phase, x-guest-finish ends it (and the runs stay short, to stop in the final pass).
   bool finish_requested = false;
   for (int hop = 0; hop < 60 && phase != "finished"; ++hop) {
-    run_for(*vm, std::chrono::microseconds(rng() % 2000));
+    bool phase_done = phase != "run" && log.stops[phase] >= 3;
+    run_for(*vm, std::chrono::microseconds(rng() % 2000 + (phase_done ? 20000 : 0)));
     ASSERT_TRUE(stop_and_migrate()) << log.trail;
     if (phase == "run" && log.stops["run"] >= 3 && !finish_requested) {
       vm->ok("x-guest-finish");  // while stopped: the migrated state carries it
