@@ -6,7 +6,8 @@
 // creates 64 I/O queue pairs of 1,024 entries by hand, fills every CQ without consuming it
 // and then submits more, so completions wait in the controller. Each repetition then times
 //   quiesce  Machine::set_run_state(paused) (every device's quiesce()), minus the drain,
-//   save     the controller's description into a ByteWriter (pre_save included),
+//   save     the controller's description into a ByteWriter with its vmdesc JSON, as the
+//            stop-and-copy does (write_device_section; pre_save included),
 //   load     into a second machine configured alike, waiting as an incoming destination
 //            (pre_load, fields, validation and post_load included),
 // and resumes the source. Prints best and median of each, their sum against the target,
@@ -174,7 +175,9 @@ int run(const Options& o) {
     int64_t d_ns = src_ctrl.last_drain_ns();
     ByteWriter w;
     auto t1 = Clock::now();
-    if (Status st = nvme::kControllerState.save(src_ctrl, w); !st.ok()) die(st.to_string());
+    vmstate::Json vmdesc = vmstate::Json::object();
+    if (Status st = nvme::kControllerState.save(src_ctrl, w, vmdesc); !st.ok())
+      die(st.to_string());
     int64_t s_ns = ns_since(t1);
     bytes = w.position();
     std::vector<uint8_t> stream = w.to_vector();
