@@ -258,7 +258,7 @@ void BlockBackend::submit(BlockRequest request) {
   task.op = request.op;
   task.offset = request.offset;
   task.length = request.length;
-  task.iov = std::move(request.iov);
+  task.iov.assign(request.iov.begin(), request.iov.end());  // the pooled task's capacity
   task.opaque = request.opaque;
   ++in_flight_;
 

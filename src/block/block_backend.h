@@ -43,6 +43,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -64,7 +65,7 @@ struct BlockRequest {  // a request carries all its own state
   BlockOp op = BlockOp::kRead;
   uint64_t offset = 0;     // bytes
   uint64_t length = 0;     // bytes (read/write: must equal the iovec total)
-  std::vector<iovec> iov;  // read/write buffers (guest RAM; not owned)
+  std::span<const iovec> iov;  // read/write buffers (guest RAM; not owned), copied at submit
   uint64_t opaque = 0;     // the submitter's tag, returned on completion
 };
 

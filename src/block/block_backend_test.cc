@@ -93,7 +93,7 @@ class Harness {
   void close() { backend_.reset(); }
 
   void submit(BlockOp op, uint64_t offset, uint64_t length, std::vector<iovec> iov = {}) {
-    BlockRequest request{op, offset, length, std::move(iov), next_opaque_};
+    BlockRequest request{op, offset, length, iov, next_opaque_};  // submit copies the iovecs
     submitted_.push_back(next_opaque_++);
     backend_->submit(std::move(request));
   }

@@ -27,11 +27,19 @@ unsigned access_size(uint64_t offset, uint64_t left) {
 }  // namespace
 
 const AddressSpace::Region* AddressSpace::find(uint64_t addr) const {
-  auto it = regions_.upper_bound(addr);
-  if (it == regions_.begin()) return nullptr;
-  --it;
-  const Region& r = it->second;
+  auto it = std::upper_bound(index_bases_.begin(), index_bases_.end(), addr);
+  if (it == index_bases_.begin()) return nullptr;
+  const Region& r = *index_regions_[static_cast<size_t>(it - index_bases_.begin()) - 1];
   return addr - r.base < r.size ? &r : nullptr;
+}
+
+void AddressSpace::reindex() {
+  index_bases_.clear();
+  index_regions_.clear();
+  for (const auto& [base, region] : regions_) {
+    index_bases_.push_back(base);
+    index_regions_.push_back(&region);
+  }
 }
 
 Status AddressSpace::check_free(uint64_t base, uint64_t size, std::string_view what) const {
@@ -62,6 +70,7 @@ Result<RamBlock*> AddressSpace::add_ram(uint64_t base, std::unique_ptr<RamBlock>
       check_free(base, block->size(), fmt::format("RAM block '{}'", block->idstr())));
   RamBlock* raw = block.get();
   regions_[base] = Region{base, raw->size(), raw->idstr(), raw, nullptr};
+  reindex();
   ram_.push_back(std::move(block));
   return raw;
 }
@@ -74,6 +83,7 @@ Status AddressSpace::add_mmio(std::string name, uint64_t base, uint64_t size,
   }
   FERRY_RETURN_IF_ERROR(check_free(base, size, fmt::format("MMIO region '{}'", name)));
   regions_[base] = Region{base, size, std::move(name), nullptr, &handler};
+  reindex();
   return {};
 }
 
@@ -81,6 +91,7 @@ Status AddressSpace::remove_mmio(std::string_view name) {
   for (auto it = regions_.begin(); it != regions_.end(); ++it) {
     if (it->second.mmio && it->second.name == name) {
       regions_.erase(it);
+      reindex();
       return {};
     }
   }
@@ -95,10 +106,12 @@ Status AddressSpace::move_mmio(std::string_view name, uint64_t new_base) {
     Status st = check_free(new_base, moved.size, fmt::format("MMIO region '{}'", moved.name));
     if (!st.ok()) {
       regions_[moved.base] = moved;  // leave the map as it was
+      reindex();
       return st;
     }
     moved.base = new_base;
     regions_[new_base] = std::move(moved);
+    reindex();
     return {};
   }
   return Error(ErrorCode::kInvalidArgument, "no MMIO region named '{}'", name);
@@ -249,11 +262,18 @@ Status AddressSpace::store(uint64_t addr, uint64_t value, unsigned size) {
 Result<std::vector<iovec>> AddressSpace::translate(std::span<const GuestRange> ranges,
                                                    size_t max_iovecs) const {
   std::vector<iovec> out;
+  FERRY_RETURN_IF_ERROR(translate_into(ranges, max_iovecs, out));
+  return out;
+}
+
+Status AddressSpace::translate_into(std::span<const GuestRange> ranges, size_t max_iovecs,
+                                    std::vector<iovec>& out) const {
+  const size_t first = out.size();
   for (const GuestRange& range : ranges) {
     FERRY_RETURN_IF_ERROR(check_mapped(range.addr, range.len, true));
     uint64_t done = 0;
     while (done < range.len) {
-      if (out.size() == max_iovecs)
+      if (out.size() - first == max_iovecs)
         return Error(ErrorCode::kOutOfRange,
                      "scatter-gather list needs more than {} host segments (at guest 0x{:x})",
                      max_iovecs, range.addr + done);
@@ -266,7 +286,7 @@ Result<std::vector<iovec>> AddressSpace::translate(std::span<const GuestRange> r
       done += n;
     }
   }
-  return out;
+  return {};
 }
 
 Status AddressSpace::mark_written(GuestRange range) {

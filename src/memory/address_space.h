@@ -67,6 +67,10 @@ class AddressSpace {
   // iovecs must call mark_written() for each range after the data is stored.
   Result<std::vector<iovec>> translate(std::span<const GuestRange> ranges,
                                        size_t max_iovecs) const;
+  // The same, appended to `out` (whose capacity a hot path reuses); on an error `out`
+  // may hold part of the translation.
+  Status translate_into(std::span<const GuestRange> ranges, size_t max_iovecs,
+                        std::vector<iovec>& out) const;
   Status mark_written(GuestRange range);
   // The length (1..max) of the run of bytes from `addr` that are all mapped or all
   // unmapped, and which of the two (`mapped`); the run stops at a region boundary and
@@ -94,6 +98,12 @@ class AddressSpace {
   Status for_each_piece(uint64_t addr, uint64_t len, Piece&& piece) const;
 
   std::map<uint64_t, Region> regions_;  // keyed by base; non-overlapping
+  // find()'s index over regions_, rebuilt whenever it changes (rarely: BARs move): a binary
+  // search over a few contiguous words instead of a tree walk on every guest access. Map
+  // nodes never move, so the pointers stay valid until their region is removed.
+  std::vector<uint64_t> index_bases_;
+  std::vector<const Region*> index_regions_;
+  void reindex();
   std::vector<std::unique_ptr<RamBlock>> ram_;
 };
 

@@ -201,7 +201,7 @@ class Controller : public pci::PciDevice {
   uint16_t io_write_zeroes(Request& request, const Namespace& ns);
   uint16_t io_dataset_management(Request& request, const Namespace& ns);
   void submit_block(Request& request, const Namespace& ns, block::BlockOp op,
-                    uint64_t offset, uint64_t length, std::vector<iovec> iov = {});
+                    uint64_t offset, uint64_t length, std::span<const iovec> iov = {});
   void on_block_completion(uint32_t nsid, uint64_t tag, int result);
   void finish_io(Request& request);
   uint16_t block_error_status(const Request& request, int result) const;
@@ -231,7 +231,7 @@ class Controller : public pci::PciDevice {
   static constexpr size_t kMaxSpareRequests = 1024;
   std::vector<std::unique_ptr<Request>> spare_requests_;
   std::vector<EventLoop::TimerId> coalescing_timers_;  // per vector; 0 when none
-  std::vector<iovec> scratch_iov_;
+  std::vector<iovec> scratch_iov_;  // a command's iovecs until submit copies them
   // Per SQ: the invalid shadow tail last reported (UINT32_MAX: none), so that a shadow
   // value that stays wrong is reported once.
   std::vector<uint32_t> rejected_shadow_tail_;

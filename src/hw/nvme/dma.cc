@@ -62,6 +62,11 @@ bool read_ram(const memory::AddressSpace& memory, uint64_t addr, std::span<uint8
 // it continues it (physically contiguous pages become one segment).
 class MapBuilder {
  public:
+  // Starts empty, in `reuse`'s storage (a hot path hands back a request's old map).
+  explicit MapBuilder(DataMap reuse = {}) : map_(std::move(reuse)) {
+    map_.segments.clear();
+    map_.length = 0;
+  }
   void add(uint64_t addr, uint64_t len) {
     if (len == 0) return;
     if (!map_.segments.empty()) {
@@ -236,7 +241,7 @@ class SglWalker {
 }  // namespace
 
 MapResult map_prp(const memory::AddressSpace& memory, uint64_t prp1, uint64_t prp2,
-                  uint64_t length, const DmaLimits& limits) {
+                  uint64_t length, const DmaLimits& limits, DataMap reuse) {
   if (!valid_page_size(limits.page_size)) return fail(dnr(sn::kInternalError));
   if (over_max_transfer(length, limits)) return fail(dnr(sn::kInvalidField));
   if (length == 0) return {};
@@ -245,7 +250,7 @@ MapResult map_prp(const memory::AddressSpace& memory, uint64_t prp1, uint64_t pr
   // Every PRP entry's offset is dword aligned (PRP Offset Invalid names bits 1:0).
   if (prp1 & 3) return fail(dnr(sn::kPrpOffsetInvalid));
 
-  MapBuilder builder;
+  MapBuilder builder(std::move(reuse));
   uint64_t first = std::min(length, page - (prp1 & offset_mask));
   builder.add(prp1, first);
   uint64_t remaining = length - first;
@@ -303,12 +308,13 @@ MapResult map_sgl(const memory::AddressSpace& memory, std::span<const uint8_t, 1
 }
 
 MapResult map_command_data(const memory::AddressSpace& memory, std::span<const uint8_t, 64> sqe,
-                           uint64_t length, bool to_device, const DmaLimits& limits) {
+                           uint64_t length, bool to_device, const DmaLimits& limits,
+                           DataMap reuse) {
   uint8_t psdt = (sqe[sn::kSqeFlags] >> sn::kPsdtShift) & 3;
   switch (psdt) {
     case sn::kPsdtPrp:
       return map_prp(memory, load_le64(&sqe[sn::kSqePrp1]), load_le64(&sqe[sn::kSqePrp2]),
-                     length, limits);
+                     length, limits, std::move(reuse));
     case sn::kPsdtSglMptrContiguous:
       return map_sgl(memory, sqe.subspan<sn::kSqePrp1, sn::kSglDescriptorSize>(), length,
                      to_device, limits);
@@ -365,12 +371,11 @@ uint16_t to_iovecs(const memory::AddressSpace& memory, const DataMap& map,
       continue;
     }
     memory::GuestRange range{seg.addr, seg.len};
-    auto iovs = memory.translate(std::span(&range, 1), std::numeric_limits<size_t>::max());
-    if (!iovs.ok()) {
+    if (!memory.translate_into(std::span(&range, 1), std::numeric_limits<size_t>::max(), out)
+             .ok()) {
       out.clear();
       return sn::kDataTransferError;
     }
-    out.insert(out.end(), iovs->begin(), iovs->end());
   }
   return sn::kSuccess;
 }

@@ -59,12 +59,14 @@ struct MapResult {
 // Maps `length` bytes described by the command's data pointer (SQE bytes 24..39; PSDT in
 // SQE byte 1 selects PRP or SGL). `to_device` is true for writes (host -> controller),
 // where bit buckets are not allowed. A length over max_transfer gives Invalid Field.
+// `reuse` lends its storage to the result (PRPs), so a hot path allocates nothing.
 MapResult map_command_data(const memory::AddressSpace& memory, std::span<const uint8_t, 64> sqe,
-                           uint64_t length, bool to_device, const DmaLimits& limits);
+                           uint64_t length, bool to_device, const DmaLimits& limits,
+                           DataMap reuse = {});
 
 // The two forms on their own.
 MapResult map_prp(const memory::AddressSpace& memory, uint64_t prp1, uint64_t prp2,
-                  uint64_t length, const DmaLimits& limits);
+                  uint64_t length, const DmaLimits& limits, DataMap reuse = {});
 MapResult map_sgl(const memory::AddressSpace& memory, std::span<const uint8_t, 16> descriptor,
                   uint64_t length, bool to_device, const DmaLimits& limits);
 

@@ -71,7 +71,8 @@ uint16_t Controller::io_read_write(Request& request, const Namespace& ns, bool w
   if (bytes > limits.max_transfer) return sn::kInvalidField | kDnr;
   if (uint16_t status = ns.check_range(slba, nlb)) return status;
   if (!bus_master_enabled()) return sn::kDataTransferError;
-  MapResult mapped = map_command_data(memory_, request.sqe, bytes, write, limits);
+  MapResult mapped =
+      map_command_data(memory_, request.sqe, bytes, write, limits, std::move(request.data));
   if (mapped.status) return mapped.status;
   request.data = std::move(mapped.map);
   request.offset = slba << ns.lba_shift();
@@ -82,10 +83,10 @@ uint16_t Controller::io_read_write(Request& request, const Namespace& ns, bool w
   for (const DataSegment& seg : request.data.segments)
     if (seg.bit_bucket) bucket = std::max(bucket, seg.len);
   if (bucket) request.buffer.assign(std::min<uint64_t>(bucket, 4096), 0);
-  std::vector<iovec> iov;
-  if (uint16_t status = to_iovecs(memory_, request.data, request.buffer, iov)) return status;
+  if (uint16_t status = to_iovecs(memory_, request.data, request.buffer, scratch_iov_))
+    return status;
   submit_block(request, ns, write ? block::BlockOp::kWrite : block::BlockOp::kRead,
-               request.offset, bytes, std::move(iov));
+               request.offset, bytes, scratch_iov_);
   return kNoCompletion;
 }
 
@@ -104,8 +105,8 @@ uint16_t Controller::io_compare(Request& request, const Namespace& ns) {
   request.length = bytes;
   request.buffer.assign(bytes, 0);
   request.stage = RequestStage::kCompareRead;
-  submit_block(request, ns, block::BlockOp::kRead, request.offset, bytes,
-               {iovec{request.buffer.data(), request.buffer.size()}});
+  iovec bounce{request.buffer.data(), request.buffer.size()};
+  submit_block(request, ns, block::BlockOp::kRead, request.offset, bytes, std::span(&bounce, 1));
   return kNoCompletion;
 }
 
@@ -149,10 +150,10 @@ uint16_t Controller::io_dataset_management(Request& request, const Namespace& ns
 }
 
 void Controller::submit_block(Request& request, const Namespace& ns, block::BlockOp op,
-                              uint64_t offset, uint64_t length, std::vector<iovec> iov) {
+                              uint64_t offset, uint64_t length, std::span<const iovec> iov) {
   ++request.ops_pending;
   ns.backend().submit(block::BlockRequest{.op = op, .offset = offset, .length = length,
-                                          .iov = std::move(iov), .opaque = request.tag});
+                                          .iov = iov, .opaque = request.tag});
 }
 
 void Controller::on_block_completion(uint32_t nsid, uint64_t tag, int result) {

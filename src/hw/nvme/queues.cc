@@ -199,12 +199,20 @@ Request& Controller::allocate_request(SubmissionQueue& sq, std::span<const uint8
     tag = static_cast<uint32_t>(state_.requests.size());
     state_.requests.emplace_back();
   }
-  // A request object released earlier is reused: the I/O path allocates no Request.
+  // A request object released earlier is reused, its vectors emptied but keeping their
+  // storage: the I/O path allocates nothing per command.
   std::unique_ptr<Request> request;
   if (!spare_requests_.empty()) {
     request = std::move(spare_requests_.back());
     spare_requests_.pop_back();
+    DataMap data = std::move(request->data);
+    std::vector<uint8_t> buffer = std::move(request->buffer);
     *request = Request{};
+    data.segments.clear();
+    data.length = 0;
+    buffer.clear();
+    request->data = std::move(data);
+    request->buffer = std::move(buffer);
   } else {
     request = std::make_unique<Request>();
   }
