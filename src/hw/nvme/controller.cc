@@ -408,8 +408,8 @@ void Controller::quiesce() {
   // First stop fetching: no SQE is fetched from here on. Then drain: requests already at a
   // backend complete (a write waiting for its flush submits it and the drain waits for that
   // too); their completions are posted where their CQ has room, in order, and wait in the
-  // CQ's pending list where it has none (issue 6: "post completions that fit, keep the rest
-  // pending"). The CQE writes mark RAM dirty, so a migration's final RAM pass carries them.
+  // CQ's pending list where it has none. The CQE writes mark RAM dirty, so a migration's
+  // final RAM pass carries them.
   // No interrupt is raised while the VM stops: the posts owe it (owe_interrupt) and
   // resume() raises it, here or on a destination. There is no fetched-but-not-submitted
   // stage, so afterwards no request is in flight, and nothing is posted until resume().
