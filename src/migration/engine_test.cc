@@ -135,27 +135,41 @@ class Writer {
   std::thread thread_;
 };
 
-// Guest activity in lockstep with the migration: every write the source makes to the
-// channel first dirties a page, so each pass ends with dirty pages left, deterministically.
-class DirtyingChannel final : public Channel {
+// A channel passing everything to `inner`; the test channels below each change one thing.
+// Writes all go through writev_all.
+class ForwardingChannel : public Channel {
  public:
-  DirtyingChannel(std::unique_ptr<Channel> inner, memory::RamBlock& block)
-      : inner_(std::move(inner)), block_(block) {}
-  void stop() { active_.store(false, std::memory_order_release); }
+  explicit ForwardingChannel(std::unique_ptr<Channel> inner) : inner_(std::move(inner)) {}
   Result<size_t> read_some(std::span<uint8_t> out) override { return inner_->read_some(out); }
   Status write_all(std::span<const uint8_t> data) override {
-    dirty();
-    return inner_->write_all(data);
+    iovec v{const_cast<uint8_t*>(data.data()), data.size()};
+    return writev_all(std::span(&v, 1));
   }
-  Status writev_all(std::span<iovec> iov) override {
-    dirty();
-    return inner_->writev_all(iov);
-  }
+  Status writev_all(std::span<iovec> iov) override { return inner_->writev_all(iov); }
   Status shutdown_write() override { return inner_->shutdown_write(); }
   Status close() override { return inner_->close(); }
   void interrupt() override { inner_->interrupt(); }
   const std::string& name() const override { return inner_->name(); }
   bool bidirectional() const override { return inner_->bidirectional(); }
+
+ protected:
+  Channel& inner() { return *inner_; }
+
+ private:
+  std::unique_ptr<Channel> inner_;
+};
+
+// Guest activity in lockstep with the migration: every write the source makes to the
+// channel first dirties a page, so each pass ends with dirty pages left, deterministically.
+class DirtyingChannel final : public ForwardingChannel {
+ public:
+  DirtyingChannel(std::unique_ptr<Channel> inner, memory::RamBlock& block)
+      : ForwardingChannel(std::move(inner)), block_(block) {}
+  void stop() { active_.store(false, std::memory_order_release); }
+  Status writev_all(std::span<iovec> iov) override {
+    dirty();
+    return inner().writev_all(iov);
+  }
 
  private:
   void dirty() {
@@ -164,7 +178,6 @@ class DirtyingChannel final : public Channel {
     memory::guest_write(block_.page(page), reinterpret_cast<const uint8_t*>(&writes_), 8);
     block_.dirty().mark_page(page);
   }
-  std::unique_ptr<Channel> inner_;
   memory::RamBlock& block_;
   std::atomic<bool> active_{true};
   uint64_t writes_ = 0;
@@ -173,18 +186,15 @@ class DirtyingChannel final : public Channel {
 // A network that still holds the stream's last byte when the source gives up: each write
 // goes out but for its final byte, which leaves with the next write; the half-close waits
 // for release(). A cancel (interrupt) tears the connection down with that byte undelivered.
-class TailHoldingChannel final : public Channel {
+class TailHoldingChannel final : public ForwardingChannel {
  public:
-  explicit TailHoldingChannel(std::unique_ptr<Channel> inner) : inner_(std::move(inner)) {}
+  explicit TailHoldingChannel(std::unique_ptr<Channel> inner)
+      : ForwardingChannel(std::move(inner)) {}
   // The source sent everything it has and waits for the destination's answer.
   bool waiting_for_answer() const { return reading_.load(std::memory_order_acquire); }
   Result<size_t> read_some(std::span<uint8_t> out) override {
     reading_.store(true, std::memory_order_release);
-    return inner_->read_some(out);
-  }
-  Status write_all(std::span<const uint8_t> data) override {
-    iovec v{const_cast<uint8_t*>(data.data()), data.size()};
-    return writev_all(std::span(&v, 1));
+    return inner().read_some(out);
   }
   Status writev_all(std::span<iovec> iov) override {
     std::vector<iovec> out;
@@ -195,19 +205,14 @@ class TailHoldingChannel final : public Channel {
     iovec& last = out.back();
     uint8_t next = static_cast<const uint8_t*>(last.iov_base)[last.iov_len - 1];
     --last.iov_len;
-    Status st = inner_->writev_all(out);
+    Status st = inner().writev_all(out);
     held_ = next;
     holding_ = true;
     return st;
   }
   Status shutdown_write() override { return {}; }  // held with the last byte
-  Status close() override { return inner_->close(); }
-  void interrupt() override { inner_->interrupt(); }
-  const std::string& name() const override { return inner_->name(); }
-  bool bidirectional() const override { return inner_->bidirectional(); }
 
  private:
-  std::unique_ptr<Channel> inner_;
   uint8_t held_ = 0;
   bool holding_ = false;
   std::atomic<bool> reading_{false};
@@ -215,32 +220,21 @@ class TailHoldingChannel final : public Channel {
 
 // A link of limited speed once slow() is called: each write takes its bytes' time at
 // `bytes_per_second`.
-class SlowChannel final : public Channel {
+class SlowChannel final : public ForwardingChannel {
  public:
   SlowChannel(std::unique_ptr<Channel> inner, double bytes_per_second)
-      : inner_(std::move(inner)), rate_(bytes_per_second) {}
+      : ForwardingChannel(std::move(inner)), rate_(bytes_per_second) {}
   void slow() { slow_.store(true, std::memory_order_release); }
-  Result<size_t> read_some(std::span<uint8_t> out) override { return inner_->read_some(out); }
-  Status write_all(std::span<const uint8_t> data) override {
-    iovec v{const_cast<uint8_t*>(data.data()), data.size()};
-    return writev_all(std::span(&v, 1));
-  }
   Status writev_all(std::span<iovec> iov) override {
     if (slow_.load(std::memory_order_acquire)) {
       size_t bytes = 0;
       for (const iovec& v : iov) bytes += v.iov_len;
       std::this_thread::sleep_for(std::chrono::duration<double>(static_cast<double>(bytes) / rate_));
     }
-    return inner_->writev_all(iov);
+    return inner().writev_all(iov);
   }
-  Status shutdown_write() override { return inner_->shutdown_write(); }
-  Status close() override { return inner_->close(); }
-  void interrupt() override { inner_->interrupt(); }
-  const std::string& name() const override { return inner_->name(); }
-  bool bidirectional() const override { return inner_->bidirectional(); }
 
  private:
-  std::unique_ptr<Channel> inner_;
   double rate_;
   std::atomic<bool> slow_{false};
 };
