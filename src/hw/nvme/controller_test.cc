@@ -849,8 +849,12 @@ TEST_F(NvmeTest, FullCqHoldsCompletionsAndNeverOverwrites) {
   enable();
   HostQueues q = create_io_queues(1, 16, 0, true, 4);  // CQ of 4 entries: 3 usable
   for (int i = 0; i < 7; ++i) submit(q, Sqe(sn::kNvmFlush, 1), i == 6);
-  loop_->run_until([&] { return ctrl_->requests_in_flight() == 0; }, 5s).ok();
-  settle();
+  // Wait for the outcome itself: before the doorbell is seen nothing is in flight either.
+  const auto& pending = ctrl_->state().cqs[1]->pending;
+  ASSERT_TRUE(loop_->run_until([&] {
+    return pending.size() == 4 && ctrl_->requests_in_flight() == 0;
+  }, 5s).ok()) << pending.size() << " pending";
+  settle();  // nothing more may arrive
   // Three posted with phase 1, the fourth slot untouched, four pending.
   for (uint32_t slot = 0; slot < 3; ++slot) EXPECT_TRUE(read_cqe(q, slot).phase) << slot;
   EXPECT_FALSE(read_cqe(q, 3).phase);
