@@ -24,8 +24,7 @@ void CpuInterrupts::reset() {
   pending_.clear();
 }
 
-uint64_t CpuInterrupts::take_msi(uint32_t data) {
-  std::lock_guard lock(mutex_);
+uint64_t CpuInterrupts::take_locked(uint32_t data) {
   auto it = pending_.find(data);
   if (it == pending_.end()) return 0;
   uint64_t n = it->second;
@@ -33,10 +32,19 @@ uint64_t CpuInterrupts::take_msi(uint32_t data) {
   return n;
 }
 
-bool CpuInterrupts::line(unsigned irq) const {
-  std::lock_guard lock(mutex_);
+bool CpuInterrupts::line_locked(unsigned irq) const {
   auto it = lines_.find(irq);
   return it != lines_.end() && it->second;
+}
+
+uint64_t CpuInterrupts::take_msi(uint32_t data) {
+  std::lock_guard lock(mutex_);
+  return take_locked(data);
+}
+
+bool CpuInterrupts::line(unsigned irq) const {
+  std::lock_guard lock(mutex_);
+  return line_locked(irq);
 }
 
 uint64_t CpuInterrupts::msi_delivered() const {
@@ -47,21 +55,13 @@ uint64_t CpuInterrupts::msi_delivered() const {
 uint64_t CpuInterrupts::wait_msi(uint32_t data, Deadline deadline) {
   std::unique_lock lock(mutex_);
   changed_.wait_until(lock, deadline, [&] { return pending_.contains(data); });
-  auto it = pending_.find(data);
-  if (it == pending_.end()) return 0;
-  uint64_t n = it->second;
-  pending_.erase(it);
-  return n;
+  return take_locked(data);
 }
 
 bool CpuInterrupts::wait_line(unsigned irq, bool level, Deadline deadline) {
   std::unique_lock lock(mutex_);
-  auto level_now = [&] {
-    auto it = lines_.find(irq);
-    return it != lines_.end() && it->second;
-  };
-  changed_.wait_until(lock, deadline, [&] { return level_now() == level; });
-  return level_now();
+  changed_.wait_until(lock, deadline, [&] { return line_locked(irq) == level; });
+  return line_locked(irq);
 }
 
 }  // namespace ferry::vm

@@ -42,6 +42,10 @@ class CpuInterrupts {
   bool wait_line(unsigned irq, bool level, Deadline deadline);
 
  private:
+  // Both with mutex_ held: take (and clear) the messages of `data`; a line's level.
+  uint64_t take_locked(uint32_t data);
+  bool line_locked(unsigned irq) const;
+
   mutable std::mutex mutex_;
   std::condition_variable changed_;
   std::map<uint32_t, uint64_t> pending_;  // data -> messages not yet taken

@@ -152,14 +152,17 @@ Result<bool> QtestBus::wait_intx(unsigned irq, bool level, std::chrono::microsec
     return Error(ErrorCode::kFailedPrecondition,
                  "qtest bus: INTx line {}: INTx interception is not enabled", irq);
   }
-  auto at_level = [&] {
-    absorb_intx_lines();
+  auto level_now = [&] {
     auto it = levels_.find(irq);
-    return (it != levels_.end() && it->second) == level;
+    return it != levels_.end() && it->second;
   };
-  FERRY_RETURN_IF_ERROR(wait_for(at_level, timeout));
-  auto it = levels_.find(irq);
-  return it != levels_.end() && it->second;
+  FERRY_RETURN_IF_ERROR(wait_for(
+      [&] {
+        absorb_intx_lines();
+        return level_now() == level;
+      },
+      timeout));
+  return level_now();
 }
 
 }  // namespace ferry::client

@@ -624,23 +624,20 @@ constexpr bool optional_cap_bit(unsigned bit) {
   return (bit >= 16 && bit <= 18) || (bit >= 36 && bit <= 47) || (bit >= 56 && bit <= 60);
 }
 
-constexpr bool every_probe_names_a_row() {
-  for (const Probe& p : kProbes) {
-    bool found = false;
-    for (const MigrationItem& item : kAllowlist)
-      found |= (item.kind == K::kCapability || item.kind == K::kFeature) && item.name == p.item;
-    if (!found) return false;
-  }
-  return true;
-}
-static_assert(every_probe_names_a_row(), "a probe names no capability or feature row");
-
-const MigrationItem* find_row(std::string_view name) {
+// The capability or feature row named `name`, or null.
+constexpr const MigrationItem* find_row(std::string_view name) {
   for (const MigrationItem& item : kAllowlist)
     if ((item.kind == K::kCapability || item.kind == K::kFeature) && item.name == name)
       return &item;
   return nullptr;
 }
+
+constexpr bool every_probe_names_a_row() {
+  for (const Probe& p : kProbes)
+    if (!find_row(p.item)) return false;
+  return true;
+}
+static_assert(every_probe_names_a_row(), "a probe names no capability or feature row");
 
 }  // namespace
 
