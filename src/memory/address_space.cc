@@ -33,6 +33,17 @@ const AddressSpace::Region* AddressSpace::find(uint64_t addr) const {
   return addr - r.base < r.size ? &r : nullptr;
 }
 
+const AddressSpace::Region* AddressSpace::find_whole(uint64_t addr, uint64_t len) const {
+  const Region* r = find(addr);
+  // addr - base < size, so the room left in the region cannot wrap.
+  return r && len != 0 && len <= r->size - (addr - r->base) ? r : nullptr;
+}
+
+bool AddressSpace::is_ram(GuestRange range) const {
+  if (const Region* r = find_whole(range.addr, range.len)) return r->ram != nullptr;
+  return check_mapped(range.addr, range.len, true).ok();
+}
+
 void AddressSpace::reindex() {
   index_bases_.clear();
   index_regions_.clear();
@@ -187,6 +198,10 @@ Status AddressSpace::for_each_piece(uint64_t addr, uint64_t len, Piece&& piece) 
 }
 
 Status AddressSpace::read(uint64_t addr, std::span<uint8_t> out) const {
+  if (const Region* r = find_whole(addr, out.size()); r && r->ram) {
+    guest_read(out.data(), r->ram->host() + (addr - r->base), out.size());
+    return {};
+  }
   FERRY_RETURN_IF_ERROR(check_mapped(addr, out.size(), false));
   return for_each_piece(addr, out.size(), [&](const Region& r, uint64_t off, size_t done, size_t n) {
     if (r.ram) {
@@ -203,6 +218,11 @@ Status AddressSpace::read(uint64_t addr, std::span<uint8_t> out) const {
 }
 
 Status AddressSpace::write(uint64_t addr, std::span<const uint8_t> data) {
+  if (const Region* r = find_whole(addr, data.size()); r && r->ram) {
+    guest_write(r->ram->host() + (addr - r->base), data.data(), data.size());
+    r->ram->dirty().mark(addr - r->base, data.size());  // after the data: see dirty_bitmap.h
+    return {};
+  }
   FERRY_RETURN_IF_ERROR(check_mapped(addr, data.size(), false));
   return for_each_piece(addr, data.size(), [&](const Region& r, uint64_t off, size_t done, size_t n) {
     if (r.ram) {
@@ -270,6 +290,12 @@ Status AddressSpace::translate_into(std::span<const GuestRange> ranges, size_t m
                                     std::vector<iovec>& out) const {
   const size_t first = out.size();
   for (const GuestRange& range : ranges) {
+    const Region* whole = find_whole(range.addr, range.len);
+    if (whole && whole->ram && out.size() - first < max_iovecs) {
+      out.push_back({whole->ram->host() + (range.addr - whole->base),
+                     static_cast<size_t>(range.len)});
+      continue;
+    }
     FERRY_RETURN_IF_ERROR(check_mapped(range.addr, range.len, true));
     uint64_t done = 0;
     while (done < range.len) {
@@ -290,6 +316,10 @@ Status AddressSpace::translate_into(std::span<const GuestRange> ranges, size_t m
 }
 
 Status AddressSpace::mark_written(GuestRange range) {
+  if (const Region* r = find_whole(range.addr, range.len); r && r->ram) {
+    r->ram->dirty().mark(range.addr - r->base, range.len);
+    return {};
+  }
   FERRY_RETURN_IF_ERROR(check_mapped(range.addr, range.len, true));
   uint64_t done = 0;
   while (done < range.len) {

@@ -78,7 +78,7 @@ class AddressSpace {
   uint64_t mapped_run(uint64_t addr, uint64_t max, bool& mapped) const;
   // True when every byte of the range is RAM (no allocation: the check DMA mapping makes
   // before it trusts a guest pointer).
-  bool is_ram(GuestRange range) const { return check_mapped(range.addr, range.len, true).ok(); }
+  bool is_ram(GuestRange range) const;
 
  private:
   struct Region {
@@ -90,6 +90,9 @@ class AddressSpace {
   };
   // The region holding `addr`, or null.
   const Region* find(uint64_t addr) const;
+  // The one region holding all of [addr, addr + len), or null (also for an empty range or
+  // one passing 2^64): the fast path of every access, which rarely straddles regions.
+  const Region* find_whole(uint64_t addr, uint64_t len) const;
   Status check_free(uint64_t base, uint64_t size, std::string_view what) const;
   // Checks [addr, addr + len) is fully mapped (and, when ram_only, only by RAM); a range
   // may end exactly at 2^64 but not pass it. An empty range is fine.

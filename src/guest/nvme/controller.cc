@@ -224,9 +224,35 @@ Result<Controller::Queue*> Controller::new_queue(uint16_t qid, uint32_t entries)
   return raw;
 }
 
+void Controller::InFlight::add(uint16_t cid, DataPointer pointer) {
+  if (!contains(cid)) ++count_;
+  bits_[cid / 64] |= uint64_t{1} << (cid % 64);
+  if (!pointer.list_pages.empty()) with_lists_[cid] = std::move(pointer);
+}
+
+bool Controller::InFlight::remove(uint16_t cid, std::optional<DataPointer>& lists) {
+  if (!contains(cid)) return false;
+  bits_[cid / 64] &= ~(uint64_t{1} << (cid % 64));
+  --count_;
+  if (with_lists_.empty()) return true;
+  if (auto it = with_lists_.find(cid); it != with_lists_.end()) {
+    lists = std::move(it->second);
+    with_lists_.erase(it);
+  }
+  return true;
+}
+
+std::vector<DataPointer> Controller::InFlight::clear() {
+  std::vector<DataPointer> lists;
+  for (auto& [cid, pointer] : with_lists_) lists.push_back(std::move(pointer));
+  with_lists_.clear();
+  std::fill(bits_.begin(), bits_.end(), 0);
+  count_ = 0;
+  return lists;
+}
+
 void Controller::free_queue_memory(Queue& queue) {
-  for (auto& [cid, pending] : queue.pending) (void)release(memory_, pending.pointer);
-  queue.pending.clear();
+  for (DataPointer& pointer : queue.in_flight.clear()) (void)release(memory_, pointer);
   if (queue.sq_memory) (void)memory_.free(queue.sq_memory);
   if (queue.cq_memory) (void)memory_.free(queue.cq_memory);
   queue.sq_memory = queue.cq_memory = 0;
@@ -286,11 +312,11 @@ Result<uint16_t> Controller::submit(uint16_t qid, Sqe sqe, const Transfer& data,
   Queue& q = **queue;
   if (q.ring.sq_space() == 0) {
     return Error(ErrorCode::kFailedPrecondition, "nvme: SQ {} is full ({} commands in flight)",
-                 qid, q.pending.size());
+                 qid, q.in_flight.size());
   }
   // A CID not in flight on this queue (0xffff is left out: some controllers reserve it).
   uint16_t cid = q.next_cid;
-  for (int tries = 0; q.pending.count(cid) || cid == 0xffff; ++tries) {
+  for (int tries = 0; q.in_flight.contains(cid) || cid == 0xffff; ++tries) {
     if (tries > 0x10000) return Error(ErrorCode::kInternal, "nvme: no free CID on queue {}", qid);
     cid = static_cast<uint16_t>(cid + 1);
   }
@@ -310,7 +336,7 @@ Result<uint16_t> Controller::submit(uint16_t qid, Sqe sqe, const Transfer& data,
     (void)release(memory_, pointer);
     return pushed;
   }
-  q.pending[cid] = Pending{std::move(pointer)};
+  q.in_flight.add(cid, std::move(pointer));
   if (ring) FERRY_RETURN_IF_ERROR(q.ring.ring_sq(*bus_));
   return cid;
 }
@@ -320,7 +346,7 @@ Result<uint16_t> Controller::submit_raw(uint16_t qid, const Sqe& sqe, bool ring)
   if (!queue.ok()) return queue.take_status();
   Queue& q = **queue;
   FERRY_RETURN_IF_ERROR(q.ring.push(*bus_, sqe));
-  q.pending[sqe.cid()] = Pending{};
+  q.in_flight.add(sqe.cid(), {});
   if (ring) FERRY_RETURN_IF_ERROR(q.ring.ring_sq(*bus_));
   return sqe.cid();
 }
@@ -340,20 +366,19 @@ Status Controller::write_cq_doorbell(uint16_t qid, uint32_t value) {
 }
 
 Status Controller::finish(Queue& queue, const Completion& completion) {
-  auto it = queue.pending.find(completion.cid);
-  if (it == queue.pending.end()) return {};  // not ours (a raw command sent twice, say)
-  Status released = release(memory_, it->second.pointer);
-  queue.pending.erase(it);
-  return released;
+  std::optional<DataPointer> lists;
+  // Not in flight: not ours (a raw command sent twice, say).
+  if (!queue.in_flight.remove(completion.cid, lists) || !lists) return {};
+  return release(memory_, *lists);
 }
 
 Result<size_t> Controller::collect(Queue& queue, size_t max) {
-  std::vector<Completion> fresh;
-  auto taken = queue.ring.reap(*bus_, max, fresh);
+  queue.fresh.clear();
+  auto taken = queue.ring.reap(*bus_, max, queue.fresh);
   if (!taken.ok()) return taken.take_status();
   if (*taken == 0) return size_t{0};
   FERRY_RETURN_IF_ERROR(queue.ring.ring_cq(*bus_));
-  for (const Completion& c : fresh) {
+  for (const Completion& c : queue.fresh) {
     FERRY_RETURN_IF_ERROR(finish(queue, c));
     queue.arrived.push_back(c);
   }
@@ -375,6 +400,13 @@ Result<std::optional<Completion>> Controller::poll(uint16_t qid) {
 }
 
 Result<std::vector<Completion>> Controller::reap(uint16_t qid, size_t max) {
+  std::vector<Completion> out;
+  auto taken = reap(qid, max, out);
+  if (!taken.ok()) return taken.take_status();
+  return out;
+}
+
+Result<size_t> Controller::reap(uint16_t qid, size_t max, std::vector<Completion>& out) {
   auto queue = find_queue(qid);
   if (!queue.ok()) return queue.take_status();
   Queue& q = **queue;
@@ -382,12 +414,12 @@ Result<std::vector<Completion>> Controller::reap(uint16_t qid, size_t max) {
     auto taken = collect(q, max - q.arrived.size());
     if (!taken.ok()) return taken.take_status();
   }
-  std::vector<Completion> out;
-  while (!q.arrived.empty() && out.size() < max) {
+  size_t handed = 0;
+  for (; !q.arrived.empty() && handed < max; ++handed) {
     out.push_back(q.arrived.front());
     q.arrived.pop_front();
   }
-  return out;
+  return handed;
 }
 
 Result<Completion> Controller::wait(uint16_t qid, uint16_t cid, std::optional<Millis> timeout) {
@@ -467,7 +499,7 @@ Status Controller::check(const Completion& completion, std::string_view what) {
 
 size_t Controller::in_flight(uint16_t qid) const {
   auto it = queues_.find(qid);
-  return it == queues_.end() ? 0 : it->second->pending.size();
+  return it == queues_.end() ? 0 : it->second->in_flight.size();
 }
 
 // ---- admin helpers --------------------------------------------------------------------------

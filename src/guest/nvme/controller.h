@@ -124,6 +124,8 @@ class Controller {
   Result<std::optional<Completion>> poll(uint16_t qid);
   // Up to `max` completions without waiting.
   Result<std::vector<Completion>> reap(uint16_t qid, size_t max);
+  // The same, appended to `out` (a caller's reused vector): the count appended.
+  Result<size_t> reap(uint16_t qid, size_t max, std::vector<Completion>& out);
   // The completion of `cid`, waiting up to the timeout (default: the configured one).
   Result<Completion> wait(uint16_t qid, uint16_t cid, std::optional<Millis> timeout = {});
   // submit() + wait(): the completion, whatever its status.
@@ -174,16 +176,33 @@ class Controller {
   uint64_t interrupts_taken() const { return interrupts_taken_; }
 
  private:
-  struct Pending {
-    DataPointer pointer;
+  // The commands in flight on a queue, by CID: a bit per CID (8 KiB for all 65536), so
+  // that submitting and completing a command costs no allocation, and the data pointers
+  // of the commands that own PRP-list or SGL-segment pages (freed at their completion).
+  class InFlight {
+   public:
+    bool contains(uint16_t cid) const { return bits_[cid / 64] >> (cid % 64) & 1; }
+    size_t size() const { return count_; }
+    void add(uint16_t cid, DataPointer pointer);
+    // False when `cid` was not in flight; else `lists` gets the pointer owning list pages,
+    // if the command had one.
+    bool remove(uint16_t cid, std::optional<DataPointer>& lists);
+    // Every command forgotten; the pointers owning list pages are handed back.
+    std::vector<DataPointer> clear();
+
+   private:
+    std::vector<uint64_t> bits_ = std::vector<uint64_t>(65536 / 64);
+    size_t count_ = 0;
+    std::map<uint16_t, DataPointer> with_lists_;
   };
   struct Queue {
     QueuePair ring;
     uint64_t sq_memory = 0;  // DmaMemory blocks holding the rings
     uint64_t cq_memory = 0;
     uint16_t next_cid = 0;
-    std::map<uint16_t, Pending> pending;
+    InFlight in_flight;
     std::deque<Completion> arrived;  // reaped, not yet handed out
+    std::vector<Completion> fresh;   // collect()'s scratch, kept to reuse its storage
     QueueInterrupts interrupts{true, 0};  // the admin CQ always interrupts on vector 0
   };
 

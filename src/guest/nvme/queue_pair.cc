@@ -1,6 +1,8 @@
 #include "guest/nvme/queue_pair.h"
 
 #include <algorithm>
+#include <array>
+#include <span>
 
 namespace ferry::guest::nvme {
 
@@ -31,8 +33,10 @@ Result<size_t> QueuePair::reap(GuestBus& bus, size_t max, std::vector<Completion
   size_t taken = 0;
   while (taken < max) {
     // Read a run of entries up to the ring's end in one transfer (a round trip over qtest).
-    size_t run = std::min<size_t>({max - taken, layout_.cq_entries - cq_head_, 64});
-    std::vector<uint8_t> bytes(run * sn::kCqeSize);
+    constexpr size_t kMaxRun = 64;
+    size_t run = std::min<size_t>({max - taken, layout_.cq_entries - cq_head_, kMaxRun});
+    std::array<uint8_t, kMaxRun * sn::kCqeSize> buffer;
+    auto bytes = std::span(buffer).first(run * sn::kCqeSize);
     FERRY_RETURN_IF_ERROR(
         bus.memory_read(layout_.cq_address + uint64_t{cq_head_} * sn::kCqeSize, bytes));
     size_t in_run = 0;
