@@ -258,6 +258,8 @@ TEST(NvmeData, RandomReadsAndWritesMatchTheModelAndTheImage) {
   constexpr uint64_t kPoolPages = 256;
   uint64_t pool = rig->alloc(kPoolPages * kPage);
   PlacementMaker maker(*rig, rng, pool, kPoolPages);
+  // The driver's PRP-list and SGL-segment pages come from here and go back at completion.
+  const uint64_t dma_in_use = rig->memory->bytes_in_use();
   std::vector<uint8_t> model(kRegionBlocks * kLba, 0);
   std::map<std::string, int> done;  // "write prp-scattered" -> count
 
@@ -325,6 +327,8 @@ TEST(NvmeData, RandomReadsAndWritesMatchTheModelAndTheImage) {
 
   Completion flush = run(*rig, kIoQueue, commands::flush(1));
   ASSERT_EQ(flush.code(), 0) << status_text(flush.status);
+  EXPECT_EQ(rig->c().in_flight(kIoQueue), 0u);
+  EXPECT_EQ(rig->memory->bytes_in_use(), dma_in_use) << "list pages kept after completion";
   std::vector<uint8_t> on_disk = image.read(0, model.size());
   for (uint64_t block = 0; block < kRegionBlocks; ++block) {
     ASSERT_TRUE(std::equal(on_disk.begin() + block * kLba, on_disk.begin() + (block + 1) * kLba,
