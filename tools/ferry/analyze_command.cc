@@ -20,7 +20,7 @@
 namespace ferry::tools {
 namespace {
 
-using vmstate::Json;
+using OrderedJson = vmstate::Json;  // QEMU's key order, as analyze-migration.py prints it
 namespace wire = migration::wire;
 
 constexpr int kMaxDepth = 32;  // vmdesc nesting we follow; analyze_stream stops at the same
@@ -55,7 +55,7 @@ std::string hex_bytes(std::span<const uint8_t> raw) {
   return s;
 }
 
-uint64_t json_u64(const Json& j, const char* key, uint64_t fallback) {
+uint64_t json_u64(const OrderedJson& j, const char* key, uint64_t fallback) {
   auto it = j.find(key);
   if (it == j.end() || !it->is_number_integer()) return fallback;
   if (it->is_number_unsigned()) return it->get<uint64_t>();
@@ -71,27 +71,27 @@ class BodyDecoder {
  public:
   explicit BodyDecoder(std::span<const uint8_t> bytes) : bytes_(bytes) {}
 
-  Status decode(const Json& desc, uint64_t offset, Json& out) {
+  Status decode(const OrderedJson& desc, uint64_t offset, OrderedJson& out) {
     pos_ = offset;
     return body(desc, out, 0);
   }
   uint64_t position() const { return pos_; }
 
  private:
-  Status body(const Json& desc, Json& out, int depth) {
+  Status body(const OrderedJson& desc, OrderedJson& out, int depth) {
     if (depth > kMaxDepth)
       return Error(ErrorCode::kCorrupt, "offset {}: vmdesc nests too deeply", pos_);
-    out = Json::object();
+    out = OrderedJson::object();
     auto fields = desc.find("fields");
     if (fields != desc.end() && fields->is_array()) {
-      for (const Json& f : *fields) FERRY_RETURN_IF_ERROR(field(f, out, depth));
+      for (const OrderedJson& f : *fields) FERRY_RETURN_IF_ERROR(field(f, out, depth));
     }
     // Each subsection sits beside the fields under its own name ("nvme-state/error-log"),
     // as analyze-migration.py puts it; the '/' in the name keeps it apart from any field.
     auto subs = desc.find("subsections");
     if (subs != desc.end() && subs->is_array() && !subs->empty()) {
-      Json& decoded = out;
-      for (const Json& sub : *subs) {
+      OrderedJson& decoded = out;
+      for (const OrderedJson& sub : *subs) {
         uint64_t at = pos_;
         FERRY_RETURN_IF_ERROR(need(2, "subsection header"));
         if (bytes_[pos_] != wire::kSubsection)
@@ -108,22 +108,22 @@ class BodyDecoder {
     return {};
   }
 
-  Status field(const Json& f, Json& out, int depth) {
+  Status field(const OrderedJson& f, OrderedJson& out, int depth) {
     if (!f.is_object()) return Error(ErrorCode::kCorrupt, "vmdesc field is not an object");
     std::string name = f.value("name", "?");
     uint64_t size = json_u64(f, "size", ~uint64_t{0});
     if (size == ~uint64_t{0})
       return Error(ErrorCode::kCorrupt, "vmdesc field '{}' has no size", name);
-    Json value;
+    OrderedJson value;
     if (f.contains("array_len")) {
       uint64_t count = json_u64(f, "array_len", ~uint64_t{0});
       if (count == ~uint64_t{0} || (size != 0 && count > remaining() / size) ||
           (size == 0 && count > remaining() + 1))
         return Error(ErrorCode::kCorrupt, "offset {}: field '{}' of {} x {} bytes does not fit",
                      pos_, name, count, size);
-      value = Json::array();
+      value = OrderedJson::array();
       for (uint64_t i = 0; i < count; ++i) {
-        Json element;
+        OrderedJson element;
         FERRY_RETURN_IF_ERROR(element_value(f, size, element, depth));
         value.push_back(std::move(element));
       }
@@ -132,8 +132,8 @@ class BodyDecoder {
     }
     // QEMU names the elements of some arrays one by one ("index"): gather them in a list.
     if (f.contains("index")) {
-      Json& slot = out[name];
-      if (!slot.is_array()) slot = Json::array();
+      OrderedJson& slot = out[name];
+      if (!slot.is_array()) slot = OrderedJson::array();
       slot.push_back(std::move(value));
       return {};
     }
@@ -143,7 +143,7 @@ class BodyDecoder {
     return {};
   }
 
-  Status element_value(const Json& f, uint64_t size, Json& value, int depth) {
+  Status element_value(const OrderedJson& f, uint64_t size, OrderedJson& value, int depth) {
     FERRY_RETURN_IF_ERROR(need(size, f.value("name", "?")));
     const uint64_t at = pos_;
     auto nested = f.find("struct");
@@ -224,10 +224,10 @@ class RamPages {
     }
   }
 
-  Json to_json() const {
-    Json out = Json::object();
+  OrderedJson to_json() const {
+    OrderedJson out = OrderedJson::object();
     for (const auto& [block, pages] : pages_) {
-      Json& b = out[block] = Json::object();
+      OrderedJson& b = out[block] = OrderedJson::object();
       for (const auto& [offset, what] : pages) b[offset] = what;
     }
     return out;
@@ -259,12 +259,13 @@ class RamPages {
   std::map<std::string, std::map<std::string, std::string>> pages_;  // sorted by offset
 };
 
-const Json* vmdesc_device(const Json& analysis, const std::string& idstr, uint64_t instance) {
+const OrderedJson* vmdesc_device(const OrderedJson& analysis, const std::string& idstr,
+                                 uint64_t instance) {
   auto vmdesc = analysis.find("vmdesc");
   if (vmdesc == analysis.end() || !vmdesc->is_object()) return nullptr;
   auto devices = vmdesc->find("devices");
   if (devices == vmdesc->end() || !devices->is_array()) return nullptr;
-  for (const Json& d : *devices) {
+  for (const OrderedJson& d : *devices) {
     if (d.is_object() && d.value("name", "") == idstr &&
         json_u64(d, "instance_id", ~0ull) == instance)
       return &d;
@@ -273,10 +274,10 @@ const Json* vmdesc_device(const Json& analysis, const std::string& idstr, uint64
 }
 
 // The end of the last record analyze_stream saw: where its walk stopped.
-uint64_t walked_to(const Json& analysis) {
-  const Json& records = analysis["records"];
+uint64_t walked_to(const OrderedJson& analysis) {
+  const OrderedJson& records = analysis["records"];
   if (!records.is_array() || records.empty()) return 0;
-  const Json& last = records.back();
+  const OrderedJson& last = records.back();
   std::string type = last.value("type", "");
   uint64_t at = json_u64(last, "offset", 0);
   if (type == "vmdesc") return at + 5 + json_u64(last, "length", 0);
@@ -294,14 +295,15 @@ Result<AnalyzeDump> parse_analyze_dump(std::string_view text) {
                text);
 }
 
-Result<Json> decode_state(std::span<const uint8_t> bytes, const Json& analysis, bool memory) {
-  Json state = Json::object();
-  const Json& records = analysis["records"];
+Result<OrderedJson> decode_state(std::span<const uint8_t> bytes, const OrderedJson& analysis,
+                                 bool memory) {
+  OrderedJson state = OrderedJson::object();
+  const OrderedJson& records = analysis["records"];
   if (!records.is_array()) return Error(ErrorCode::kInvalidArgument, "analysis has no records");
   BodyDecoder decoder(bytes);
   RamPages pages(bytes);
   bool any_ram = false;
-  for (const Json& rec : records) {
+  for (const OrderedJson& rec : records) {
     std::string type = rec.value("type", "");
     std::string idstr = rec.value("idstr", "");
     uint64_t id = json_u64(rec, "section_id", 0);
@@ -311,16 +313,16 @@ Result<Json> decode_state(std::span<const uint8_t> bytes, const Json& analysis, 
       uint64_t body = json_u64(rec, "body_offset", ~0ull);
       if (is_ram) {
         any_ram = true;
-        Json sizes = Json::object();
-        for (const Json& b : analysis["ram"]["blocks"])
+        OrderedJson sizes = OrderedJson::object();
+        for (const OrderedJson& b : analysis["ram"]["blocks"])
           sizes[b.value("idstr", "?")] = fmt::format("0x{:016x}", json_u64(b, "length", 0));
         state[key] = {{"section sizes", std::move(sizes)}};
         if (memory) FERRY_RETURN_IF_ERROR(pages.body(body));
         continue;
       }
-      const Json* desc = vmdesc_device(analysis, idstr, json_u64(rec, "instance_id", 0));
+      const OrderedJson* desc = vmdesc_device(analysis, idstr, json_u64(rec, "instance_id", 0));
       if (!desc) return Error(ErrorCode::kCorrupt, "section '{}' has no vmdesc entry", key);
-      Json fields;
+      OrderedJson fields;
       FERRY_RETURN_IF_ERROR(decoder.decode(*desc, body, fields));
       if (decoder.position() != body + json_u64(rec, "body_size", 0))
         return Error(ErrorCode::kCorrupt, "section '{}': decoded {} bytes, the walk measured {}",
@@ -341,8 +343,8 @@ int run_analyze(const AnalyzeOptions& options) {
                  std::string(bytes.status().message()).c_str());
     return 2;
   }
-  Json analysis = migration::analyze_stream(*bytes);
-  const Json& errors = analysis["errors"];
+  OrderedJson analysis = migration::analyze_stream(*bytes);
+  const OrderedJson& errors = analysis["errors"];
   bool malformed = errors.is_array() && !errors.empty();
 
   if (options.dump == AnalyzeDump::kRecords) {
@@ -365,7 +367,7 @@ int run_analyze(const AnalyzeOptions& options) {
   }
 
   if (malformed) {
-    const Json& e = errors.front();
+    const OrderedJson& e = errors.front();
     std::fprintf(stderr, "ferry analyze: %s: offset %llu: %s\n", options.file.c_str(),
                  static_cast<unsigned long long>(json_u64(e, "offset", 0)),
                  e.value("reason", "malformed").c_str());

@@ -14,8 +14,6 @@ namespace sn = spec::nvme;
 
 namespace {
 
-constexpr uint16_t kDnr = sn::kStatusDnr;
-
 void put_padded(std::span<uint8_t> out, size_t at, std::string_view text, size_t width) {
   for (size_t i = 0; i < width; ++i) out[at + i] = i < text.size() ? text[i] : ' ';
 }
@@ -37,7 +35,6 @@ bool admin_opcode_supported(uint8_t opcode) {
   }
 }
 
-bool nsid_valid(uint32_t nsid) { return nvme::nsid_valid(nsid, kMaxNamespaces); }
 
 // Firmware revision: the one QEMU 7.2 (Debian bookworm) reports, so identify data match.
 constexpr std::string_view kFirmwareRevision = "7.2.22";
@@ -222,7 +219,7 @@ uint16_t Controller::admin_identify(Request& request) {
   switch (cns) {
     case sn::kCnsNamespace:
     case sn::kCnsCsiNamespace:
-      if (!nsid_valid(nsid) || nsid == kBroadcastNsid)
+      if (!nsid_valid(nsid, kMaxNamespaces) || nsid == kBroadcastNsid)
         return sn::kInvalidNamespaceOrFormat | kDnr;
       if (cns == sn::kCnsCsiNamespace && csi != sn::kCsiNvm) return sn::kInvalidField | kDnr;
       if (const Namespace* ns = find_namespace(nsid)) {
@@ -249,7 +246,7 @@ uint16_t Controller::admin_identify(Request& request) {
       status = active_list();
       break;
     case sn::kCnsNamespaceDescriptors: {
-      if (!nsid_valid(nsid) || nsid == kBroadcastNsid)
+      if (!nsid_valid(nsid, kMaxNamespaces) || nsid == kBroadcastNsid)
         return sn::kInvalidNamespaceOrFormat | kDnr;
       const Namespace* ns = find_namespace(nsid);
       if (!ns) return sn::kInvalidField | kDnr;

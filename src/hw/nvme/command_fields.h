@@ -11,6 +11,8 @@
 namespace ferry::nvme {
 
 inline constexpr uint32_t kBroadcastNsid = 0xffffffff;
+// Do Not Retry, or'ed into the statuses of commands that would fail again.
+inline constexpr uint16_t kDnr = spec::nvme::kStatusDnr;
 
 inline uint32_t load_le32(const uint8_t* p) {
   return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;

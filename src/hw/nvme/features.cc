@@ -15,9 +15,8 @@ namespace sn = spec::nvme;
 
 namespace {
 
-constexpr uint16_t kDnr = sn::kStatusDnr;
-// Get Features SEL = 3 bits.
-constexpr uint32_t kCapSaveable = 1u << 0, kCapNamespace = 1u << 1, kCapChangeable = 1u << 2;
+// Get Features SEL = 3 bits (bit 0, saveable, is never set: nothing is saveable).
+constexpr uint32_t kCapNamespace = 1u << 1, kCapChangeable = 1u << 2;
 constexpr uint32_t kErrorRecoveryDulbe = 1u << 16;
 // Arbitration: AB 2:0, LPW 15:8, MPW 23:16, HPW 31:24 (bits 7:3 reserved).
 constexpr uint32_t kArbitrationMask = 0xffffff07;
@@ -45,7 +44,6 @@ int64_t feature_capabilities(uint8_t fid) {
   }
 }
 
-bool nsid_valid(uint32_t nsid) { return nvme::nsid_valid(nsid, kMaxNamespaces); }
 
 }  // namespace
 
@@ -63,7 +61,7 @@ uint16_t Controller::admin_get_features(Request& request) {
   int64_t caps = feature_capabilities(fid);
   if (caps < 0) return sn::kInvalidField | kDnr;
   if (caps & kCapNamespace) {
-    if (!nsid_valid(nsid) || nsid == kBroadcastNsid) return sn::kInvalidNamespaceOrFormat | kDnr;
+    if (!nsid_valid(nsid, kMaxNamespaces) || nsid == kBroadcastNsid) return sn::kInvalidNamespaceOrFormat | kDnr;
     if (!find_namespace(nsid)) return sn::kInvalidField | kDnr;
   }
   if (sel == 3) {
@@ -126,11 +124,11 @@ uint16_t Controller::admin_set_features(Request& request) {
   if (caps < 0) return sn::kInvalidField | kDnr;
   if (caps & kCapNamespace) {
     if (nsid != kBroadcastNsid) {
-      if (!nsid_valid(nsid)) return sn::kInvalidNamespaceOrFormat | kDnr;
+      if (!nsid_valid(nsid, kMaxNamespaces)) return sn::kInvalidNamespaceOrFormat | kDnr;
       if (!find_namespace(nsid)) return sn::kInvalidField | kDnr;
     }
   } else if (nsid != 0 && nsid != kBroadcastNsid) {
-    if (!nsid_valid(nsid)) return sn::kInvalidNamespaceOrFormat | kDnr;
+    if (!nsid_valid(nsid, kMaxNamespaces)) return sn::kInvalidNamespaceOrFormat | kDnr;
     return sn::kFeatureNotNamespaceSpecific | kDnr;
   }
   if (!(caps & kCapChangeable)) return sn::kFeatureNotChangeable | kDnr;

@@ -24,7 +24,6 @@ namespace sn = spec::nvme;
 
 namespace {
 
-constexpr uint16_t kDnr = sn::kStatusDnr;
 constexpr uint32_t kDsmDeallocate = 1u << 2;  // cdw11 AD
 constexpr size_t kDsmRangeSize = 16;
 

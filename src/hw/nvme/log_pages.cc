@@ -15,7 +15,6 @@ namespace sn = spec::nvme;
 
 namespace {
 
-constexpr uint16_t kDnr = sn::kStatusDnr;
 // Commands Supported and Effects bits.
 constexpr uint32_t kEffectSupported = 1u << 0, kEffectLbaChange = 1u << 1;
 

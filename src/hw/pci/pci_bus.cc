@@ -4,14 +4,6 @@
 
 namespace ferry::pci {
 
-namespace {
-
-uint32_t all_ones(unsigned size) {
-  return size >= 4 ? 0xffffffffu : (1u << (8 * size)) - 1;
-}
-
-}  // namespace
-
 PciBus::PciBus(PciHost& host, InterruptSink& irqs, MsiSink& msi, PciBusOptions options)
     : host_(host), irqs_(irqs), msi_(msi), options_(options) {
   auto bridge = std::make_unique<PciHostBridge>();

@@ -18,10 +18,6 @@ bool overlaps(uint32_t offset, unsigned size, uint32_t start, uint32_t length) {
 
 bool valid_access_size(unsigned size) { return size == 1 || size == 2 || size == 4; }
 
-uint32_t all_ones(unsigned size) {
-  return size >= 4 ? 0xffffffffu : (1u << (8 * size)) - 1;
-}
-
 }  // namespace
 
 std::string_view bar_type_name(BarType type) {
