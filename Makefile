@@ -28,6 +28,10 @@ demo: release
 # threads, the NVMe controller over them, ferry-vm migrating, QMP/qtest servers, the vCPU
 # waiting for interrupts) under TSan.
 test: test-release test-asan test-tsan
+# The release, asan and tsan presets compile in unity batches (CMAKE_UNITY_BUILD): each batch
+# parses the shared headers once, which takes about a third off the three builds of `make
+# test`. The debug preset compiles file by file, so it still shows a file that does not
+# include what it uses.
 
 test-release: release
 	@ctest --preset release -j $(JOBS)
