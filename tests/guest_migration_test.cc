@@ -394,12 +394,13 @@ TEST(GuestMigration, ADestinationKilledHalfWayLeavesTheSourceWorkloadIntact) {
 }
 
 // The destination dies after the source stopped for stop-and-copy: while the source drains
-// the controller (writes slowed to 300 ms hold it there), or once it has sent everything and
-// waits on the return path (the destination stopped with SIGSTOP, then killed). The source
-// runs again, its workload goes on without an error, and the next migration succeeds. (If
-// the destination had said "loaded" before it froze, the source had already told it "go":
-// it cannot know the destination never started, so it stays paused until the operator,
-// who killed the destination, continues it.)
+// the controller (writes slowed to 2 s hold it there: the window in which the test, seeing
+// the "device" status, must stop the destination before it can load and answer), or once
+// it has sent everything and waits on the return path (the destination stopped with
+// SIGSTOP, then killed). The source runs again, its workload goes on without an error, and
+// the next migration succeeds. (If the destination had said "loaded" before it froze, the
+// source had already told it "go": it cannot know the destination never started, so it
+// stays paused until the operator, who killed the destination, continues it.)
 TEST(GuestMigration, ADestinationKilledAfterStopAndCopyBeganLeavesTheSourceRunning) {
   SharedDisk disk(64 << 20);
   const std::string guest = "verify,device=n0,rw=randrw,bs=4k,iodepth=16,size=16M,loops=100000";
@@ -411,7 +412,7 @@ TEST(GuestMigration, ADestinationKilledAfterStopAndCopyBeganLeavesTheSourceRunni
     std::string uri = "unix:" + unique_base("guest-mig") + ".sock";
     auto doomed = FerryVm::start(kFerryVm, vm_args(disk, guest, {"-incoming", uri}, "64M"));
     ASSERT_TRUE(doomed);
-    src->ok("x-blkdebug-inject", Json{{"drive", "d0"}, {"op", "write"}, {"delay-ms", 300}});
+    src->ok("x-blkdebug-inject", Json{{"drive", "d0"}, {"op", "write"}, {"delay-ms", 2000}});
     src->ok("migrate", Json{{"uri", uri}});
     Json q;
     for (int i = 0; i < 10000; ++i) {
