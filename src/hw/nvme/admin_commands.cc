@@ -35,7 +35,6 @@ bool admin_opcode_supported(uint8_t opcode) {
   }
 }
 
-
 // Firmware revision: the one QEMU 7.2 (Debian bookworm) reports, so identify data match.
 constexpr std::string_view kFirmwareRevision = "7.2.22";
 

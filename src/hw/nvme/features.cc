@@ -44,7 +44,6 @@ int64_t feature_capabilities(uint8_t fid) {
   }
 }
 
-
 }  // namespace
 
 uint64_t Controller::current_timestamp_ms() const {
@@ -61,7 +60,8 @@ uint16_t Controller::admin_get_features(Request& request) {
   int64_t caps = feature_capabilities(fid);
   if (caps < 0) return sn::kInvalidField | kDnr;
   if (caps & kCapNamespace) {
-    if (!nsid_valid(nsid, kMaxNamespaces) || nsid == kBroadcastNsid) return sn::kInvalidNamespaceOrFormat | kDnr;
+    if (!nsid_valid(nsid, kMaxNamespaces) || nsid == kBroadcastNsid)
+      return sn::kInvalidNamespaceOrFormat | kDnr;
     if (!find_namespace(nsid)) return sn::kInvalidField | kDnr;
   }
   if (sel == 3) {

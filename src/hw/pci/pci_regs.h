@@ -28,12 +28,12 @@ inline constexpr uint32_t kCapabilityPointer = 0x34;
 inline constexpr uint32_t kInterruptLine = 0x3c;
 inline constexpr uint32_t kInterruptPin = 0x3d;
 inline constexpr uint32_t kFirstCapability = 0x40;     // where standard capabilities start
+inline constexpr uint32_t kExtendedCapabilities = 0x100;
 
 // What a configuration read of `size` bytes returns where nothing answers: all ones.
 inline constexpr uint32_t all_ones(unsigned size) {
   return size >= 4 ? 0xffffffffu : (1u << (8 * size)) - 1;
 }
-inline constexpr uint32_t kExtendedCapabilities = 0x100;
 
 inline constexpr int kBarCount = 6;
 
