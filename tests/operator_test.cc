@@ -212,19 +212,23 @@ TEST(OperatorQtest, MalformedNumbersGetFailAndTheVmCarriesOn) {
 // ---- termination signals ---------------------------------------------------------------------
 
 // SIGTERM, SIGINT and SIGHUP as QEMU: SHUTDOWN {"guest": false, "reason": "host-signal"},
-// exit status 0, the QMP socket removed, and QEMU's report naming the signal and sender.
+// exit status 0, the QMP and incoming-migration sockets removed, and QEMU's report naming
+// the signal and its sender.
 TEST(OperatorSignals, TerminationSignalsEndTheVmCleanly) {
   for (int signo : {SIGTERM, SIGINT, SIGHUP}) {
     SCOPED_TRACE(strsignal(signo));
-    auto vm = start_vm({"-S"});
+    std::string incoming = unique_base("op-incoming") + ".sock";
+    auto vm = start_vm({"-incoming", "unix:" + incoming});
     ASSERT_TRUE(vm);
     expect_answers(*vm->qmp, *vm->process);
+    EXPECT_EQ(::access(incoming.c_str(), F_OK), 0) << "the VM listens for a migration";
     ASSERT_EQ(::kill(vm->process->pid(), signo), 0);
     auto event = vm->qmp->wait_event("SHUTDOWN", kDeadline);
     ASSERT_TRUE(event.ok()) << event.status().to_string() << "\n" << vm->process->stderr_text();
     EXPECT_EQ((*event)["data"], Json::parse(R"({"guest": false, "reason": "host-signal"})"));
     EXPECT_EQ(vm->process->wait(kDeadline), 0) << vm->process->stderr_text();
     EXPECT_NE(::access(vm->qmp_path.c_str(), F_OK), 0) << "the QMP socket is left behind";
+    EXPECT_NE(::access(incoming.c_str(), F_OK), 0) << "the migration socket is left behind";
     EXPECT_NE(vm->process->stderr_text().find(
                   fmt::format("ferry-vm: terminating on signal {} from pid {}", signo, getpid())),
               std::string::npos)
