@@ -68,6 +68,9 @@ std::string join_choices(const std::vector<std::string>& choices) {
 Result<OptValue> typed_value(const OptSchema& schema, const OptSpec& spec,
                              const std::string& text) {
   auto bad = [&](std::string_view expected) {
+    if (schema.location_shows_argument)
+      return Error(ErrorCode::kInvalidArgument, "{}: Parameter '{}' expects {}", schema.option,
+                   spec.name, expected);
     return Error(ErrorCode::kInvalidArgument, "{}: Parameter '{}' expects {}, found '{}'",
                  schema.option, spec.name, expected, text);
   };
@@ -101,9 +104,10 @@ Result<OptValue> typed_value(const OptSchema& schema, const OptSpec& spec,
           return Error(ErrorCode::kOutOfRange, "{}: Value '{}' is out of range for parameter '{}'",
                        schema.option, text, spec.name);
         }
-        return bad(
-            "a size (a non-negative number below 2^64 with an optional suffix "
-            "B, K, M, G, T, P or E)");
+        // QEMU's message and hint, word for word.
+        Status error = bad("a non-negative number below 2^64");
+        return Error(error.code(), "{}\nOptional suffix k, M, G, T, P or E means kilo-, mega-, "
+                     "giga-, tera-, peta-\nand exabytes, respectively.", error.message());
       }
       return OptValue(*n);
     }
@@ -219,8 +223,12 @@ Result<uint64_t> parse_size(std::string_view text, uint64_t default_unit) {
   std::string_view whole = number.substr(0, dot);
   std::string_view fraction = dot == std::string_view::npos ? "" : number.substr(dot + 1);
   if (dot != std::string_view::npos) {
-    // A fraction needs a unit to apply to, and digits after the dot.
-    if (unit == 1 || fraction.empty() || fraction.find('.') != std::string_view::npos) {
+    // A fraction needs a unit bigger than a byte and digits after the dot; a non-zero one
+    // also a suffix written after it (QEMU refuses "-m 1.5" though -m counts in MiB, and
+    // takes "-m 2.0").
+    bool nonzero_fraction = fraction.find_first_not_of('0') != std::string_view::npos;
+    if (unit == 1 || (suffix.empty() && nonzero_fraction) || fraction.empty() ||
+        fraction.find('.') != std::string_view::npos) {
       return bad();
     }
   }
@@ -290,7 +298,13 @@ std::optional<uint64_t> Opts::number(std::string_view key) const {
   return std::get<uint64_t>(*v);
 }
 
-Result<Opts> parse_opts(const OptSchema& schema, std::string_view text) {
+Result<Opts> parse_opts(const OptSchema& given, std::string_view text) {
+  OptSchema located;
+  if (given.location_shows_argument) {
+    located = given;
+    located.option = fmt::format("{} {}", given.option, text);
+  }
+  const OptSchema& schema = given.location_shows_argument ? located : given;
   Opts opts;
   std::vector<std::string> elements;
   if (!text.empty()) elements = split_elements(text);

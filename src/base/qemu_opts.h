@@ -45,6 +45,9 @@ struct OptSchema {
   std::vector<OptSpec> properties;
   // kSize values without a suffix are multiplied by this (QEMU's -m takes MiB).
   uint64_t size_default_unit = 1;
+  // Errors start "OPTION ARGUMENT:" (QEMU's location, as for "-m 1.5") instead of
+  // "OPTION:", so a value error need not repeat the value.
+  bool location_shows_argument = false;
 
   const OptSpec* find(std::string_view name) const;
 };
@@ -86,8 +89,8 @@ Result<Opts> parse_opts(const OptSchema& schema, std::string_view text);
 // The value parsers, usable alone. Errors say what was expected and what was found.
 Result<bool> parse_bool(std::string_view text);
 Result<uint64_t> parse_number(std::string_view text);
-// QEMU's size syntax: decimal (with an optional fraction when a unit bigger than bytes
-// applies) or 0x hex without suffix; suffixes are case-insensitive.
+// QEMU's size syntax: decimal (with an optional fraction when a suffix bigger than B
+// follows) or 0x hex without suffix; suffixes are case-insensitive.
 Result<uint64_t> parse_size(std::string_view text, uint64_t default_unit = 1);
 
 // The property list as `-device nvme,help` prints it:

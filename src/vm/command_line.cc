@@ -15,7 +15,7 @@ namespace ferry::vm {
 namespace {
 
 const OptSchema kMemory{"-m", "size", {{"size", OptType::kSize, "128M", "guest RAM size"}},
-                        1ull << 20};
+                        1ull << 20, /*location_shows_argument=*/true};
 const OptSchema kMachine{"-machine", "type",
                          {{"type", OptType::kString, std::string(kMachineType), "machine type",
                            {"ferry", std::string(kMachineType)}},
@@ -32,7 +32,7 @@ const OptSchema kAccel{"-accel", "accel", {{"accel", OptType::kString, "none",
                                             "qtest: the clock moves only through qtest"}}};
 const OptSchema kQmp{"-qmp", "path",
                      {{"path", OptType::kString, "", "unix:PATH"},
-                      {"server", OptType::kBool, "on", "listen for clients (must be on)"},
+                      {"server", OptType::kBool, "off", "on: listen for clients; off: connect to PATH"},
                       {"wait", OptType::kBool, "off", "wait for a client before starting (must be off)"}}};
 const OptSchema kQtest{"-qtest", "path", {{"path", OptType::kString, "", "unix:PATH to connect to"}}};
 const std::string kUsage =
@@ -51,7 +51,8 @@ const std::string kUsage =
     "  -blkdebug drive=ID,op=read|write|flush|discard|write-zeroes|any\n"
     "         [,errno=EIO|ENOSPC|none][,offset=N][,length=N][,after=N][,once=on][,delay-ms=N]\n"
     "                             inject faults into a drive (tests)\n"
-    "  -qmp unix:PATH,server=on,wait=off   QMP control socket\n"
+    "  -qmp unix:PATH,server=on,wait=off   QMP control socket (listening)\n"
+    "  -qmp unix:PATH             QMP over a connection to a listening socket\n"
     "  -qtest unix:PATH           connect to a qtest socket\n"
     "  -S                         do not start running (prelaunch)\n"
     "  -incoming URI|defer        wait for a migration stream (tcp: unix: file: fd: exec:)\n"
@@ -99,7 +100,8 @@ Status parse_blkdebug(const std::string& text, CommandLine& out) {
   std::string drive(first.substr(6));
   rest.remove_prefix(std::min(rest.size(), first.size() + 1));
   auto rule = block::parse_fault_rule(rest);
-  if (!rule.ok()) return rule.take_status().prepend_message("-blkdebug");
+  // The rule's errors already name -blkdebug (the fault schema's option).
+  if (!rule.ok()) return rule.take_status();
   out.machine.faults.push_back({std::move(drive), *rule});
   return {};
 }
@@ -205,6 +207,10 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& args) {
         return Error(ErrorCode::kInvalidArgument, "-object {}: Parameter 'size' is missing", v);
       if (spec.backing == memory::RamBacking::kFile && spec.mem_path.empty())
         return Error(ErrorCode::kInvalidArgument, "-object {}: Parameter 'mem-path' is missing", v);
+      for (const memory::RamBlockSpec& earlier : backends)
+        if (earlier.idstr == spec.idstr)
+          return Error(ErrorCode::kInvalidArgument, "-object {}: Duplicate ID '{}' for object", v,
+                       spec.idstr);
       backends.push_back(std::move(spec));
     } else if (opt == "-accel") {
       auto opts = parse_opts(kAccel, v);
@@ -223,9 +229,10 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& args) {
     } else if (opt == "-qmp") {
       auto opts = parse_opts(kQmp, v);
       if (!opts.ok()) return opts.take_status();
-      if (opts->boolean("server") != true || opts->boolean("wait") != false)
-        return Error(ErrorCode::kInvalidArgument, "-qmp {}: only server=on,wait=off is supported", v);
+      if (opts->boolean("wait") != false)
+        return Error(ErrorCode::kInvalidArgument, "-qmp {}: only wait=off is supported", v);
       out.machine.qmp = opts->string("path").value_or("");
+      out.machine.qmp_server = opts->boolean("server").value_or(false);
     } else if (opt == "-qtest") {
       auto opts = parse_opts(kQtest, v);
       if (!opts.ok()) return opts.take_status();

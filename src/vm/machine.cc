@@ -139,8 +139,9 @@ Status Machine::build() {
   FERRY_RETURN_IF_ERROR(start_guest_program());
 
   if (!config_.qmp.empty()) {
-    auto qmp = QmpServer::listen(loop_, config_.qmp, QmpVersion{});
-    if (!qmp.ok()) return qmp.take_status().prepend_message("-qmp");
+    auto qmp = config_.qmp_server ? QmpServer::listen(loop_, config_.qmp, QmpVersion{})
+                                  : QmpServer::connect(loop_, config_.qmp, QmpVersion{});
+    if (!qmp.ok()) return qmp.take_status().prepend_message("-qmp " + config_.qmp);
     qmp_ = std::move(qmp).value();
     FERRY_RETURN_IF_ERROR(register_qmp_commands());
     FERRY_RETURN_IF_ERROR(migration_->register_qmp_commands(*qmp_));
@@ -407,6 +408,16 @@ void Machine::request_exit(int exit_code) {
   loop_.quit();
 }
 
+void Machine::shutdown(std::string_view reason) {
+  if (qmp_) qmp_->emit_event("SHUTDOWN", Json{{"guest", false}, {"reason", reason}});
+  // Exit once the reply and the event have been queued and flushed by the next loop
+  // iteration. Teardown then stops the vCPU first and each device drains its backend's
+  // in-flight I/O as it goes (no STOP event, as QEMU's shutdown).
+  loop_.schedule([this] {
+    if (!exit_requested()) request_exit(0);
+  });
+}
+
 // ---- PCI host side -------------------------------------------------------------------------
 
 // "00:03.0/bar2": unique per device and BAR, so unmapping finds exactly this region.
@@ -646,9 +657,7 @@ Status Machine::register_qmp_commands() {
   }));
   FERRY_RETURN_IF_ERROR(qmp_->add_command("quit", [this](const Json& args) -> Result<Json> {
     FERRY_RETURN_IF_ERROR(QmpArgs(args).finish());
-    qmp_->emit_event("SHUTDOWN", Json{{"guest", false}, {"reason", "host-qmp-quit"}});
-    // Exit once this reply has been queued and flushed by the next loop iteration.
-    loop_.schedule([this] { request_exit(0); });
+    shutdown("host-qmp-quit");
     return Json::object();
   }));
   FERRY_RETURN_IF_ERROR(qmp_->add_command("query-pci", [this](const Json& args) -> Result<Json> {

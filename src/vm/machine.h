@@ -96,6 +96,7 @@ struct MachineConfig {
   bool start_paused = false;  // -S
   bool qtest_clock = false;   // -accel qtest: the clock moves only through qtest
   std::string qmp;            // unix:PATH
+  bool qmp_server = false;    // server=on: listen at PATH; off: connect to it, as QEMU
   std::string qtest;          // unix:PATH
   std::string incoming;       // -incoming URI or "defer"; empty: not a destination
   bool only_migratable = false;  // refuse to start with a migration blocker
@@ -118,6 +119,10 @@ class Machine final : public pci::PciHost,
   Status set_run_state(RunState to);
   // Asks the main loop to end; run() then returns `exit_code`.
   void request_exit(int exit_code);
+  // Ends the VM as QEMU does on `quit` or a host signal: a SHUTDOWN event with `reason`
+  // ("host-qmp-quit", "host-signal"), then, once queued replies are flushed, the main loop
+  // ends as request_exit(0) does (teardown drains guest I/O).
+  void shutdown(std::string_view reason);
   bool exit_requested() const { return exit_code_.has_value(); }
   int exit_code() const { return exit_code_.value_or(0); }
 

@@ -256,18 +256,17 @@ Status MigrationControl::register_qmp_commands(QmpServer& qmp) {
   }));
   FERRY_RETURN_IF_ERROR(qmp.add_command("migrate-set-parameters", [this](const Json& args) -> Result<Json> {
     QmpArgs a(args);
-    auto bandwidth = a.optional_integer("max-bandwidth");
+    auto bandwidth = a.optional_uint64("max-bandwidth");
     if (!bandwidth.ok()) return bandwidth.take_status();
-    auto downtime = a.optional_integer("downtime-limit");
+    auto downtime = a.optional_uint64("downtime-limit");
     if (!downtime.ok()) return downtime.take_status();
     FERRY_RETURN_IF_ERROR(a.finish());
-    if (*bandwidth && **bandwidth < 0)
-      return Error(ErrorCode::kInvalidArgument, "Parameter 'max-bandwidth' expects a non-negative value");
-    if (*downtime && (**downtime < 0 || **downtime > 2000000))
+    if (*downtime && **downtime > 2000000)
       return Error(ErrorCode::kInvalidArgument,
-                   "Parameter 'downtime_limit' expects an integer in the range of 0 to 2000 seconds");
-    if (*bandwidth) params_.max_bandwidth = static_cast<uint64_t>(**bandwidth);
-    if (*downtime) params_.downtime_limit_ms = static_cast<uint64_t>(**downtime);
+                   "Parameter 'downtime_limit' expects an integer in the range of 0 to (2000 * "
+                   "1000) ms");
+    if (*bandwidth) params_.max_bandwidth = **bandwidth;
+    if (*downtime) params_.downtime_limit_ms = **downtime;
     return Json::object();
   }));
   FERRY_RETURN_IF_ERROR(qmp.add_command("query-migrate-parameters", [this](const Json& args) -> Result<Json> {

@@ -86,9 +86,22 @@ Result<std::optional<int64_t>> QmpArgs::optional_integer(std::string_view name) 
   if (!m->has_value()) return std::optional<int64_t>();
   const Json& v = **m;
   if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX)) {
-    return Error(ErrorCode::kInvalidArgument, "Parameter '{}' expects int64", name);
+    return Error(ErrorCode::kInvalidArgument, "Invalid parameter type for '{}', expected: integer",
+                 name);
   }
   return std::optional<int64_t>(v.get<int64_t>());
+}
+
+Result<std::optional<uint64_t>> QmpArgs::optional_uint64(std::string_view name) {
+  used_.emplace(name);
+  if (!args_.is_object()) return std::optional<uint64_t>();
+  auto it = args_.find(name);
+  if (it == args_.end()) return std::optional<uint64_t>();
+  // The parser gives integers beyond 2^64 - 1 as doubles, so those land here too.
+  if (it->is_number_unsigned()) return std::optional<uint64_t>(it->get<uint64_t>());
+  if (it->is_number_integer())
+    return std::optional<uint64_t>(static_cast<uint64_t>(it->get<int64_t>()));
+  return Error(ErrorCode::kInvalidArgument, "Parameter '{}' expects uint64", name);
 }
 
 Result<std::optional<bool>> QmpArgs::optional_boolean(std::string_view name) {

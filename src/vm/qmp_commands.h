@@ -37,7 +37,8 @@ class QmpCommands {
 };
 
 // Reads typed members of an `arguments` object; `finish` then refuses members that no
-// one asked for. Integers must be integral JSON numbers.
+// one asked for. Integers must be integral JSON numbers that fit the type; anything else
+// (1.5, 1e300, 2^64) is refused in QEMU's words, never converted.
 class QmpArgs {
  public:
   explicit QmpArgs(const Json& arguments) : args_(arguments) {}
@@ -46,6 +47,9 @@ class QmpArgs {
   Result<std::optional<std::string>> optional_string(std::string_view name);
   Result<int64_t> integer(std::string_view name);
   Result<std::optional<int64_t>> optional_integer(std::string_view name);
+  // QEMU's uint64 arguments: "Parameter 'x' expects uint64" for any other value; a
+  // negative integer is taken modulo 2^64, as QEMU does for backward compatibility.
+  Result<std::optional<uint64_t>> optional_uint64(std::string_view name);
   Result<bool> boolean(std::string_view name);
   Result<std::optional<bool>> optional_boolean(std::string_view name);
   // Objects and arrays, returned as they are for the handler to walk.

@@ -47,7 +47,7 @@ void append_json(std::string& out, const Json& v) {
   }
 }
 
-// nlohmann's messages start with "[json.exception.parse_error.101] "; drop that tag.
+// nlohmann's messages start with a tag such as "[json.exception.parse_error.101] "; drop it.
 std::string parse_error_text(const std::string& what) {
   size_t end = what.find("] ");
   return end == std::string::npos ? what : what.substr(end + 2);
@@ -73,6 +73,21 @@ Result<std::unique_ptr<QmpServer>> QmpServer::listen(EventLoop& loop, std::strin
   QmpServer* raw = server.get();
   FERRY_RETURN_IF_ERROR(loop.watch_fd(raw->listener_.get(), EventLoop::kReadable,
                                       [raw](uint32_t) { raw->on_accept(); }));
+  return server;
+}
+
+Result<std::unique_ptr<QmpServer>> QmpServer::connect(EventLoop& loop, std::string_view address,
+                                                      QmpVersion version) {
+  auto path = unix_socket_path(address);
+  if (!path.ok()) return path.take_status();
+  auto fd = unix_connect(*path);
+  if (!fd.ok()) return fd.take_status();
+  std::unique_ptr<QmpServer> server(
+      new QmpServer(loop, UniqueFd(), std::string(*path), std::move(version)));
+  FERRY_RETURN_IF_ERROR(server->register_builtins());
+  server->add_client(std::move(fd).value());
+  if (server->clients_.empty())
+    return Error(ErrorCode::kIo, "cannot serve QMP on the connection to '{}'", *path);
   return server;
 }
 
@@ -160,19 +175,24 @@ void QmpServer::on_accept() {
       }
       return;
     }
-    auto client = std::make_unique<Client>();
-    client->fd = UniqueFd(fd);
-    Status s = loop_.watch_fd(fd, EventLoop::kReadable,
-                              [this, fd](uint32_t events) { on_client_ready(fd, events); });
-    if (!s.ok()) {
-      log(LogLevel::kWarn, "qmp: {}", s.to_string());
-      continue;  // the UniqueFd closes the connection
-    }
-    Client& c = *client;
-    clients_.emplace(fd, std::move(client));
-    send(c, greeting());
-    reap();
+    add_client(UniqueFd(fd));
   }
+}
+
+void QmpServer::add_client(UniqueFd fd) {
+  int raw = fd.get();
+  auto client = std::make_unique<Client>();
+  client->fd = std::move(fd);
+  Status s = loop_.watch_fd(raw, EventLoop::kReadable,
+                            [this, raw](uint32_t events) { on_client_ready(raw, events); });
+  if (!s.ok()) {
+    log(LogLevel::kWarn, "qmp: {}", s.to_string());
+    return;  // the UniqueFd closes the connection
+  }
+  Client& c = *client;
+  clients_.emplace(raw, std::move(client));
+  send(c, greeting());
+  reap();
 }
 
 void QmpServer::on_client_ready(int fd, uint32_t events) {
@@ -210,7 +230,8 @@ Json QmpServer::dispatch(Client& client, const std::string& text) {
   Json request;
   try {
     request = Json::parse(text);
-  } catch (const Json::parse_error& e) {
+  } catch (const Json::exception& e) {
+    // Not only parse_error: a number beyond a double (1e999) is an out_of_range.
     return qmp_error("GenericError", "JSON parse error, " + parse_error_text(e.what()));
   }
   if (!request.is_object()) return qmp_error("GenericError", "QMP input must be a JSON object");
@@ -260,7 +281,16 @@ Json QmpServer::dispatch(Client& client, const std::string& text) {
   static const Json kNoArguments = Json::object();
   // Copied: a handler may register commands, which could move the one running.
   QmpHandler run = *handler;
-  Result<Json> result = run(arguments != nullptr ? *arguments : kNoArguments);
+  Result<Json> result = Json();
+  try {
+    result = run(arguments != nullptr ? *arguments : kNoArguments);
+  } catch (const Json::exception& e) {
+    // A handler reading a member it did not check first (a bug of ours): the client gets
+    // an error and the VM stays up.
+    log(LogLevel::kError, "qmp: {}: {}", name, e.what());
+    return with_id(qmp_error("GenericError", fmt::format("Internal error in {}: {}", name,
+                                                         parse_error_text(e.what()))));
+  }
   if (!result.ok()) return with_id(qmp_error("GenericError", result.status().to_string()));
   Json reply = Json::object();
   reply["return"] = result->is_null() ? Json::object() : std::move(result).value();

@@ -1,5 +1,7 @@
-// QMP, QEMU's JSON control protocol, over a listening unix socket, driven by the event
-// loop (non-blocking; never waits for a client).
+// QMP, QEMU's JSON control protocol, over a listening unix socket or (-qmp without
+// server=on) one connection to a socket someone else listens on, driven by the event loop
+// (non-blocking; never waits for a client). No input ends the process: malformed JSON,
+// numbers beyond a double and wrong argument types each get an error reply.
 //
 // Per connection, as QEMU: the greeting
 //   {"QMP": {"version": {"qemu": {"micro": 0, "minor": 1, "major": 0}, "package": "..."},
@@ -50,7 +52,11 @@ class QmpServer {
   // Registers qmp_capabilities, query-commands and query-version.
   static Result<std::unique_ptr<QmpServer>> listen(EventLoop& loop, std::string_view address,
                                                    QmpVersion version = {});
-  // Closes every connection and removes the socket file.
+  // Connects to `address` and serves QMP on that one connection (greeting first), as QEMU
+  // does for a client-mode chardev; once the peer leaves, no one else can connect.
+  static Result<std::unique_ptr<QmpServer>> connect(EventLoop& loop, std::string_view address,
+                                                    QmpVersion version = {});
+  // Closes every connection and removes the socket file it listened on.
   ~QmpServer();
   QmpServer(const QmpServer&) = delete;
   QmpServer& operator=(const QmpServer&) = delete;
@@ -74,6 +80,7 @@ class QmpServer {
   QmpServer(EventLoop& loop, UniqueFd listener, std::string path, QmpVersion version);
   Status register_builtins();
   void on_accept();
+  void add_client(UniqueFd fd);
   void on_client_ready(int fd, uint32_t events);
   // Sends what it can; marks the client dead on failure or overflow.
   void flush(Client& client);

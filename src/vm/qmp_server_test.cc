@@ -4,7 +4,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <thread>
+
+#include <fmt/format.h>
 
 namespace ferry::vm {
 namespace {
@@ -234,6 +237,88 @@ TEST_F(QmpServerTest, MalformedJsonGetsAnErrorAndTheClientCarriesOn) {
             Json::parse(R"({"return": {}, "id": 9})"));
 }
 
+// nlohmann raises out_of_range, not parse_error, for a number beyond a double: once that
+// escaped and aborted the process. Every place a number can sit gets an error reply.
+TEST_F(QmpServerTest, NumbersBeyondADoubleGetAnErrorAndTheServerCarriesOn) {
+  Client c(*loop, path);
+  EXPECT_TRUE(c.message().contains("QMP"));
+  Json r = c.execute("1e999");  // before negotiation, alone on its line
+  EXPECT_EQ(r["error"]["class"], "GenericError") << r.dump();
+  EXPECT_EQ(r["error"]["desc"], "JSON parse error, number overflow parsing '1e999'") << r.dump();
+  EXPECT_EQ(c.execute(R"({"execute": "qmp_capabilities"})"), Json::parse(R"({"return": {}})"));
+  for (const char* request :
+       {R"({"execute": "migrate", "id": -1e999})",
+        R"({"execute": "migrate", "arguments": {"uri": "x", "detach": 1e999}})",
+        R"([1, {"a": [-1E+400]}])", "123456789012345678901234567890e999"}) {
+    r = c.execute(request);
+    EXPECT_EQ(r["error"]["desc"].get<std::string>().rfind("JSON parse error, number overflow", 0),
+              0u)
+        << request << " -> " << r.dump();
+  }
+  EXPECT_TRUE(c.quiet());
+  EXPECT_EQ(c.execute(R"({"execute": "migrate", "arguments": {"uri": "ok"}, "id": 1})"),
+            Json::parse(R"({"return": {}, "id": 1})"));
+  Client other(*loop, path);
+  other.negotiate();
+}
+
+TEST_F(QmpServerTest, IntegerArgumentsOutOfRangeUseQemusWording) {
+  ASSERT_TRUE(server
+                  ->add_command("set-speed",
+                                [](const Json& arguments) -> Result<Json> {
+                                  QmpArgs args(arguments);
+                                  auto speed = args.optional_uint64("speed");
+                                  if (!speed.ok()) return speed.take_status();
+                                  auto delta = args.optional_integer("delta");
+                                  if (!delta.ok()) return delta.take_status();
+                                  FERRY_RETURN_IF_ERROR(args.finish());
+                                  Json out = Json::object();
+                                  if (*speed) out["speed"] = **speed;
+                                  if (*delta) out["delta"] = **delta;
+                                  return out;
+                                })
+                  .ok());
+  Client c(*loop, path);
+  c.negotiate();
+  auto call = [&](std::string_view arguments) {
+    return c.execute(fmt::format(R"({{"execute": "set-speed", "arguments": {}}})", arguments));
+  };
+  for (const char* bad : {"1e300", "1.5", "1.0", "18446744073709551616", "\"12\"", "true", "[]"}) {
+    Json r = call(fmt::format(R"({{"speed": {}}})", bad));
+    EXPECT_EQ(r["error"]["desc"], "Parameter 'speed' expects uint64") << bad << " -> " << r.dump();
+  }
+  EXPECT_EQ(call(R"({"speed": 18446744073709551615})")["return"]["speed"],
+            uint64_t{18446744073709551615u});
+  // QEMU takes a negative value modulo 2^64 (its visitor's backward compatibility).
+  EXPECT_EQ(call(R"({"speed": -1})")["return"]["speed"], uint64_t{18446744073709551615u});
+  for (const char* bad : {"9223372036854775808", "1e300", "0.5"}) {
+    Json r = call(fmt::format(R"({{"delta": {}}})", bad));
+    EXPECT_EQ(r["error"]["desc"], "Invalid parameter type for 'delta', expected: integer")
+        << bad << " -> " << r.dump();
+  }
+  EXPECT_EQ(call(R"({"delta": -9223372036854775808})")["return"]["delta"], INT64_MIN);
+}
+
+// A handler that reads JSON it did not check would throw out of the library; the client
+// gets an error instead and the server keeps serving.
+TEST_F(QmpServerTest, LibraryExceptionInAHandlerIsAnErrorReply) {
+  ASSERT_TRUE(server
+                  ->add_command("careless",
+                                [](const Json& arguments) -> Result<Json> {
+                                  return Json(arguments.at("missing").get<int>());
+                                })
+                  .ok());
+  Client c(*loop, path);
+  c.negotiate();
+  Json r = c.execute(R"({"execute": "careless", "id": 3})");
+  EXPECT_EQ(r["error"]["class"], "GenericError") << r.dump();
+  EXPECT_EQ(r["id"], 3);
+  EXPECT_EQ(r["error"]["desc"].get<std::string>().rfind("Internal error in careless: ", 0), 0u)
+      << r.dump();
+  EXPECT_EQ(c.execute(R"({"execute": "migrate", "arguments": {"uri": "ok"}})"),
+            Json::parse(R"({"return": {}})"));
+}
+
 TEST_F(QmpServerTest, RequestsSplitAcrossReadsAndLinesOrSharingALine) {
   Client c(*loop, path);
   c.negotiate();
@@ -320,6 +405,62 @@ TEST(QmpServer, RefusesNonUnixAddresses) {
   auto s = QmpServer::listen(**loop, "tcp:127.0.0.1:4444");
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("tcp:127.0.0.1:4444"), std::string_view::npos);
+}
+
+// -qmp without server=on: the VM connects to a socket someone else listens on and serves
+// QMP there, greeting first, as QEMU does.
+TEST(QmpServerClientMode, ServesQmpOnTheConnectionItMakes) {
+  auto l = EventLoop::create();
+  ASSERT_TRUE(l.ok());
+  EventLoop& loop = **l;
+  std::string path = "/tmp/ferry_qmp_client_" + std::to_string(getpid()) + ".sock";
+  auto listener = unix_listen(path);
+  ASSERT_TRUE(listener.ok()) << listener.status().to_string();
+  auto s = QmpServer::connect(loop, "unix:" + path);
+  ASSERT_TRUE(s.ok()) << s.status().to_string();
+  EXPECT_EQ((*s)->client_count(), 1u);
+  int fd = accept4(listener->get(), nullptr, nullptr, SOCK_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  UniqueFd peer(fd);
+  // The test is the listening side here, so it reads the server's lines off the accepted fd.
+  std::string got;
+  ASSERT_TRUE(loop.run_until(
+                      [&] {
+                        char buf[4096];
+                        ssize_t n = recv(peer.get(), buf, sizeof(buf), MSG_DONTWAIT);
+                        if (n > 0) got.append(buf, n);
+                        return got.find("\r\n") != std::string::npos;
+                      },
+                      milliseconds(5000))
+                  .ok());
+  EXPECT_EQ(got.rfind(R"({"QMP": {"version": )", 0), 0u) << got;
+  std::string request = "{\"execute\": \"qmp_capabilities\"}\n";
+  ASSERT_EQ(::send(peer.get(), request.data(), request.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(request.size()));
+  got.clear();
+  ASSERT_TRUE(loop.run_until(
+                      [&] {
+                        char buf[4096];
+                        ssize_t n = recv(peer.get(), buf, sizeof(buf), MSG_DONTWAIT);
+                        if (n > 0) got.append(buf, n);
+                        return got.find("\r\n") != std::string::npos;
+                      },
+                      milliseconds(5000))
+                  .ok());
+  EXPECT_EQ(got, "{\"return\": {}}\r\n");
+  s->reset();
+  EXPECT_EQ(access(path.c_str(), F_OK), 0) << "the socket is the listener's to remove";
+  ::unlink(path.c_str());
+}
+
+TEST(QmpServerClientMode, NoListenerIsQemusError) {
+  auto l = EventLoop::create();
+  ASSERT_TRUE(l.ok());
+  std::string path = "/tmp/ferry_qmp_nobody_" + std::to_string(getpid()) + ".sock";
+  auto s = QmpServer::connect(**l, "unix:" + path);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().message(),
+            fmt::format("Failed to connect to '{}': No such file or directory", path));
 }
 
 TEST(QmpJsonText, SpacesLikeQemu) {

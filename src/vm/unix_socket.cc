@@ -60,8 +60,7 @@ Result<UniqueFd> unix_connect(std::string_view path) {
     rc = connect(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof(sockaddr_un));
   } while (rc != 0 && errno == EINTR);
   if (rc != 0) {
-    return Error(ErrorCode::kIo, "cannot connect to unix socket '{}': {}", path,
-                 std::strerror(errno));
+    return Error(ErrorCode::kIo, "Failed to connect to '{}': {}", path, std::strerror(errno));
   }
   FERRY_RETURN_IF_ERROR(set_nonblocking(fd.get()));
   return fd;
