@@ -5,10 +5,15 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <algorithm>
 #include <cerrno>
@@ -34,6 +39,24 @@ struct Fd {
   }
   int release() { return std::exchange(fd, -1); }
 };
+
+void set_nonblocking(int fd) {
+  int flags = ::fcntl(fd, F_GETFL);
+  if (flags >= 0 && !(flags & O_NONBLOCK)) ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+}
+
+// The wake-up descriptor of a channel or connector: readable once interrupted.
+int make_wake_fd() { return ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
+
+void signal_wake_fd(int wake) {
+  uint64_t one = 1;
+  if (wake >= 0) (void)!::write(wake, &one, sizeof one);
+}
+
+// A descriptor that becomes readable when the child exits (-1 where the kernel has none).
+int open_pidfd(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+bool would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
 
 Status uri_error(std::string_view uri, std::string_view why) {
   return Error(ErrorCode::kInvalidArgument, "migration URI '{}': {}", uri, why);
@@ -140,9 +163,8 @@ class OneShotListener final : public Listener {
   std::string uri_;
 };
 
-Result<int> open_tcp(const ChannelUri& u, std::string_view uri, bool listening,
-                     std::string* bound) {
-  Result<addrinfo*> res = resolve(u, uri, listening);
+Result<int> listen_tcp(const ChannelUri& u, std::string_view uri, std::string* bound) {
+  Result<addrinfo*> res = resolve(u, uri, true);
   if (!res.ok()) return res.take_status();
   std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> list(*res, ::freeaddrinfo);
   int last_errno = 0;
@@ -153,31 +175,19 @@ Result<int> open_tcp(const ChannelUri& u, std::string_view uri, bool listening,
       continue;
     }
     int one = 1;
-    if (listening) {
-      ::setsockopt(s.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-      if (::bind(s.fd, ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(s.fd, 8) != 0) {
-        last_errno = errno;
-        continue;
-      }
-      sockaddr_storage ss{};
-      socklen_t len = sizeof ss;
-      ::getsockname(s.fd, reinterpret_cast<sockaddr*>(&ss), &len);
-      *bound = tcp_uri(reinterpret_cast<sockaddr*>(&ss));
-    } else {
-      int rc;
-      do {
-        rc = ::connect(s.fd, ai->ai_addr, ai->ai_addrlen);
-      } while (rc != 0 && errno == EINTR);
-      if (rc != 0) {
-        last_errno = errno;
-        continue;
-      }
-      ::setsockopt(s.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    ::setsockopt(s.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(s.fd, ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(s.fd, 8) != 0) {
+      last_errno = errno;
+      continue;
     }
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    ::getsockname(s.fd, reinterpret_cast<sockaddr*>(&ss), &len);
+    *bound = tcp_uri(reinterpret_cast<sockaddr*>(&ss));
     return s.release();
   }
-  return Error(ErrorCode::kIo, "migration URI '{}': cannot {}: {}", uri,
-               listening ? "listen" : "connect", std::strerror(last_errno));
+  return Error(ErrorCode::kIo, "migration URI '{}': cannot listen: {}", uri,
+               std::strerror(last_errno));
 }
 
 }  // namespace
@@ -193,26 +203,49 @@ Result<size_t> Channel::readv_some(std::span<const iovec> iov) {
 // ---- FdChannel ----
 
 FdChannel::FdChannel(int fd, std::string name, bool is_socket, pid_t child)
-    : fd_(fd), name_(std::move(name)), is_socket_(is_socket), child_(child) {}
+    : fd_(fd), wake_(make_wake_fd()), name_(std::move(name)), is_socket_(is_socket),
+      child_(child) {
+  if (fd_ >= 0) set_nonblocking(fd_);
+}
 
-FdChannel::~FdChannel() { (void)close(); }
+FdChannel::~FdChannel() {
+  (void)close();
+  if (wake_ >= 0) ::close(wake_);
+}
+
+Status FdChannel::interrupted_error(std::string_view what) const {
+  return Error(ErrorCode::kIo, "{} on {} interrupted: the migration was cancelled", what, name_);
+}
+
+Status FdChannel::wait_ready(short events, std::string_view what) {
+  pollfd p[2] = {{fd_, events, 0}, {wake_, POLLIN, 0}};
+  while (true) {
+    if (interrupted_.load(std::memory_order_acquire)) return interrupted_error(what);
+    int n = ::poll(p, wake_ >= 0 ? 2 : 1, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return io_error("poll", name_);
+    }
+    if (wake_ >= 0 && p[1].revents != 0) return interrupted_error(what);
+    if (p[0].revents != 0) return {};  // ready, or an error the next call reports
+  }
+}
 
 Result<size_t> FdChannel::read_some(std::span<uint8_t> out) {
-  if (fd_ < 0) return Error(ErrorCode::kFailedPrecondition, "read on closed channel {}", name_);
-  while (true) {
-    ssize_t n = ::read(fd_, out.data(), out.size());
-    if (n >= 0) return static_cast<size_t>(n);
-    if (errno != EINTR) return io_error("read", name_);
-  }
+  iovec iov{out.data(), out.size()};
+  return readv_some(std::span(&iov, 1));
 }
 
 Result<size_t> FdChannel::readv_some(std::span<const iovec> iov) {
   if (fd_ < 0) return Error(ErrorCode::kFailedPrecondition, "read on closed channel {}", name_);
   int count = static_cast<int>(std::min<size_t>(iov.size(), IOV_MAX));
   while (true) {
+    if (interrupted_.load(std::memory_order_acquire)) return interrupted_error("read");
     ssize_t n = ::readv(fd_, iov.data(), count);
     if (n >= 0) return static_cast<size_t>(n);
-    if (errno != EINTR) return io_error("read", name_);
+    if (errno == EINTR) continue;
+    if (!would_block(errno)) return io_error("read", name_);
+    FERRY_RETURN_IF_ERROR(wait_ready(POLLIN, "read"));
   }
 }
 
@@ -229,6 +262,7 @@ Status FdChannel::writev_all(std::span<iovec> iov) {
       ++first;
       continue;
     }
+    if (interrupted_.load(std::memory_order_acquire)) return interrupted_error("write");
     int count = static_cast<int>(std::min<size_t>(iov.size() - first, IOV_MAX));
     ssize_t n;
     if (is_socket_) {
@@ -241,7 +275,9 @@ Status FdChannel::writev_all(std::span<iovec> iov) {
     }
     if (n < 0) {
       if (errno == EINTR) continue;
-      return io_error("write", name_);
+      if (!would_block(errno)) return io_error("write", name_);
+      FERRY_RETURN_IF_ERROR(wait_ready(POLLOUT, "write"));
+      continue;
     }
     auto left = static_cast<size_t>(n);
     while (left > 0) {
@@ -261,33 +297,88 @@ Status FdChannel::shutdown_write() {
     if (::shutdown(fd_, SHUT_WR) != 0) return io_error("shutdown", name_);
     return {};
   }
-  return close();  // a pipe or file has one direction: closing is the half-close
+  // A pipe or file has one direction: closing it is the half-close. An exec: command is
+  // waited for by close().
+  int fd;
+  {
+    std::lock_guard lock(fd_mutex_);
+    fd = std::exchange(fd_, -1);
+  }
+  if (::close(fd) != 0 && errno != EINTR) return io_error("close", name_);
+  return {};
 }
 
 void FdChannel::interrupt() {
+  interrupted_.store(true, std::memory_order_release);
+  signal_wake_fd(wake_);
+  // A socket's peer sees the end at once too.
+  std::lock_guard lock(fd_mutex_);
   if (fd_ >= 0 && is_socket_) ::shutdown(fd_, SHUT_RDWR);
 }
 
 Status FdChannel::close() {
   Status st;
-  if (fd_ >= 0) {
-    if (::close(fd_) != 0 && errno != EINTR) st = io_error("close", name_);
-    fd_ = -1;
+  int fd;
+  {
+    std::lock_guard lock(fd_mutex_);
+    fd = std::exchange(fd_, -1);
   }
+  if (fd >= 0 && ::close(fd) != 0 && errno != EINTR) st = io_error("close", name_);
   if (child_ > 0) {
-    int status = 0;
-    pid_t r;
-    do {
-      r = ::waitpid(child_, &status, 0);
-    } while (r < 0 && errno == EINTR);
-    child_ = -1;
-    if (r > 0 && st.ok() && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
-      st = Error(ErrorCode::kIo, "{}: command {} {}", name_,
-                 WIFEXITED(status) ? "exited with status" : "was killed by signal",
-                 WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-    }
+    Status exited = reap_child();
+    if (st.ok()) st = std::move(exited);
   }
   return st;
+}
+
+Status FdChannel::reap_child() {
+  pid_t child = std::exchange(child_, -1);
+  int pidfd = open_pidfd(child);
+  // Wait for the command to exit, unless interrupted (then end it instead).
+  int status = 0;
+  pid_t r = 0;
+  if (pidfd >= 0) {
+    pollfd p[2] = {{pidfd, POLLIN, 0}, {wake_, POLLIN, 0}};
+    while (!interrupted_.load(std::memory_order_acquire)) {
+      int n = ::poll(p, wake_ >= 0 ? 2 : 1, -1);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 || p[0].revents != 0) break;
+    }
+  }
+  if (pidfd < 0 || !interrupted_.load(std::memory_order_acquire)) {
+    // No pidfd (an old kernel): a plain wait, as before.
+    do {
+      r = ::waitpid(child, &status, 0);
+    } while (r < 0 && errno == EINTR);
+  } else {
+    end_child(child, pidfd);
+  }
+  if (pidfd >= 0) ::close(pidfd);
+  if (r <= 0) {
+    if (interrupted_.load(std::memory_order_acquire))
+      return Error(ErrorCode::kIo, "{}: the migration was cancelled before the command exited",
+                   name_);
+    return {};
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return {};
+  return Error(ErrorCode::kIo, "{}: command {} {}", name_,
+               WIFEXITED(status) ? "exited with status" : "was killed by signal",
+               WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+}
+
+void FdChannel::end_child(pid_t child, int pidfd) {
+  // Our pipe end is closed already. Give the command a moment after each signal; one that
+  // survives SIGKILL (stuck in the kernel) is left to init rather than waited for.
+  for (int sig : {0, SIGTERM, SIGKILL}) {
+    if (sig != 0) {
+      ::kill(child, sig);  // still our unreaped child: the pid cannot name another process
+      pollfd p{pidfd, POLLIN, 0};
+      while (::poll(&p, 1, 50) < 0 && errno == EINTR) {
+      }
+    }
+    int status = 0;
+    if (::waitpid(child, &status, WNOHANG) != 0) return;
+  }
 }
 
 // ---- URIs ----
@@ -368,36 +459,160 @@ Result<std::unique_ptr<Channel>> adopt_fd(const ChannelUri& u, std::string_view 
 
 }  // namespace
 
-Result<std::unique_ptr<Channel>> connect_outgoing(std::string_view uri) {
+// ---- OutgoingConnector ----
+
+OutgoingConnector::OutgoingConnector(std::unique_ptr<Channel> ready)
+    : uri_(ready ? ready->name() : std::string()), ready_(std::move(ready)),
+      wake_(make_wake_fd()) {}
+
+OutgoingConnector::OutgoingConnector(ChannelUri parsed, std::string uri)
+    : parsed_(std::move(parsed)), uri_(std::move(uri)), wake_(make_wake_fd()) {}
+
+OutgoingConnector::~OutgoingConnector() {
+  if (pending_unix_ >= 0) ::close(pending_unix_);
+  if (wake_ >= 0) ::close(wake_);
+}
+
+void OutgoingConnector::interrupt() {
+  interrupted_.store(true, std::memory_order_release);
+  signal_wake_fd(wake_);
+}
+
+bool OutgoingConnector::wait(int fd, short events, int timeout_ms) {
+  pollfd p[2] = {{fd, events, 0}, {wake_, POLLIN, 0}};  // poll skips a negative fd
+  while (!interrupted_.load(std::memory_order_acquire)) {
+    int n = ::poll(p, 2, timeout_ms);
+    if (n < 0 && errno == EINTR) continue;
+    return p[1].revents == 0 && !interrupted_.load(std::memory_order_acquire);
+  }
+  return false;
+}
+
+Result<std::unique_ptr<OutgoingConnector>> OutgoingConnector::start(std::string_view uri) {
   Result<ChannelUri> parsed = parse_channel_uri(uri);
   if (!parsed.ok()) return parsed.take_status();
-  const ChannelUri& u = *parsed;
+  std::unique_ptr<OutgoingConnector> c(new OutgoingConnector(*parsed, std::string(uri)));
+  const ChannelUri& u = c->parsed_;
   switch (u.kind) {
-    case ChannelUri::Kind::kTcp: {
-      Result<int> fd = open_tcp(u, uri, false, nullptr);
-      if (!fd.ok()) return fd.take_status();
-      return std::unique_ptr<Channel>(new FdChannel(*fd, std::string(uri), true));
-    }
+    case ChannelUri::Kind::kTcp:
+    case ChannelUri::Kind::kExec:
+      break;  // all in finish(): resolving and connecting, or fork and exec
     case ChannelUri::Kind::kUnix: {
       Result<sockaddr_un> sa = unix_address(u, uri);
       if (!sa.ok()) return sa.take_status();
-      Fd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+      Fd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
       if (s.fd < 0) return io_error("socket", uri);
-      if (::connect(s.fd, reinterpret_cast<const sockaddr*>(&*sa), sizeof *sa) != 0)
+      // A unix connect never waits for the peer to answer: it is done, refused, or finds
+      // the backlog full (EAGAIN), which finish() waits out.
+      if (::connect(s.fd, reinterpret_cast<const sockaddr*>(&*sa), sizeof *sa) == 0)
+        c->ready_.reset(new FdChannel(s.release(), std::string(uri), true));
+      else if (would_block(errno))
+        c->pending_unix_ = s.release();
+      else
         return io_error("connect", uri);
-      return std::unique_ptr<Channel>(new FdChannel(s.release(), std::string(uri), true));
+      break;
     }
     case ChannelUri::Kind::kFile: {
       int fd = ::open(u.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
       if (fd < 0) return io_error(fmt::format("open '{}' for writing", u.path), uri);
-      return std::unique_ptr<Channel>(new FdChannel(fd, std::string(uri), false));
+      c->ready_.reset(new FdChannel(fd, std::string(uri), false));
+      break;
     }
-    case ChannelUri::Kind::kFd:
-      return adopt_fd(u, uri);
-    case ChannelUri::Kind::kExec:
-      return spawn(u, uri, true);
+    case ChannelUri::Kind::kFd: {
+      auto adopted = adopt_fd(u, uri);
+      if (!adopted.ok()) return adopted.take_status();
+      c->ready_ = std::move(*adopted);
+      break;
+    }
   }
-  return Error(ErrorCode::kInternal, "unhandled URI kind");
+  return c;
+}
+
+Result<std::unique_ptr<Channel>> OutgoingConnector::finish() {
+  if (ready_) return std::move(ready_);
+  auto interrupted = [this] {
+    return Error(ErrorCode::kIo, "connecting to {} interrupted: the migration was cancelled",
+                 uri_);
+  };
+  if (interrupted_.load(std::memory_order_acquire)) return interrupted();
+  switch (parsed_.kind) {
+    case ChannelUri::Kind::kTcp: {
+      Result<int> fd = connect_tcp();
+      if (!fd.ok()) return fd.take_status();
+      return std::unique_ptr<Channel>(new FdChannel(*fd, uri_, true));
+    }
+    case ChannelUri::Kind::kUnix: {
+      Result<int> fd = connect_unix();
+      if (!fd.ok()) return fd.take_status();
+      return std::unique_ptr<Channel>(new FdChannel(*fd, uri_, true));
+    }
+    case ChannelUri::Kind::kExec:
+      return spawn(parsed_, uri_, true);
+    case ChannelUri::Kind::kFile:
+    case ChannelUri::Kind::kFd:
+      break;
+  }
+  return Error(ErrorCode::kFailedPrecondition, "{}: the channel was taken already", uri_);
+}
+
+Result<int> OutgoingConnector::connect_tcp() {
+  // Name resolution itself cannot be interrupted; a numeric host does not wait on it.
+  Result<addrinfo*> res = resolve(parsed_, uri_, false);
+  if (!res.ok()) return res.take_status();
+  std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> list(*res, ::freeaddrinfo);
+  int last_errno = 0;
+  for (addrinfo* ai = list.get(); ai; ai = ai->ai_next) {
+    Fd s(::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                  ai->ai_protocol));
+    if (s.fd < 0) {
+      last_errno = errno;
+      continue;
+    }
+    if (::connect(s.fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+      if (errno != EINPROGRESS) {
+        last_errno = errno;
+        continue;
+      }
+      if (!wait(s.fd, POLLOUT, -1))
+        return Error(ErrorCode::kIo, "connecting to {} interrupted: the migration was cancelled",
+                     uri_);
+      int err = 0;
+      socklen_t len = sizeof err;
+      if (::getsockopt(s.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+      if (err != 0) {
+        last_errno = err;
+        continue;
+      }
+    }
+    int one = 1;
+    ::setsockopt(s.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return s.release();
+  }
+  return Error(ErrorCode::kIo, "migration URI '{}': cannot connect: {}", uri_,
+               std::strerror(last_errno));
+}
+
+Result<int> OutgoingConnector::connect_unix() {
+  Result<sockaddr_un> sa = unix_address(parsed_, uri_);
+  if (!sa.ok()) return sa.take_status();
+  Fd s(std::exchange(pending_unix_, -1));
+  // The backlog was full: a unix socket says nothing when room appears, so try again
+  // every 50 ms until it connects, fails otherwise, or the migration is cancelled.
+  while (s.fd >= 0) {
+    if (!wait(-1, 0, 50))
+      return Error(ErrorCode::kIo, "connecting to {} interrupted: the migration was cancelled",
+                   uri_);
+    if (::connect(s.fd, reinterpret_cast<const sockaddr*>(&*sa), sizeof *sa) == 0)
+      return s.release();
+    if (!would_block(errno)) return io_error("connect", uri_);
+  }
+  return Error(ErrorCode::kFailedPrecondition, "{}: the channel was taken already", uri_);
+}
+
+Result<std::unique_ptr<Channel>> connect_outgoing(std::string_view uri) {
+  auto connector = OutgoingConnector::start(uri);
+  if (!connector.ok()) return connector.take_status();
+  return (*connector)->finish();
 }
 
 Result<std::unique_ptr<Listener>> listen_incoming(std::string_view uri) {
@@ -407,7 +622,7 @@ Result<std::unique_ptr<Listener>> listen_incoming(std::string_view uri) {
   switch (u.kind) {
     case ChannelUri::Kind::kTcp: {
       std::string bound;
-      Result<int> fd = open_tcp(u, uri, true, &bound);
+      Result<int> fd = listen_tcp(u, uri, &bound);
       if (!fd.ok()) return fd.take_status();
       return std::unique_ptr<Listener>(new SocketListener(*fd, bound, ""));
     }

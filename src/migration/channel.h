@@ -8,15 +8,20 @@
 //   exec:CMD        run through /bin/sh -c; outgoing writes the command's stdin,
 //                   incoming reads its stdout
 //
-// Channels are blocking and fd-based. Socket writes use MSG_NOSIGNAL; a process writing
-// to pipes (exec:, fd:) should ignore SIGPIPE so that a vanished reader becomes an error.
+// Channels are fd-based and block the calling thread, but never beyond interrupt(): the
+// descriptor is non-blocking and a wait polls it together with a wake-up eventfd, so a
+// cancel ends a write to a peer that stopped reading on any transport (a pipe as well as a
+// socket). Socket writes use MSG_NOSIGNAL; a process writing to pipes (exec:, fd:) should
+// ignore SIGPIPE so that a vanished reader becomes an error.
 #pragma once
 
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
@@ -38,11 +43,14 @@ class Channel {
   virtual Status writev_all(std::span<iovec> iov) = 0;
   // Half-close: the peer's reads see the end of the stream; reading here still works.
   virtual Status shutdown_write() = 0;
-  // Closes the channel (for exec:, waits for the command and reports its exit status).
+  // Closes the channel. For exec: waits for the command and reports its exit status; after
+  // interrupt() (or when interrupted while waiting) it does not wait but ends the command
+  // (SIGTERM, then SIGKILL, as QEMU's command channel does), so a command that never exits
+  // cannot hold the VM process.
   virtual Status close() = 0;
-  // Makes a read or write blocked in another thread return with an error, and later ones
-  // fail (shutdown of a socket; nothing for pipes and files). Safe to call concurrently with
-  // reads and writes, not with close(): callers serialise it against close().
+  // Makes a read, write or close blocked in another thread return with an error, and later
+  // ones fail. Safe to call concurrently with reads, writes and (FdChannel's) close();
+  // other channels may need callers to serialise it against close().
   virtual void interrupt() {}
   // "tcp:127.0.0.1:4444", "exec:cat > x", ... for error messages.
   virtual const std::string& name() const = 0;
@@ -70,7 +78,18 @@ class FdChannel final : public Channel {
   int fd() const { return fd_; }
 
  private:
+  // Waits until fd_ is ready for `events`; an error once interrupt() was called.
+  Status wait_ready(short events, std::string_view what);
+  Status interrupted_error(std::string_view what) const;
+  // exec: the command's exit status, waited for unless interrupted.
+  Status reap_child();
+  // Ends the command without waiting long for it (SIGTERM, then SIGKILL).
+  void end_child(pid_t child, int pidfd);
+
+  std::mutex fd_mutex_;  // close() against interrupt()'s shutdown of fd_
   int fd_;
+  int wake_ = -1;  // eventfd: readable once interrupt() was called; lives as long as this
+  std::atomic<bool> interrupted_{false};
   std::string name_;
   bool is_socket_;
   pid_t child_;
@@ -89,6 +108,45 @@ struct ChannelUri {
 // Errors name the URI and the part that is wrong.
 Result<ChannelUri> parse_channel_uri(std::string_view uri);
 
+// Opening an outgoing channel in two steps, so that the main loop never waits for a peer
+// (a TCP connect to a listener whose backlog is full retries SYNs for over two minutes):
+// start() parses the URI and does only what cannot block (file: opens, fd: is adopted, a
+// unix: connect is tried once without waiting, so a missing or refusing socket is an error
+// at once); finish(), on the migration thread, does the rest (resolving and connecting
+// tcp:, waiting for room in a full unix: backlog, spawning exec:) until it is done or
+// interrupt() is called from another thread.
+class OutgoingConnector {
+ public:
+  static Result<std::unique_ptr<OutgoingConnector>> start(std::string_view uri);
+  // A channel that is open already (tests, in-memory channels).
+  explicit OutgoingConnector(std::unique_ptr<Channel> ready);
+  ~OutgoingConnector();
+  OutgoingConnector(const OutgoingConnector&) = delete;
+  OutgoingConnector& operator=(const OutgoingConnector&) = delete;
+
+  // Once only.
+  Result<std::unique_ptr<Channel>> finish();
+  // Thread-safe: finish() returns an error at once, now or when it is called.
+  void interrupt();
+  const std::string& uri() const { return uri_; }
+
+ private:
+  OutgoingConnector(ChannelUri parsed, std::string uri);
+  Result<int> connect_tcp();
+  Result<int> connect_unix();
+  // Polls `fd` for `events` and the wake-up eventfd; false when interrupted. A negative
+  // `fd` just waits `timeout_ms` for the wake-up.
+  bool wait(int fd, short events, int timeout_ms);
+
+  ChannelUri parsed_;
+  std::string uri_;
+  std::unique_ptr<Channel> ready_;
+  int pending_unix_ = -1;  // unix: socket whose connect found the backlog full
+  int wake_ = -1;
+  std::atomic<bool> interrupted_{false};
+};
+
+// start() and finish() in one call, for callers that may block.
 Result<std::unique_ptr<Channel>> connect_outgoing(std::string_view uri);
 
 // The incoming side: listening sockets accept one connection per accept(); file:, fd:

@@ -1,10 +1,17 @@
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <fstream>
+#include <future>
 #include <string>
 #include <thread>
 #include <vector>
@@ -273,6 +280,159 @@ TEST(Channel, ReadvFillsIovecsInOrder) {
   auto eof = in.readv_some(iov);
   ASSERT_TRUE(eof.ok());
   EXPECT_EQ(*eof, 0u);
+}
+
+// ---- cancelling what waits on a peer ----
+
+using std::chrono::milliseconds;
+
+// Runs `work` on a thread, interrupts with `interrupt` once `work` is under way, and
+// returns how `work` ended; fails the test if it does not end within 10 s of the interrupt.
+template <typename Work, typename Interrupt>
+Status interrupted(Work work, Interrupt interrupt) {
+  std::promise<Status> result;
+  auto done = result.get_future();
+  std::thread t([&] { result.set_value(work()); });
+  // Nothing tells when the thread blocks: it may be interrupted before, which must end it
+  // just the same (a later call fails at once).
+  EXPECT_EQ(done.wait_for(milliseconds(100)), std::future_status::timeout) << "did not block";
+  interrupt();
+  bool ended = done.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  EXPECT_TRUE(ended) << "interrupt() did not end the wait";
+  if (!ended) std::abort();  // the thread would block forever
+  t.join();
+  return done.get();
+}
+
+TEST(ChannelInterrupt, EndsAWriteToAPipeNobodyReads) {
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  FdChannel out(p[1], "pipe", false);
+  std::vector<uint8_t> data(1 << 20, 0x5a);  // more than the pipe holds
+  Status st = interrupted([&] { return out.write_all(data); }, [&] { out.interrupt(); });
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.to_string().find("interrupted"), std::string::npos) << st.to_string();
+  EXPECT_FALSE(out.write_all(data).ok()) << "later writes fail too";
+  ::close(p[0]);
+}
+
+TEST(ChannelInterrupt, EndsAReadOnASilentPipe) {
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  FdChannel in(p[0], "pipe", false);
+  uint8_t buf[16];
+  Status st = interrupted([&] { return in.read_some(buf).status(); }, [&] { in.interrupt(); });
+  EXPECT_FALSE(st.ok());
+  ::close(p[1]);
+}
+
+// A TCP listener with a backlog of 0 and its queue full: a connect's SYN is dropped and
+// retried for minutes.
+struct FullTcpListener {
+  int fd = -1;
+  std::vector<int> clients;
+  std::string uri;
+  FullTcpListener() {
+    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sa;
+    EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&sa), len), 0);
+    EXPECT_EQ(::listen(fd, 0), 0);
+    EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len), 0);
+    uri = "tcp:127.0.0.1:" + std::to_string(ntohs(sa.sin_port));
+    for (int i = 0; i < 3; ++i) {
+      int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | (i > 0 ? SOCK_NONBLOCK : 0), 0);
+      int rc = ::connect(c, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+      if (i == 0) {
+        EXPECT_EQ(rc, 0);
+      }
+      clients.push_back(c);
+    }
+  }
+  ~FullTcpListener() {
+    for (int c : clients) ::close(c);
+    ::close(fd);
+  }
+};
+
+TEST(OutgoingConnector, StartNeverWaitsAndInterruptEndsATcpConnect) {
+  FullTcpListener listener;
+  auto start = std::chrono::steady_clock::now();
+  auto connector = OutgoingConnector::start(listener.uri);
+  ASSERT_TRUE(connector.ok()) << connector.status().to_string();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+  Status st = interrupted([&] { return (*connector)->finish().status(); },
+                          [&] { (*connector)->interrupt(); });
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.to_string().find("interrupted"), std::string::npos) << st.to_string();
+}
+
+TEST(OutgoingConnector, UnixConnectWaitsForRoomInTheBacklog) {
+  std::string path = "/tmp/ferry_full_" + std::to_string(::getpid()) + ".sock";
+  ::unlink(path.c_str());
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path.c_str());
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  ASSERT_EQ(::listen(fd, 0), 0);
+  std::vector<int> clients;
+  for (int i = 0; i < 64; ++i) {
+    int c = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (::connect(c, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+      EXPECT_EQ(errno, EAGAIN);
+      ::close(c);
+      break;
+    }
+    clients.push_back(c);
+  }
+  // The queue is full: start() does not wait, finish() connects once there is room.
+  auto connector = OutgoingConnector::start("unix:" + path);
+  ASSERT_TRUE(connector.ok()) << connector.status().to_string();
+  auto pending = std::async(std::launch::async, [&] { return (*connector)->finish(); });
+  EXPECT_EQ(pending.wait_for(milliseconds(200)), std::future_status::timeout);
+  for (size_t i = 0; i < clients.size(); ++i) {
+    int c = ::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
+    ASSERT_GE(c, 0);
+    ::close(c);
+  }
+  ASSERT_EQ(pending.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  auto channel = pending.get();
+  ASSERT_TRUE(channel.ok()) << channel.status().to_string();
+  EXPECT_TRUE((*channel)->bidirectional());
+  for (int c : clients) ::close(c);
+  ::close(fd);
+  ::unlink(path.c_str());
+
+  // A missing socket is an error at once, from start().
+  auto missing = OutgoingConnector::start("unix:" + path);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().to_string().find("connect"), std::string::npos);
+}
+
+TEST(OutgoingConnector, InterruptEndsAWriteToAnExecCommandAndEndsTheCommand) {
+  std::string pid_file = "/tmp/ferry_exec_pid_" + std::to_string(::getpid());
+  auto channel = connect_outgoing("exec:echo $$ > " + pid_file + "; exec sleep 60");
+  ASSERT_TRUE(channel.ok()) << channel.status().to_string();
+  std::vector<uint8_t> data(1 << 20, 0x5a);
+  Status st = interrupted([&] { return (*channel)->write_all(data); },
+                          [&] { (*channel)->interrupt(); });
+  EXPECT_FALSE(st.ok());
+  pid_t pid = 0;
+  for (int i = 0; i < 2000 && pid <= 0; ++i) {
+    std::ifstream in(pid_file);
+    if (!(in >> pid)) std::this_thread::sleep_for(milliseconds(5));
+  }
+  ASSERT_GT(pid, 0);
+  auto start = std::chrono::steady_clock::now();
+  Status closed = (*channel)->close();  // does not wait for sleep 60
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  EXPECT_FALSE(closed.ok());
+  EXPECT_NE(::kill(pid, 0), 0) << "the command was left running";
+  if (::kill(pid, 0) == 0) ::kill(pid, SIGKILL);
+  ::unlink(pid_file.c_str());
 }
 
 }  // namespace

@@ -87,7 +87,8 @@ void RamSaver::send_page(StreamWriter& w, RamBlock& block, uint64_t page, bool f
 bool RamSaver::send_pass(StreamWriter& w, uint64_t byte_budget) {
   uint64_t begin = w.position();
   RamBlock* last = nullptr;
-  while (block_cursor_ < blocks_.size() && w.position() - begin < byte_budget) {
+  while (block_cursor_ < blocks_.size() && w.position() - begin < byte_budget &&
+         w.status().ok() && !(stop_ && stop_->load(std::memory_order_relaxed))) {
     RamBlock& block = *blocks_[block_cursor_];
     uint64_t page = pass_[block_cursor_].next_set(page_cursor_);
     if (page >= block.pages()) {

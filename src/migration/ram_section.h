@@ -17,6 +17,7 @@
 // run costs much less. That look-ahead only maps pages; it writes no data.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string_view>
 #include <vector>
@@ -45,11 +46,15 @@ class RamSaver {
   // Takes every block's dirty bits (an atomic take-and-clear) as the pages of a new
   // pass. Returns the number of pages in it.
   uint64_t begin_pass();
-  // Sends pages of the current pass until about `byte_budget` bytes went out or the
-  // pass is done, then EOS. Returns true when the pass is complete.
+  // Sends pages of the current pass until about `byte_budget` bytes went out, the pass is
+  // done, a write failed or the stop flag is set, then EOS. Returns true when the pass is
+  // complete.
   bool send_pass(StreamWriter& w, uint64_t byte_budget);
   // Marks all RAM dirty and sends it all (the first pass, or a stopped VM's only one).
   void send_everything(StreamWriter& w);
+  // A flag another thread sets to end send_pass() early (a cancelled migration): a pass
+  // of zero pages writes few bytes, so the byte budget alone would scan all of RAM first.
+  void set_stop_flag(const std::atomic<bool>* stop) { stop_ = stop; }
   // Pages of the current pass not sent yet.
   uint64_t remaining() const { return remaining_; }
 
@@ -63,6 +68,7 @@ class RamSaver {
   size_t block_cursor_ = 0;
   uint64_t page_cursor_ = 0;
   uint64_t remaining_ = 0;
+  const std::atomic<bool>* stop_ = nullptr;
   RamStats stats_;
 };
 

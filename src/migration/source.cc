@@ -41,7 +41,14 @@ uint64_t dirty_bytes(const std::vector<memory::RamBlock*>& ram) {
 SourceMigration::SourceMigration(std::unique_ptr<Channel> channel, std::string machine_type,
                                  SectionRegistry& registry, std::vector<memory::RamBlock*> ram,
                                  MigrationParams params, SourceHooks& hooks)
-    : channel_(std::move(channel)),
+    : SourceMigration(std::make_unique<OutgoingConnector>(std::move(channel)),
+                      std::move(machine_type), registry, std::move(ram), params, hooks) {}
+
+SourceMigration::SourceMigration(std::unique_ptr<OutgoingConnector> connector,
+                                 std::string machine_type, SectionRegistry& registry,
+                                 std::vector<memory::RamBlock*> ram, MigrationParams params,
+                                 SourceHooks& hooks)
+    : connector_(std::move(connector)),
       machine_type_(std::move(machine_type)),
       registry_(registry),
       ram_(std::move(ram)),
@@ -50,6 +57,7 @@ SourceMigration::SourceMigration(std::unique_ptr<Channel> channel, std::string m
 
 SourceMigration::~SourceMigration() {
   cancel();
+  interrupt_io();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -71,9 +79,15 @@ void SourceMigration::cancel() {
     set_status_locked("cancelling");
   }
   cancel_cv_.notify_all();  // a throttle wait ends now
-  // Unblock a write to a peer that stopped reading, or the wait for the return path.
+  // Unblock a connect, a write to a peer that stopped reading, or the wait for the return
+  // path.
+  interrupt_io();
+}
+
+void SourceMigration::interrupt_io() {
   std::lock_guard lock(channel_mutex_);
-  if (!channel_closed_) channel_->interrupt();
+  if (!channel_) connector_->interrupt();
+  else channel_->interrupt();  // also ends close() waiting for an exec: command
 }
 
 bool SourceMigration::wait_unless_cancelled(std::chrono::steady_clock::time_point deadline) {
@@ -82,11 +96,14 @@ bool SourceMigration::wait_unless_cancelled(std::chrono::steady_clock::time_poin
       lock, deadline, [this] { return cancel_requested_.load(std::memory_order_acquire); });
 }
 
-void SourceMigration::close_channel() {
-  std::lock_guard lock(channel_mutex_);
-  if (channel_closed_) return;
-  channel_closed_ = true;
-  (void)channel_->close();
+Status SourceMigration::close_channel() {
+  {
+    std::lock_guard lock(channel_mutex_);
+    if (!channel_ || channel_closed_) return {};
+    channel_closed_ = true;
+  }
+  // Outside the lock: an interrupt must reach a close that waits for an exec: command.
+  return channel_->close();
 }
 
 MigrationStats SourceMigration::stats() const {
@@ -126,7 +143,9 @@ void SourceMigration::run() {
       std::lock_guard lock(stats_mutex_);
       stats_.error = st.to_string();
     }
-    close_channel();
+    // Nothing is left to say to the peer: an exec: command is ended, not waited for.
+    interrupt_io();
+    (void)close_channel();
     // After "go" the VM may run on the destination: never resume it here (switch_over).
     if (!switched_over_.load(std::memory_order_acquire)) hooks_.resume_after_failure();
     std::lock_guard lock(control_mutex_);
@@ -144,6 +163,13 @@ Status SourceMigration::migrate() {
     return {};
   };
   int64_t start = now_ns();
+  auto connected = connector_->finish();
+  if (!connected.ok()) return connected.take_status();
+  {
+    std::lock_guard lock(channel_mutex_);
+    channel_ = std::move(*connected);
+  }
+  FERRY_RETURN_IF_ERROR(check_cancel());  // a cancel that found no channel yet
   StreamWriter w(*channel_);
   write_header(w);
   write_configuration(w, machine_type_);
@@ -157,6 +183,7 @@ Status SourceMigration::migrate() {
   // Every page goes in the first pass.
   for (memory::RamBlock* b : ram_) b->dirty().mark_all();
   RamSaver saver(ram_);
+  saver.set_stop_flag(&cancel_requested_);
   write_section_header(w, wire::kSectionStart, *ram_entry, wire::kRamVersion);
   saver.write_start_body(w);
   write_footer(w, ram_entry->section_id);
@@ -276,12 +303,18 @@ Status SourceMigration::migrate() {
     FERRY_RETURN_IF_ERROR(switch_over(stop_ns));  // measures downtime to "running"
   } else {
     FERRY_RETURN_IF_ERROR(channel_->shutdown_write());  // the end of the stream
-    std::lock_guard lock(control_mutex_);
-    committed_ = true;  // nobody answers: the stream was the last word
+    {
+      std::lock_guard lock(control_mutex_);
+      if (cancel_requested_.load(std::memory_order_acquire)) return cancelled();
+      committed_ = true;  // nobody answers: the stream was the last word
+    }
+    // An exec: command's exit status says whether it took the stream (a failed one leaves
+    // the VM to resume here). Only the process going away interrupts this wait.
+    FERRY_RETURN_IF_ERROR(close_channel());
     std::lock_guard stats_lock(stats_mutex_);
     stats_.downtime_ms = (now_ns() - stop_ns) / 1'000'000;  // to the end of the stream
   }
-  close_channel();
+  (void)close_channel();
   hooks_.completed();
   set_status("completed");
   return {};

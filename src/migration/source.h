@@ -1,4 +1,5 @@
-// The source side of a live migration, on its own thread (DESIGN.md §6): setup (header,
+// The source side of a live migration, on its own thread (DESIGN.md §6): connecting (the
+// thread finishes opening the channel, so no peer ever blocks the caller), setup (header,
 // configuration, early-setup sections, RAM START), RAM passes while the VM runs (under
 // max-bandwidth in 100 ms windows a cancel cuts short) until the remaining dirty bytes at
 // the measured rate fit the downtime limit, then stop-and-copy
@@ -91,17 +92,24 @@ struct MigrationStats {
 
 class SourceMigration {
  public:
+  // The thread opens the channel (connector->finish()); a cancel interrupts that too.
+  SourceMigration(std::unique_ptr<OutgoingConnector> connector, std::string machine_type,
+                  SectionRegistry& registry, std::vector<memory::RamBlock*> ram,
+                  MigrationParams params, SourceHooks& hooks);
   SourceMigration(std::unique_ptr<Channel> channel, std::string machine_type,
                   SectionRegistry& registry, std::vector<memory::RamBlock*> ram,
                   MigrationParams params, SourceHooks& hooks);
-  ~SourceMigration();  // cancels and joins
+  // Cancels, interrupts the channel even past the point of no return (the process is
+  // going away: an exec: command is not waited for), and joins.
+  ~SourceMigration();
   SourceMigration(const SourceMigration&) = delete;
   SourceMigration& operator=(const SourceMigration&) = delete;
 
   void start();
   // Thread-safe; the status becomes "cancelling" and the migration thread stops at its
-  // next step (a throttle wait or a blocked read/write ends at once). No effect once the
-  // migration ended or the destination confirmed that it runs the VM.
+  // next step (a connect, a throttle wait, a RAM pass or a blocked read/write ends at
+  // once). No effect once the migration ended or the destination confirmed that it runs
+  // the VM.
   void cancel();
   bool finished() const { return finished_.load(std::memory_order_acquire); }
   MigrationStats stats() const;
@@ -118,9 +126,13 @@ class SourceMigration {
   Status switch_over(int64_t stop_ns);
   // "load-time IDSTR NS" from the destination: fills the device's load time.
   void record_load_time(std::string_view line);
-  void close_channel();
+  // Closes the channel once; for exec: the command's exit status.
+  Status close_channel();
+  // Interrupts the connect or the channel's I/O (channel_mutex_ taken here).
+  void interrupt_io();
 
-  std::unique_ptr<Channel> channel_;
+  std::unique_ptr<OutgoingConnector> connector_;
+  std::unique_ptr<Channel> channel_;  // set by the thread once connected (channel_mutex_)
   std::string machine_type_;
   SectionRegistry& registry_;
   std::vector<memory::RamBlock*> ram_;
@@ -135,7 +147,9 @@ class SourceMigration {
   bool committed_ = false;  // past the point of no return: cancel() is ignored (control_mutex_)
   std::atomic<bool> switched_over_{false};  // "go" sent: the VM is the destination's
   std::atomic<bool> finished_{false};
-  std::mutex channel_mutex_;  // serialises interrupt() (cancel) against close()
+  // Guards the connector's hand-over of channel_ against interrupt_io(); FdChannel's
+  // interrupt() is safe against its close() by itself.
+  std::mutex channel_mutex_;
   bool channel_closed_ = false;
   mutable std::mutex stats_mutex_;
   MigrationStats stats_;

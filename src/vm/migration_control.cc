@@ -32,13 +32,15 @@ Status MigrationControl::register_global_state() {
 }
 
 bool MigrationControl::on_main_loop(const std::function<void()>& work) {
+  // The loop is gone once the machine is being destroyed (quit): nothing would run this.
+  if (shutting_down_.load(std::memory_order_acquire)) return false;
   auto done = std::make_shared<std::promise<void>>();
   std::future<void> finished = done->get_future();
   loop_.schedule([work, done] {
     work();
     done->set_value();
   });
-  while (finished.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
+  while (finished.wait_for(std::chrono::milliseconds(10)) != std::future_status::ready) {
     if (shutting_down_.load(std::memory_order_acquire)) return false;
   }
   return true;
@@ -170,13 +172,15 @@ Result<Json> MigrationControl::migrate(const Json& args) {
     return Error(ErrorCode::kFailedPrecondition, "There's a migration process in progress");
   if (machine_.run_state() == RunState::kInMigrate)
     return Error(ErrorCode::kFailedPrecondition, "Guest is waiting for an incoming migration");
-  auto channel = migration::connect_outgoing(*uri);
-  if (!channel.ok()) return channel.take_status();
+  // Only what cannot wait on a peer happens here (a bad URI, a missing or refusing unix
+  // socket fail at once); the migration thread connects, and a cancel interrupts it.
+  auto connector = migration::OutgoingConnector::start(*uri);
+  if (!connector.ok()) return connector.take_status();
   source_.reset();  // a finished earlier attempt
   // Set again at stop-and-copy; until then a failure has no VM of its own to resume.
   was_running_ = false;
   source_ = std::make_unique<migration::SourceMigration>(
-      std::move(channel).value(), std::string(kMachineType), registry_,
+      std::move(connector).value(), std::string(kMachineType), registry_,
       machine_.memory().ram_blocks(), params_, *this);
   source_->start();
   return Json::object();

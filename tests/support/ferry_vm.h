@@ -50,6 +50,8 @@ class FerryVm {
   }
 
   QmpClient& qmp() { return *qmp_; }
+  // The QMP socket, for a second client.
+  const std::string& qmp_path() const { return qmp_path_; }
   QtestClient& qtest() { return *qtest_; }
   ChildProcess& process() { return *process_; }
 
