@@ -77,19 +77,20 @@ BlockBackend::BlockBackend(EventLoop& loop, DriveConfig config)
 
 Result<std::unique_ptr<BlockBackend>> BlockBackend::open(EventLoop& loop,
                                                          const DriveConfig& config) {
-  return open(loop, config, BackendTuning{});
+  return open(loop, config, BackendTuning{}, Activation::kActive);
 }
 
 Result<std::unique_ptr<BlockBackend>> BlockBackend::open(EventLoop& loop,
                                                          const DriveConfig& config,
-                                                         const BackendTuning& tuning) {
+                                                         const BackendTuning& tuning,
+                                                         Activation activation) {
   std::unique_ptr<BlockBackend> backend(new BlockBackend(loop, config));
-  Status status = backend->init(tuning);
+  Status status = backend->init(tuning, activation);
   if (!status.ok()) return status;
   return backend;
 }
 
-Status BlockBackend::init(const BackendTuning& tuning) {
+Status BlockBackend::init(const BackendTuning& tuning, Activation activation) {
   const std::string& id = config_.id;
   if (config_.file.empty()) {
     return Error(ErrorCode::kInvalidArgument, "-drive id={}: no file given", id);
@@ -131,6 +132,12 @@ Status BlockBackend::init(const BackendTuning& tuning) {
     return Error(ErrorCode::kInvalidArgument,
                  "-drive id={}: '{}' is neither a regular file nor a block device", id,
                  config_.file);
+  }
+
+  lock_ = std::make_unique<FileLock>(fd_, config_.file);
+  if (activation == Activation::kActive) {
+    Status locked = activate();
+    if (!locked.ok()) return locked.prepend_message(fmt::format("-drive id={}", id));
   }
 
   if (direct) {
@@ -213,6 +220,24 @@ std::string_view BlockBackend::engine_name() const {
   return engine_ ? engine_->name() : std::string_view("none");
 }
 
+Status BlockBackend::activate() {
+  if (active_) return {};
+  FERRY_RETURN_IF_ERROR(
+      lock_->acquire(FileLock::device_held(config_.read_only), FileLock::kDeviceShared));
+  active_ = true;
+  return {};
+}
+
+Status BlockBackend::inactivate() {
+  if (!active_) return {};
+  // Nothing of ours may reach the image once another process can take the lock.
+  auto drained = drain();
+  if (!drained.ok()) return drained.take_status();
+  lock_->release();
+  active_ = false;
+  return {};
+}
+
 void BlockBackend::set_completion_handler(CompletionHandler handler) {
   handler_ = std::move(handler);
 }
@@ -267,6 +292,8 @@ void BlockBackend::submit(BlockRequest request) {
     error = -EINVAL;
   } else if (config_.read_only && writes(task.op)) {
     error = -EROFS;
+  } else if (!active_ && writes(task.op)) {
+    error = -EPERM;
   } else if (task.op == BlockOp::kRead || task.op == BlockOp::kWrite) {
     uint64_t total = 0;
     for (const iovec& v : task.iov) {

@@ -21,11 +21,20 @@
 // back zeroes; write-zeroes = fallocate(ZERO_RANGE), falling back to writing zeroes where
 // the file system lacks it.
 //
+// Activation (QEMU's inactivate/activate around a migration): an active backend holds the
+// image's write lock (block/file_lock.h; read-only drives hold only the read side), so a
+// second writer — another process, another -drive, QEMU — is refused. A backend opened
+// kInactive (the destination of an incoming migration) holds no lock and refuses writes
+// until activate(), which happens at switchover after the source's inactivate() released
+// the lock. A source whose migration failed re-activates to write again.
+//
 // Immediate errors (delivered through the handler like any other result):
 //   -EIO     the range is outside the image (as QEMU's block layer reports it)
 //   -EINVAL  read/write length differs from the iovec total; unknown op
 //   -EROFS   write, discard or write-zeroes on a read-only drive (QEMU says EACCES or
 //            EPERM depending on the path; one errno is simpler for the error policy)
+//   -EPERM   write, discard or write-zeroes on an inactive backend (QEMU asserts: the
+//            VM cannot run then; this is the guard behind that)
 //
 // Threading: every member runs on the loop thread (or on a thread holding the lock that
 // serialises device code with the loop thread: `submit` touches no EventLoop state and
@@ -53,6 +62,7 @@
 #include "block/drive_config.h"
 #include "block/error_policy.h"
 #include "block/fault_injector.h"
+#include "block/file_lock.h"
 
 namespace ferry::block {
 
@@ -92,11 +102,15 @@ struct BackendTuning {
   int simulate_io_uring_error = 0;
 };
 
+// Whether open() takes the image lock (kActive) or leaves it to activate() (kInactive).
+enum class Activation { kActive, kInactive };
+
 class BlockBackend {
  public:
   static Result<std::unique_ptr<BlockBackend>> open(EventLoop& loop, const DriveConfig& config);
   static Result<std::unique_ptr<BlockBackend>> open(EventLoop& loop, const DriveConfig& config,
-                                                    const BackendTuning& tuning);
+                                                    const BackendTuning& tuning,
+                                                    Activation activation = Activation::kActive);
   ~BlockBackend();
   BlockBackend(const BlockBackend&) = delete;
   BlockBackend& operator=(const BlockBackend&) = delete;
@@ -130,6 +144,15 @@ class BlockBackend {
 
   FaultInjector& faults() { return faults_; }
 
+  // ---- activation (the image lock) ----
+  bool active() const { return active_; }
+  // Takes the image lock; QEMU's error when another user holds it (the backend stays
+  // inactive then). A no-op when already active.
+  Status activate();
+  // Waits for every request (as drain()), then releases the lock: from now on another
+  // process may write the image. A no-op when inactive.
+  Status inactivate();
+
   // ---- error policy (block/error_policy.h) ----
   // What the device should do with a request of `op` that failed with -error.
   ErrorAction error_action(BlockOp op, int error) const {
@@ -144,7 +167,7 @@ class BlockBackend {
 
  private:
   BlockBackend(EventLoop& loop, DriveConfig config);
-  Status init(const BackendTuning& tuning);
+  Status init(const BackendTuning& tuning, Activation activation);
 
   IoTask& acquire_task();
   void release_task(IoTask& task);
@@ -173,6 +196,8 @@ class BlockBackend {
   DriveConfig config_;
   MonotonicClock clock_;
   int fd_ = -1;
+  std::unique_ptr<FileLock> lock_;
+  bool active_ = false;
   uint64_t size_ = 0;
   uint32_t alignment_ = 1;
   std::unique_ptr<FileContext> file_;

@@ -71,11 +71,12 @@ DriveConfig make_config(const std::string& file, AioMode aio) {
 // Opens a backend on a fresh loop and records every completion.
 class Harness {
  public:
-  Status open(const DriveConfig& config, const BackendTuning& tuning = {}) {
+  Status open(const DriveConfig& config, const BackendTuning& tuning = {},
+              Activation activation = Activation::kActive) {
     auto loop = EventLoop::create();
     if (!loop.ok()) return loop.take_status();
     loop_ = std::move(loop).value();
-    auto backend = BlockBackend::open(*loop_, config, tuning);
+    auto backend = BlockBackend::open(*loop_, config, tuning, activation);
     if (!backend.ok()) return backend.take_status();
     backend_ = std::move(backend).value();
     backend_->set_completion_handler([this](uint64_t opaque, int result) {
@@ -700,6 +701,74 @@ TEST(BlockBackend, TmpfsRefusingODirectIsAClearError) {
   ASSERT_FALSE(backend.ok());
   EXPECT_NE(backend.status().message().find("does not support O_DIRECT"), std::string_view::npos);
   EXPECT_NE(backend.status().message().find(image.path()), std::string_view::npos);
+}
+
+// ---- activation: the image lock (block/file_lock.h) ----
+
+TEST_P(BlockEngineTest, SecondWriterOfAnImageIsRefused) {
+  TempImage image(1 << 20);
+  ASSERT_TRUE(image.ok());
+  Harness first;
+  ASSERT_TRUE(first.open(make_config(image.path(), GetParam())).ok());
+  EXPECT_TRUE(first.backend().active());
+  Harness second;
+  Status refused = second.open(make_config(image.path(), GetParam()));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.message(), "-drive id=d0: Failed to get \"write\" lock\nIs another process "
+                               "using the image [" + image.path() + "]?");
+  // A read-only opener does not share write either.
+  DriveConfig read_only = make_config(image.path(), GetParam());
+  read_only.read_only = true;
+  refused = second.open(read_only);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.message().find("Failed to get shared \"write\" lock"), std::string::npos)
+      << refused.message();
+  // Closing the first frees the image.
+  first.close();
+  EXPECT_TRUE(second.open(make_config(image.path(), GetParam())).ok());
+}
+
+TEST_P(BlockEngineTest, InactiveBackendRefusesWritesUntilActivated) {
+  TempImage image(1 << 20);
+  ASSERT_TRUE(image.ok());
+  // The source holds the image; the destination opens it inactive, beside it.
+  Harness source;
+  ASSERT_TRUE(source.open(make_config(image.path(), GetParam())).ok());
+  Harness destination;
+  ASSERT_TRUE(destination.open(make_config(image.path(), GetParam()), {}, Activation::kInactive).ok());
+  EXPECT_FALSE(destination.backend().active());
+  // Reads work, nothing that changes the image does, and the file is untouched.
+  std::vector<uint8_t> data = pattern(4096, 3);
+  EXPECT_EQ(destination.read(0, data), 0);
+  EXPECT_EQ(destination.write(0, data), -EPERM);
+  EXPECT_EQ(destination.run(BlockOp::kDiscard, 0, 4096), -EPERM);
+  EXPECT_EQ(destination.run(BlockOp::kWriteZeroes, 0, 4096), -EPERM);
+  EXPECT_EQ(destination.run(BlockOp::kFlush, 0, 0), 0);
+  EXPECT_EQ(image.read_back(), image.expected());
+  // Switchover while the source still holds the lock fails and changes nothing.
+  Status early = destination.backend().activate();
+  ASSERT_FALSE(early.ok());
+  EXPECT_NE(early.message().find("Failed to get \"write\" lock"), std::string::npos);
+  EXPECT_FALSE(destination.backend().active());
+  // The hand-over: the source drains and releases, the destination takes the lock.
+  std::vector<uint8_t> last = pattern(4096, 9);
+  source.submit(BlockOp::kWrite, 8192, last.size(), {{last.data(), last.size()}});
+  ASSERT_TRUE(source.backend().inactivate().ok());
+  EXPECT_EQ(source.backend().in_flight(), 0u);  // drained before the lock went
+  EXPECT_FALSE(source.backend().active());
+  EXPECT_EQ(source.write(0, data), -EPERM);
+  ASSERT_TRUE(destination.backend().activate().ok());
+  EXPECT_TRUE(destination.backend().activate().ok());  // idempotent
+  EXPECT_EQ(destination.write(0, data), 0);
+  // The source cannot take the image back now; after the destination lets go it can.
+  EXPECT_FALSE(source.backend().activate().ok());
+  ASSERT_TRUE(destination.backend().inactivate().ok());
+  ASSERT_TRUE(source.backend().activate().ok());
+  EXPECT_EQ(source.write(4096, data), 0);
+  std::copy(data.begin(), data.end(), image.expected().begin());
+  std::copy(last.begin(), last.end(), image.expected().begin() + 8192);
+  std::copy(data.begin(), data.end(), image.expected().begin() + 4096);
+  EXPECT_EQ(image.read_back(), image.expected());
 }
 
 }  // namespace

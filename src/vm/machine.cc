@@ -152,6 +152,7 @@ Status Machine::build() {
     qtest_ = std::move(qtest).value();
   }
   state_ = config_.start_paused ? RunState::kPrelaunch : RunState::kRunning;
+  autostart_ = !config_.start_paused;
   // Devices of a VM that does not run yet start quiesced.
   if (config_.start_paused || !config_.incoming.empty())
     for (pci::PciDevice* dev : pci_->devices()) dev->quiesce();
@@ -209,7 +210,8 @@ Status Machine::open_drives() {
   for (const block::DriveConfig& drive : config_.drives) {
     if (drives_.contains(drive.id))
       return Error(ErrorCode::kInvalidArgument, "-drive: duplicate id '{}'", drive.id);
-    auto backend = block::BlockBackend::open(loop_, drive);
+    // Inactive until a device claims it (QEMU's locks are its users' permissions).
+    auto backend = block::BlockBackend::open(loop_, drive, {}, block::Activation::kInactive);
     // The backend's errors already start with "-drive id=ID"; only add it where missing.
     if (!backend.ok()) {
       Status st = backend.take_status();
@@ -269,7 +271,29 @@ Result<block::BlockBackend*> Machine::claim_drive(const DeviceConfig& device, st
     return Error(ErrorCode::kInvalidArgument,
                  "-device {}: drive '{}' is already in use by '{}'", device.driver, id,
                  it->second);
+  // A destination's drives stay unlocked: the source still writes the image.
+  if (config_.incoming.empty()) {
+    Status locked = drive->activate();
+    if (!locked.ok()) {
+      drive_users_.erase(it);
+      return locked.prepend_message("-device " + device.driver);
+    }
+  }
   return drive;
+}
+
+Status Machine::activate_drives() {
+  for (const auto& [id, user] : drive_users_) {
+    block::BlockBackend* drive = find_drive(id);
+    if (drive) FERRY_RETURN_IF_ERROR(drive->activate().prepend_message("drive " + id));
+  }
+  return {};
+}
+
+Status Machine::inactivate_drives() {
+  for (const auto& [id, drive] : drives_)
+    FERRY_RETURN_IF_ERROR(drive->inactivate().prepend_message("drive " + id));
+  return {};
 }
 
 template <typename Desc, typename Device>
@@ -640,6 +664,8 @@ Status Machine::register_qmp_commands() {
   }));
   FERRY_RETURN_IF_ERROR(qmp_->add_command("stop", [this](const Json& args) -> Result<Json> {
     FERRY_RETURN_IF_ERROR(QmpArgs(args).finish());
+    // As QEMU: a destination awaiting its stream stays paused after it loads.
+    if (state_ == RunState::kInMigrate) autostart_ = false;
     if (state_ == RunState::kRunning || state_ == RunState::kPrelaunch)
       FERRY_RETURN_IF_ERROR(set_run_state(RunState::kPaused));
     return Json::object();
@@ -652,6 +678,15 @@ Status Machine::register_qmp_commands() {
     // As QEMU's cont: every drive's I/O status starts over; requests held on an error are
     // retried by their devices as they resume.
     for (const auto& [id, drive] : drives_) drive->reset_io_status();
+    // A destination awaiting its stream only learns to start once it has loaded (QEMU's
+    // autostart): running now would let its guest write the image the source still owns.
+    if (state_ == RunState::kInMigrate) {
+      autostart_ = true;
+      return Json::object();
+    }
+    // A source after a migration (or one whose drives could not be taken back after a
+    // failed one) writes again only if it gets the image locks back.
+    FERRY_RETURN_IF_ERROR(activate_drives());
     FERRY_RETURN_IF_ERROR(set_run_state(RunState::kRunning));
     return Json::object();
   }));

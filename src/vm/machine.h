@@ -127,6 +127,14 @@ class Machine final : public pci::PciHost,
   int exit_code() const { return exit_code_.value_or(0); }
 
   bool start_paused() const { return config_.start_paused; }
+  // Whether the VM starts once an incoming migration has loaded: not with -S, unless `cont`
+  // came while the stream was still awaited (QEMU's autostart); `stop` clears it.
+  bool autostart() const { return autostart_; }
+  // The image locks of the drives devices use (QEMU's bdrv_activate_all /
+  // bdrv_inactivate_all): a migration source releases them at stop-and-copy, a destination
+  // takes them at switchover, a source whose migration failed takes them back. Main loop.
+  Status activate_drives();
+  Status inactivate_drives();
   memory::AddressSpace& memory() { return memory_; }
   IoPorts& io_ports() { return io_; }
   pci::PciBus& pci_bus() { return *pci_; }
@@ -182,7 +190,8 @@ class Machine final : public pci::PciHost,
   // Registers the device's migration section under its PCI address.
   template <typename Desc, typename Device>
   Status register_section(const Desc& desc, Device& device);
-  // A drive used by a device: exists, and is used by no other device.
+  // A drive used by a device: exists, and is used by no other device; it takes the image
+  // lock now unless this VM awaits an incoming migration (then at switchover).
   Result<block::BlockBackend*> claim_drive(const DeviceConfig& device, std::string_view id);
   Status register_qmp_commands();
   Status start_guest_program();
@@ -208,6 +217,7 @@ class Machine final : public pci::PciHost,
   EventLoop& loop_;
   MachineConfig config_;
   RunState state_ = RunState::kPrelaunch;
+  bool autostart_ = true;  // see autostart(); set from -S in build()
   std::optional<int> exit_code_;
   MachineLock lock_;
   memory::RamBlock* main_ram_ = nullptr;

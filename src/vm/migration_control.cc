@@ -88,6 +88,12 @@ Result<migration::DeviceCapture> MigrationControl::stop_and_capture() {
       }
     }
     result = capture_devices(false);
+    // The devices are stopped and drained: release the image locks before the device
+    // state (and EOF) goes out, so the destination can take them at switchover.
+    if (result.ok()) {
+      Status released = machine_.inactivate_drives();
+      if (!released.ok()) result = released;
+    }
   });
   if (!ran) return Error(ErrorCode::kFailedPrecondition, "VM is shutting down");
   return result;
@@ -102,7 +108,13 @@ Result<migration::DeviceCapture> MigrationControl::capture_early_setup() {
 
 void MigrationControl::resume_after_failure() {
   on_main_loop([this] {
-    if (was_running_ && machine_.run_state() == RunState::kPaused)
+    // The images are ours again, unless someone took them meanwhile: then the VM stays
+    // paused (`cont` tries again), as QEMU's failed bdrv_activate_all.
+    Status locked = machine_.activate_drives();
+    if (!locked.ok())
+      log(LogLevel::kError, "migration failed and the drives cannot be taken back: {}",
+          locked.to_string());
+    if (locked.ok() && was_running_ && machine_.run_state() == RunState::kPaused)
       (void)machine_.set_run_state(RunState::kRunning);
     was_running_ = false;
   });
@@ -130,9 +142,18 @@ std::string MigrationControl::loaded() {
     // QEMU starts the VM after an incoming migration unless -S was given, or the source
     // was not running (its global state): then the VM stays paused, in io-error when a
     // block error paused it (`cont` retries the held requests here).
-    RunState to = machine_.start_paused() ? RunState::kPaused : RunState::kRunning;
+    // `cont` during the load counts as if -S was not given (autostart).
+    RunState to = machine_.autostart() ? RunState::kRunning : RunState::kPaused;
     if (global_state_.received && *global_state_.received != RunState::kRunning)
       to = *global_state_.received == RunState::kIoError ? RunState::kIoError : RunState::kPaused;
+    // Switchover: the source released the image locks before sending its device state.
+    // If they cannot be taken, the VM must not write: it stays paused (QEMU's order).
+    Status locked = machine_.activate_drives();
+    if (!locked.ok()) {
+      log(LogLevel::kError, "incoming migration: cannot activate the drives: {}",
+          locked.to_string());
+      to = RunState::kPaused;
+    }
     if (machine_.set_run_state(to).ok())
       state = to == RunState::kRunning ? "running" : "paused";
   });
