@@ -278,13 +278,32 @@ TEST(MachineMemoryMigration, A4GiBVmArrivesWithItsRamAbove4GiB) {
       {k4GiB + 0x12345678, 0x5555666677778888ull},
       {k4GiB + 2 * kGiB - 8, 0x9999000011112222ull}};  // the top of RAM
   for (auto [addr, value] : words) src->mem_write(64, addr, value);
+  // Slow enough that the first pass takes seconds (a zero page costs ~9 bytes), so a page
+  // above 4 GiB can be written after that pass sent it: only its dirty bit, at the block's
+  // offset 2 GiB + x, makes the next pass send it again.
+  src->ok("migrate-set-parameters", Json{{"max-bandwidth", 2'000'000}});
   src->ok("migrate", Json{{"uri", "unix:" + sock}});
+  constexpr uint64_t kLate = k4GiB + 0x40000;  // block offset 2 GiB + 256 KiB
+  const uint64_t sent_past = (2 * kGiB + 0x40000) / 4096 + 256;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  for (;;) {
+    Json r = src->ok("query-migrate");
+    ASSERT_TRUE(r["status"] == "setup" || r["status"] == "active")
+        << "the first pass must still run: " << r.dump();
+    // Pages go out in block order, each counted once sent.
+    if (r["ram"]["duplicate"].get<uint64_t>() + r["ram"]["normal"].get<uint64_t>() > sent_past)
+      break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  src->mem_write(64, kLate, 0x1a7e1a7e1a7e1a7eull);
   Json result = wait_migration_end(*src);
   ASSERT_EQ(result["status"], "completed") << result.dump();
   EXPECT_EQ(result["ram"]["total"].get<uint64_t>(), 4 * kGiB) << result.dump();
   ASSERT_TRUE(dst->qmp().wait_event("RESUME", Millis(30000)).ok());
   EXPECT_EQ(dst->ok("query-status")["status"], "running");
   for (auto [addr, value] : words) EXPECT_EQ(dst->mem(64, addr), value) << "guest 0x" << std::hex << addr;
+  EXPECT_EQ(dst->mem(64, kLate), 0x1a7e1a7e1a7e1a7eull) << "written after its page was sent";
   EXPECT_EQ(dst->ok("query-memory-size-summary")["base-memory"].get<uint64_t>(), 4 * kGiB);
 }
 
