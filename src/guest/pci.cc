@@ -4,6 +4,14 @@ namespace ferry::guest {
 
 using namespace pci_config;
 
+MmioWindow MmioWindow::standard64(uint64_t ram_size) {
+  constexpr uint64_t k4GiB = uint64_t{1} << 32, k1GiB = uint64_t{1} << 30;
+  uint64_t below_4g = ram_size >= 0xb0000000 ? 2 * k1GiB : ram_size;
+  uint64_t ram_end = k4GiB + (ram_size - below_4g);
+  uint64_t begin = (ram_end + k1GiB - 1) / k1GiB * k1GiB;
+  return MmioWindow(begin, begin + (uint64_t{32} << 30));
+}
+
 Result<uint64_t> MmioWindow::allocate(uint64_t size) {
   if (size == 0 || (size & (size - 1)) != 0) {
     return Error(ErrorCode::kInvalidArgument, "mmio window: BAR size 0x{:x} is not a power of two",

@@ -61,9 +61,12 @@ class MmioWindow {
   // The default window: inside the 32-bit PCI MMIO window of QEMU's q35 and of Ferry's
   // machine (0xc0000000..0xfec00000).
   static MmioWindow standard() { return MmioWindow(0xe0000000, 0xfec00000); }
-  // The 64-bit window both machines leave for BARs: 4 GiB .. 36 GiB (q35's pci-hole64 with
-  // its default 32 GiB size, when no RAM lies above 4 GiB).
-  static MmioWindow standard64() { return MmioWindow(uint64_t{1} << 32, uint64_t{36} << 30); }
+  // The 64-bit window both machines leave for BARs in a VM of `ram_size` bytes: q35's
+  // pci-hole64 (its default 32 GiB) from the end of RAM above 4 GiB rounded up to 1 GiB.
+  // RAM of 0xb0000000 bytes or more keeps 2 GiB below 4 GiB and the rest at 4 GiB; smaller
+  // RAM (and ram_size 0, "unknown") leaves the window at 4 GiB .. 36 GiB. The guest knows
+  // its board's rule and its RAM size, as firmware does.
+  static MmioWindow standard64(uint64_t ram_size = 0);
   Result<uint64_t> allocate(uint64_t size);
 
  private:

@@ -46,6 +46,12 @@ class GuestProgram {
   // in its migrated state, so the destination can tell how long the pause really was.
   virtual void note_parked() {}
   virtual void note_resumed() {}
+  // The machine was reset (QMP system_reset): every device is back at its plug-in state and
+  // anything in flight in them is gone; RAM and disks keep their contents. As a real CPU
+  // restarts with its board, the program starts again from its bring-up, keeping what
+  // stays true (a model of the disk), or makes its next step fail with a clear reason.
+  // Called while the vCPU is parked, between two steps.
+  virtual void note_reset() = 0;
   // Asks the program to end its open-ended work soon; whatever checks it makes at its end
   // still run (QMP x-guest-finish). Called on the vCPU thread between steps.
   virtual void request_finish() {}

@@ -26,6 +26,14 @@ unsigned access_size(uint64_t offset, uint64_t left) {
 
 }  // namespace
 
+uint8_t* AddressSpace::Region::host(uint64_t offset) const {
+  return ram->host() + (ram_offset + offset);
+}
+
+void AddressSpace::Region::mark(uint64_t offset, uint64_t len) const {
+  ram->dirty().mark(ram_offset + offset, len);  // after the data: see dirty_bitmap.h
+}
+
 const AddressSpace::Region* AddressSpace::find(uint64_t addr) const {
   auto it = std::upper_bound(index_bases_.begin(), index_bases_.end(), addr);
   if (it == index_bases_.begin()) return nullptr;
@@ -75,12 +83,37 @@ Status AddressSpace::check_free(uint64_t base, uint64_t size, std::string_view w
 
 Result<RamBlock*> AddressSpace::add_ram(uint64_t base, std::unique_ptr<RamBlock> block) {
   if (!block) return Error(ErrorCode::kInvalidArgument, "add_ram: no block");
+  RamAlias whole{block->idstr(), base, 0, block->size()};
+  return add_ram(std::move(block), std::span(&whole, 1));
+}
+
+Result<RamBlock*> AddressSpace::add_ram(std::unique_ptr<RamBlock> block,
+                                        std::span<const RamAlias> aliases) {
+  if (!block) return Error(ErrorCode::kInvalidArgument, "add_ram: no block");
   if (find_ram_block(block->idstr()))
     return Error(ErrorCode::kInvalidArgument, "RAM block '{}' is already mapped", block->idstr());
-  FERRY_RETURN_IF_ERROR(
-      check_free(base, block->size(), fmt::format("RAM block '{}'", block->idstr())));
+  if (aliases.empty())
+    return Error(ErrorCode::kInvalidArgument, "RAM block '{}': no guest address to map it at",
+                 block->idstr());
+  // Every alias must lie inside the block and be free, also of the aliases before it; on
+  // an error the map is left as it was.
+  std::vector<uint64_t> inserted;
+  for (const RamAlias& a : aliases) {
+    Status st;
+    if (a.size == 0 || a.offset > block->size() || a.size > block->size() - a.offset)
+      st = Error(ErrorCode::kInvalidArgument,
+                 "RAM alias '{}': [0x{:x}, +0x{:x}) is not inside block '{}' of 0x{:x} bytes",
+                 a.name, a.offset, a.size, block->idstr(), block->size());
+    else
+      st = check_free(a.base, a.size, fmt::format("RAM alias '{}'", a.name));
+    if (!st.ok()) {
+      for (uint64_t base : inserted) regions_.erase(base);
+      return st;
+    }
+    regions_[a.base] = Region{a.base, a.size, a.name, block.get(), nullptr, a.offset};
+    inserted.push_back(a.base);
+  }
   RamBlock* raw = block.get();
-  regions_[base] = Region{base, raw->size(), raw->idstr(), raw, nullptr};
   reindex();
   ram_.push_back(std::move(block));
   return raw;
@@ -199,13 +232,13 @@ Status AddressSpace::for_each_piece(uint64_t addr, uint64_t len, Piece&& piece) 
 
 Status AddressSpace::read(uint64_t addr, std::span<uint8_t> out) const {
   if (const Region* r = find_whole(addr, out.size()); r && r->ram) {
-    guest_read(out.data(), r->ram->host() + (addr - r->base), out.size());
+    guest_read(out.data(), r->host(addr - r->base), out.size());
     return {};
   }
   FERRY_RETURN_IF_ERROR(check_mapped(addr, out.size(), false));
   return for_each_piece(addr, out.size(), [&](const Region& r, uint64_t off, size_t done, size_t n) {
     if (r.ram) {
-      guest_read(out.data() + done, r.ram->host() + off, n);
+      guest_read(out.data() + done, r.host(off), n);
       return;
     }
     for (size_t i = 0; i < n;) {
@@ -219,15 +252,15 @@ Status AddressSpace::read(uint64_t addr, std::span<uint8_t> out) const {
 
 Status AddressSpace::write(uint64_t addr, std::span<const uint8_t> data) {
   if (const Region* r = find_whole(addr, data.size()); r && r->ram) {
-    guest_write(r->ram->host() + (addr - r->base), data.data(), data.size());
-    r->ram->dirty().mark(addr - r->base, data.size());  // after the data: see dirty_bitmap.h
+    guest_write(r->host(addr - r->base), data.data(), data.size());
+    r->mark(addr - r->base, data.size());
     return {};
   }
   FERRY_RETURN_IF_ERROR(check_mapped(addr, data.size(), false));
   return for_each_piece(addr, data.size(), [&](const Region& r, uint64_t off, size_t done, size_t n) {
     if (r.ram) {
-      guest_write(r.ram->host() + off, data.data() + done, n);
-      r.ram->dirty().mark(off, n);  // after the data: see dirty_bitmap.h
+      guest_write(r.host(off), data.data() + done, n);
+      r.mark(off, n);
       return;
     }
     for (size_t i = 0; i < n;) {
@@ -244,8 +277,8 @@ Status AddressSpace::fill(uint64_t addr, uint8_t value, uint64_t len) {
   FERRY_RETURN_IF_ERROR(check_mapped(addr, len, false));
   return for_each_piece(addr, len, [&](const Region& r, uint64_t off, size_t, size_t n) {
     if (r.ram) {
-      guest_fill(r.ram->host() + off, value, n);
-      r.ram->dirty().mark(off, n);
+      guest_fill(r.host(off), value, n);
+      r.mark(off, n);
       return;
     }
     for (uint64_t i = 0; i < n; ++i) r.mmio->write(off + i, value, 1);
@@ -292,7 +325,7 @@ Status AddressSpace::translate_into(std::span<const GuestRange> ranges, size_t m
   for (const GuestRange& range : ranges) {
     const Region* whole = find_whole(range.addr, range.len);
     if (whole && whole->ram && out.size() - first < max_iovecs) {
-      out.push_back({whole->ram->host() + (range.addr - whole->base),
+      out.push_back({whole->host(range.addr - whole->base),
                      static_cast<size_t>(range.len)});
       continue;
     }
@@ -308,7 +341,7 @@ Status AddressSpace::translate_into(std::span<const GuestRange> ranges, size_t m
         return Error(ErrorCode::kInternal, "guest 0x{:x} is no longer RAM", range.addr + done);
       uint64_t off = range.addr + done - r->base;
       uint64_t n = std::min<uint64_t>(range.len - done, r->size - off);
-      out.push_back({r->ram->host() + off, static_cast<size_t>(n)});
+      out.push_back({r->host(off), static_cast<size_t>(n)});
       done += n;
     }
   }
@@ -317,7 +350,7 @@ Status AddressSpace::translate_into(std::span<const GuestRange> ranges, size_t m
 
 Status AddressSpace::mark_written(GuestRange range) {
   if (const Region* r = find_whole(range.addr, range.len); r && r->ram) {
-    r->ram->dirty().mark(range.addr - r->base, range.len);
+    r->mark(range.addr - r->base, range.len);
     return {};
   }
   FERRY_RETURN_IF_ERROR(check_mapped(range.addr, range.len, true));
@@ -328,7 +361,7 @@ Status AddressSpace::mark_written(GuestRange range) {
       return Error(ErrorCode::kInternal, "guest 0x{:x} is no longer RAM", range.addr + done);
     uint64_t off = range.addr + done - r->base;
     uint64_t n = std::min<uint64_t>(range.len - done, r->size - off);
-    r->ram->dirty().mark(off, n);
+    r->mark(off, n);
     done += n;
   }
   return {};

@@ -32,6 +32,16 @@ class MmioHandler {
   virtual void write(uint64_t offset, uint64_t value, unsigned size) = 0;
 };
 
+// One guest-physical window onto part of a RAM block (QEMU's RAM aliases: q35 maps one
+// "pc.ram" partly below the 32-bit PCI hole and the rest at 4 GiB). The block stays one
+// block for migration and dirty tracking; only its guest addresses are split.
+struct RamAlias {
+  std::string name;     // the region's name in errors ("ram-below-4g")
+  uint64_t base = 0;    // guest-physical address
+  uint64_t offset = 0;  // into the block
+  uint64_t size = 0;
+};
+
 struct GuestRange {
   uint64_t addr = 0;
   uint64_t len = 0;
@@ -41,6 +51,9 @@ class AddressSpace {
  public:
   // Takes ownership of `block` and maps it at guest address `base`.
   Result<RamBlock*> add_ram(uint64_t base, std::unique_ptr<RamBlock> block);
+  // Takes ownership of `block` and maps each alias's part of it at the alias's base; the
+  // aliases must lie inside the block and overlap nothing. Nothing is mapped on an error.
+  Result<RamBlock*> add_ram(std::unique_ptr<RamBlock> block, std::span<const RamAlias> aliases);
   // Maps `handler` (not owned; it must outlive its mapping) at [base, base + size).
   Status add_mmio(std::string name, uint64_t base, uint64_t size, MmioHandler& handler);
   Status remove_mmio(std::string_view name);
@@ -87,6 +100,11 @@ class AddressSpace {
     std::string name;
     RamBlock* ram = nullptr;         // one of ram_ when RAM
     MmioHandler* mmio = nullptr;     // when MMIO
+    uint64_t ram_offset = 0;         // RAM: where the region starts in its block
+    // RAM: the host byte at `offset` into the region, and marking written bytes dirty in
+    // the block (after the data: see dirty_bitmap.h).
+    uint8_t* host(uint64_t offset) const;
+    void mark(uint64_t offset, uint64_t len) const;
   };
   // The region holding `addr`, or null.
   const Region* find(uint64_t addr) const;

@@ -213,3 +213,78 @@ TEST_F(AddressSpaceTest, EmptyRangesTouchNothing) {
 
 }  // namespace
 }  // namespace ferry::memory
+
+namespace ferry::memory {
+namespace {
+
+// q35's split of one block: the first part below a hole, the rest at 4 GiB. Accesses,
+// translation and dirty marks reach the right offset of the one block.
+TEST(RamAliasTest, OneBlockMappedTwiceReachesTheRightOffsets) {
+  constexpr uint64_t kLow = 8 * kPageSize;
+  constexpr uint64_t kHigh = uint64_t{1} << 32;
+  auto block = RamBlock::anonymous("pc.ram", 12 * kPageSize);
+  ASSERT_TRUE(block.ok());
+  AddressSpace as;
+  RamAlias aliases[] = {{"ram-below-4g", 0, 0, kLow},
+                        {"ram-above-4g", kHigh, kLow, 4 * kPageSize}};
+  auto added = as.add_ram(std::move(*block), aliases);
+  ASSERT_TRUE(added.ok()) << added.status().to_string();
+  RamBlock& ram = **added;
+  ASSERT_EQ(as.ram_blocks().size(), 1u);
+
+  ASSERT_TRUE(as.store(kHigh + 0x10, 0x1122334455667788ull, 8).ok());
+  uint64_t raw = 0;
+  std::memcpy(&raw, ram.host() + kLow + 0x10, 8);
+  EXPECT_EQ(raw, 0x1122334455667788ull);
+  EXPECT_TRUE(ram.dirty().test(8));  // page 8 of the block, not page 0
+  EXPECT_FALSE(ram.dirty().test(0));
+
+  std::memcpy(ram.host() + 3 * kPageSize, "low", 3);
+  auto v = as.load(3 * kPageSize, 2);
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(*v, 0x6f6cu);
+
+  // The hole between the aliases is not RAM; each alias is.
+  EXPECT_FALSE(as.is_ram({kLow, 1}));
+  EXPECT_TRUE(as.is_ram({kHigh, 4 * kPageSize}));
+  EXPECT_FALSE(as.is_ram({kHigh, 4 * kPageSize + 1}));
+
+  GuestRange range{kHigh + kPageSize, 2 * kPageSize};
+  auto iov = as.translate(std::span(&range, 1), 4);
+  ASSERT_TRUE(iov.ok());
+  ASSERT_EQ(iov->size(), 1u);
+  EXPECT_EQ((*iov)[0].iov_base, ram.host() + kLow + kPageSize);
+  ASSERT_TRUE(as.mark_written(range).ok());
+  EXPECT_TRUE(ram.dirty().test(9));
+  EXPECT_TRUE(ram.dirty().test(10));
+
+  ASSERT_TRUE(as.fill(kHigh + 3 * kPageSize, 0xab, kPageSize).ok());
+  EXPECT_EQ(ram.host()[11 * kPageSize + 5], 0xab);
+  EXPECT_TRUE(ram.dirty().test(11));
+}
+
+TEST(RamAliasTest, BadAliasesLeaveTheMapAsItWas) {
+  AddressSpace as;
+  auto block = RamBlock::anonymous("pc.ram", 4 * kPageSize);
+  ASSERT_TRUE(block.ok());
+  RamAlias outside[] = {{"a", 0, 0, 2 * kPageSize}, {"b", 0x100000, 2 * kPageSize, 3 * kPageSize}};
+  auto added = as.add_ram(std::move(*block), outside);
+  ASSERT_FALSE(added.ok());
+  EXPECT_NE(added.status().message().find("not inside block 'pc.ram'"), std::string::npos)
+      << added.status().to_string();
+  bool mapped = true;
+  as.mapped_run(0, kPageSize, mapped);
+  EXPECT_FALSE(mapped);  // alias "a" was taken back
+
+  auto again = RamBlock::anonymous("pc.ram", 4 * kPageSize);
+  ASSERT_TRUE(again.ok());
+  RamAlias overlapping[] = {{"a", 0, 0, 2 * kPageSize}, {"b", kPageSize, 2 * kPageSize, 2 * kPageSize}};
+  auto overlap = as.add_ram(std::move(*again), overlapping);
+  ASSERT_FALSE(overlap.ok());
+  EXPECT_NE(overlap.status().message().find("overlaps 'a'"), std::string::npos)
+      << overlap.status().to_string();
+  EXPECT_TRUE(as.ram_blocks().empty());
+}
+
+}  // namespace
+}  // namespace ferry::memory

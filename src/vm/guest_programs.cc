@@ -33,16 +33,18 @@ Result<std::unique_ptr<guest::GuestProgram>> create_verify(const GuestConfig& gu
     config->pci_slot = at->slot;
     config->pci_function = at->function;
   }
-  // The program's rings and buffers sit at the top of RAM, away from where tests and
-  // other software usually place things (the bottom).
+  // The program's rings and buffers sit at the top of the RAM below 4 GiB, away from where
+  // tests and other software usually place things (the bottom), at the same place for
+  // every RAM size above 2,816 MiB (the rest of RAM then lies above 4 GiB).
   constexpr uint64_t kAlign = 1ull << 20;
+  uint64_t low = context.ram_below_4g != 0 ? context.ram_below_4g : context.ram_size;
   uint64_t need = (guest::verify_dma_bytes(*config) + kAlign - 1) / kAlign * kAlign;
-  if (need > context.ram_size / 2)
+  if (need > low / 2)
     return Error(ErrorCode::kInvalidArgument,
                  "-guest verify: iodepth={} bs={} needs {} MiB of guest RAM for queues and "
-                 "buffers; more than half of the VM's {} MiB",
-                 config->iodepth, config->block_size, need >> 20, context.ram_size >> 20);
-  config->dma_base = context.ram_size - need;
+                 "buffers; more than half of the VM's {} MiB below 4 GiB",
+                 config->iodepth, config->block_size, need >> 20, low >> 20);
+  config->dma_base = low - need;
   config->dma_size = need;
   auto program = guest::VerifyProgram::create(*config);
   if (!program.ok()) return program.take_status();

@@ -34,6 +34,8 @@ struct GuestProgramContext {
   // The PCI address of the device with this -device id, if any.
   std::function<std::optional<pci::PciAddress>(std::string_view id)> find_device;
   uint64_t ram_size = 0;
+  // RAM at guest address 0 (all of it, or its first 2 GiB when the rest lies above 4 GiB).
+  uint64_t ram_below_4g = 0;
 };
 
 Result<std::unique_ptr<guest::GuestProgram>> create_guest_program(const GuestConfig& config,

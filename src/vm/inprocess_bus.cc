@@ -14,10 +14,9 @@ auto InProcessBus::device_access(F&& access) {
   return access();
 }
 
-uint8_t* InProcessBus::ram(uint64_t addr, uint64_t len) const {
-  memory::RamBlock& block = machine_.main_ram();
-  if (addr > block.size() || len > block.size() - addr) return nullptr;
-  return block.host() + addr;
+std::optional<uint64_t> InProcessBus::ram(uint64_t addr, uint64_t len) const {
+  // The machine's memory map is fixed once built: no lock needed, unlike the address space.
+  return machine_.memory_map().ram_offset(addr, len);
 }
 
 Result<uint64_t> InProcessBus::mmio_read(uint64_t addr, unsigned size) {
@@ -41,8 +40,8 @@ Status InProcessBus::port_out(uint16_t port, uint32_t value, unsigned size) {
 
 Status InProcessBus::memory_read(uint64_t addr, std::span<uint8_t> out) {
   if (discipline_ == Discipline::kVcpuThread) {
-    if (uint8_t* host = ram(addr, out.size())) {
-      memory::guest_read(out.data(), host, out.size());
+    if (auto offset = ram(addr, out.size())) {
+      memory::guest_read(out.data(), machine_.main_ram().host() + *offset, out.size());
       return {};
     }
   }
@@ -51,9 +50,10 @@ Status InProcessBus::memory_read(uint64_t addr, std::span<uint8_t> out) {
 
 Status InProcessBus::memory_write(uint64_t addr, std::span<const uint8_t> data) {
   if (discipline_ == Discipline::kVcpuThread) {
-    if (uint8_t* host = ram(addr, data.size())) {
-      memory::guest_write(host, data.data(), data.size());
-      if (!data.empty()) machine_.main_ram().dirty().mark(addr, data.size());  // after the data
+    if (auto offset = ram(addr, data.size())) {
+      memory::RamBlock& block = machine_.main_ram();
+      memory::guest_write(block.host() + *offset, data.data(), data.size());
+      if (!data.empty()) block.dirty().mark(*offset, data.size());  // after the data
       return {};
     }
   }

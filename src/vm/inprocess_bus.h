@@ -15,6 +15,8 @@
 // recorder's condition variable, without the machine lock.
 #pragma once
 
+#include <optional>
+
 #include "guest/guest_bus.h"
 #include "vm/machine.h"
 
@@ -39,8 +41,9 @@ class InProcessBus final : public guest::GuestBus {
   Result<bool> wait_intx(unsigned irq, bool level, std::chrono::microseconds timeout) override;
 
  private:
-  // The host address of [addr, addr + len) when it lies inside RAM block 0, else null.
-  uint8_t* ram(uint64_t addr, uint64_t len) const;
+  // The offset in RAM block 0 of [addr, addr + len) when one part of RAM (below or above
+  // 4 GiB) holds all of it, else nothing.
+  std::optional<uint64_t> ram(uint64_t addr, uint64_t len) const;
   // Runs `access` under the machine lock when this is the vCPU's bus.
   template <typename F>
   auto device_access(F&& access);

@@ -68,6 +68,32 @@ class Machine::BarPiece final : public memory::MmioHandler {
   pci::MmioHandler& inner_;
 };
 
+// ---- the memory map -----------------------------------------------------------------------
+
+MemoryMap MemoryMap::for_ram_size(uint64_t ram_size) {
+  constexpr uint64_t kSplitFrom = kEcamBase;             // RAM this large is split...
+  constexpr uint64_t kBelow4gWhenSplit = uint64_t{2} << 30;  // ...keeping 2 GiB below 4 GiB
+  constexpr uint64_t kHole64Align = uint64_t{1} << 30;
+  MemoryMap map;
+  map.ram_size = ram_size;
+  map.below_4g = ram_size >= kSplitFrom ? kBelow4gWhenSplit : ram_size;
+  map.above_4g = ram_size - map.below_4g;
+  // q35 starts pci-hole64 at the end of RAM above 4 GiB (4 GiB when there is none),
+  // rounded up to 1 GiB.
+  uint64_t ram_end = kRamAbove4gBase + map.above_4g;
+  map.pci_hole64_base = (ram_end + kHole64Align - 1) / kHole64Align * kHole64Align;
+  map.pci_hole64_end = map.pci_hole64_base + kPciHole64Size;
+  return map;
+}
+
+std::optional<uint64_t> MemoryMap::ram_offset(uint64_t addr, uint64_t len) const {
+  if (addr <= below_4g && len <= below_4g - addr) return addr;
+  if (addr >= kRamAbove4gBase && addr - kRamAbove4gBase <= above_4g &&
+      len <= above_4g - (addr - kRamAbove4gBase))
+    return below_4g + (addr - kRamAbove4gBase);
+  return std::nullopt;
+}
+
 // ---- construction ------------------------------------------------------------------------
 
 Machine::Machine(EventLoop& loop, MachineConfig config) : loop_(loop), config_(std::move(config)) {
@@ -103,8 +129,7 @@ Status Machine::build() {
     return Error(ErrorCode::kInvalidArgument, "-m: RAM size {} is not a positive multiple of 4 KiB",
                  config_.ram_size);
   if (config_.ram_size > kMaxRamSize)
-    return Error(ErrorCode::kInvalidArgument,
-                 "-m: {} MiB of RAM does not fit below the ECAM window ({} MiB at most)",
+    return Error(ErrorCode::kInvalidArgument, "-m: {} MiB of RAM is more than the {} MiB supported",
                  config_.ram_size >> 20, kMaxRamSize >> 20);
   memory::RamBlockSpec spec{.idstr = "pc.ram", .size = config_.ram_size};
   if (config_.ram_backend) {
@@ -117,7 +142,14 @@ Status Machine::build() {
   }
   auto ram = memory::RamBlock::create(spec);
   if (!ram.ok()) return ram.take_status();
-  auto added = memory_.add_ram(0, std::move(ram).value());
+  // One block, mapped below the 32-bit PCI hole and, when it does not fit there, at 4 GiB
+  // (QEMU's "ram-below-4g" and "ram-above-4g" aliases of it).
+  memory_map_ = MemoryMap::for_ram_size(config_.ram_size);
+  std::vector<memory::RamAlias> aliases = {{"ram-below-4g", 0, 0, memory_map_.below_4g}};
+  if (memory_map_.above_4g != 0)
+    aliases.push_back(
+        {"ram-above-4g", kRamAbove4gBase, memory_map_.below_4g, memory_map_.above_4g});
+  auto added = memory_.add_ram(std::move(ram).value(), aliases);
   if (!added.ok()) return added.take_status();
   main_ram_ = *added;
 
@@ -171,6 +203,7 @@ Status Machine::start_guest_program() {
   if (!config_.guest) return {};
   GuestProgramContext context;
   context.ram_size = config_.ram_size;
+  context.ram_below_4g = memory_map_.below_4g;
   context.find_device = [this](std::string_view id) -> std::optional<pci::PciAddress> {
     auto it = devices_by_id_.find(id);
     if (it == devices_by_id_.end()) return std::nullopt;
@@ -708,9 +741,17 @@ Status Machine::register_qmp_commands() {
     if (state_ == RunState::kInMigrate)
       return Error(ErrorCode::kFailedPrecondition,
                    "device state is being loaded by an incoming migration");
-    // Devices return to their plug-in state; RAM keeps its contents, as on QEMU's PCs.
+    // As QEMU, between two steps of the vCPU (it is paused while the machine resets), then
+    // devices return to their plug-in state; RAM keeps its contents, as on QEMU's PCs.
+    if (vcpu_) vcpu_->park();
     for (pci::PciDevice* dev : pci_->devices()) dev->reset();
     cpu_interrupts_.reset();  // the local APIC forgets what it had not delivered
+    // The CPU is reset too: the guest program learns it lost its devices' state and starts
+    // again from its bring-up (guest/program.h).
+    if (vcpu_) {
+      vcpu_->reset_program();
+      if (is_running(state_)) vcpu_->unpark();
+    }
     qmp_->emit_event("RESET", Json{{"guest", false}, {"reason", "host-qmp-system-reset"}});
     if (state_ == RunState::kShutdown) FERRY_RETURN_IF_ERROR(set_run_state(RunState::kRunning));
     return Json::object();
@@ -780,6 +821,11 @@ Status Machine::register_qmp_commands() {
     if (!vcpu_) return Error(ErrorCode::kFailedPrecondition, "no guest program (-guest) runs");
     vcpu_->request_finish();
     return Json::object();
+  }));
+  FERRY_RETURN_IF_ERROR(qmp_->add_command("query-memory-size-summary", [this](const Json& args) -> Result<Json> {
+    FERRY_RETURN_IF_ERROR(QmpArgs(args).finish());
+    // QEMU's answer without memory hotplug: the whole RAM, below and above 4 GiB.
+    return Json{{"base-memory", config_.ram_size}};
   }));
   FERRY_RETURN_IF_ERROR(qmp_->add_command("query-name", [this](const Json& args) -> Result<Json> {
     FERRY_RETURN_IF_ERROR(QmpArgs(args).finish());

@@ -3,12 +3,15 @@
 // event loop's devices, the run state, and the QMP and qtest endpoints, and is the one
 // object holding mutable process-wide state.
 //
-// Memory map (the layout of QEMU's q35 where Ferry has the same thing):
-//   0x0000_0000 .. RAM size      guest RAM (block "pc.ram"); at most 0xb000_0000
+// Memory map (the layout of QEMU's q35 where Ferry has the same thing; MemoryMap below):
+//   0x0000_0000 .. below-4g      guest RAM (block "pc.ram"): all of it when it is smaller
+//                                than 0xb000_0000, else its first 2 GiB
 //   0xb000_0000 .. +1 MiB        ECAM, bus 0
 //   0xc000_0000 .. 0xfec0_0000   32-bit PCI MMIO window (q35's pci-hole, above MMCONFIG)
 //   0xfee0_0000 .. +1 MiB        MSI window: 32-bit writes here are interrupts
-//   4 GiB .. 4 GiB + 32 GiB      64-bit PCI MMIO window (q35's pci-hole64, default size)
+//   4 GiB .. 4 GiB + above-4g    the rest of the same block (its offset below-4g on)
+//   hole64 .. hole64 + 32 GiB    64-bit PCI MMIO window (q35's pci-hole64, default size),
+//                                from the end of RAM above 4 GiB rounded up to 1 GiB
 // BAR decoding follows QEMU's PC machines, which map the whole PCI memory space beneath
 // system memory at a lower priority: the windows are where software should place BARs,
 // but a BAR decodes wherever it is programmed except where RAM, ECAM or the MSI window
@@ -56,14 +59,31 @@ namespace ferry::vm {
 
 inline constexpr std::string_view kMachineType = "ferry-1.0";
 inline constexpr uint64_t kEcamBase = 0xb0000000;
-inline constexpr uint64_t kMaxRamSize = kEcamBase;
+// The RAM block's size limit (memory/ram_block.h); q35 itself goes further.
+inline constexpr uint64_t kMaxRamSize = memory::kMaxRamBlockSize;
 inline constexpr uint64_t kMsiWindowBase = 0xfee00000;
 inline constexpr uint64_t kMsiWindowSize = 0x100000;
 // The PCI MMIO windows (see the memory map above); ends are exclusive.
 inline constexpr uint64_t kPciMmioWindowBase = 0xc0000000;
 inline constexpr uint64_t kPciMmioWindowEnd = 0xfec00000;
-inline constexpr uint64_t kPciMmio64WindowBase = uint64_t{1} << 32;
-inline constexpr uint64_t kPciMmio64WindowEnd = kPciMmio64WindowBase + (uint64_t{32} << 30);
+inline constexpr uint64_t kRamAbove4gBase = uint64_t{1} << 32;
+inline constexpr uint64_t kPciHole64Size = uint64_t{32} << 30;
+
+// Where a RAM size puts guest RAM and the 64-bit PCI window: q35's rule (pc_q35.c). RAM of
+// 0xb000_0000 bytes or more keeps 2 GiB below 4 GiB (1 GiB-aligned guest and host
+// addresses) and puts the rest at 4 GiB; smaller RAM lies wholly below ECAM. One block
+// either way, so the migration stream's "ram" section does not change.
+struct MemoryMap {
+  uint64_t ram_size = 0;
+  uint64_t below_4g = 0;         // RAM at guest 0, block offset 0
+  uint64_t above_4g = 0;         // RAM at kRamAbove4gBase, block offset below_4g
+  uint64_t pci_hole64_base = 0;  // the 64-bit PCI MMIO window; the end is exclusive
+  uint64_t pci_hole64_end = 0;
+
+  static MemoryMap for_ram_size(uint64_t ram_size);
+  // The block offset of [addr, addr + len) when one part of RAM holds all of it.
+  std::optional<uint64_t> ram_offset(uint64_t addr, uint64_t len) const;
+};
 // ferry-vm's exit status when its guest program failed (e.g. a verification error).
 inline constexpr int kGuestFailedExitCode = 3;
 
@@ -140,8 +160,10 @@ class Machine final : public pci::PciHost,
   pci::PciBus& pci_bus() { return *pci_; }
   EventLoop& loop() { return loop_; }
   MachineLock& lock() { return lock_; }
-  // RAM block 0 ("pc.ram" or the memory backend), at guest address 0.
+  // RAM block 0 ("pc.ram" or the memory backend), mapped as `memory_map()` says.
   memory::RamBlock& main_ram() const { return *main_ram_; }
+  // Fixed once the machine is built: safe to read from any thread.
+  const MemoryMap& memory_map() const { return memory_map_; }
   // The interrupts the guest's CPU received (MSI window messages, INTx levels), for guest
   // programs that wait for interrupts; thread-safe.
   CpuInterrupts& cpu_interrupts() { return cpu_interrupts_; }
@@ -221,6 +243,7 @@ class Machine final : public pci::PciHost,
   std::optional<int> exit_code_;
   MachineLock lock_;
   memory::RamBlock* main_ram_ = nullptr;
+  MemoryMap memory_map_;
   MonotonicClock real_clock_;
   VirtualClock virtual_clock_;
   memory::AddressSpace memory_;

@@ -80,6 +80,14 @@ void Vcpu::request_finish() {
   finish_requested_.store(true, std::memory_order_release);
 }
 
+void Vcpu::reset_program() {
+  std::lock_guard lock(mutex_);
+  if (ended_) return;
+  // Parked between steps (or never run): the program's state is the main loop's to touch.
+  program_->note_reset();
+  if (parked_ || !thread_.joinable()) publish(State::kParked);
+}
+
 nlohmann::ordered_json Vcpu::status() const {
   std::lock_guard lock(status_mutex_);
   return status_;

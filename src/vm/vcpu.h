@@ -64,6 +64,11 @@ class Vcpu {
   // thread passes it on before its next step.
   void request_finish();
 
+  // system_reset (main loop thread, after park(), devices already reset): tells the program
+  // its machine was reset (GuestProgram::note_reset), as a real CPU is reset with its
+  // board, and publishes the state it restarts from. A program that ended stays ended.
+  void reset_program();
+
   // The program's state for migration; only touched while the vCPU is parked.
   guest::GuestProgram& program() { return *program_; }
 

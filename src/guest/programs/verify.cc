@@ -120,6 +120,43 @@ void VerifyProgram::note_pause(int64_t ns) {
   state_.stall_open = true;
 }
 
+void VerifyProgram::note_reset() {
+  verify::VerifyState& s = state_;
+  if (s.phase == Phase::kFinished || s.phase == Phase::kFailed) return;
+  ++s.resets;
+  if (s.phase >= Phase::kPrefill && s.phase <= Phase::kFinal) {
+    s.resume_phase = s.phase;
+    uint64_t first_block = UINT64_MAX;
+    uint32_t dropped = 0;
+    for (verify::Slot& slot : s.slots) {
+      if (!slot.in_use) continue;
+      if (slot.op == IoOp::kWrite) s.uncertain[slot.block] = 1;
+      s.busy[slot.block] = 0;
+      first_block = std::min(first_block, slot.block);
+      ++dropped;
+      slot = verify::Slot{};
+    }
+    s.in_flight = 0;
+    if (dropped != 0) {
+      // Submit the dropped commands again: the sequential passes from the first block still
+      // in flight (blocks after it that completed are simply done twice), the run phase as
+      // many more commands.
+      if (s.phase == Phase::kPrefill || s.phase == Phase::kFinal) {
+        for (uint64_t b = first_block; b < s.cursor && s.phase == Phase::kFinal; ++b)
+          if (s.generations[b] == 0 && !s.uncertain[b]) --s.skipped_blocks;  // counted again
+        s.cursor = first_block;
+      } else {
+        s.submitted -= std::min<uint64_t>(s.submitted, dropped);
+        if (sequential(config_.rw)) s.cursor -= std::min<uint64_t>(s.cursor, dropped);
+      }
+      s.stop_submitting = false;
+    }
+  }
+  // A reset during bring-up keeps resume_phase from an earlier reset, if any.
+  s.admin_command.outstanding = false;
+  s.phase = Phase::kProbe;
+}
+
 Status VerifyProgram::fail(Status status) {
   state_.phase = Phase::kFailed;
   error_ = status;
@@ -389,10 +426,25 @@ Result<StepResult> VerifyProgram::identify_namespace(GuestBus& bus) {
     return Error(ErrorCode::kInvalidArgument, "{}: namespace {} ({} bytes) is smaller than bs={}",
                  kOption, config_.nsid, namespace_bytes, config_.block_size);
   }
+  if (state_.block_count != 0) {
+    // Bring-up again after a reset: the disk kept its content, so the model stays, if the
+    // namespace is still the one it describes.
+    if (blocks != state_.block_count || lba_size != state_.controller.lba_size) {
+      return Error(ErrorCode::kFailedPrecondition,
+                   "verify: after a reset namespace {} has {} blocks of {} bytes (LBA size {}); "
+                   "before it {} (LBA size {})",
+                   config_.nsid, blocks, config_.block_size, lba_size, state_.block_count,
+                   state_.controller.lba_size);
+    }
+    state_.controller.namespace_blocks = *nsze;
+    state_.phase = Phase::kSetQueues;
+    return StepResult::kProgress;
+  }
   state_.controller.namespace_blocks = *nsze;
   state_.controller.lba_size = lba_size;
   state_.block_count = static_cast<uint32_t>(blocks);
   state_.generations.assign(blocks, 0);
+  state_.uncertain.assign(blocks, 0);
   state_.busy.assign(blocks, 0);
   state_.phase = Phase::kSetQueues;
   return StepResult::kProgress;
@@ -453,6 +505,12 @@ Result<StepResult> VerifyProgram::create_sq(GuestBus& bus) {
       }
       FERRY_RETURN_IF_ERROR(bus.memory_write(layout_.prp_lists + slot * kPage, list));
     }
+  }
+  if (state_.resume_phase != Phase::kProbe) {
+    // Restarted after a reset: back to the phase it interrupted, where it was.
+    state_.phase = state_.resume_phase;
+    state_.resume_phase = Phase::kProbe;
+    return StepResult::kProgress;
   }
   bool prefill = config_.rw == Mode::kRead || config_.rw == Mode::kRandRead;
   start_io_phase(prefill ? Phase::kPrefill : Phase::kRun);
@@ -587,7 +645,7 @@ bool VerifyProgram::more_to_submit() {
   if (s.stop_submitting) return false;
   if (s.phase == Phase::kFinal) {
     // Blocks this run never wrote have no known content: skip them.
-    while (s.cursor < s.block_count && s.generations[s.cursor] == 0) {
+    while (s.cursor < s.block_count && s.generations[s.cursor] == 0 && !s.uncertain[s.cursor]) {
       ++s.cursor;
       ++s.skipped_blocks;
     }
@@ -680,15 +738,33 @@ Status VerifyProgram::complete_io(GuestBus& bus, const nvme::Completion& c) {
   }
   if (slot.op == IoOp::kWrite) {
     s.generations[slot.block] = slot.generation;
-  } else if (slot.generation == 0) {
+    s.uncertain[slot.block] = 0;
+  } else if (slot.generation == 0 && !s.uncertain[slot.block]) {
     ++s.unverified_reads;
   } else {
     uint64_t buffer = layout_.buffers + c.cid * layout_.buffer_stride;
     FERRY_RETURN_IF_ERROR(bus.memory_read(buffer, scratch_));
-    if (auto mismatch = verify::check_block(scratch_, lba, slot.generation, config_.seed)) {
+    std::optional<std::string> mismatch;
+    if (slot.generation != 0)
+      mismatch = verify::check_block(scratch_, lba, slot.generation, config_.seed);
+    else
+      mismatch = "the block was never written before the write a reset dropped";
+    if (mismatch && s.uncertain[slot.block]) {
+      // The write a reset dropped may have reached the disk: its generation is as good.
+      uint32_t next = verify::next_generation(slot.generation);
+      if (!verify::check_block(scratch_, lba, next, config_.seed)) {
+        s.generations[slot.block] = next;
+        mismatch.reset();
+      } else if (slot.generation == 0) {
+        ++s.unverified_reads;  // neither: the disk's content from before this run
+        mismatch.reset();
+      }
+    }
+    if (mismatch) {
       return Error(ErrorCode::kCorrupt, "verify: mismatch at LBA {} (block {}, {} phase): {}", lba,
                    slot.block, kPhaseNames[static_cast<size_t>(s.phase)], *mismatch);
     }
+    s.uncertain[slot.block] = 0;
   }
   verify::PhaseStats& stats = s.stats[stats_index()];
   int64_t latency = std::max<int64_t>(running_ns() - slot.submit_ns, 0);
@@ -792,6 +868,8 @@ nlohmann::ordered_json VerifyProgram::status() const {
   else j["errors"] = 0;
   j["unverified_reads"] = s.unverified_reads;
   j["skipped_blocks"] = s.skipped_blocks;
+  j["resets"] = s.resets;
+  j["uncertain_blocks"] = std::count(s.uncertain.begin(), s.uncertain.end(), uint8_t{1});
   nlohmann::ordered_json phases = nlohmann::ordered_json::object();
   int64_t now = running_ns();
   for (size_t i = 0; i < s.stats.size(); ++i) {

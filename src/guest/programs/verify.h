@@ -7,7 +7,10 @@
 // header and a payload (verify_block.h); reads check them against the model of what this
 // run last wrote to each block; a final pass re-reads and checks every block it wrote. The
 // first error — a failed command, a mismatch, a command outstanding longer than the timeout
-// (running time, pauses excluded) — ends the program with LBA, expected and found.
+// (running time, pauses excluded) — ends the program with LBA, expected and found. A
+// machine reset (system_reset) restarts the bring-up and then the interrupted phase; the
+// disk model stays valid (disks keep their content), except that a write dropped by the
+// reset leaves its block holding either generation until it is read or written again.
 //
 // Which blocks are verified: a block is known once this run has written it. read and
 // randread first fill the whole region sequentially (the "prefill" phase), so every read
@@ -98,6 +101,11 @@ class VerifyProgram final : public GuestProgram {
   // Ends the run phase at the next submission (then the final pass verifies everything).
   void request_finish() override { state_.finish_requested = true; }
   void note_resumed() override;
+  // The controller was reset under the program: commands in flight are dropped (a write
+  // among them leaves its block uncertain: old or new generation), and the program starts
+  // again from probe, keeping its model of the disk, then resumes the I/O phase it was in
+  // (the dropped commands are submitted again).
+  void note_reset() override;
   // Records a pause of `ns` nanoseconds (note_resumed does, with the time since parking).
   void note_pause(int64_t ns);
 

@@ -259,7 +259,7 @@ TEST(VerifyState, DescriptionChecks) {
   ASSERT_TRUE(program.ok());
   auto binding = (*program)->migration_state();
   EXPECT_EQ(binding->vmsd_name(), "guest-verify");
-  EXPECT_EQ(binding->version(), 2);
+  EXPECT_EQ(binding->version(), 3);
   Status checked = binding->check();
   EXPECT_TRUE(checked.ok()) << checked.to_string();
   // A fresh program saves (with its vmdesc) and a fresh program with the same options loads it.
@@ -271,12 +271,56 @@ TEST(VerifyState, DescriptionChecks) {
   auto other = VerifyProgram::create(c);
   ASSERT_TRUE(other.ok());
   ByteReader r(w.bytes());
-  Status loaded = (*other)->migration_state()->load(r, 2);
+  Status loaded = (*other)->migration_state()->load(r, 3);
   EXPECT_TRUE(loaded.ok()) << loaded.to_string();
   EXPECT_TRUE(r.at_end());
-  // Version 1 (power-of-two latency buckets) is a different layout: refused, not misread.
-  ByteReader old(w.bytes());
-  EXPECT_FALSE((*other)->migration_state()->load(old, 1).ok());
+  // Versions 1 (power-of-two latency buckets) and 2 (no resets) are other layouts: refused,
+  // not misread.
+  for (int version : {1, 2}) {
+    ByteReader old(w.bytes());
+    EXPECT_FALSE((*other)->migration_state()->load(old, version).ok()) << version;
+  }
+}
+
+TEST(VerifyState, AResetDuringBringUpRestartsItAndTravels) {
+  VerifyConfig c;
+  c.dma_base = 0x1000000;
+  c.dma_size = verify_dma_bytes(c);
+  auto program = VerifyProgram::create(c);
+  ASSERT_TRUE(program.ok());
+  (*program)->note_reset();
+  EXPECT_EQ((*program)->state().resets, 1u);
+  EXPECT_EQ((*program)->phase(), verify::Phase::kProbe);
+  EXPECT_EQ((*program)->state().resume_phase, verify::Phase::kProbe) << "no I/O phase to resume";
+  EXPECT_EQ((*program)->status()["resets"], 1);
+  ByteWriter w;
+  vmstate::Json vmdesc = vmstate::Json::object();
+  ASSERT_TRUE((*program)->migration_state()->save(w, vmdesc).ok());
+  auto other = VerifyProgram::create(c);
+  ASSERT_TRUE(other.ok());
+  ByteReader r(w.bytes());
+  Status loaded = (*other)->migration_state()->load(r, 3);
+  ASSERT_TRUE(loaded.ok()) << loaded.to_string();
+  EXPECT_EQ((*other)->state().resets, 1u);
+}
+
+TEST(VerifyState, AResumePhaseOutsideBringUpIsRefused) {
+  verify::VerifyState s;
+  s.local.iodepth = 1;
+  s.slot_count = 1;
+  s.slots.resize(1);
+  s.phase = verify::Phase::kProbe;
+  s.resume_phase = verify::Phase::kRun;
+  EXPECT_FALSE(verify::check_consistency(s).ok()) << "resume without a model";
+  s.block_count = 4;
+  s.generations.assign(4, 0);
+  s.uncertain.assign(4, 0);
+  EXPECT_TRUE(verify::check_consistency(s).ok());
+  s.resume_phase = verify::Phase::kCreateCq;
+  EXPECT_FALSE(verify::check_consistency(s).ok()) << "resume into bring-up";
+  s.uncertain.resize(3);
+  s.resume_phase = verify::Phase::kProbe;
+  EXPECT_FALSE(verify::check_consistency(s).ok()) << "uncertain flags for every block";
 }
 
 }  // namespace

@@ -126,7 +126,7 @@ Status post_load(VerifyState& s, int) {
 }
 
 constexpr auto kStateDesc = describe<VerifyState>(
-    "guest-verify", {.version = 2, .minimum_version = 2, .post_load = &post_load},
+    "guest-verify", {.version = 3, .minimum_version = 3, .post_load = &post_load},
     field("config", &VerifyState::config, kConfigDesc),
     field("phase", &VerifyState::phase)
         .validate([](Phase p) { return static_cast<uint8_t>(p) < kPhaseCount; }, "unknown phase"),
@@ -156,7 +156,11 @@ constexpr auto kStateDesc = describe<VerifyState>(
     field("stall_open", &VerifyState::stall_open),
     field("stall_count", &VerifyState::stall_count),
     varray("stalls", &VerifyState::stalls, &VerifyState::stall_count, kMaxStalls, kStallDesc),
-    field("stalls_dropped", &VerifyState::stalls_dropped));
+    field("stalls_dropped", &VerifyState::stalls_dropped),
+    field("resets", &VerifyState::resets),
+    field("resume_phase", &VerifyState::resume_phase)
+        .validate([](Phase p) { return static_cast<uint8_t>(p) < kPhaseCount; }, "unknown phase"),
+    varray("uncertain", &VerifyState::uncertain, &VerifyState::block_count, kMaxBlocks));
 
 Status check_ring(const Ring& ring, std::string_view name, uint32_t expected_entries) {
   if (ring.entries != expected_entries) {
@@ -179,8 +183,8 @@ std::unique_ptr<vmstate::StateBinding> bind_state(VerifyState& state) {
 }
 
 Status check_consistency(const VerifyState& s) {
-  if (s.generations.size() != s.block_count || s.slots.size() != s.slot_count ||
-      s.stalls.size() != s.stall_count) {
+  if (s.generations.size() != s.block_count || s.uncertain.size() != s.block_count ||
+      s.slots.size() != s.slot_count || s.stalls.size() != s.stall_count) {
     return Error(ErrorCode::kInternal, "verify state: a count disagrees with its vector");
   }
   if (s.slot_count != s.local.iodepth) {
@@ -205,6 +209,13 @@ Status check_consistency(const VerifyState& s) {
   if ((s.phase == Phase::kPrefill || s.phase == Phase::kFinal) && s.cursor > s.block_count) {
     return Error(ErrorCode::kCorrupt, "sequential position {} is past the {} blocks", s.cursor,
                  s.block_count);
+  }
+  // A reset sends the program back to its bring-up, which returns to an I/O phase.
+  if (s.resume_phase != Phase::kProbe &&
+      (!(s.resume_phase >= Phase::kPrefill && s.resume_phase <= Phase::kFinal) ||
+       !between(Phase::kProbe, Phase::kCreateSq) || s.block_count == 0)) {
+    return Error(ErrorCode::kCorrupt, "resume phase {} in phase {}",
+                 static_cast<int>(s.resume_phase), static_cast<int>(s.phase));
   }
   bool io_phase = between(Phase::kPrefill, Phase::kFinal);
   std::vector<uint8_t> seen(s.block_count, 0);

@@ -159,14 +159,23 @@ struct VerifyState {
   uint32_t stall_count = 0;
   std::vector<Stall> stalls;
   uint64_t stalls_dropped = 0;
+  uint32_t resets = 0;  // machine resets (system_reset) the program restarted after
+  // After a reset: the I/O phase the restarted bring-up returns to (kProbe: none, start the
+  // first I/O phase as usual).
+  Phase resume_phase = Phase::kProbe;
+  // Per block: a write was in flight when the machine was reset, so whether it reached the
+  // disk is unknown; the block holds `generations` or the generation after it, until a
+  // read tells which or a write makes it certain again.
+  std::vector<uint8_t> uncertain;
 
   // ---- not migrated: set locally, or derived from the fields above ----
   ConfigEcho local;            // this VM's own options
   std::vector<uint8_t> busy;   // per block: a command uses it (rebuilt from slots on load)
 };
 
-// The "guest-verify" description (version 2: log-linear latency histograms; version 1's
-// power-of-two ones are not accepted) bound to `state`. Its post_load refuses a
+// The "guest-verify" description (version 3: restarts after system_reset, with the blocks
+// a reset left uncertain; version 2 lacks them and version 1's power-of-two histograms are
+// not accepted) bound to `state`. Its post_load refuses a
 // source configured differently and any inconsistent state, and rebuilds `busy`.
 std::unique_ptr<vmstate::StateBinding> bind_state(VerifyState& state);
 
