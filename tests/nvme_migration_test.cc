@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <fstream>
 #include <map>
 #include <set>
@@ -393,13 +394,17 @@ TEST(NvmeMigration, ShadowDoorbellsKeepWorkingOnTheDestination) {
 
 // ---- 6. I/O in flight at the backend when the VM stops --------------------------------------
 
-TEST(NvmeMigration, WritesDelayedAtTheBackendCompleteOnceAndTheDrainIsReported) {
+// The writes are held at the source's backend (not merely slowed: a delay can run out before
+// the stop on a busy machine) until the stop's drain releases them; each then waits 200 ms
+// more, so the drain certainly lasts that long. They complete once, on the source, and their
+// completions travel to the destination.
+TEST(NvmeMigration, WritesHeldAtTheBackendWhenTheVmStopsCompleteOnceAndTheDrainIsReported) {
   TempImage image(16 << 20);
   auto machine = one_controller(image);
   std::vector<std::string> source = machine;
-  // Long enough to outlast the RAM passes on a loaded machine: the writes are still at the
-  // backend when the VM stops.
-  source.insert(source.end(), {"-blkdebug", "drive=d0,op=write,delay-ms=4000"});
+  constexpr int64_t kDelayAfterReleaseMs = 200;
+  source.insert(source.end(), {"-blkdebug", "drive=d0,op=write,hold=on,delay-ms=" +
+                                                std::to_string(kDelayAfterReleaseMs)});
   auto rig = start_rig(kFerryVm, source);
   ASSERT_NE(rig, nullptr);
   ASSERT_TRUE(rig->c().create_io_queue_pair(1, 32).ok());
@@ -412,10 +417,22 @@ TEST(NvmeMigration, WritesDelayedAtTheBackendCompleteOnceAndTheDrainIsReported) 
     ASSERT_TRUE(cid.ok());
     cids.push_back(*cid);
   }
+  // All eight have reached the backend and are held there (the controller fetches them on
+  // its own time: wait for it, with a deadline no busy machine reaches).
+  Json held;
+  for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+       std::chrono::steady_clock::now() < end;) {
+    held = rig->vm->ok("x-blkdebug-query", Json{{"drive", "d0"}});
+    if (held.value("held", 0) == 8) break;
+    std::this_thread::sleep_for(Millis(5));
+  }
+  ASSERT_EQ(held.value("held", 0), 8) << held.dump();
+  for (uint16_t i = 0; i < 8; ++i)
+    ASSERT_NE(image.read((16 + i) * 512, 512), pattern(40 + i, 512)) << "held write " << i;
   Json result = migrate(*rig, machine);
   ASSERT_FALSE(HasFailure());
   Json nvme = nvme_breakdown(result);
-  EXPECT_GT(nvme.value("drain-us", 0), 0) << nvme.dump();
+  EXPECT_GE(nvme.value("drain-us", 0), kDelayAfterReleaseMs * 1000) << nvme.dump();
   EXPECT_GE(nvme.value("quiesce-us", 0), nvme.value("drain-us", 0)) << nvme.dump();
   std::set<uint16_t> done;
   for (uint16_t cid : cids) {

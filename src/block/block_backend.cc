@@ -270,6 +270,7 @@ void BlockBackend::release_task(IoTask& task) {
   task.needs_rmw = false;
   task.tracked = false;
   task.injected_error = 0;
+  task.held_delay_ns = 0;
   task.deadline_ns = 0;
   task.timer = 0;
   task.step_error = 0;
@@ -315,6 +316,11 @@ void BlockBackend::submit(BlockRequest request) {
   FaultDecision fault = faults_.check(task.op, task.offset, task.length);
   if (fault.any()) {
     task.injected_error = fault.error;
+    if (fault.hold) {
+      task.held_delay_ns = fault.delay_ns;
+      held_.push_back(&task);
+      return;
+    }
     if (fault.delay_ns > 0) {
       task.deadline_ns = clock_.now_ns() + fault.delay_ns;
       delay_unarmed_.push_back(&task);
@@ -505,8 +511,36 @@ void BlockBackend::on_delay_expired(IoTask& task) {
   engine_->flush();
 }
 
+size_t BlockBackend::release_held() {
+  std::vector<IoTask*> released;
+  released.swap(held_);
+  for (IoTask* task : released) unhold(*task);
+  if (!released.empty()) request_kick();  // arms the delays, hands the rest to the engine
+  return released.size();
+}
+
+void BlockBackend::unhold(IoTask& task) {
+  if (task.held_delay_ns > 0) {
+    task.deadline_ns = clock_.now_ns() + task.held_delay_ns;
+    delay_unarmed_.push_back(&task);
+    return;
+  }
+  start(task);
+}
+
 Status BlockBackend::wait_all(bool destroying) {
   while (in_flight_ > 0) {
+    // Held requests (including ones a handler submitted during this drain) go on now, or
+    // are dropped when the backend is going away.
+    std::vector<IoTask*> released;
+    released.swap(held_);
+    for (IoTask* task : released) {
+      if (destroying) {
+        finish(*task, -ECANCELED);
+      } else {
+        unhold(*task);
+      }
+    }
     // Held-back requests: started once their delay has passed (or dropped when the
     // backend is going away).
     for (IoTask* task : delay_unarmed_) delayed_.push_back(task);
@@ -535,7 +569,7 @@ Status BlockBackend::wait_all(bool destroying) {
     engine_->flush();
     engine_->reap();
     if (in_flight_ == 0) break;
-    if (ready_head_ != nullptr || !delay_unarmed_.empty()) continue;
+    if (ready_head_ != nullptr || !delay_unarmed_.empty() || !held_.empty()) continue;
     int64_t timeout = next_deadline == INT64_MAX ? -1 : std::max<int64_t>(0, next_deadline -
                                                                               clock_.now_ns());
     if (engine_->active() > 0) {

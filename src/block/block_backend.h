@@ -139,10 +139,17 @@ class BlockBackend {
   // Waits (blocking this thread, the loop thread) until every submitted request has
   // completed and its handler has run, including requests the handler submits meanwhile
   // and requests held back by an injected delay (which still wait out their delay).
+  // Requests parked by a hold rule are released first (then wait out their delay, if the
+  // rule has one): nothing else could release them while the loop thread is blocked here.
   // Used at migration stop-and-copy and reset. Returns how long it took in ns.
   Result<int64_t> drain();
 
   FaultInjector& faults() { return faults_; }
+  // Requests parked by a hold rule (fault_injector.h), waiting for release_held or a drain.
+  size_t held() const { return held_.size(); }
+  // Sends every held request on (each then waits out its rule's delay, if any); returns how
+  // many. Loop thread, outside any handler.
+  size_t release_held();
 
   // ---- activation (the image lock) ----
   bool active() const { return active_; }
@@ -188,6 +195,8 @@ class BlockBackend {
   void on_kick();
   void arm_delays();
   void on_delay_expired(IoTask& task);
+  // A held request goes on: into the delay list when its rule has a delay, else started.
+  void unhold(IoTask& task);
   // The drain loop. `destroying`: requests still held back by a delay are dropped
   // (-ECANCELED, handler not called) instead of waited for.
   Status wait_all(bool destroying);
@@ -222,6 +231,7 @@ class BlockBackend {
   IoTask* ready_tail_ = nullptr;
   std::vector<IoTask*> delay_unarmed_;  // delay decided, timer not yet added
   std::vector<IoTask*> delayed_;        // timer running
+  std::vector<IoTask*> held_;           // parked by a hold rule, in submission order
   // O_DIRECT only: writes in flight (for read-modify-write serialisation), how many of
   // them are read-modify-writes, and writes waiting for a clashing one to finish.
   std::vector<IoTask*> writes_in_flight_;

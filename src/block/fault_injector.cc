@@ -57,6 +57,7 @@ std::string describe_fault_rule(const FaultRule& rule) {
       out += fmt::format(",delay-ns={}", rule.delay_ns);
     }
   }
+  if (rule.hold) out += ",hold=on";
   return out;
 }
 
@@ -88,6 +89,7 @@ FaultDecision FaultInjector::check_rules(BlockOp op, uint64_t offset, uint64_t l
     }
     if (decision.error == 0) decision.error = rule.error;
     decision.delay_ns = std::max(decision.delay_ns, rule.delay_ns);
+    decision.hold = decision.hold || rule.hold;
     it = rule.once ? rules_.erase(it) : it + 1;
   }
   return decision;
@@ -103,7 +105,8 @@ OptSchema fault_rule_schema() {
            .default_value = "any",
            .help = "request kind to match",
            .choices = {"read", "write", "flush", "discard", "write-zeroes", "any"}},
-          {.name = "errno", .help = "error to complete with (default EIO, none with delay-ms)",
+          {.name = "errno",
+           .help = "error to complete with (default EIO, none with delay-ms or hold)",
            .choices = errnos},
           {.name = "offset", .type = OptType::kNumber, .default_value = "0",
            .help = "first byte of the range to match"},
@@ -115,6 +118,8 @@ OptSchema fault_rule_schema() {
            .help = "fire only once"},
           {.name = "delay-ms", .type = OptType::kNumber, .default_value = "0",
            .help = "postpone matching requests by this many milliseconds"},
+          {.name = "hold", .type = OptType::kBool, .default_value = "off",
+           .help = "park matching requests until x-blkdebug-release or a drain"},
       }};
 }
 
@@ -137,9 +142,10 @@ Result<FaultRule> fault_rule_from_opts(const Opts& opts) {
                  delay_ms, kMaxDelayMs);
   }
   rule.delay_ns = static_cast<int64_t>(delay_ms) * 1'000'000;
+  rule.hold = opts.boolean("hold").value_or(false);
   std::optional<std::string> error = opts.string("errno");
   if (!error) {
-    rule.error = rule.delay_ns > 0 ? 0 : EIO;
+    rule.error = rule.delay_ns > 0 || rule.hold ? 0 : EIO;
   } else {
     for (const ErrnoName& e : kErrnos) {
       if (e.name == *error) rule.error = e.value;

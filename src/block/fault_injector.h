@@ -1,5 +1,6 @@
 // Fault injection for tests (QEMU's blkdebug, reduced): rules that make matching block
-// requests fail with an errno and/or wait before they are performed.
+// requests fail with an errno, wait before they are performed, and/or stay held at the
+// backend until released.
 //
 // A rule matches a request when
 //   - its op is unset (any) or equals the request's op, and
@@ -11,16 +12,22 @@
 // fires:
 //   - error != 0: the request completes with -error and never reaches the file;
 //   - delay_ns > 0: the request is performed (or fails) that much later, measured on the
-//     real clock with an EventLoop timer.
-// When several rules fire for one request, the first error (in rule order) and the longest
-// delay apply. Every matching rule counts the request, whether or not another one fired.
+//     real clock with an EventLoop timer;
+//   - hold: the request is parked at the backend until released (BlockBackend::release_held,
+//     QMP x-blkdebug-release) or until the backend drains (a VM stop must never hang on a
+//     test's hold); its delay, if any, counts from the release. So a test creates "writes
+//     are at the backend when the stop begins" as a fact rather than hoping a delay outlasts
+//     the scheduler, and hold with delay-ms guarantees the drain takes at least the delay.
+// When several rules fire for one request, the first error (in rule order), the longest
+// delay and any hold apply. Every matching rule counts the request, whether or not another
+// one fired.
 //
 // Threading: owned by one BlockBackend and used on its loop thread only.
 //
 // Text form (`-blkdebug drive=ID,...` and the QMP command, wired by the VM layer):
 //   op=read|write|flush|discard|write-zeroes|any,errno=EIO|ENOSPC|none,offset=N,length=N,
-//   after=N,once=on,delay-ms=N
-// errno defaults to EIO, or to none when delay-ms is given.
+//   after=N,once=on,delay-ms=N,hold=on
+// errno defaults to EIO, or to none when delay-ms or hold is given.
 #pragma once
 
 #include <cstdint>
@@ -43,17 +50,19 @@ struct FaultRule {
   bool once = false;            // fire once, then the rule is removed
   int error = 0;                // EIO, ENOSPC, ...; 0 = no error
   int64_t delay_ns = 0;         // postpone the request by this much
+  bool hold = false;            // park the request until released (or drained)
 };
 
-// "op=write,errno=EIO,offset=0,length=4096,after=2,once=on,delay-ms=20" (only fields that
-// differ from the defaults, op first).
+// "op=write,errno=EIO,offset=0,length=4096,after=2,once=on,delay-ms=20,hold=on" (only
+// fields that differ from the defaults, op and errno first).
 std::string describe_fault_rule(const FaultRule& rule);
 
 // The verdict for one request.
 struct FaultDecision {
   int error = 0;         // > 0: fail with -error
-  int64_t delay_ns = 0;  // > 0: postpone
-  bool any() const { return error != 0 || delay_ns > 0; }
+  int64_t delay_ns = 0;  // > 0: postpone (after the release, when held)
+  bool hold = false;     // park until released
+  bool any() const { return error != 0 || delay_ns > 0 || hold; }
 };
 
 class FaultInjector {

@@ -85,6 +85,40 @@ TEST(FaultInjector, DelayAndCombination) {
   EXPECT_EQ(faults.rules()[1].error, EIO);
 }
 
+TEST(FaultInjector, HoldCombinesWithTheOtherRules) {
+  FaultInjector faults;
+  faults.add({.op = BlockOp::kWrite, .hold = true});
+  faults.add({.op = BlockOp::kWrite, .offset = 0, .length = 512, .delay_ns = 7'000'000});
+  FaultDecision far = faults.check(BlockOp::kWrite, 4096, 512);
+  EXPECT_TRUE(far.hold);
+  EXPECT_TRUE(far.any());
+  EXPECT_EQ(far.error, 0);
+  EXPECT_EQ(far.delay_ns, 0);
+  FaultDecision near = faults.check(BlockOp::kWrite, 0, 512);
+  EXPECT_TRUE(near.hold);
+  EXPECT_EQ(near.delay_ns, 7'000'000);  // waited out after the release
+  EXPECT_FALSE(faults.check(BlockOp::kRead, 0, 512).hold);
+}
+
+TEST(FaultRuleText, HoldParsesAndDefaultsToNoError) {
+  auto rule = parse_fault_rule("op=write,hold=on,delay-ms=20");
+  ASSERT_TRUE(rule.ok()) << rule.status().to_string();
+  EXPECT_TRUE(rule->hold);
+  EXPECT_EQ(rule->error, 0);  // a hold alone does not fail
+  EXPECT_EQ(describe_fault_rule(*rule), "op=write,errno=none,delay-ms=20,hold=on");
+  auto failing = parse_fault_rule("hold=on,errno=EIO");
+  ASSERT_TRUE(failing.ok());
+  EXPECT_EQ(failing->error, EIO);
+  auto off = parse_fault_rule("op=read,hold=off");
+  ASSERT_TRUE(off.ok());
+  EXPECT_FALSE(off->hold);
+  EXPECT_EQ(off->error, EIO);
+  auto bad = parse_fault_rule("hold=held");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message(),
+            "-blkdebug: Parameter 'hold' expects 'on' or 'off', found 'held'");
+}
+
 TEST(FaultRuleText, EveryField) {
   auto rule = parse_fault_rule(
       "op=write-zeroes,errno=ENOSPC,offset=4096,length=0x1000,after=3,once=on,delay-ms=20");

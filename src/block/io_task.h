@@ -81,6 +81,7 @@ struct IoTask {
 
   // --- fault injection ---
   int injected_error = 0;
+  int64_t held_delay_ns = 0;  // held: the delay to wait out once released
   int64_t deadline_ns = 0;
   EventLoop::TimerId timer = 0;
 

@@ -50,6 +50,7 @@ const std::string kUsage =
     "  -guest PROGRAM[,key=value...]  run a guest program on the vCPU; -guest help lists them\n"
     "  -blkdebug drive=ID,op=read|write|flush|discard|write-zeroes|any\n"
     "         [,errno=EIO|ENOSPC|none][,offset=N][,length=N][,after=N][,once=on][,delay-ms=N]\n"
+    "         [,hold=on]\n"
     "                             inject faults into a drive (tests)\n"
     "  -qmp unix:PATH,server=on,wait=off   QMP control socket (listening)\n"
     "  -qmp unix:PATH             QMP over a connection to a listening socket\n"

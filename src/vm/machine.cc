@@ -790,9 +790,11 @@ Status Machine::register_qmp_commands() {
       if (!v.ok()) return v.take_status();
       if (*v) text += fmt::format("{}{}={}", text.empty() ? "" : ",", key, **v);
     }
-    auto once = a.optional_boolean("once");
-    if (!once.ok()) return once.take_status();
-    if (*once) text += fmt::format("{}once={}", text.empty() ? "" : ",", **once ? "on" : "off");
+    for (const char* key : {"once", "hold"}) {
+      auto v = a.optional_boolean(key);
+      if (!v.ok()) return v.take_status();
+      if (*v) text += fmt::format("{}{}={}", text.empty() ? "" : ",", key, **v ? "on" : "off");
+    }
     FERRY_RETURN_IF_ERROR(a.finish());
     block::BlockBackend* drive = find_drive(*drive_id);
     if (!drive) return Error(ErrorCode::kInvalidArgument, "Device '{}' not found", *drive_id);
@@ -809,7 +811,31 @@ Status Machine::register_qmp_commands() {
     block::BlockBackend* drive = find_drive(*drive_id);
     if (!drive) return Error(ErrorCode::kInvalidArgument, "Device '{}' not found", *drive_id);
     drive->faults().clear();
+    drive->release_held();  // nothing would release them once their rule is gone
     return Json::object();
+  }));
+  // Lets the requests a hold=on rule parked go on (the rules stay: later requests are held).
+  FERRY_RETURN_IF_ERROR(qmp_->add_command("x-blkdebug-release", [this](const Json& args) -> Result<Json> {
+    QmpArgs a(args);
+    auto drive_id = a.string("drive");
+    if (!drive_id.ok()) return drive_id.take_status();
+    FERRY_RETURN_IF_ERROR(a.finish());
+    block::BlockBackend* drive = find_drive(*drive_id);
+    if (!drive) return Error(ErrorCode::kInvalidArgument, "Device '{}' not found", *drive_id);
+    return Json{{"released", drive->release_held()}};
+  }));
+  // What a test waits for before it acts: the active rules and how many requests are held.
+  FERRY_RETURN_IF_ERROR(qmp_->add_command("x-blkdebug-query", [this](const Json& args) -> Result<Json> {
+    QmpArgs a(args);
+    auto drive_id = a.string("drive");
+    if (!drive_id.ok()) return drive_id.take_status();
+    FERRY_RETURN_IF_ERROR(a.finish());
+    block::BlockBackend* drive = find_drive(*drive_id);
+    if (!drive) return Error(ErrorCode::kInvalidArgument, "Device '{}' not found", *drive_id);
+    Json rules = Json::array();
+    for (const block::FaultRule& rule : drive->faults().rules())
+      rules.push_back(block::describe_fault_rule(rule));
+    return Json{{"held", drive->held()}, {"in-flight", drive->in_flight()}, {"rules", rules}};
   }));
   FERRY_RETURN_IF_ERROR(qmp_->add_command("query-guest", [this](const Json& args) -> Result<Json> {
     FERRY_RETURN_IF_ERROR(QmpArgs(args).finish());

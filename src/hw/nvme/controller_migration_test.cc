@@ -403,15 +403,17 @@ TEST_F(NvmeMigrationTest, QuiescePostsTheCompletionsThatFitAndOwesTheirInterrupt
   side_ = src_.get();
   bring_up();
   io_[1] = create_io_queues(1, 16, 4);  // 3 usable CQ slots
+  // Held until the drain releases them (a bare delay could run out while the six are still
+  // being fetched on a busy machine), then 20 ms more: the drain certainly waits for them.
   src_->drives[0]->faults().add(block::FaultRule{.op = block::BlockOp::kWrite,
-                                                .delay_ns = 20'000'000});
+                                                .delay_ns = 20'000'000, .hold = true});
   for (int i = 0; i < 6; ++i) submit(io_[1], rw(sn::kNvmWrite, i, 1, kData));
   ASSERT_TRUE(loop_->run_until([&] { return c().requests_in_flight() == 6; }, 5s).ok());
   msi_data(*src_);
   clear_dirty();
   c().quiesce();
   EXPECT_EQ(c().requests_in_flight(), 0u);
-  EXPECT_GE(c().last_drain_ns(), 15'000'000);  // waited for the delayed writes
+  EXPECT_GE(c().last_drain_ns(), 20'000'000);  // waited for the released writes
   EXPECT_EQ(c().state().cqs[1]->tail, 3u);     // three posted: as many as fit
   EXPECT_EQ(c().state().cqs[1]->pending.size(), 3u);
   EXPECT_TRUE(is_dirty(io_[1].cq_base)) << "the final RAM pass must carry the CQEs";
@@ -479,8 +481,7 @@ TEST_F(NvmeMigrationTest, SaveRefusesRequestsInFlight) {
   side_ = src_.get();
   bring_up();
   io_[1] = create_io_queues(1, 16, 16);
-  src_->drives[0]->faults().add(block::FaultRule{.op = block::BlockOp::kWrite,
-                                                .delay_ns = 20'000'000});
+  src_->drives[0]->faults().add(block::FaultRule{.op = block::BlockOp::kWrite, .hold = true});
   submit(io_[1], rw(sn::kNvmWrite, 0, 1, kData));
   ASSERT_TRUE(loop_->run_until([&] { return c().requests_in_flight() == 1; }, 5s).ok());
   ByteWriter w;

@@ -1131,12 +1131,13 @@ TEST_F(NvmeTest, QuiescePostsWhatFitsAndHoldsInterruptsUntilResume) {
   enable_msix();
   enable();
   HostQueues q = create_io_queues(1, 16, 1);
-  backend_->faults().add({.op = block::BlockOp::kFlush, .delay_ns = 200'000'000});
+  backend_->faults().add({.op = block::BlockOp::kFlush, .hold = true});  // until the drain
   submit(q, Sqe(sn::kNvmFlush, 1));
   fetched(1);  // fetched, waiting for the block layer
   msi_data();
   ctrl_->quiesce();  // drains: the flush's completion fits, so it is posted, no interrupt
   EXPECT_EQ(ctrl_->requests_in_flight(), 0u);
+  backend_->faults().clear();  // the next flush goes through
   submit(q, Sqe(sn::kNvmFlush, 1));  // not fetched while quiesced
   settle();
   EXPECT_EQ(wait(q).cid, 0);
@@ -1151,7 +1152,7 @@ TEST_F(NvmeTest, QuiescePostsWhatFitsAndHoldsInterruptsUntilResume) {
 TEST_F(NvmeTest, ResetMidIoDrainsAndForgets) {
   enable();
   HostQueues q = create_io_queues(1, 16);
-  backend_->faults().add({.op = block::BlockOp::kWrite, .delay_ns = 200'000'000});
+  backend_->faults().add({.op = block::BlockOp::kWrite, .hold = true});  // until the drain
   submit(q, rw(sn::kNvmWrite, 0, 8, kData));
   fetched(1);
   set_reg(sn::kRegCc, 0);
@@ -1174,7 +1175,7 @@ TEST_F(NvmeTest, ResetMidIoDrainsAndForgets) {
 TEST_F(NvmeTest, DeleteSqWithRequestsInFlight) {
   enable();
   HostQueues q = create_io_queues(1, 16);
-  backend_->faults().add({.op = block::BlockOp::kWrite, .delay_ns = 200'000'000});
+  backend_->faults().add({.op = block::BlockOp::kWrite, .hold = true});  // until the drain
   submit(q, rw(sn::kNvmWrite, 0, 8, kData));
   submit(q, rw(sn::kNvmWrite, 8, 8, kData));
   fetched(2);
