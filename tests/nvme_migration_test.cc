@@ -642,7 +642,10 @@ class NvmeHostileStream : public ::testing::Test {
 // The destination confirms the load over QMP (query-migrate completed, then running) and
 // the guest carries on there: the CQ that was full delivers its 6 completions, in order.
 TEST_F(NvmeHostileStream, TheUnpatchedStreamLoads) {
-  auto dst = load_and_confirm(machine_, stream_.path, "running");
+  // The source keeps running on its image: the destination gets its own (a second writer
+  // of one image is refused the lock at switchover and stays paused, as in QEMU).
+  TempImage own(16 << 20);
+  auto dst = load_and_confirm(one_controller(own), stream_.path, "running");
   ASSERT_NE(dst, nullptr);
   ASSERT_FALSE(HasFailure());
   auto bus = std::make_unique<client::QtestBus>(dst->qtest());
@@ -779,7 +782,8 @@ TEST(NvmeMigration, IntxLevelMustMatchTheQueuesInterruptEnable) {
   ASSERT_EQ(stream.bytes[stream.fields["parent_obj/irq_state[0]"].first + 3], 1)
       << "INTx asserted at the source";
   {
-    auto dst = load_and_confirm(machine, stream.path, "running");
+    TempImage own(16 << 20);  // the source still writes `image`
+    auto dst = load_and_confirm(one_controller(own), stream.path, "running");
     ASSERT_FALSE(HasFailure());
   }
   expect_stream_refused(machine, patched(stream, "state/cqs[1]/irq_enabled", 0),

@@ -37,9 +37,15 @@ std::vector<std::string> vm_args(const TempImage& disk, const std::string& guest
   return args;
 }
 
+// QEMU's message, hint line included.
 std::string lock_error(const TempImage& disk, bool shared = false) {
   return std::string("Failed to get ") + (shared ? "shared " : "") +
-         "\"write\" lock\nIs another process using the image [" + disk.path() + "]?\n";
+         "\"write\" lock\nIs another process using the image [" + disk.path() + "]?";
+}
+
+// What a ferry-vm refused the image prints before it exits 1.
+std::string refused_stderr(const TempImage& disk, bool shared = false) {
+  return "ferry-vm: -device nvme: " + lock_error(disk, shared) + "\n";
 }
 
 // Runs a ferry-vm that must refuse to start: returns its exit status and stderr.
@@ -98,13 +104,13 @@ TEST(SharedDisk, ASecondWriterIsRefusedWithQemusMessage) {
   // Another process writing the image.
   auto [code, err] = run_refused(vm_args(disk, ""));
   EXPECT_EQ(code, 1);
-  EXPECT_EQ(err, "ferry-vm: -device nvme: " + lock_error(disk));
+  EXPECT_EQ(err, refused_stderr(disk));
   // A reader refuses to share write with the writer, as QEMU's devices do.
   std::vector<std::string> read_only = drive_args(disk, "d0", ",read-only=on");
   read_only.insert(read_only.end(), {"-device", "nvme,id=n0,serial=RO,drive=d0"});
   std::tie(code, err) = run_refused(read_only);
   EXPECT_EQ(code, 1);
-  EXPECT_EQ(err, "ferry-vm: -device nvme: " + lock_error(disk, /*shared=*/true));
+  EXPECT_EQ(err, refused_stderr(disk, /*shared=*/true));
   // The first VM never noticed.
   expect_alive(*first, "running");
   first->ok("quit");
@@ -124,7 +130,7 @@ TEST(SharedDisk, TwoDrivesOfOneProcessOnOneImageAreRefused) {
                            "nvme,id=n1,serial=B,drive=d1"});
   auto [code, err] = run_refused(args);
   EXPECT_EQ(code, 1);
-  EXPECT_EQ(err, "ferry-vm: -device nvme: " + lock_error(disk));
+  EXPECT_EQ(err, refused_stderr(disk));
   // Two read-only drives of one image share it.
   std::vector<std::string> readers = drive_args(disk, "d0", ",read-only=on");
   second = drive_args(disk, "d1", ",read-only=on");
@@ -150,14 +156,14 @@ TEST(SharedDisk, FerryAndQemuRefuseEachOther) {
   ASSERT_TRUE(refused.ok());
   EXPECT_EQ(refused->wait(Millis(20000)), 1);
   EXPECT_EQ(refused->stderr_text(), "qemu-system-x86_64: -device virtio-blk-pci,drive=d: " +
-                                        lock_error(disk));
+                                        lock_error(disk) + "\n");
   ferry->ok("quit");
   EXPECT_EQ(ferry->process().wait(Millis(10000)), 0);
 
   std::string qmp_path = unique_base("qemu") + ".qmp";
   auto running = ChildProcess::spawn(
-      {qemu, "-display", "none", "-S", "-nodefaults", "-qmp", "unix:" + qmp_path + ",server=on,wait=off",
-       "-drive", "if=none,id=d,file=" + disk.path() + ",format=raw", "-device",
+      {qemu, "-display", "none", "-S", "-nodefaults", "-qmp",
+       "unix:" + qmp_path + ",server=on,wait=off", "-drive", "if=none,id=d,file=" + disk.path() + ",format=raw", "-device",
        "virtio-blk-pci,drive=d"},
       unique_base("qemu") + ".stderr");
   ASSERT_TRUE(running.ok());
@@ -171,7 +177,7 @@ TEST(SharedDisk, FerryAndQemuRefuseEachOther) {
   ASSERT_TRUE(qmp) << running->stderr_text();
   auto [code, err] = run_refused(vm_args(disk, ""));
   EXPECT_EQ(code, 1);
-  EXPECT_EQ(err, "ferry-vm: -device nvme: " + lock_error(disk));
+  EXPECT_EQ(err, refused_stderr(disk));
   EXPECT_TRUE(running->running());
 }
 
@@ -195,7 +201,7 @@ TEST(SharedDisk, ContOnAnIncomingDestinationOnlySetsAutostart) {
   EXPECT_EQ(status["running"], false);
 
   // The source stops writing; from here on the image changes only if the destination
-  // writes. Both answer while the source's image stays put.
+  // writes.
   src->ok("stop");
   std::vector<uint8_t> before = disk.read(0, disk.bytes());
   struct stat st_before {};
@@ -273,7 +279,7 @@ TEST(SharedDisk, MigrationHandsTheImageOver) {
   ASSERT_TRUE(dst);
   auto [code, err] = run_refused(vm_args(disk, ""));
   EXPECT_EQ(code, 1);
-  EXPECT_EQ(err, "ferry-vm: -device nvme: " + lock_error(disk));
+  EXPECT_EQ(err, refused_stderr(disk));
   src->ok("migrate", Json{{"uri", uri}});
   ASSERT_EQ(wait_migration_end(*src)["status"], "completed");
   ASSERT_TRUE(dst->qmp().wait_event("RESUME", Millis(10000)).ok());
@@ -281,11 +287,11 @@ TEST(SharedDisk, MigrationHandsTheImageOver) {
 
   std::tie(code, err) = run_refused(vm_args(disk, ""));
   EXPECT_EQ(code, 1);
-  EXPECT_EQ(err, "ferry-vm: -device nvme: " + lock_error(disk));
+  EXPECT_EQ(err, refused_stderr(disk));
   auto refused = src->qmp().execute("cont");
   ASSERT_TRUE(refused.ok());
   ASSERT_TRUE(refused->contains("error")) << refused->dump();
-  EXPECT_EQ((*refused)["error"]["desc"], "drive d0: " + lock_error(disk).substr(0, lock_error(disk).size() - 1));
+  EXPECT_EQ((*refused)["error"]["desc"], "drive d0: " + lock_error(disk));
   expect_alive(*src, "postmigrate");
 
   wait_ops_beyond(*dst, ops_at_stop + 500);
@@ -324,7 +330,7 @@ TEST(SharedDisk, AFailedMigrationLetsTheSourceWriteAgain) {
   EXPECT_EQ(g["status"]["errors"], 0) << g.dump();
   auto [code, err] = run_refused(vm_args(disk, ""));
   EXPECT_EQ(code, 1);
-  EXPECT_EQ(err, "ferry-vm: -device nvme: " + lock_error(disk));
+  EXPECT_EQ(err, refused_stderr(disk));
 
   uri = socket_uri();
   auto dst = FerryVm::start(kFerryVm, vm_args(disk, kGuest, {"-incoming", uri}));

@@ -813,7 +813,8 @@ TEST_P(BlockEngineTest, InactiveBackendRefusesWritesUntilActivated) {
   Harness source;
   ASSERT_TRUE(source.open(make_config(image.path(), GetParam())).ok());
   Harness destination;
-  ASSERT_TRUE(destination.open(make_config(image.path(), GetParam()), {}, Activation::kInactive).ok());
+  ASSERT_TRUE(
+      destination.open(make_config(image.path(), GetParam()), {}, Activation::kInactive).ok());
   EXPECT_FALSE(destination.backend().active());
   // Reads work, nothing that changes the image does, and the file is untouched.
   std::vector<uint8_t> data = pattern(4096, 3);
