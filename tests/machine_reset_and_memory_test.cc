@@ -302,7 +302,8 @@ TEST(MachineMemoryMigration, A4GiBVmArrivesWithItsRamAbove4GiB) {
   EXPECT_EQ(result["ram"]["total"].get<uint64_t>(), 4 * kGiB) << result.dump();
   ASSERT_TRUE(dst->qmp().wait_event("RESUME", Millis(30000)).ok());
   EXPECT_EQ(dst->ok("query-status")["status"], "running");
-  for (auto [addr, value] : words) EXPECT_EQ(dst->mem(64, addr), value) << "guest 0x" << std::hex << addr;
+  for (auto [addr, value] : words)
+    EXPECT_EQ(dst->mem(64, addr), value) << "guest 0x" << std::hex << addr;
   EXPECT_EQ(dst->mem(64, kLate), 0x1a7e1a7e1a7e1a7eull) << "written after its page was sent";
   EXPECT_EQ(dst->ok("query-memory-size-summary")["base-memory"].get<uint64_t>(), 4 * kGiB);
 }
