@@ -250,8 +250,10 @@ TEST(MachineMemoryLimits, VerifyRunsInA5GiBVm) {
   EXPECT_EQ(vm->process().wait(std::chrono::milliseconds(20000)), 0);
 }
 
+// Generous: the source scans all 4 GiB for zero pages in its first pass (about 15 s in a
+// debug build on a busy 2-core machine; sanitizer builds are slower).
 Json wait_migration_end(FerryVm& vm) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(300);
   Json r;
   while (std::chrono::steady_clock::now() < deadline) {
     r = vm.ok("query-migrate");
@@ -285,7 +287,7 @@ TEST(MachineMemoryMigration, A4GiBVmArrivesWithItsRamAbove4GiB) {
   src->ok("migrate", Json{{"uri", "unix:" + sock}});
   constexpr uint64_t kLate = k4GiB + 0x40000;  // block offset 2 GiB + 256 KiB
   const uint64_t sent_past = (2 * kGiB + 0x40000) / 4096 + 256;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(300);
   for (;;) {
     Json r = src->ok("query-migrate");
     ASSERT_TRUE(r["status"] == "setup" || r["status"] == "active")
