@@ -250,8 +250,10 @@ TEST(MachineMemoryLimits, VerifyRunsInA5GiBVm) {
   EXPECT_EQ(vm->process().wait(std::chrono::milliseconds(20000)), 0);
 }
 
+// Generous: the source scans all 4 GiB for zero pages in its first pass (about 15 s in a
+// debug build on a busy 2-core machine; sanitizer builds are slower).
 Json wait_migration_end(FerryVm& vm) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(300);
   Json r;
   while (std::chrono::steady_clock::now() < deadline) {
     r = vm.ok("query-migrate");
@@ -285,7 +287,7 @@ TEST(MachineMemoryMigration, A4GiBVmArrivesWithItsRamAbove4GiB) {
   src->ok("migrate", Json{{"uri", "unix:" + sock}});
   constexpr uint64_t kLate = k4GiB + 0x40000;  // block offset 2 GiB + 256 KiB
   const uint64_t sent_past = (2 * kGiB + 0x40000) / 4096 + 256;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(300);
   for (;;) {
     Json r = src->ok("query-migrate");
     ASSERT_TRUE(r["status"] == "setup" || r["status"] == "active")
@@ -302,7 +304,8 @@ TEST(MachineMemoryMigration, A4GiBVmArrivesWithItsRamAbove4GiB) {
   EXPECT_EQ(result["ram"]["total"].get<uint64_t>(), 4 * kGiB) << result.dump();
   ASSERT_TRUE(dst->qmp().wait_event("RESUME", Millis(30000)).ok());
   EXPECT_EQ(dst->ok("query-status")["status"], "running");
-  for (auto [addr, value] : words) EXPECT_EQ(dst->mem(64, addr), value) << "guest 0x" << std::hex << addr;
+  for (auto [addr, value] : words)
+    EXPECT_EQ(dst->mem(64, addr), value) << "guest 0x" << std::hex << addr;
   EXPECT_EQ(dst->mem(64, kLate), 0x1a7e1a7e1a7e1a7eull) << "written after its page was sent";
   EXPECT_EQ(dst->ok("query-memory-size-summary")["base-memory"].get<uint64_t>(), 4 * kGiB);
 }

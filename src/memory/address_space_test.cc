@@ -278,7 +278,8 @@ TEST(RamAliasTest, BadAliasesLeaveTheMapAsItWas) {
 
   auto again = RamBlock::anonymous("pc.ram", 4 * kPageSize);
   ASSERT_TRUE(again.ok());
-  RamAlias overlapping[] = {{"a", 0, 0, 2 * kPageSize}, {"b", kPageSize, 2 * kPageSize, 2 * kPageSize}};
+  RamAlias overlapping[] = {{"a", 0, 0, 2 * kPageSize},
+                            {"b", kPageSize, 2 * kPageSize, 2 * kPageSize}};
   auto overlap = as.add_ram(std::move(*again), overlapping);
   ASSERT_FALSE(overlap.ok());
   EXPECT_NE(overlap.status().message().find("overlaps 'a'"), std::string::npos)
