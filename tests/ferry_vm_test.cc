@@ -35,12 +35,12 @@ TEST(FerryVmQmp, StatusStopContAndEvents) {
   EXPECT_EQ(vm->ok("query-status")["status"], "prelaunch");
   EXPECT_EQ(vm->ok("query-name")["name"], "guest-a");
   vm->ok("cont");
-  ASSERT_TRUE(vm->qmp().wait_event("RESUME", Millis(5000)).ok());
+  ASSERT_TRUE(vm->qmp().wait_event("RESUME", Millis(30000)).ok());
   Json status = vm->ok("query-status");
   EXPECT_EQ(status["status"], "running");
   EXPECT_EQ(status["running"], true);
   vm->ok("stop");
-  auto stop = vm->qmp().wait_event("STOP", Millis(5000));
+  auto stop = vm->qmp().wait_event("STOP", Millis(30000));
   ASSERT_TRUE(stop.ok());
   EXPECT_TRUE((*stop)["timestamp"].contains("seconds"));
   EXPECT_EQ(vm->ok("query-status")["status"], "paused");
@@ -67,7 +67,7 @@ TEST(FerryVmQmp, QuitEmitsShutdownAndExitsCleanly) {
   auto vm = start_vm({"-S"});
   ASSERT_TRUE(vm);
   vm->ok("quit");
-  auto shutdown = vm->qmp().wait_event("SHUTDOWN", Millis(5000));
+  auto shutdown = vm->qmp().wait_event("SHUTDOWN", Millis(30000));
   ASSERT_TRUE(shutdown.ok());
   EXPECT_EQ((*shutdown)["data"]["reason"], "host-qmp-quit");
   EXPECT_EQ(vm->process().wait(Millis(10000)), 0) << vm->process().stderr_text();
@@ -243,7 +243,7 @@ TEST(FerryVmPci, SystemResetReturnsDevicesToTheirPlugInState) {
   vm->mem_write(32, 0xc0000000, 0x1234);
   uint32_t line = vm->config_read(kTestdevSlot, 0x3c, 8);
   vm->ok("system_reset");
-  auto reset = vm->qmp().wait_event("RESET", Millis(5000));
+  auto reset = vm->qmp().wait_event("RESET", Millis(30000));
   ASSERT_TRUE(reset.ok());
   EXPECT_EQ((*reset)["data"]["reason"], "host-qmp-system-reset");
   EXPECT_EQ(vm->config_read(kTestdevSlot, 0x04, 16) & 0x7, 0u);  // decoding off

@@ -347,7 +347,9 @@ TEST(Verify, DeviceErrorEndsTheProgram) {
 }
 
 TEST(Verify, CommandTimeoutEndsTheProgram) {
-  auto m = TestMachine::create({"op=write,delay-ms=600,after=10,once=on"});
+  // The eleventh write is held until the machine goes away: it certainly outlasts the limit
+  // (a 600 ms delay did not, whenever the test thread was descheduled that long).
+  auto m = TestMachine::create({"op=write,hold=on,after=10,once=on"});
   ASSERT_TRUE(m);
   VerifyConfig c = small_config(Mode::kRandWrite);
   c.command_timeout_ms = 100;
@@ -364,13 +366,13 @@ TEST(Verify, PausesAreExcludedFromTimeoutsAndReportedAsStalls) {
   auto m = TestMachine::create();
   ASSERT_TRUE(m);
   VerifyConfig c = small_config(Mode::kRandRw);
-  c.command_timeout_ms = 1000;
+  c.command_timeout_ms = 4000;  // far above any command's time, even on a busy machine
   auto p = make_program(c);
   ASSERT_TRUE(p);
   ASSERT_TRUE(drive(*p, m->bus(), [](const VerifyProgram& p) {
                 return p.phase() == Phase::kRun && p.state().in_flight > 0;
               }).ok());
-  // A 5 s pause: with 1 s of allowed running time, a timeout would fire if pauses counted.
+  // A 5 s pause: with 4 s of allowed running time, a timeout would fire if pauses counted.
   int64_t pause = 5'000'000'000;
   p->note_pause(pause);
   auto result = drive(*p, m->bus());

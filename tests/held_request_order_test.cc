@@ -71,7 +71,7 @@ PausedSource paused_source(const TempImage& image) {
     queue(kLbaHeldOnly, 11 + i, 2 * i + 1, false);
   }
   EXPECT_TRUE(rig.c().write_sq_doorbell(1, rig.c().queue(1)->sq_tail()).ok());
-  EXPECT_TRUE(rig.vm->qmp().wait_event("STOP", Millis(5000)).ok());
+  EXPECT_TRUE(rig.vm->qmp().wait_event("STOP", Millis(30000)).ok());
   EXPECT_EQ(run_state(*rig.vm), "io-error");
   queue(kLbaShared, 4, 6, true);  // queued (doorbell rung) while paused
   return out;
@@ -142,7 +142,7 @@ TEST(HeldRequestOrder, ContOnTheDestinationRetriesHeldWritesInOrderBeforeNewOnes
   }
   ASSERT_EQ(status, "completed") << dst->process().stderr_text();
   EXPECT_EQ(run_state(*rig.vm), "postmigrate");
-  for (int i = 0; i < 500 && run_state(*dst) == "inmigrate"; ++i)
+  for (int i = 0; i < 3000 && run_state(*dst) == "inmigrate"; ++i)
     std::this_thread::sleep_for(Millis(10));
   EXPECT_EQ(run_state(*dst), "io-error");
   auto bus = std::make_unique<client::QtestBus>(dst->qtest());

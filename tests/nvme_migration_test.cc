@@ -849,7 +849,7 @@ HeldSource held_source(const TempImage& image, unsigned count) {
     EXPECT_TRUE(cid.ok());
     if (cid.ok()) out.cids.push_back(*cid);
   }
-  EXPECT_TRUE(out.rig->vm->qmp().wait_event("STOP", Millis(5000)).ok());
+  EXPECT_TRUE(out.rig->vm->qmp().wait_event("STOP", Millis(30000)).ok());
   EXPECT_EQ(out.rig->vm->ok("query-status")["status"], "io-error");
   return out;
 }
@@ -870,7 +870,7 @@ TEST(NvmeMigration, WritesHeldOnAnIoErrorAreRetriedOnTheDestinationAfterCont) {
   Json result = wait_migration_end(*src.rig->vm);
   ASSERT_EQ(result["status"], "completed") << result.dump() << dst->process().stderr_text();
   EXPECT_EQ(src.rig->vm->ok("query-status")["status"], "postmigrate");
-  for (int i = 0; i < 500 && dst->ok("query-status")["status"] == "inmigrate"; ++i)
+  for (int i = 0; i < 3000 && dst->ok("query-status")["status"] == "inmigrate"; ++i)
     std::this_thread::sleep_for(Millis(10));
   EXPECT_EQ(dst->ok("query-status")["status"], "io-error");
   auto bus = std::make_unique<client::QtestBus>(dst->qtest());
@@ -961,7 +961,7 @@ TEST(NvmeMigration, AMalformedHeldRequestListIsRefused) {
   ASSERT_NE(dst, nullptr);
   ASSERT_FALSE(HasFailure());
   dst->ok("cont");
-  for (int i = 0; i < 250 && image.read(33 * 512, 512) != pattern(71, 512); ++i)
+  for (int i = 0; i < 3000 && image.read(33 * 512, 512) != pattern(71, 512); ++i)
     std::this_thread::sleep_for(Millis(20));
   EXPECT_EQ(image.read(32 * 512, 512), pattern(70, 512));
   EXPECT_EQ(image.read(33 * 512, 512), pattern(71, 512));
