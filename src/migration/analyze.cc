@@ -49,7 +49,9 @@ VmdescLookup find_vmdesc(StreamTail& tail) {
   uint64_t start = size;
   std::optional<size_t> nul;  // index in `bytes` after the last 0x00
   while (start > 0 && !nul && size - start < kVmdescLimit) {
-    size_t chunk = static_cast<size_t>(std::min<uint64_t>(start, std::max(kTailChunk, bytes.size())));
+    // Doubling chunks: each byte is copied a bounded number of times.
+    size_t chunk =
+        static_cast<size_t>(std::min<uint64_t>(start, std::max(kTailChunk, bytes.size())));
     std::vector<uint8_t> more(chunk);
     if (!tail.read_at(start - chunk, more).ok()) return found;
     start -= chunk;
@@ -84,6 +86,11 @@ VmdescLookup find_vmdesc(StreamTail& tail) {
     uint64_t bad = json_at + (e.byte > 0 ? e.byte - 1 : 0);
     found.problem = Problem{bad, fmt::format("the vmdesc JSON that starts at offset {} is broken "
                                              "at offset {} (not valid JSON)", json_at, bad)};
+    found.json = Json();
+    return found;
+  } catch (const Json::exception& e) {  // a number out of range, and the like
+    found.problem = Problem{json_at, fmt::format("the vmdesc JSON that starts at offset {} is "
+                                                 "broken ({})", json_at, e.what())};
     found.json = Json();
     return found;
   }
@@ -353,7 +360,8 @@ class Walker {
         return fail(at, "CONTINUE with no block named before");
       }
       auto b = blocks_.find(block_);
-      if (b == blocks_.end()) return fail(at, fmt::format("unknown RAM block {}", in_quotes(block_)));
+      if (b == blocks_.end())
+        return fail(at, fmt::format("unknown RAM block {}", in_quotes(block_)));
       if (addr >= b->second)
         return fail(at, fmt::format("offset 0x{:x} outside block {} of 0x{:x} bytes", addr,
                                     in_quotes(block_), b->second));

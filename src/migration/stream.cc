@@ -461,7 +461,8 @@ class Loader {
   std::string bytes_from(uint8_t first) const {
     std::vector<uint8_t> shown{first};
     std::span<const uint8_t> more = r_.buffered_bytes();
-    shown.insert(shown.end(), more.begin(), more.begin() + static_cast<long>(std::min(more.size(), kShown - 1)));
+    more = more.first(std::min(more.size(), kShown - 1));
+    shown.insert(shown.end(), more.begin(), more.end());
     return escaped_bytes(shown, kShown);
   }
   // ", the start of a second migration stream" when the bytes from `first` (or from the
