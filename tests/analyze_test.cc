@@ -29,6 +29,19 @@ namespace mig = ferry::migration;
 constexpr const char* kFerry = FERRY_PATH;
 constexpr const char* kQemu = "/usr/bin/qemu-system-x86_64";
 
+// Built with ASan or TSan: gcc says so through macros, clang (the asan preset's clang-14)
+// through __has_feature.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define FERRY_UNDER_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define FERRY_UNDER_SANITIZER 1
+#endif
+#endif
+#ifndef FERRY_UNDER_SANITIZER
+#define FERRY_UNDER_SANITIZER 0
+#endif
+
 struct CommandRun {
   int exit_code = -1;
   std::string out;  // stdout
@@ -247,7 +260,7 @@ TEST_F(Analyze, SparseFileIsRefusedAtOnceInLittleMemory) {
   std::string file = path("sparse.mig");
   { std::ofstream create(file); }
   std::filesystem::resize_file(file, 2ull << 30);
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if FERRY_UNDER_SANITIZER
   // The sanitizers reserve terabytes of address space up front: no address-space limit can
   // tell a small process from a large one there. The time bound still holds.
   std::string limit;
