@@ -13,6 +13,7 @@ packages=(
   libprotobuf-dev protobuf-compiler        # benchmark baseline only
   libcereal-dev                            # benchmark baseline only
   qemu-system-x86                          # reference VM for side-by-side tests
+  tmux                                     # the demo seen on a terminal (demo_terminal_test)
 )
 
 missing=()

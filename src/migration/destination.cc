@@ -106,11 +106,13 @@ Status DestinationMigration::await_go(StreamReader& reader) {
                                 "connection broke); this VM does not start");
     if (c == '\n') break;
     if (line.size() == 8)
-      return Error(ErrorCode::kCorrupt, "the source sent '{}...' instead of its go-ahead", line);
+      return Error(ErrorCode::kCorrupt, "the source sent '{}...' instead of its go-ahead",
+                   escaped_bytes(line));
     line.push_back(static_cast<char>(c));
   }
   if (line != "go")
-    return Error(ErrorCode::kCorrupt, "the source sent '{}' instead of its go-ahead", line);
+    return Error(ErrorCode::kCorrupt, "the source sent '{}' instead of its go-ahead",
+                 escaped_bytes(line));
   return {};
 }
 

@@ -1,8 +1,13 @@
 #include "migration/stream.h"
 
+#include <algorithm>
 #include <chrono>
 #include <map>
+#include <optional>
+#include <vector>
 
+#include "base/byte_order.h"
+#include "migration/stream_reader.h"
 #include "migration/wire.h"
 
 namespace ferry::migration {
@@ -191,9 +196,9 @@ class Loader {
           return finish(at);
         default:
           return Error(ErrorCode::kCorrupt,
-                       "unknown record type 0x{:02x} at offset {} (expected a section, command "
-                       "or EOF)",
-                       type, at);
+                       "unknown record type 0x{:02x} at offset {}, where a section, command or "
+                       "EOF record was expected: the bytes there are '{}'{}",
+                       type, at, bytes_from(type), second_stream_note(type));
       }
     }
   }
@@ -225,7 +230,8 @@ class Loader {
     std::string received(reinterpret_cast<const char*>(name.data()), name.size());
     if (received != machine_type_)
       return Error(ErrorCode::kFailedPrecondition,
-                   "Machine type received is '{}' and local is '{}'", received, machine_type_);
+                   "Machine type received is '{}' and local is '{}'", escaped_bytes(received),
+                   machine_type_);
     // Optional subsections of QEMU's "configuration" description.
     while (true) {
       uint8_t next = 0;
@@ -261,12 +267,12 @@ class Loader {
         return Error(ErrorCode::kFailedPrecondition,
                      "the source requires migration capability '{}' (offset {}), which Ferry "
                      "does not support",
-                     std::string_view(reinterpret_cast<const char*>(cap.data()), cap.size()), at);
+                     escaped_bytes(cap), at);
       }
       return {};
     }
-    return Error(ErrorCode::kCorrupt, "unknown configuration subsection '{}' at offset {}", name,
-                 at);
+    return Error(ErrorCode::kCorrupt, "unknown configuration subsection '{}' at offset {}",
+                 escaped_bytes(name), at);
   }
 
   Status read_start_or_full(uint8_t type, uint64_t at) {
@@ -284,11 +290,11 @@ class Loader {
       return Error(ErrorCode::kCorrupt,
                    "Unknown savevm section or instance '{}' {} at offset {}. Make sure that your "
                    "current VM setup matches your saved VM setup, including any hotplugged "
-                   "devices",
-                   idstr, instance_id, at);
+                   "devices.",
+                   escaped_bytes(idstr), instance_id, at);
     if (open_.count(section_id) || (type == wire::kSectionStart && started_.count(entry)))
       return Error(ErrorCode::kCorrupt, "{} record for section '{}' id {} at offset {} is a "
-                   "repeat", type_name(type), idstr, section_id, at);
+                   "repeat", type_name(type), escaped_bytes(idstr), section_id, at);
     if (entry->is_ram()) {
       if (type != wire::kSectionStart)
         return Error(ErrorCode::kCorrupt,
@@ -420,8 +426,9 @@ class Loader {
       FERRY_RETURN_IF_ERROR(r_.read_u8(type, "vmdesc record"));
       if (type != wire::kVmdescription)
         return Error(ErrorCode::kCorrupt,
-                     "after EOF at offset {}: expected the vmdesc record 0x06, found 0x{:02x}",
-                     vat, type);
+                     "after EOF at offset {}: expected the vmdesc record 0x06, found 0x{:02x} "
+                     "(the bytes there are '{}'){}",
+                     vat, type, bytes_from(type), second_stream_note(type));
       uint32_t len = 0;
       FERRY_RETURN_IF_ERROR(r_.read_be32(len, "vmdesc length"));
       if (len > r_.window_limit())
@@ -439,11 +446,35 @@ class Loader {
       if (!end.ok()) return end.take_status();
       if (!*end)
         return Error(ErrorCode::kCorrupt, "unexpected bytes at offset {} after the end of the "
-                     "stream", r_.offset());
+                     "stream: '{}'{}", r_.offset(), escaped_bytes(r_.buffered_bytes(), kShown),
+                     second_stream_note(std::nullopt));
     }
     report_.ram = ram_.stats();
     report_.bytes = r_.offset();
     return {};
+  }
+
+  // Bytes shown in a message about bytes that cannot be used.
+  static constexpr size_t kShown = 24;
+
+  // `first` (already read) and what is buffered after it, escaped.
+  std::string bytes_from(uint8_t first) const {
+    std::vector<uint8_t> shown{first};
+    std::span<const uint8_t> more = r_.buffered_bytes();
+    more = more.first(std::min(more.size(), kShown - 1));
+    shown.insert(shown.end(), more.begin(), more.end());
+    return escaped_bytes(shown, kShown);
+  }
+  // ", the start of a second migration stream" when the bytes from `first` (or from the
+  // reader's position) are QEMU's magic; and the sentence's end.
+  std::string second_stream_note(std::optional<uint8_t> first) const {
+    uint8_t magic[4];
+    store_be<uint32_t>(magic, wire::kMagic);
+    std::span<const uint8_t> more = r_.buffered_bytes();
+    bool is_magic = first ? *first == magic[0] && more.size() >= 3 &&
+                                std::equal(magic + 1, magic + 4, more.begin())
+                          : more.size() >= 4 && std::equal(magic, magic + 4, more.begin());
+    return is_magic ? ", the start of a second migration stream." : ".";
   }
 
   StreamReader& r_;

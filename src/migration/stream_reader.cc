@@ -8,6 +8,21 @@
 
 namespace ferry::migration {
 
+std::string escaped_bytes(std::span<const uint8_t> bytes, size_t limit) {
+  std::string out;
+  size_t shown = std::min(bytes.size(), limit);
+  out.reserve(shown * 2);
+  for (size_t i = 0; i < shown; ++i) {
+    uint8_t b = bytes[i];
+    if (b >= 0x20 && b < 0x7f && b != '\\' && b != '\'')
+      out.push_back(static_cast<char>(b));
+    else
+      out += fmt::format("\\x{:02x}", b);
+  }
+  if (shown < bytes.size()) out += fmt::format("... ({} bytes)", bytes.size());
+  return out;
+}
+
 StreamReader::StreamReader(Channel& channel, size_t window)
     : channel_(channel), limit_(std::max<size_t>(window, 8192)) {
   buf_.resize(std::min<size_t>(limit_, kReadChunk));

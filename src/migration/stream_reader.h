@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -26,6 +27,15 @@
 #include "migration/channel.h"
 
 namespace ferry::migration {
+
+// Bytes from a stream shown in a message: printable ASCII as it is, anything else (and
+// the quote and backslash) as \xNN, at most `limit` bytes, then "..." and the full count.
+// Names read from a hostile stream are printed only through this.
+std::string escaped_bytes(std::span<const uint8_t> bytes, size_t limit = 64);
+inline std::string escaped_bytes(std::string_view text, size_t limit = 64) {
+  return escaped_bytes(std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()),
+                       limit);
+}
 
 class StreamReader : public ByteSource {
  public:

@@ -1,12 +1,8 @@
 #include "ferry/analyze_command.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <map>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -24,26 +20,6 @@ using OrderedJson = vmstate::Json;  // QEMU's key order, as analyze-migration.py
 namespace wire = migration::wire;
 
 constexpr int kMaxDepth = 32;  // vmdesc nesting we follow; analyze_stream stops at the same
-
-Result<std::vector<uint8_t>> read_whole_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Error(ErrorCode::kIo, "cannot open: {}", std::strerror(errno));
-  std::vector<uint8_t> bytes;
-  uint8_t chunk[1 << 16];
-  for (;;) {
-    ssize_t n = ::read(fd, chunk, sizeof chunk);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      ::close(fd);
-      return Error(ErrorCode::kIo, "cannot read: {}", std::strerror(err));
-    }
-    if (n == 0) break;
-    bytes.insert(bytes.end(), chunk, chunk + n);
-  }
-  ::close(fd);
-  return bytes;
-}
 
 std::string hex_bytes(std::span<const uint8_t> raw) {
   std::string s;
@@ -69,18 +45,21 @@ uint64_t json_u64(const OrderedJson& j, const char* key, uint64_t fallback) {
 // Every read is bounds-checked: the description comes from the (untrusted) stream.
 class BodyDecoder {
  public:
-  explicit BodyDecoder(std::span<const uint8_t> bytes) : bytes_(bytes) {}
-
-  Status decode(const OrderedJson& desc, uint64_t offset, OrderedJson& out) {
-    pos_ = offset;
+  // `body` is one section body, which starts at stream offset `base`.
+  Status decode(const OrderedJson& desc, std::span<const uint8_t> body_bytes, uint64_t base,
+                OrderedJson& out) {
+    bytes_ = body_bytes;
+    base_ = base;
+    pos_ = 0;
     return body(desc, out, 0);
   }
-  uint64_t position() const { return pos_; }
+  // Bytes decoded from the body.
+  uint64_t decoded() const { return pos_; }
 
  private:
   Status body(const OrderedJson& desc, OrderedJson& out, int depth) {
     if (depth > kMaxDepth)
-      return Error(ErrorCode::kCorrupt, "offset {}: vmdesc nests too deeply", pos_);
+      return Error(ErrorCode::kCorrupt, "offset {}: vmdesc nests too deeply", at());
     out = OrderedJson::object();
     auto fields = desc.find("fields");
     if (fields != desc.end() && fields->is_array()) {
@@ -92,11 +71,11 @@ class BodyDecoder {
     if (subs != desc.end() && subs->is_array() && !subs->empty()) {
       OrderedJson& decoded = out;
       for (const OrderedJson& sub : *subs) {
-        uint64_t at = pos_;
+        uint64_t marker_at = at();
         FERRY_RETURN_IF_ERROR(need(2, "subsection header"));
         if (bytes_[pos_] != wire::kSubsection)
           return Error(ErrorCode::kCorrupt, "offset {}: expected subsection marker 0x05, found "
-                       "0x{:02x}", at, bytes_[pos_]);
+                       "0x{:02x}", marker_at, bytes_[pos_]);
         size_t len = bytes_[pos_ + 1];
         pos_ += 2;
         FERRY_RETURN_IF_ERROR(need(len + 4, "subsection name and version"));
@@ -120,7 +99,7 @@ class BodyDecoder {
       if (count == ~uint64_t{0} || (size != 0 && count > remaining() / size) ||
           (size == 0 && count > remaining() + 1))
         return Error(ErrorCode::kCorrupt, "offset {}: field '{}' of {} x {} bytes does not fit",
-                     pos_, name, count, size);
+                     at(), name, count, size);
       value = OrderedJson::array();
       for (uint64_t i = 0; i < count; ++i) {
         OrderedJson element;
@@ -145,16 +124,16 @@ class BodyDecoder {
 
   Status element_value(const OrderedJson& f, uint64_t size, OrderedJson& value, int depth) {
     FERRY_RETURN_IF_ERROR(need(size, f.value("name", "?")));
-    const uint64_t at = pos_;
+    const uint64_t start = pos_;
     auto nested = f.find("struct");
     if (nested != f.end() && nested->is_object()) {
       FERRY_RETURN_IF_ERROR(body(*nested, value, depth + 1));
-      if (pos_ - at != size)
+      if (pos_ - start != size)
         return Error(ErrorCode::kCorrupt, "offset {}: struct '{}' decodes to {} bytes, vmdesc "
-                     "says {}", at, f.value("name", "?"), pos_ - at, size);
+                     "says {}", base_ + start, f.value("name", "?"), pos_ - start, size);
       return {};
     }
-    std::span<const uint8_t> raw = bytes_.subspan(at, size);
+    std::span<const uint8_t> raw = bytes_.subspan(start, size);
     pos_ += size;
     std::string type = f.value("type", "");
     if (type == "bool" && size == 1 && raw[0] <= 1) {
@@ -173,58 +152,41 @@ class BodyDecoder {
   uint64_t remaining() const { return bytes_.size() - pos_; }
   Status need(uint64_t n, std::string_view what) const {
     if (pos_ <= bytes_.size() && n <= remaining()) return {};
-    return Error(ErrorCode::kOutOfRange, "offset {}: {} needs {} bytes, {} left", pos_, what, n,
+    return Error(ErrorCode::kOutOfRange, "offset {}: {} needs {} bytes, {} left", at(), what, n,
                  pos_ <= bytes_.size() ? remaining() : 0);
   }
+  uint64_t at() const { return base_ + pos_; }
 
   std::span<const uint8_t> bytes_;
+  uint64_t base_ = 0;
   uint64_t pos_ = 0;
 };
 
-// Walks RAM section bodies page record by page record (the layout analyze_stream has
-// already validated; reads stay bounds-checked) and keeps the last record of each page.
-class RamPages {
+// What the walk passes by: device bodies (kept, to decode once the walk succeeded) and,
+// for --memory, the last record of each RAM page. Memory grows with the device state and
+// the page list asked for, never with the stream's bytes.
+class Collector final : public migration::AnalyzeObserver {
  public:
-  explicit RamPages(std::span<const uint8_t> bytes) : bytes_(bytes) {}
+  explicit Collector(bool memory) : memory_(memory) {}
 
-  Status body(uint64_t offset) {
-    pos_ = offset;
-    while (true) {
-      uint64_t word = 0;
-      FERRY_RETURN_IF_ERROR(be64(word));
-      uint64_t flags = word & wire::kRamFlagMask, addr = word & ~wire::kRamFlagMask;
-      uint64_t kind = flags & ~wire::kRamContinue;
-      if (kind == wire::kRamEos) return {};
-      if (kind == wire::kRamMultifdFlush) continue;
-      if (kind == wire::kRamMemSize) {
-        for (uint64_t sum = 0; sum < addr;) {
-          std::string name;
-          uint64_t len = 0;
-          FERRY_RETURN_IF_ERROR(name_field(name));
-          FERRY_RETURN_IF_ERROR(be64(len));
-          if (len == 0) return Error(ErrorCode::kCorrupt, "offset {}: empty RAM block", pos_);
-          sum += len;
-        }
-        continue;
-      }
-      if (!(flags & wire::kRamContinue)) FERRY_RETURN_IF_ERROR(name_field(block_));
-      std::string key = fmt::format("0x{:016x}", addr);
-      if (kind == wire::kRamZero) {
-        FERRY_RETURN_IF_ERROR(need(1));
-        pages_[block_][key] = bytes_[pos_] == 0 ? std::string("zero")
-                                                : fmt::format("fill 0x{:02x}", bytes_[pos_]);
-        pos_ += 1;
-      } else if (kind == wire::kRamPage) {
-        FERRY_RETURN_IF_ERROR(need(4096));
-        pages_[block_][key] = fmt::format("crc32c 0x{:08x}", crc32c(bytes_.subspan(pos_, 4096)));
-        pos_ += 4096;
-      } else {
-        return Error(ErrorCode::kCorrupt, "offset {}: RAM record flags 0x{:x}", pos_ - 8, flags);
-      }
-    }
+  void device_body(uint64_t offset, std::span<const uint8_t> body) override {
+    bodies_[offset].assign(body.begin(), body.end());
+  }
+  void ram_page(std::string_view block, uint64_t address, std::span<const uint8_t> page,
+                uint8_t fill) override {
+    if (!memory_) return;
+    std::string what = !page.empty() ? fmt::format("crc32c 0x{:08x}", crc32c(page))
+                       : fill == 0   ? std::string("zero")
+                                     : fmt::format("fill 0x{:02x}", fill);
+    pages_[std::string(block)][fmt::format("0x{:016x}", address)] = std::move(what);
   }
 
-  OrderedJson to_json() const {
+  const std::vector<uint8_t>* body(uint64_t offset) const {
+    auto it = bodies_.find(offset);
+    return it == bodies_.end() ? nullptr : &it->second;
+  }
+  bool memory() const { return memory_; }
+  OrderedJson pages_json() const {
     OrderedJson out = OrderedJson::object();
     for (const auto& [block, pages] : pages_) {
       OrderedJson& b = out[block] = OrderedJson::object();
@@ -234,28 +196,8 @@ class RamPages {
   }
 
  private:
-  Status need(uint64_t n) const {
-    if (pos_ <= bytes_.size() && n <= bytes_.size() - pos_) return {};
-    return Error(ErrorCode::kOutOfRange, "offset {}: RAM record needs {} bytes", pos_, n);
-  }
-  Status be64(uint64_t& v) {
-    FERRY_RETURN_IF_ERROR(need(8));
-    v = load_be<uint64_t>(&bytes_[pos_]);
-    pos_ += 8;
-    return {};
-  }
-  Status name_field(std::string& s) {
-    FERRY_RETURN_IF_ERROR(need(1));
-    size_t len = bytes_[pos_];
-    FERRY_RETURN_IF_ERROR(need(1 + len));
-    s.assign(reinterpret_cast<const char*>(&bytes_[pos_ + 1]), len);
-    pos_ += 1 + len;
-    return {};
-  }
-
-  std::span<const uint8_t> bytes_;
-  uint64_t pos_ = 0;
-  std::string block_;
+  bool memory_;
+  std::map<uint64_t, std::vector<uint8_t>> bodies_;
   std::map<std::string, std::map<std::string, std::string>> pages_;  // sorted by offset
 };
 
@@ -285,6 +227,43 @@ uint64_t walked_to(const OrderedJson& analysis) {
   return at;
 }
 
+// The analyze-migration.py-like state view: {"<idstr> (<section id>)": {...}, ...}, from
+// the walk's records and the bodies it kept.
+Result<OrderedJson> decode_state(const OrderedJson& analysis, const Collector& collected) {
+  OrderedJson state = OrderedJson::object();
+  const OrderedJson& records = analysis["records"];
+  if (!records.is_array()) return Error(ErrorCode::kInvalidArgument, "analysis has no records");
+  BodyDecoder decoder;
+  bool any_ram = false;
+  for (const OrderedJson& rec : records) {
+    std::string type = rec.value("type", "");
+    if (type != "START" && type != "FULL") continue;
+    std::string idstr = rec.value("idstr", "");
+    std::string key = fmt::format("{} ({})", idstr, json_u64(rec, "section_id", 0));
+    if (idstr == wire::kRamIdstr) {
+      any_ram = true;
+      OrderedJson sizes = OrderedJson::object();
+      for (const OrderedJson& b : analysis["ram"]["blocks"])
+        sizes[b.value("idstr", "?")] = fmt::format("0x{:016x}", json_u64(b, "length", 0));
+      state[key] = {{"section sizes", std::move(sizes)}};
+      continue;
+    }
+    const OrderedJson* desc = vmdesc_device(analysis, idstr, json_u64(rec, "instance_id", 0));
+    if (!desc) return Error(ErrorCode::kCorrupt, "section '{}' has no vmdesc entry", key);
+    uint64_t offset = json_u64(rec, "body_offset", ~0ull);
+    const std::vector<uint8_t>* body = collected.body(offset);
+    if (!body) return Error(ErrorCode::kCorrupt, "section '{}': the walk kept no body", key);
+    OrderedJson fields;
+    FERRY_RETURN_IF_ERROR(decoder.decode(*desc, *body, offset, fields));
+    if (decoder.decoded() != body->size())
+      return Error(ErrorCode::kCorrupt, "section '{}': decoded {} bytes, the walk measured {}",
+                   key, decoder.decoded(), body->size());
+    state[key] = std::move(fields);
+  }
+  if (collected.memory() && any_ram) state["memory"] = collected.pages_json();
+  return state;
+}
+
 }  // namespace
 
 Result<AnalyzeDump> parse_analyze_dump(std::string_view text) {
@@ -295,77 +274,42 @@ Result<AnalyzeDump> parse_analyze_dump(std::string_view text) {
                text);
 }
 
-Result<OrderedJson> decode_state(std::span<const uint8_t> bytes, const OrderedJson& analysis,
-                                 bool memory) {
-  OrderedJson state = OrderedJson::object();
-  const OrderedJson& records = analysis["records"];
-  if (!records.is_array()) return Error(ErrorCode::kInvalidArgument, "analysis has no records");
-  BodyDecoder decoder(bytes);
-  RamPages pages(bytes);
-  bool any_ram = false;
-  for (const OrderedJson& rec : records) {
-    std::string type = rec.value("type", "");
-    std::string idstr = rec.value("idstr", "");
-    uint64_t id = json_u64(rec, "section_id", 0);
-    std::string key = fmt::format("{} ({})", idstr, id);
-    bool is_ram = idstr == wire::kRamIdstr;
-    if (type == "START" || type == "FULL") {
-      uint64_t body = json_u64(rec, "body_offset", ~0ull);
-      if (is_ram) {
-        any_ram = true;
-        OrderedJson sizes = OrderedJson::object();
-        for (const OrderedJson& b : analysis["ram"]["blocks"])
-          sizes[b.value("idstr", "?")] = fmt::format("0x{:016x}", json_u64(b, "length", 0));
-        state[key] = {{"section sizes", std::move(sizes)}};
-        if (memory) FERRY_RETURN_IF_ERROR(pages.body(body));
-        continue;
-      }
-      const OrderedJson* desc = vmdesc_device(analysis, idstr, json_u64(rec, "instance_id", 0));
-      if (!desc) return Error(ErrorCode::kCorrupt, "section '{}' has no vmdesc entry", key);
-      OrderedJson fields;
-      FERRY_RETURN_IF_ERROR(decoder.decode(*desc, body, fields));
-      if (decoder.position() != body + json_u64(rec, "body_size", 0))
-        return Error(ErrorCode::kCorrupt, "section '{}': decoded {} bytes, the walk measured {}",
-                     key, decoder.position() - body, json_u64(rec, "body_size", 0));
-      state[key] = std::move(fields);
-    } else if ((type == "PART" || type == "END") && is_ram && memory) {
-      FERRY_RETURN_IF_ERROR(pages.body(json_u64(rec, "offset", 0) + 5));
-    }
-  }
-  if (memory && any_ram) state["memory"] = pages.to_json();
-  return state;
-}
-
 int run_analyze(const AnalyzeOptions& options) {
-  auto bytes = read_whole_file(options.file);
-  if (!bytes.ok()) {
+  Collector collected(options.memory);
+  auto result = migration::analyze_file(options.file, &collected);
+  if (!result.ok()) {
     std::fprintf(stderr, "ferry analyze: %s: %s\n", options.file.c_str(),
-                 std::string(bytes.status().message()).c_str());
+                 std::string(result.status().message()).c_str());
     return 2;
   }
-  OrderedJson analysis = migration::analyze_stream(*bytes);
+  const OrderedJson& analysis = *result;
   const OrderedJson& errors = analysis["errors"];
   bool malformed = errors.is_array() && !errors.empty();
+  // Names come from the stream: bytes that are not UTF-8 are printed replaced, not thrown.
+  auto text = [](const OrderedJson& j) {
+    return j.dump(2, ' ', false, OrderedJson::error_handler_t::replace);
+  };
 
   if (options.dump == AnalyzeDump::kRecords) {
-    std::printf("%s\n", analysis.dump(2).c_str());
+    std::printf("%s\n", text(analysis).c_str());
   } else if (!malformed && options.dump == AnalyzeDump::kDesc) {
     if (!analysis.contains("vmdesc")) {
       std::fprintf(stderr, "ferry analyze: %s: the stream carries no vmdesc\n",
                    options.file.c_str());
       return 1;
     }
-    std::printf("%s\n", analysis["vmdesc"].dump(2).c_str());
+    std::printf("%s\n", text(analysis["vmdesc"]).c_str());
   } else if (!malformed) {
-    auto state = decode_state(*bytes, analysis, options.memory);
+    auto state = decode_state(analysis, collected);
     if (!state.ok()) {
       std::fprintf(stderr, "ferry analyze: %s: %s\n", options.file.c_str(),
                    std::string(state.status().message()).c_str());
       return 1;
     }
-    std::printf("%s\n", state->dump(2).c_str());
+    std::printf("%s\n", text(*state).c_str());
   }
 
+  const uint64_t size = json_u64(analysis, "size", 0);
   if (malformed) {
     const OrderedJson& e = errors.front();
     std::fprintf(stderr, "ferry analyze: %s: offset %llu: %s\n", options.file.c_str(),
@@ -374,16 +318,17 @@ int run_analyze(const AnalyzeOptions& options) {
     return 1;
   }
   uint64_t end = walked_to(analysis);
-  if (end != bytes->size()) {
+  if (end != size) {
     std::fprintf(stderr, "ferry analyze: %s: offset %llu: %llu bytes not accounted for\n",
                  options.file.c_str(), static_cast<unsigned long long>(end),
-                 static_cast<unsigned long long>(bytes->size() - end));
+                 static_cast<unsigned long long>(size - end));
     return 1;
   }
   std::fprintf(stderr,
-               "ferry analyze: %s: %zu bytes, every byte accounted for (%zu records, %llu RAM "
+               "ferry analyze: %s: %llu bytes, every byte accounted for (%zu records, %llu RAM "
                "pages, %llu zero pages)\n",
-               options.file.c_str(), bytes->size(), analysis["records"].size(),
+               options.file.c_str(), static_cast<unsigned long long>(size),
+               analysis["records"].size(),
                static_cast<unsigned long long>(json_u64(analysis["ram"], "pages", 0)),
                static_cast<unsigned long long>(json_u64(analysis["ram"], "zero_pages", 0)));
   return 0;

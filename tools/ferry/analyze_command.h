@@ -10,15 +10,13 @@
 //
 // Exit code 0 when every byte was accounted for (stderr says so), 1 with
 // "ferry analyze: FILE: offset N: reason" on stderr for malformed input, 2 when the file
-// cannot be read.
+// cannot be opened. The file is read in order, never whole (memory stays bounded), and the
+// walk stops at the first byte it cannot account for.
 #pragma once
 
-#include <cstdint>
-#include <span>
 #include <string>
 
 #include "base/status.h"
-#include "vmstate/vmdesc.h"
 
 namespace ferry::tools {
 
@@ -32,12 +30,6 @@ struct AnalyzeOptions {
 
 // "state" | "desc" | "records", else an error naming the value.
 Result<AnalyzeDump> parse_analyze_dump(std::string_view text);
-
-// The analyze-migration.py-like state view of `bytes`, given analyze_stream's result for
-// them: {"<idstr> (<section id>)": {...}, ...}. Fails when a section cannot be decoded
-// (only possible when `analysis` reports an error or does not belong to `bytes`).
-Result<vmstate::Json> decode_state(std::span<const uint8_t> bytes, const vmstate::Json& analysis,
-                                   bool memory);
 
 // Runs the command: prints JSON on stdout, the verdict on stderr; returns the exit code.
 int run_analyze(const AnalyzeOptions& options);

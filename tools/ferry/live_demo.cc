@@ -1,6 +1,7 @@
 #include "ferry/live_demo.h"
 
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -33,6 +34,50 @@ constexpr const char* kWorkload = "verify,device=nvme0,nsid=1,rw=randwrite,bs=4k
                                   "size=32M,seed=2026,loops=1000000";
 // How long the workload runs before and after each migration, to measure its IOPS.
 constexpr auto kSettle = std::chrono::milliseconds(1000);
+
+// The progress bar is redrawn in place ('\r') on a terminal only (Setup::progress). It is
+// cut to the terminal's width so that it never wraps ('\r' returns to the start of the
+// last row only), and every redraw and the final clear erase to the end of the line
+// (ANSI EL), so nothing of a longer earlier line survives under what is printed next.
+constexpr const char* kEraseToEnd = "\x1b[K";
+
+size_t terminal_columns() {
+  winsize ws{};
+  if (::ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+  return 80;
+}
+
+void draw_progress(std::string line) {
+  size_t columns = terminal_columns();
+  // The last column stays free: writing into it makes some terminals wrap at once.
+  if (line.size() >= columns) line.resize(columns - 1);
+  fmt::print("\r{}{}", line, kEraseToEnd);
+  std::fflush(stdout);
+}
+
+// Clears the progress line when it goes out of scope, on every path out of a migration.
+class ProgressLine {
+ public:
+  explicit ProgressLine(bool enabled) : enabled_(enabled) {}
+  ProgressLine(const ProgressLine&) = delete;
+  ProgressLine& operator=(const ProgressLine&) = delete;
+  ~ProgressLine() { clear(); }
+  bool enabled() const { return enabled_; }
+  void draw(std::string line) {
+    draw_progress(std::move(line));
+    drawn_ = true;
+  }
+  void clear() {
+    if (!drawn_) return;
+    fmt::print("\r{}", kEraseToEnd);
+    std::fflush(stdout);
+    drawn_ = false;
+  }
+
+ private:
+  bool enabled_;
+  bool drawn_ = false;
+};
 
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
@@ -183,13 +228,14 @@ Result<std::unique_ptr<Vm>> hop(const Setup& s, Vm& from, const std::string& to_
   uint64_t last_sent = 0;
   auto last_t = Clock::now();
   double rate = 0;
+  ProgressLine progress(s.progress);
   for (int i = 0;; ++i) {
     auto q = from.run("query-migrate");
     if (!q.ok()) return q.take_status();
     report.stats = *q;
     std::string status = report.stats.value("status", "");
     if (status == "completed" || status == "failed" || status == "cancelled") break;
-    if (s.progress) {
+    if (progress.enabled()) {
       const Json& ram = report.stats.value("ram", Json::object());
       uint64_t total = ram.value("total", uint64_t{0}), remaining = ram.value("remaining", uint64_t{0});
       uint64_t sent = ram.value("transferred", uint64_t{0});
@@ -202,17 +248,17 @@ Result<std::unique_ptr<Vm>> hop(const Setup& s, Vm& from, const std::string& to_
       int filled = total ? static_cast<int>(30.0 * static_cast<double>(total - std::min(total, remaining)) /
                                             static_cast<double>(total))
                          : 0;
-      fmt::print("\r    [{:<30}] {:<7} sent {:>10} left {:>10} {:>6.0f} MiB/s  dirty {:>6.1f} "
-                 "MiB/s  pass {}  expected downtime {} ms  ",
-                 std::string(filled, '#'), status, mib(sent), mib(remaining), rate / 1048576.0,
-                 ram.value("dirty-pages-rate", 0.0) * 4096 / 1048576.0,
-                 ram.value("dirty-sync-count", 0), report.stats.value("expected-downtime", 0));
-      std::fflush(stdout);
+      progress.draw(fmt::format(
+          "    [{:<30}] {:<7} sent {:>10} left {:>10} {:>6.0f} MiB/s  dirty {:>6.1f} MiB/s  "
+          "pass {}  expected downtime {} ms",
+          std::string(filled, '#'), status, mib(sent), mib(remaining), rate / 1048576.0,
+          ram.value("dirty-pages-rate", 0.0) * 4096 / 1048576.0, ram.value("dirty-sync-count", 0),
+          report.stats.value("expected-downtime", 0)));
     }
     if (i > 6000) return Error(ErrorCode::kIo, "migration did not finish in 60 s");
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  if (s.progress) fmt::print("\r{:120}\r", "");
+  progress.clear();
   if (report.stats["status"] != "completed")
     return Error(ErrorCode::kFailedPrecondition, "migration {}: {}",
                  report.stats["status"].get<std::string>(),
