@@ -513,9 +513,10 @@ Result<std::unique_ptr<OutgoingConnector>> OutgoingConnector::start(std::string_
       break;
     }
     case ChannelUri::Kind::kFile: {
-      int fd = ::open(u.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-      if (fd < 0) return io_error(fmt::format("open '{}' for writing", u.path), uri);
-      c->ready_.reset(new FdChannel(fd, std::string(uri), false));
+      // A FIFO nobody reads yet would block the open: that one waits in finish().
+      Result<int> fd = c->open_file();
+      if (!fd.ok()) return fd.take_status();
+      if (*fd >= 0) c->ready_.reset(new FdChannel(*fd, std::string(uri), false));
       break;
     }
     case ChannelUri::Kind::kFd: {
@@ -549,6 +550,13 @@ Result<std::unique_ptr<Channel>> OutgoingConnector::finish() {
     case ChannelUri::Kind::kExec:
       return spawn(parsed_, uri_, true);
     case ChannelUri::Kind::kFile:
+      // A FIFO without a reader: try again every 50 ms (no event tells when one comes).
+      while (wait(-1, 0, 50)) {
+        Result<int> fd = open_file();
+        if (!fd.ok()) return fd.take_status();
+        if (*fd >= 0) return std::unique_ptr<Channel>(new FdChannel(*fd, uri_, false));
+      }
+      return interrupted();
     case ChannelUri::Kind::kFd:
       break;
   }
@@ -590,6 +598,14 @@ Result<int> OutgoingConnector::connect_tcp() {
   }
   return Error(ErrorCode::kIo, "migration URI '{}': cannot connect: {}", uri_,
                std::strerror(last_errno));
+}
+
+Result<int> OutgoingConnector::open_file() {
+  int fd = ::open(parsed_.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NONBLOCK,
+                  0644);
+  if (fd >= 0) return fd;
+  if (errno == ENXIO) return -1;  // a FIFO with no reader yet
+  return io_error(fmt::format("open '{}' for writing", parsed_.path), uri_);
 }
 
 Result<int> OutgoingConnector::connect_unix() {

@@ -110,11 +110,11 @@ Result<ChannelUri> parse_channel_uri(std::string_view uri);
 
 // Opening an outgoing channel in two steps, so that the main loop never waits for a peer
 // (a TCP connect to a listener whose backlog is full retries SYNs for over two minutes):
-// start() parses the URI and does only what cannot block (file: opens, fd: is adopted, a
-// unix: connect is tried once without waiting, so a missing or refusing socket is an error
-// at once); finish(), on the migration thread, does the rest (resolving and connecting
-// tcp:, waiting for room in a full unix: backlog, spawning exec:) until it is done or
-// interrupt() is called from another thread.
+// start() parses the URI and does only what cannot block (fd: is adopted; a file: open and
+// a unix: connect are tried once without waiting, so a missing socket or an unwritable
+// path is an error at once); finish(), on the migration thread, does the rest (resolving
+// and connecting tcp:, waiting for room in a full unix: backlog or for the reader of a
+// FIFO, spawning exec:) until it is done or interrupt() is called from another thread.
 class OutgoingConnector {
  public:
   static Result<std::unique_ptr<OutgoingConnector>> start(std::string_view uri);
@@ -134,6 +134,8 @@ class OutgoingConnector {
   OutgoingConnector(ChannelUri parsed, std::string uri);
   Result<int> connect_tcp();
   Result<int> connect_unix();
+  // file: without waiting: the descriptor, or -1 for a FIFO that has no reader yet.
+  Result<int> open_file();
   // Polls `fd` for `events` and the wake-up eventfd; false when interrupted. A negative
   // `fd` just waits `timeout_ms` for the wake-up.
   bool wait(int fd, short events, int timeout_ms);

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -410,6 +411,30 @@ TEST(OutgoingConnector, UnixConnectWaitsForRoomInTheBacklog) {
   auto missing = OutgoingConnector::start("unix:" + path);
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.status().to_string().find("connect"), std::string::npos);
+}
+
+TEST(OutgoingConnector, FileOnAFifoWaitsForItsReaderOrAnInterrupt) {
+  std::string path = "/tmp/ferry_fifo_" + std::to_string(::getpid());
+  ::unlink(path.c_str());
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+  auto waiting = OutgoingConnector::start("file:" + path);
+  ASSERT_TRUE(waiting.ok()) << waiting.status().to_string();
+  Status st = interrupted([&] { return (*waiting)->finish().status(); },
+                          [&] { (*waiting)->interrupt(); });
+  EXPECT_FALSE(st.ok());
+
+  auto connector = OutgoingConnector::start("file:" + path);
+  ASSERT_TRUE(connector.ok());
+  auto pending = std::async(std::launch::async, [&] { return (*connector)->finish(); });
+  int reader = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  ASSERT_GE(reader, 0);
+  ASSERT_EQ(pending.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  auto channel = pending.get();
+  ASSERT_TRUE(channel.ok()) << channel.status().to_string();
+  uint8_t byte = 7;
+  EXPECT_TRUE((*channel)->write_all({&byte, 1}).ok());
+  ::close(reader);
+  ::unlink(path.c_str());
 }
 
 TEST(OutgoingConnector, InterruptEndsAWriteToAnExecCommandAndEndsTheCommand) {

@@ -302,12 +302,14 @@ Status SourceMigration::migrate() {
   if (has_return_path(*channel_)) {
     FERRY_RETURN_IF_ERROR(switch_over(stop_ns));  // measures downtime to "running"
   } else {
-    FERRY_RETURN_IF_ERROR(channel_->shutdown_write());  // the end of the stream
     {
+      // Every byte is out: a cancel is honoured up to here (QEMU resumes the source on a
+      // cancel that beat its completion too), and changes nothing from here on.
       std::lock_guard lock(control_mutex_);
       if (cancel_requested_.load(std::memory_order_acquire)) return cancelled();
-      committed_ = true;  // nobody answers: the stream was the last word
+      committed_ = true;  // nobody answers: the stream is the last word
     }
+    FERRY_RETURN_IF_ERROR(channel_->shutdown_write());  // the end of the stream
     // An exec: command's exit status says whether it took the stream (a failed one leaves
     // the VM to resume here). Only the process going away interrupts this wait.
     FERRY_RETURN_IF_ERROR(close_channel());
