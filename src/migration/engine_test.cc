@@ -502,6 +502,30 @@ TEST(Engine, NoConvergenceForcesCompletionAfterThePassLimit) {
   EXPECT_TRUE(test::same_ram(src.ram, dst.ram));
 }
 
+// A limit so high it can never bind (QEMU's -1 is 2^64 - 1) sends the same records as no
+// limit at all. Before the window's bytes were computed from a capped bandwidth, 2^62 B/s
+// times the 100 ms window wrapped to 0 and every page went out in a PART record of its own
+// (~18 bytes of framing more per page).
+TEST(Engine, AnUnreachableBandwidthLimitSendsTheSameStreamAsNone) {
+  auto transferred = [](uint64_t max_bandwidth) -> uint64_t {
+    Side src(true, 61), dst(false, 62);
+    Live live(src, dst);
+    EXPECT_TRUE(live.ready());
+    if (!live.ready()) return 0;
+    SourceMigration& source = live.start({.max_bandwidth = max_bandwidth});
+    EXPECT_TRUE(wait_until([&] { return source.finished() && live.destination->finished(); }));
+    EXPECT_EQ(source.stats().status, "completed") << source.stats().error;
+    EXPECT_TRUE(test::same_ram(src.ram, dst.ram));
+    return source.stats().transferred;
+  };
+  uint64_t unlimited = transferred(0);
+  for (uint64_t limit : {uint64_t{1} << 62, ~uint64_t{0}}) {
+    uint64_t limited = transferred(limit);
+    EXPECT_LT(limited, unlimited + 4096) << "limit " << limit << ": " << limited
+                                         << " bytes against " << unlimited << " unlimited";
+  }
+}
+
 // The device transfer time holds only the device records, EOF and vmdesc: a last RAM pass
 // of 200 pages (800 KiB, less than the writer holds back before a write) over an 8 MiB/s
 // link (~98 ms) is timed apart, as final_ram_ns.

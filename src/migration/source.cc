@@ -209,11 +209,15 @@ Status SourceMigration::migrate() {
   // max-bandwidth each PART record carries one window's worth of bytes, flushed, and the
   // thread then waits (interruptibly) until those bytes fit the limit.
   const uint64_t bandwidth = params_.max_bandwidth;
+  // The window's bytes are computed from a bandwidth already capped at what fills a whole
+  // chunk, so no limit the user can set (up to 2^64 - 1, as QEMU's -1) overflows into a
+  // tiny chunk.
+  constexpr uint64_t kChunkFillingBandwidth = kChunkBytes * 1000 / kThrottleWindow.count();
   const uint64_t chunk =
       bandwidth == 0 ? kChunkBytes
-                     : std::clamp<uint64_t>(
-                           bandwidth * kThrottleWindow.count() / 1000, memory::kPageSize,
-                           kChunkBytes);
+                     : std::clamp<uint64_t>(std::min(bandwidth, kChunkFillingBandwidth) *
+                                                kThrottleWindow.count() / 1000,
+                                            memory::kPageSize, kChunkBytes);
   Clock::time_point window_start = Clock::now();
   uint64_t window_from = w.position();
   int64_t last_sync = now_ns();
