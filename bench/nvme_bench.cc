@@ -1,5 +1,5 @@
 // nvme_bench: 4 KiB random read and random write IOPS through Ferry's emulated NVMe
-// controller, against raw io_uring on the same backing file, in one run (DESIGN.md §8,
+// controller, against raw io_uring on the same backing file, in one run (design.md §8,
 // issue 5: target ≥ 0.7× raw at queue depth 32).
 //
 // Both sides use the same file, opened buffered (cache=writeback), whose pages are read

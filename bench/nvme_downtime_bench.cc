@@ -1,4 +1,4 @@
-// nvme_downtime_bench: the NVMe controller's share of stop-and-copy downtime (DESIGN.md §8:
+// nvme_downtime_bench: the NVMe controller's share of stop-and-copy downtime (design.md §8:
 // < 1 ms with 64 I/O queue pairs and 1,000+ completions pending; the backend drain is
 // reported apart).
 //

@@ -1,4 +1,4 @@
-// ram_bench: RAM precopy throughput (DESIGN.md §8, issue 3).
+// ram_bench: RAM precopy throughput (design.md §8, issue 3).
 //
 // Guest RAM of random content and guest RAM of zeros are migrated with Ferry's stream
 // (header, configuration, RAM START, one full pass, END, EOF, vmdesc) over a unix socket

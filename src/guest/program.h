@@ -1,4 +1,4 @@
-// GuestProgram: what runs on the VM's vCPU thread (DESIGN.md §3). Ferry has no CPU
+// GuestProgram: what runs on the VM's vCPU thread (design.md §3). Ferry has no CPU
 // emulator; a guest program is native code that drives devices only through the GuestBus,
 // as a kernel driver would.
 //

@@ -1,7 +1,7 @@
 // AddressSpace: the guest-physical map — RAM blocks at guest addresses and MMIO regions
 // (PCI BARs, the MSI window) — with the DMA helpers devices and guest programs use.
 //
-// Thread-safety (DESIGN.md §3): the map itself (add/remove/move) changes only under the
+// Thread-safety (design.md §3): the map itself (add/remove/move) changes only under the
 // machine lock, and every user of this object (device code, the vCPU, qtest) is
 // serialised with those changes by the same lock; the AddressSpace takes no lock of its
 // own. RAM contents are not protected by any lock: RAM reads and writes go through the

@@ -1,6 +1,6 @@
 // Accessors for guest RAM that other threads may write at the same time.
 //
-// Guest RAM is shared without a lock (DESIGN.md §3): a guest program or a device may
+// Guest RAM is shared without a lock (design.md §3): a guest program or a device may
 // write a page while the migration thread reads it. That race is intended — the dirty
 // bitmap makes the page travel again — but in C++ it must not be undefined behaviour,
 // so host code that can run concurrently with guest writes touches guest RAM through

@@ -1,4 +1,4 @@
-// The "ram" section, version 4 (DESIGN.md §5).
+// The "ram" section, version 4 (design.md §5).
 //
 //   START body: be64 (total | MEM_SIZE), per block: u8 len, idstr, be64 length; be64 EOS
 //   page record: be64 (offset | flags), [u8 len, idstr unless CONTINUE],

@@ -1,4 +1,4 @@
-// The source side of a live migration, on its own thread (DESIGN.md §6): connecting (the
+// The source side of a live migration, on its own thread (design.md §6): connecting (the
 // thread finishes opening the channel, so no peer ever blocks the caller), setup (header,
 // configuration, early-setup sections, RAM START), RAM passes while the VM runs (under
 // max-bandwidth in 100 ms windows a cancel cuts short) until the remaining dirty bytes at

@@ -1,4 +1,4 @@
-// The whole migration stream (DESIGN.md §5): record writers, and the non-live save and
+// The whole migration stream (design.md §5): record writers, and the non-live save and
 // load of a stopped VM.
 //
 //   header · configuration · early-setup FULL sections · RAM START · [RAM PART]* ·
@@ -49,7 +49,7 @@ struct SaveOptions {
 Status save_stream(StreamWriter& w, std::string_view machine_type, SectionRegistry& registry,
                    RamSaver& ram, const SaveOptions& options = {});
 
-// How long one device section took to load (stop-and-copy breakdown, DESIGN.md §6).
+// How long one device section took to load (stop-and-copy breakdown, design.md §6).
 struct SectionLoadTime {
   std::string idstr;
   int64_t ns = 0;

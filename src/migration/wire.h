@@ -1,4 +1,4 @@
-// Bytes of QEMU's migration stream (DESIGN.md §5), as named constants.
+// Bytes of QEMU's migration stream (design.md §5), as named constants.
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-// ferry-vm's command line, QEMU style (DESIGN.md §7): parsed into a MachineConfig, or into
+// ferry-vm's command line, QEMU style (design.md §7): parsed into a MachineConfig, or into
 // text to print and exit (help and device listings). Errors name the option and value.
 #pragma once
 

@@ -1,7 +1,7 @@
 // The in-process GuestBus: a guest driver calling straight into a Machine. Accesses are
 // the ones the qtest server performs, without the socket.
 //
-// Two disciplines (DESIGN.md §3):
+// Two disciplines (design.md §3):
 //   kLoopThread — the caller is the machine's main loop thread (a benchmark driving the
 //     machine itself): no locking; idle() runs the main loop, so device bottom halves,
 //     timers and block completions happen while the driver waits.

@@ -19,7 +19,7 @@
 // overlap each other, the one mapped most recently decodes (QEMU renders the newest of
 // equal-priority regions first). Nothing is mapped above 2^64 - 1.
 //
-// Threads (DESIGN.md §3): the main loop thread owns the machine and holds the machine
+// Threads (design.md §3): the main loop thread owns the machine and holds the machine
 // lock except while its loop sleeps; the vCPU thread (with -guest) takes the lock for each
 // device access. Machine::create must be called on the thread that will run the loop, and
 // leaves that thread holding the lock.

@@ -1,4 +1,4 @@
-// The machine lock (DESIGN.md §3; QEMU's "big lock"): device state, the guest-physical
+// The machine lock (design.md §3; QEMU's "big lock"): device state, the guest-physical
 // map and every MMIO/PIO/config access are serialised by it. The main loop thread holds
 // it whenever it is not sleeping in epoll_wait (the loop's wait hooks drop and retake
 // it), so device callbacks, timers, bottom halves and QMP/qtest handlers all run under it.

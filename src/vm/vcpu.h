@@ -1,4 +1,4 @@
-// The vCPU (DESIGN.md §3): one thread that runs the VM's guest program, step by step.
+// The vCPU (design.md §3): one thread that runs the VM's guest program, step by step.
 //
 // Parking: the VM stops only between two steps. park() (main loop thread, machine lock
 // held) asks the vCPU to park, drops the machine lock — the step in progress may need it

@@ -25,7 +25,7 @@ struct Int32Box {
 };
 inline constexpr auto kInt32Box = describe<Int32Box>("box", {}, field("v", &Int32Box::v));
 
-// DESIGN.md §5's example: 4 x struct{int32} = {0, NULL, 2, 3}.
+// design.md §5's example: 4 x struct{int32} = {0, NULL, 2, 3}.
 struct FourBoxes {
   std::array<std::unique_ptr<Int32Box>, 4> owned;
   Int32Box storage[4];

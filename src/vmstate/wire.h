@@ -1,4 +1,4 @@
-// Byte values of QEMU's VMState encoding that the field kinds share (DESIGN.md §5).
+// Byte values of QEMU's VMState encoding that the field kinds share (design.md §5).
 #pragma once
 
 #include <cstddef>

@@ -1,4 +1,4 @@
-// `ferry`: the user-facing driver. Subcommands grow with the project (DESIGN.md §1):
+// `ferry`: the user-facing driver. Subcommands grow with the project (design.md §1):
 // demo and analyze today; the benchmark drivers with the migration engine.
 #include <CLI/CLI.hpp>
 

@@ -14,7 +14,7 @@
 // migration description can save and load it.
 //
 // Threading: every member runs on the main loop thread or under the machine lock
-// (DESIGN.md §3), like the rest of the PCI layer.
+// (design.md §3), like the rest of the PCI layer.
 #pragma once
 
 #include <array>

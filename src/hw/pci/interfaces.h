@@ -1,6 +1,6 @@
 // How the PCI layer meets the machine. The PCI layer knows nothing of address spaces or
 // interrupt controllers; the machine implements these small interfaces and the bus calls
-// them. All calls happen under the machine lock (DESIGN.md §3); nothing here is thread-safe
+// them. All calls happen under the machine lock (design.md §3); nothing here is thread-safe
 // on its own.
 #pragma once
 

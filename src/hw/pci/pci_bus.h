@@ -7,7 +7,7 @@
 // PciBusOptions::pirq_irqs; like firmware would, the bus writes that number into each
 // device's interrupt line register when it is plugged in.
 //
-// Threading: none inside; every call runs under the machine lock (DESIGN.md §3).
+// Threading: none inside; every call runs under the machine lock (design.md §3).
 #pragma once
 
 #include <array>

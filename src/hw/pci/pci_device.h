@@ -10,7 +10,7 @@
 // that read-only configuration bits are unchanged, then re-derives BAR mappings and
 // interrupt levels (pci_migration.cc).
 //
-// Threading: none inside; every call runs under the machine lock (DESIGN.md §3).
+// Threading: none inside; every call runs under the machine lock (design.md §3).
 #pragma once
 
 #include <array>

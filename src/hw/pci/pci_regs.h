@@ -115,7 +115,7 @@ inline constexpr uint16_t kConfigDataPort = 0xcfc;
 inline constexpr uint32_t kConfigAddressEnable = 1u << 31;
 // ECAM: bus << 20 | device << 15 | function << 12 | register. One bus is 1 MiB.
 inline constexpr uint64_t kEcamBusSize = 1u << 20;
-// MSI writes to this window are interrupts (DESIGN.md §7); elsewhere they are memory writes.
+// MSI writes to this window are interrupts (design.md §7); elsewhere they are memory writes.
 inline constexpr uint64_t kMsiWindowBase = 0xfee00000;
 inline constexpr uint64_t kMsiWindowSize = 0x100000;
 
