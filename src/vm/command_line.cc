@@ -32,7 +32,8 @@ const OptSchema kAccel{"-accel", "accel", {{"accel", OptType::kString, "none",
                                             "qtest: the clock moves only through qtest"}}};
 const OptSchema kQmp{"-qmp", "path",
                      {{"path", OptType::kString, "", "unix:PATH"},
-                      {"server", OptType::kBool, "off", "on: listen for clients; off: connect to PATH"},
+                      {"server", OptType::kBool, "off",
+                       "on: listen for clients; off: connect to PATH"},
                       {"wait", OptType::kBool, "off", "wait for a client before starting (must be off)"}}};
 const OptSchema kQtest{"-qtest", "path", {{"path", OptType::kString, "", "unix:PATH to connect to"}}};
 const std::string kUsage =

@@ -18,6 +18,18 @@ TEST(JsonStream, SplitsTopLevelValues) {
       (std::vector<std::string>{R"(ok:{"a": {"b": [1, "}"]}})", "ok:[2]", R"(ok:"s")", "ok:12"}));
 }
 
+// The splitter hands numbers on as written, however large: judging them is the parser's
+// job (QmpServer turns the library's overflow into an error reply), and nothing here may
+// convert them.
+TEST(JsonStream, HugeNumbersPassThroughAsTexts) {
+  JsonStream s;
+  std::string digits(5000, '9');
+  EXPECT_EQ(texts(s.feed("1e999\n-1E+400 " + digits + "e9\n[1e999]{\"id\": -1e999}")),
+            (std::vector<std::string>{"ok:1e999", "ok:-1E+400", "ok:" + digits + "e9",
+                                      "ok:[1e999]", R"(ok:{"id": -1e999})"}));
+  EXPECT_FALSE(s.in_text());
+}
+
 TEST(JsonStream, ValuesSpanFeedsAndLines) {
   JsonStream s;
   EXPECT_TRUE(s.feed(R"({"a":)").empty());
