@@ -22,6 +22,7 @@
 
 #include "support/ferry_vm.h"
 #include "support/temp_image.h"
+#include "support/vm_waits.h"
 
 namespace ferry::testing {
 namespace {
@@ -38,38 +39,6 @@ std::vector<std::string> vm_args(const SharedDisk& disk, const std::string& gues
       "-device", "nvme,id=n0,serial=MIG0,drive=d0", "-guest", guest};
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
-}
-
-Json wait_migration_end(FerryVm& vm) {
-  for (int i = 0; i < 3000; ++i) {
-    Json r = vm.ok("query-migrate");
-    std::string status = r.value("status", "");
-    if (status == "completed" || status == "failed" || status == "cancelled") return r;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ADD_FAILURE() << "migration did not end";
-  return Json();
-}
-
-int64_t ops(FerryVm& vm) { return vm.ok("query-guest")["status"].value("ops", int64_t{0}); }
-
-void wait_ops_beyond(FerryVm& vm, int64_t n) {
-  for (int i = 0; i < 12000 && ops(vm) <= n; ++i)  // 60 s and more
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  EXPECT_GT(ops(vm), n) << "the workload does not progress";
-}
-
-// Ends the run phase and waits for the final verification pass.
-Json finish_and_verify(FerryVm& vm) {
-  vm.ok("x-guest-finish");
-  for (int i = 0; i < 3000; ++i) {
-    Json g = vm.ok("query-guest");
-    std::string state = g.value("state", "");
-    if (state == "finished" || state == "failed") return g;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ADD_FAILURE() << "the final pass did not end";
-  return Json();
 }
 
 // What the workload was doing when its VM stopped: the status its vCPU published on parking.
@@ -149,7 +118,7 @@ TEST(GuestMigration, PingPongAtVariedMomentsOfTheIoLoop) {
   std::mt19937 rng(11);
   int caught_in_flight = 0;
   for (int hop = 0; hop < 8; ++hop) {
-    wait_ops_beyond(*vm, ops(*vm));
+    wait_ops_beyond(*vm, guest_ops(*vm));
     // Between 0 and 40 ms into a stretch of I/O: submissions, completions and reaping
     // are caught at different points each time.
     std::this_thread::sleep_for(std::chrono::microseconds(rng() % 40000));
@@ -163,7 +132,7 @@ TEST(GuestMigration, PingPongAtVariedMomentsOfTheIoLoop) {
   // iodepth=16 keeps commands in flight nearly all the time: the stops must have caught some
   // (they travel as the controller's pending completions and the program's slots).
   EXPECT_GE(caught_in_flight, 4);
-  wait_ops_beyond(*vm, ops(*vm));
+  wait_ops_beyond(*vm, guest_ops(*vm));
   Json end = finish_and_verify(*vm);
   EXPECT_EQ(end["state"], "finished") << end.dump();
   EXPECT_EQ(end["status"]["errors"], 0) << end.dump();
@@ -330,10 +299,10 @@ TEST(GuestMigration, LiveMigrationsStopThePrefillAndTheFinalPass) {
   EXPECT_EQ(stop.phase, "prefill");
   EXPECT_GT(stop.in_flight, 0);
   ASSERT_TRUE(wait_phase(*vm, "run"));
-  wait_ops_beyond(*vm, ops(*vm) + 100);
+  wait_ops_beyond(*vm, guest_ops(*vm) + 100);
   vm->ok("x-guest-finish");
   ASSERT_TRUE(wait_phase(*vm, "final"));
-  wait_ops_beyond(*vm, ops(*vm) + 100);
+  wait_ops_beyond(*vm, guest_ops(*vm) + 100);
   next = migrate(*vm, disk, guest, &stop, slow, "64M");
   ASSERT_TRUE(next);
   vm = std::move(next);
@@ -353,7 +322,7 @@ TEST(GuestMigration, DeepQueueWithTheCompletionQueueNearlyFull) {
   auto vm = FerryVm::start(kFerryVm, vm_args(disk, guest));
   ASSERT_TRUE(vm);
   for (int hop = 0; hop < 4; ++hop) {
-    wait_ops_beyond(*vm, ops(*vm) + 500);
+    wait_ops_beyond(*vm, guest_ops(*vm) + 500);
     auto next = migrate(*vm, disk, guest);
     ASSERT_TRUE(next) << "hop " << hop;
     vm = std::move(next);
@@ -390,13 +359,13 @@ TEST(GuestMigration, ADestinationKilledHalfWayLeavesTheSourceWorkloadIntact) {
     EXPECT_EQ(failed["status"], "failed") << failed.dump();
   }
   EXPECT_EQ(src->ok("query-status")["status"], "running");
-  int64_t before = ops(*src);
+  int64_t before = guest_ops(*src);
   wait_ops_beyond(*src, before + 500);  // the source workload goes on
   EXPECT_NE(src->ok("query-guest")["state"], "failed");
   src->ok("migrate-set-parameters", Json{{"max-bandwidth", 0}});
   auto dst = migrate(*src, disk, guest);
   ASSERT_TRUE(dst);
-  wait_ops_beyond(*dst, ops(*dst));
+  wait_ops_beyond(*dst, guest_ops(*dst));
   Json end = finish_and_verify(*dst);
   EXPECT_EQ(end["state"], "finished") << end.dump();
   EXPECT_EQ(end["status"]["errors"], 0) << end.dump();
@@ -502,7 +471,7 @@ TEST(GuestMigration, ADestinationKilledAfterStopAndCopyBeganLeavesTheSourceRunni
       // Removes the rule and lets go the writes held since the VM resumed.
       src->ok("x-blkdebug-clear", Json{{"drive", "d0"}});
       EXPECT_EQ(src->ok("x-blkdebug-query", Json{{"drive", "d0"}}).value("held", -1), 0);
-      wait_ops_beyond(*src, ops(*src) + 500);  // the source workload goes on
+      wait_ops_beyond(*src, guest_ops(*src) + 500);  // the source workload goes on
       Json g = src->ok("query-guest");
       EXPECT_EQ(g["state"], "running") << g.dump();
       EXPECT_EQ(g["status"]["errors"], 0) << g.dump();
@@ -512,7 +481,7 @@ TEST(GuestMigration, ADestinationKilledAfterStopAndCopyBeganLeavesTheSourceRunni
   }
   auto dst = migrate(*src, disk, guest, nullptr, {}, "64M");
   ASSERT_TRUE(dst);
-  wait_ops_beyond(*dst, ops(*dst));
+  wait_ops_beyond(*dst, guest_ops(*dst));
   Json end = finish_and_verify(*dst);
   EXPECT_EQ(end["state"], "finished") << end.dump();
   EXPECT_EQ(end["status"]["errors"], 0) << end.dump();
@@ -558,7 +527,7 @@ TEST(GuestMigration, AVmPausedOnAWriteErrorMigratesAndContinuesWithoutAnError) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_EQ(dst->ok("query-status")["status"], "io-error") << "the destination must not run";
   src->ok("quit");
-  int64_t before = ops(*dst);
+  int64_t before = guest_ops(*dst);
   dst->ok("cont");
   wait_ops_beyond(*dst, before + 500);
   Json end = finish_and_verify(*dst);

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "support/ferry_vm.h"
+#include "support/vm_waits.h"
 
 namespace ferry::testing {
 namespace {
@@ -59,17 +60,6 @@ struct GuestState {
     EXPECT_EQ(vm.mem(32, 0xc0002008), 0x77u);
   }
 };
-
-Json wait_migration_end(FerryVm& vm) {
-  for (int i = 0; i < 3000; ++i) {  // a minute and more: a busy machine is slow, not stuck
-    Json r = vm.ok("query-migrate");
-    std::string status = r.value("status", "");
-    if (status == "completed" || status == "failed" || status == "cancelled") return r;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  ADD_FAILURE() << "migration did not end";
-  return Json();
-}
 
 void migrate_and_check(const std::string& uri_for_dst, const std::string& uri_for_src) {
   auto src = FerryVm::start(kFerryVm, kMachine);

@@ -24,6 +24,7 @@
 #include "spec/nvme.h"
 #include "support/ferry_vm.h"
 #include "support/temp_image.h"
+#include "support/vm_waits.h"
 
 namespace ferry::testing {
 namespace {
@@ -250,21 +251,6 @@ TEST(MachineMemoryLimits, VerifyRunsInA5GiBVm) {
   EXPECT_EQ(vm->process().wait(std::chrono::milliseconds(20000)), 0);
 }
 
-// Generous: the source scans all 4 GiB for zero pages in its first pass (about 15 s in a
-// debug build on a busy 2-core machine; sanitizer builds are slower).
-Json wait_migration_end(FerryVm& vm) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(300);
-  Json r;
-  while (std::chrono::steady_clock::now() < deadline) {
-    r = vm.ok("query-migrate");
-    std::string status = r.value("status", "");
-    if (status == "completed" || status == "failed" || status == "cancelled") return r;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ADD_FAILURE() << "migration did not end: " << r.dump();
-  return r;
-}
-
 TEST(MachineMemoryMigration, A4GiBVmArrivesWithItsRamAbove4GiB) {
   const std::vector<std::string> machine = {"-m", "4G"};
   std::string sock = unique_base("mig4g") + ".sock";
@@ -299,7 +285,9 @@ TEST(MachineMemoryMigration, A4GiBVmArrivesWithItsRamAbove4GiB) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   src->mem_write(64, kLate, 0x1a7e1a7e1a7e1a7eull);
-  Json result = wait_migration_end(*src);
+  // Generous: the source scans all 4 GiB for zero pages in its first pass (about 15 s in a
+  // debug build on a busy 2-core machine; sanitizer builds are slower).
+  Json result = wait_migration_end(*src, std::chrono::seconds(300));
   ASSERT_EQ(result["status"], "completed") << result.dump();
   EXPECT_EQ(result["ram"]["total"].get<uint64_t>(), 4 * kGiB) << result.dump();
   ASSERT_TRUE(dst->qmp().wait_event("RESUME", Millis(30000)).ok());

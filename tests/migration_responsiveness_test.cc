@@ -27,6 +27,7 @@
 
 #include "support/ferry_vm.h"
 #include "support/temp_image.h"
+#include "support/vm_waits.h"
 
 namespace ferry::testing {
 namespace {
@@ -150,10 +151,6 @@ std::string wait_status(FerryVm& vm, const std::string& want,
     std::this_thread::sleep_for(1ms);
   }
   return s;
-}
-
-int64_t guest_ops(FerryVm& vm) {
-  return vm.ok("query-guest")["status"].value("ops", int64_t{0});
 }
 
 // Waits (generously) until the guest program did `more` operations past `from`.

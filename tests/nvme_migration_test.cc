@@ -18,6 +18,7 @@
 
 #include "migration/analyze.h"
 #include "support/nvme_rig.h"
+#include "support/vm_waits.h"
 
 namespace ferry::testing {
 namespace {
@@ -52,17 +53,6 @@ Completion run(NvmeRig& rig, uint16_t qid, const Sqe& sqe, const Transfer& data 
     return failed;
   }
   return *done;
-}
-
-Json wait_migration_end(FerryVm& vm) {
-  for (int i = 0; i < 1500; ++i) {
-    Json r = vm.ok("query-migrate");
-    std::string status = r.value("status", "");
-    if (status == "completed" || status == "failed" || status == "cancelled") return r;
-    std::this_thread::sleep_for(Millis(20));
-  }
-  ADD_FAILURE() << "migration did not end";
-  return Json();
 }
 
 // Starts a destination with the same machine as the rig's source and migrates into it over

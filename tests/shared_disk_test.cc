@@ -15,6 +15,7 @@
 #include "support/ferry_vm.h"
 #include "support/qemu_vm.h"
 #include "support/temp_image.h"
+#include "support/vm_waits.h"
 
 namespace ferry::testing {
 namespace {
@@ -57,37 +58,6 @@ std::pair<std::optional<int>, std::string> run_refused(const std::vector<std::st
   if (!child.ok()) return {std::nullopt, ""};
   std::optional<int> code = child->wait(Millis(20000));
   return {code, child->stderr_text()};
-}
-
-int64_t ops(FerryVm& vm) { return vm.ok("query-guest")["status"].value("ops", int64_t{0}); }
-
-void wait_ops_beyond(FerryVm& vm, int64_t n) {
-  for (int i = 0; i < 2000 && ops(vm) <= n; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  EXPECT_GT(ops(vm), n) << "the workload does not progress";
-}
-
-Json wait_migration_end(FerryVm& vm) {
-  for (int i = 0; i < 3000; ++i) {
-    Json r = vm.ok("query-migrate");
-    std::string status = r.value("status", "");
-    if (status == "completed" || status == "failed" || status == "cancelled") return r;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ADD_FAILURE() << "migration did not end";
-  return Json();
-}
-
-Json finish_and_verify(FerryVm& vm) {
-  vm.ok("x-guest-finish");
-  for (int i = 0; i < 3000; ++i) {
-    Json g = vm.ok("query-guest");
-    std::string state = g.value("state", "");
-    if (state == "finished" || state == "failed") return g;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ADD_FAILURE() << "the final pass did not end";
-  return Json();
 }
 
 void expect_alive(FerryVm& vm, const std::string& status) {
@@ -224,12 +194,12 @@ TEST(SharedDisk, ContOnAnIncomingDestinationOnlySetsAutostart) {
 
   // The source runs again (a paused source would leave the destination paused).
   src->ok("cont");
-  int64_t at_cont = ops(*src);
+  int64_t at_cont = guest_ops(*src);
   wait_ops_beyond(*src, at_cont + 200);
   src->ok("migrate", Json{{"uri", uri}});
   Json result = wait_migration_end(*src);
   ASSERT_EQ(result["status"], "completed") << result.dump();
-  int64_t ops_at_stop = ops(*src);
+  int64_t ops_at_stop = guest_ops(*src);
   // Started by the stream having loaded, though launched with -S: the early `cont`.
   ASSERT_TRUE(dst->qmp().wait_event("RESUME", Millis(10000)).ok());
   expect_alive(*dst, "running");
@@ -283,7 +253,7 @@ TEST(SharedDisk, MigrationHandsTheImageOver) {
   src->ok("migrate", Json{{"uri", uri}});
   ASSERT_EQ(wait_migration_end(*src)["status"], "completed");
   ASSERT_TRUE(dst->qmp().wait_event("RESUME", Millis(10000)).ok());
-  int64_t ops_at_stop = ops(*src);
+  int64_t ops_at_stop = guest_ops(*src);
 
   std::tie(code, err) = run_refused(vm_args(disk, ""));
   EXPECT_EQ(code, 1);
@@ -324,7 +294,7 @@ TEST(SharedDisk, AFailedMigrationLetsTheSourceWriteAgain) {
   expect_alive(*src, "running");
   Json g = src->ok("query-guest");
   int64_t writes_before = g["status"]["phases"]["run"].value("writes", int64_t{0});
-  wait_ops_beyond(*src, ops(*src) + 500);
+  wait_ops_beyond(*src, guest_ops(*src) + 500);
   g = src->ok("query-guest");
   EXPECT_GT(g["status"]["phases"]["run"].value("writes", int64_t{0}), writes_before) << g.dump();
   EXPECT_EQ(g["status"]["errors"], 0) << g.dump();
