@@ -7,6 +7,7 @@
 
 #include "memory/guest_memory.h"
 #include "memory/zero_page.h"
+#include "migration/stream_reader.h"
 #include "migration/wire.h"
 
 namespace ferry::migration {
@@ -186,7 +187,7 @@ Result<RamBlock*> RamLoader::read_block(StreamReader& r, uint64_t flags, uint64_
     }
   }
   return Error(ErrorCode::kCorrupt, "Unknown ramblock \"{}\" at offset {}, cannot accept migration",
-               idstr, record_offset);
+               escaped_bytes(idstr), record_offset);
 }
 
 Status RamLoader::load_block_list(StreamReader& r, uint64_t total) {
@@ -217,15 +218,16 @@ Status RamLoader::load_block_list(StreamReader& r, uint64_t total) {
       return Error(ErrorCode::kCorrupt,
                    "Unknown ramblock \"{}\" in the block list at offset {}, cannot accept "
                    "migration",
-                   idstr, at);
+                   escaped_bytes(idstr), at);
     if (seen[i])
-      return Error(ErrorCode::kCorrupt, "RAM block \"{}\" listed twice (offset {})", idstr, at);
+      return Error(ErrorCode::kCorrupt, "RAM block \"{}\" listed twice (offset {})",
+                   escaped_bytes(idstr), at);
     seen[i] = true;
     if (length != blocks_[i]->size())
       return Error(ErrorCode::kCorrupt,
                    "Length mismatch: RAM block \"{}\": 0x{:x} in stream != 0x{:x} local "
                    "(offset {})",
-                   idstr, length, blocks_[i]->size(), at);
+                   escaped_bytes(idstr), length, blocks_[i]->size(), at);
     sum += length;
   }
   // sum == total == local_total and each block is matched once: every block is listed.

@@ -246,6 +246,9 @@ TEST(RamSection, LoaderRefusesWhatItCannotTrust) {
   expect_error("0000000000001002 06 70632e72616d 00 0000000000000010",
                "Illegal RAM offset 0x1000 in block \"pc.ram\"");
   expect_error("0000000000000002 03 666f6f 00 0000000000000010", "Unknown ramblock \"foo\"");
+  // A corrupted name is shown escaped, never as raw bytes (in the page record and in the list).
+  expect_error("0000000000000002 04 66006f0a 00 0000000000000010",
+               "Unknown ramblock \"f\\x00o\\x0a\" at offset");
   expect_error("0000000000000022 00 0000000000000010", "no block was named before");
   expect_error("0000000000000040 0000000000000010", "unsupported RAM record flags 0x40");
   expect_error("0000000000000008 06 70632e72616d 0102", "while reading RAM page data");
@@ -258,6 +261,15 @@ TEST(RamSection, LoaderRefusesWhatItCannotTrust) {
   Status st = load_bodies(loader, stream_with("0000000000000010"));
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.to_string().find("stream has 0x1000 bytes of RAM, local is 0x2000"),
+            std::string::npos)
+      << st.to_string();
+
+  auto one = test::make_ram({{"pc.ram", 1}}, false);
+  RamLoader corrupt_list(test::raw(one));
+  st = load_bodies(corrupt_list, hex("0000000000001004 03 66ff00 0000000000001000"
+                                     "0000000000000010"));
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.to_string().find("Unknown ramblock \"f\\xff\\x00\" in the block list"),
             std::string::npos)
       << st.to_string();
 
