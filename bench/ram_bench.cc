@@ -240,8 +240,21 @@ Status load_with_ferry(Channel& channel, RamBlock& block, Outcome& out) {
   return {};
 }
 
-Status load_raw(Channel& channel, RamBlock& block, size_t chunk, Outcome& out) {
+// The raw baseline is a plain blocking socket copy. Ferry's channels keep their descriptor
+// non-blocking (so a cancel can interrupt a wait), so the baseline switches its borrowed
+// descriptor back to blocking before it reads or writes.
+Result<int> blocking_fd(Channel& channel) {
   int fd = dynamic_cast<FdChannel&>(channel).fd();
+  int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
+    return errno_error("raw copy: making the socket blocking");
+  return fd;
+}
+
+Status load_raw(Channel& channel, RamBlock& block, size_t chunk, Outcome& out) {
+  Result<int> blocking = blocking_fd(channel);
+  if (!blocking.ok()) return blocking.take_status();
+  int fd = *blocking;
   uint8_t* dst = block.host();
   uint64_t size = block.size();
   uint64_t done = 0;
@@ -374,7 +387,9 @@ Status send_with_ferry(Channel& channel, RamBlock& block, int64_t& start_ns, int
 
 Status send_raw(Channel& channel, RamBlock& block, size_t chunk, int64_t& start_ns,
                 int64_t& cpu) {
-  int fd = dynamic_cast<FdChannel&>(channel).fd();
+  Result<int> blocking = blocking_fd(channel);
+  if (!blocking.ok()) return blocking.take_status();
+  int fd = *blocking;
   const uint8_t* src = block.host();
   uint64_t size = block.size();
   uint64_t done = 0;

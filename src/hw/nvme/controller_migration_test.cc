@@ -127,8 +127,12 @@ class NvmeMigrationTest : public ::testing::Test {
       if (i == 0 && first_image_bytes != kImageSize) {
         EXPECT_EQ(truncate(images_[0]->path().c_str(), static_cast<off_t>(first_image_bytes)), 0);
       }
+      // A destination opens the images inactive, as ferry-vm -incoming does: the source
+      // holds their write lock until the hand-over in load().
       auto backend = block::BlockBackend::open(
-          *loop_, block::DriveConfig{.id = fmt::format("d{}", i), .file = images_[i]->path()});
+          *loop_, block::DriveConfig{.id = fmt::format("d{}", i), .file = images_[i]->path()},
+          block::BackendTuning{},
+          src_ ? block::Activation::kInactive : block::Activation::kActive);
       EXPECT_TRUE(backend.ok()) << backend.status().to_string();
       side.drives.push_back(std::move(*backend));
     }
@@ -262,11 +266,26 @@ class NvmeMigrationTest : public ::testing::Test {
     if (vmdesc) *vmdesc = desc;
     return w.to_vector();
   }
-  // RAM first (as the stream carries it), then the device section.
+  // RAM first (as the stream carries it), then the device section. The images change hands
+  // as in a migration (QEMU's inactivate/activate): the source lets go of them, the
+  // destination takes them once its state has loaded, and a refused load gives them back to
+  // the source if it held them.
   Status load(Side& from, Side& to, std::span<const uint8_t> bytes) {
     std::vector<uint8_t> ram(kRamSize);
     EXPECT_TRUE(from.memory->read(0, ram).ok());
     EXPECT_TRUE(to.memory->write(0, ram).ok());
+    const bool source_held_images = from.drives[0]->active();
+    for (auto& drive : from.drives) EXPECT_TRUE(drive->inactivate().ok());
+    Status loaded = load_state(to, bytes);
+    if (loaded.ok() || source_held_images) {
+      for (auto& drive : (loaded.ok() ? to : from).drives) {
+        Status taken = drive->activate();
+        EXPECT_TRUE(taken.ok()) << taken.to_string();
+      }
+    }
+    return loaded;
+  }
+  Status load_state(Side& to, std::span<const uint8_t> bytes) {
     to.ctrl->quiesce();  // a destination waits for its stream stopped
     ByteReader r(bytes);
     FERRY_RETURN_IF_ERROR(kControllerState.load(*to.ctrl, r));
