@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -348,6 +349,31 @@ TEST(MigrationResponsiveness, QuitIsPromptWhileAnExecCommandNeverReads) {
                 cancel_first ? "cancelled then quit" : "quit", quit_ms);
     ::unlink(pid_file.c_str());
   }
+}
+
+// -incoming file: on a FIFO nobody writes to yet: opening its read end would wait for a
+// writer, so it must not happen on the main loop. The destination answers QMP at once
+// (inmigrate), and a source migrating into the FIFO later is loaded and runs.
+TEST(MigrationResponsiveness, IncomingFifoWithoutAWriterLeavesQmpAnswering) {
+  std::string fifo = unique_base("incoming") + ".fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto dst = FerryVm::start(kFerryVm, {"-m", "64M", "-incoming", "file:" + fifo});
+  ASSERT_TRUE(dst);
+  auto t0 = Clock::now();
+  EXPECT_EQ(dst->ok("query-status")["status"], "inmigrate");
+  std::printf("measured: query-status of a destination waiting on a FIFO: %.1f ms\n", ms_since(t0));
+
+  auto src = FerryVm::start(kFerryVm, {"-m", "64M"});
+  ASSERT_TRUE(src);
+  constexpr uint64_t kMarkAt = 0x100000, kMark = 0x1122334455667788ull;
+  src->mem_write(64, kMarkAt, kMark);
+  src->ok("cont");
+  src->ok("migrate", Json{{"uri", "file:" + fifo}});
+  EXPECT_EQ(wait_migration_end(*src)["status"], "completed");
+  ASSERT_TRUE(dst->qmp().wait_event("RESUME", Millis(60000)).ok()) << dst->process().stderr_text();
+  EXPECT_EQ(dst->ok("query-status")["status"], "running");
+  EXPECT_EQ(dst->mem(64, kMarkAt), kMark);
+  ::unlink(fifo.c_str());
 }
 
 }  // namespace

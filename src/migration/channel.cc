@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -160,6 +161,41 @@ class OneShotListener final : public Listener {
 
  private:
   std::unique_ptr<Channel> channel_;
+  std::string uri_;
+};
+
+// file: naming a FIFO. Its read end was opened without waiting (O_NONBLOCK), so
+// listen_incoming() never blocks the main loop on a writer that may never come; accept(), on
+// the incoming thread, waits until a writer has sent bytes or come and gone (Linux reports a
+// hang-up on a FIFO's read end only after a writer has been there since it was opened), or
+// until interrupt().
+class FifoListener final : public Listener {
+ public:
+  FifoListener(int fd, std::string uri) : fd_(fd), wake_(make_wake_fd()), uri_(std::move(uri)) {}
+  ~FifoListener() override {
+    if (wake_ >= 0) ::close(wake_);
+  }
+  Result<std::unique_ptr<Channel>> accept() override {
+    if (fd_.fd < 0)
+      return Error(ErrorCode::kFailedPrecondition, "migration URI '{}' gives only one channel",
+                   uri_);
+    pollfd fds[2] = {{fd_.fd, POLLIN, 0}, {wake_, POLLIN, 0}};
+    while (true) {
+      int n = ::poll(fds, wake_ >= 0 ? 2 : 1, -1);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return io_error("waiting for a writer", uri_);
+      if (fds[1].revents != 0)
+        return Error(ErrorCode::kIo, "{}: stopped while waiting for a writer", uri_);
+      if (fds[0].revents != 0) break;
+    }
+    return std::unique_ptr<Channel>(new FdChannel(fd_.release(), uri_, false));
+  }
+  void interrupt() override { signal_wake_fd(wake_); }
+  std::string uri() const override { return uri_; }
+
+ private:
+  Fd fd_;
+  int wake_;
   std::string uri_;
 };
 
@@ -654,8 +690,12 @@ Result<std::unique_ptr<Listener>> listen_incoming(std::string_view uri) {
       return std::unique_ptr<Listener>(new SocketListener(s.release(), std::string(uri), u.path));
     }
     case ChannelUri::Kind::kFile: {
-      int fd = ::open(u.path.c_str(), O_RDONLY | O_CLOEXEC);
+      // O_NONBLOCK: opening a FIFO's read end would otherwise wait here for a writer.
+      int fd = ::open(u.path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
       if (fd < 0) return io_error(fmt::format("open '{}' for reading", u.path), uri);
+      struct stat st {};
+      if (::fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode))
+        return std::unique_ptr<Listener>(new FifoListener(fd, std::string(uri)));
       return std::unique_ptr<Listener>(new OneShotListener(
           std::unique_ptr<Channel>(new FdChannel(fd, std::string(uri), false)), std::string(uri)));
     }

@@ -437,6 +437,46 @@ TEST(OutgoingConnector, FileOnAFifoWaitsForItsReaderOrAnInterrupt) {
   ::unlink(path.c_str());
 }
 
+// -incoming file:FIFO: listening (on the main loop) never waits for a writer; accept(), on
+// the incoming thread, waits until a writer has sent bytes, or until interrupt().
+TEST(IncomingFifo, ListeningNeverWaitsForAWriterAndAcceptWaitsUntilOneSends) {
+  std::string path = "/tmp/ferry_in_fifo_" + std::to_string(::getpid());
+  ::unlink(path.c_str());
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+  auto listening = std::async(std::launch::async, [&] { return listen_incoming("file:" + path); });
+  bool returned = listening.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  if (!returned) {  // the old code waits in open(): a writer releases it, and the test fails
+    int rescue = ::open(path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (rescue >= 0) ::close(rescue);
+  }
+  ASSERT_TRUE(returned) << "listen_incoming waited for a writer";
+  auto listener = listening.get();
+  ASSERT_TRUE(listener.ok()) << listener.status().to_string();
+  Status st = interrupted([&] { return (*listener)->accept().status(); },
+                          [&] { (*listener)->interrupt(); });
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.to_string().find("waiting for a writer"), std::string::npos) << st.to_string();
+
+  auto again = listen_incoming("file:" + path);
+  ASSERT_TRUE(again.ok()) << again.status().to_string();
+  auto pending = std::async(std::launch::async, [&] { return (*again)->accept(); });
+  int writer = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);  // the listener is a reader already
+  ASSERT_GE(writer, 0);
+  ASSERT_EQ(::write(writer, "QEVM", 4), 4);
+  ::close(writer);
+  ASSERT_EQ(pending.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  auto channel = pending.get();
+  ASSERT_TRUE(channel.ok()) << channel.status().to_string();
+  uint8_t got[8] = {};
+  auto n = (*channel)->read_some(got);
+  ASSERT_TRUE(n.ok()) << n.status().to_string();
+  EXPECT_EQ(std::string(reinterpret_cast<char*>(got), *n), "QEVM");
+  auto end = (*channel)->read_some(got);
+  ASSERT_TRUE(end.ok()) << end.status().to_string();
+  EXPECT_EQ(*end, 0u) << "the writer closed: the stream ends";
+  ::unlink(path.c_str());
+}
+
 TEST(OutgoingConnector, InterruptEndsAWriteToAnExecCommandAndEndsTheCommand) {
   std::string pid_file = "/tmp/ferry_exec_pid_" + std::to_string(::getpid());
   auto channel = connect_outgoing("exec:echo $$ > " + pid_file + "; exec sleep 60");
