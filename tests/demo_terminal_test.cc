@@ -5,7 +5,6 @@
 // not redraw at all (no '\r', no terminal escapes in its output).
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -18,28 +17,16 @@
 
 #include <fmt/format.h>
 
+#include "support/run_command.h"
+
 namespace {
 
 constexpr const char* kTmux = "/usr/bin/tmux";
 // Narrower than the progress bar, so the bar must be cut to fit instead of wrapping.
 constexpr int kColumns = 100;
 
-struct CommandResult {
-  int exit_code = -1;
-  std::string out;
-};
-
-CommandResult run(const std::string& command) {
-  CommandResult r;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (!pipe) return r;
-  char buf[4096];
-  size_t n = 0;
-  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) r.out.append(buf, n);
-  int status = ::pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using ferry::testing::CommandResult;
+using ferry::testing::run_command;
 
 std::vector<std::string> lines_of(const std::string& text) {
   std::vector<std::string> lines;
@@ -52,7 +39,7 @@ std::vector<std::string> lines_of(const std::string& text) {
 class TmuxServer {
  public:
   TmuxServer() : socket_(fmt::format("ferry-demo-terminal-{}", ::getpid())) {}
-  ~TmuxServer() { (void)run(command("kill-server") + " 2>/dev/null"); }
+  ~TmuxServer() { (void)run_command(command("kill-server") + " 2>/dev/null"); }
   std::string command(const std::string& args) const {
     return fmt::format("{} -L '{}' -f /dev/null {}", kTmux, socket_, args);
   }
@@ -74,7 +61,7 @@ TEST(DemoTerminal, ResultLinesCarryNoRemainsOfTheProgressBar) {
                        "exec sleep 100000\n",
                        FERRY_PATH);
   }
-  CommandResult started = run(tmux.command(fmt::format(
+  CommandResult started = run_command(tmux.command(fmt::format(
       "new-session -d -s demo -x {} -y 50 \"sh {}\" 2>&1", kColumns, script)));
   ASSERT_EQ(started.exit_code, 0) << started.out;
 
@@ -85,7 +72,7 @@ TEST(DemoTerminal, ResultLinesCarryNoRemainsOfTheProgressBar) {
   while (screen.find("demo exited with ") == std::string::npos) {
     ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the demo did not end:\n" << screen;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    CommandResult captured = run(tmux.command("capture-pane -p -t demo -S -2000"));
+    CommandResult captured = run_command(tmux.command("capture-pane -p -t demo -S -2000"));
     ASSERT_EQ(captured.exit_code, 0);
     screen = captured.out;
   }
@@ -114,7 +101,7 @@ TEST(DemoTerminal, ResultLinesCarryNoRemainsOfTheProgressBar) {
 }
 
 TEST(DemoTerminal, OffATerminalNothingIsRedrawn) {
-  CommandResult r = run(fmt::format("'{}' demo --ram 64 --round-trips 1", FERRY_PATH));
+  CommandResult r = run_command(fmt::format("'{}' demo --ram 64 --round-trips 1", FERRY_PATH));
   EXPECT_EQ(r.exit_code, 0) << r.out;
   EXPECT_EQ(r.out.find('\r'), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << r.out;

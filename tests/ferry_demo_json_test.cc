@@ -4,36 +4,23 @@
 // pass; the exit status agrees.
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
 
 #include <cstdio>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
+#include "support/run_command.h"
+
 namespace {
 
 using Json = nlohmann::json;
 
-struct CommandResult {
-  int exit_code = -1;
-  std::string out;
-};
-
-CommandResult run(const std::string& command) {
-  CommandResult r;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (!pipe) return r;
-  char buf[4096];
-  size_t n = 0;
-  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) r.out.append(buf, n);
-  int status = ::pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using ferry::testing::CommandResult;
+using ferry::testing::run_command;
 
 TEST(FerryDemoJson, StdoutIsTheReportAndTheReportIsClean) {
-  CommandResult r = run(std::string(FERRY_PATH) + " demo --ram 64 --json");
+  CommandResult r = run_command(std::string(FERRY_PATH) + " demo --ram 64 --json");
   EXPECT_EQ(r.exit_code, 0) << r.out;
   // The whole of stdout parses: no "result:" line or progress text around the document.
   Json report = Json::parse(r.out, nullptr, /*allow_exceptions=*/false);

@@ -240,6 +240,18 @@ TEST(MigrationResponsiveness, NeverAcceptingPeerLeavesTheMainLoopFree) {
   EXPECT_EQ(src->process().wait(Millis(10000)), 0) << src->process().stderr_text();
 }
 
+// Waits until the running first pass has sent the 256 MiB of written RAM and is into the
+// zero pages: their records are 9 bytes each, so the pass writes little while it scans the
+// remaining 1.75 GiB (the old code checked for a cancel only after 16 MiB written, here at
+// the end of the pass). False if the migration left "active" first.
+bool into_the_zero_pages(FerryVm& src) {
+  for (int i = 0; i < 30000 && status_of(src) == "active" &&
+                  src.ok("query-migrate")["ram"]["transferred"].get<uint64_t>() < (256ull << 20);
+       ++i)
+    std::this_thread::sleep_for(1ms);
+  return status_of(src) == "active";
+}
+
 // A 2 GiB guest whose first RAM pass takes seconds: migrate_cancel ends it at once, and
 // quit during a migration ends the process at once.
 TEST(MigrationResponsiveness, CancelAndQuitDuringTheFirstPassOfALargeGuest) {
@@ -256,14 +268,7 @@ TEST(MigrationResponsiveness, CancelAndQuitDuringTheFirstPassOfALargeGuest) {
     DrainingPeer peer(unique_base("drain") + ".sock");
     src->ok("migrate", Json{{"uri", peer.uri()}});
     ASSERT_EQ(wait_status(*src, "active"), "active");
-    // Into the zero pages: their records are 9 bytes each, so the pass writes little
-    // while it scans the remaining 1.75 GiB (the old code checked for a cancel only after
-    // 16 MiB written, here at the end of the pass).
-    for (int i = 0; i < 30000 && status_of(*src) == "active" &&
-                    src->ok("query-migrate")["ram"]["transferred"].get<uint64_t>() < (256ull << 20);
-         ++i)
-      std::this_thread::sleep_for(1ms);
-    ASSERT_EQ(status_of(*src), "active");
+    ASSERT_TRUE(into_the_zero_pages(*src));
     auto t0 = Clock::now();
     src->ok("migrate_cancel");
     std::string end = wait_status(*src, "cancelled");
@@ -280,11 +285,7 @@ TEST(MigrationResponsiveness, CancelAndQuitDuringTheFirstPassOfALargeGuest) {
   DrainingPeer peer(unique_base("drain") + ".sock");
   src->ok("migrate", Json{{"uri", peer.uri()}});
   ASSERT_EQ(wait_status(*src, "active"), "active");
-  for (int i = 0; i < 30000 && status_of(*src) == "active" &&
-                  src->ok("query-migrate")["ram"]["transferred"].get<uint64_t>() < (256ull << 20);
-       ++i)
-    std::this_thread::sleep_for(1ms);
-  ASSERT_EQ(status_of(*src), "active");
+  ASSERT_TRUE(into_the_zero_pages(*src));
   auto t0 = Clock::now();
   auto reply = src->qmp().execute("quit");
   ASSERT_TRUE(reply.ok());
