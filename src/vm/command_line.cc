@@ -7,7 +7,7 @@
 #include "base/qemu_opts.h"
 #include "block/drive_config.h"
 #include "block/fault_injector.h"
-#include "vm/device_models.h"
+#include "vm/device_types.h"
 #include "vm/guest_programs.h"
 
 namespace ferry::vm {
@@ -68,22 +68,18 @@ Result<std::string> next_value(const std::vector<std::string>& args, size_t& i) 
 
 Status parse_device(const std::string& text, CommandLine& out) {
   if (text == "help" || text == "?") {
-    std::string listing = "Device models:\n";
-    for (const DeviceModel& model : device_models())
-      listing += fmt::format("name \"{}\", bus {}, desc \"{}\"\n", model.name,
-                             model.on_pci_bus ? "PCI" : "nvme-bus", model.description);
-    out.print_and_exit = listing;
+    out.print_and_exit = format_device_types_help();
     return {};
   }
   std::string driver = text.substr(0, text.find(','));
-  const DeviceModel* model = find_device_model(driver);
-  if (!model)
+  const hw::DeviceType* type = find_device_type(driver);
+  if (!type)
     return Error(ErrorCode::kInvalidArgument, "-device {}: '{}' is not a valid device model name",
                  text, driver);
-  auto opts = parse_opts(*model->schema, text);
+  auto opts = parse_opts(type->schema(), text);
   if (!opts.ok()) return opts.take_status();
   if (opts->help_requested()) {
-    out.print_and_exit = format_help(*model->schema, driver);
+    out.print_and_exit = format_device_help(*type);
     return {};
   }
   DeviceConfig device{driver, opts->string("id").value_or(""), opts->string("addr").value_or(""),

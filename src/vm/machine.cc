@@ -6,10 +6,7 @@
 #include <cstring>
 
 #include "base/log.h"
-#include "hw/nvme/controller.h"
-#include "hw/nvme/controller_migration.h"
-#include "hw/nvme/nvme_properties.h"
-#include "hw/pci/testdev.h"
+#include "vm/device_types.h"
 #include "vm/guest_programs.h"
 #include "vm/inprocess_bus.h"
 #include "memory/ram_block.h"
@@ -96,7 +93,8 @@ std::optional<uint64_t> MemoryMap::ram_offset(uint64_t addr, uint64_t len) const
 
 // ---- construction ------------------------------------------------------------------------
 
-Machine::Machine(EventLoop& loop, MachineConfig config) : loop_(loop), config_(std::move(config)) {
+Machine::Machine(EventLoop& loop, MachineConfig config)
+    : loop_(loop), config_(std::move(config)), backends_(loop_, !config_.incoming.empty()) {
   // The creating thread runs the loop: it holds the lock except while the loop sleeps.
   lock_.lock();
   loop_.set_wait_hooks([this] { lock_.unlock(); }, [this] { lock_.lock(); });
@@ -166,7 +164,15 @@ Status Machine::build() {
   if (auto ram_section = migration_->registry().add_ram(); !ram_section.ok())
     return ram_section.take_status();
   FERRY_RETURN_IF_ERROR(migration_->register_global_state());
-  FERRY_RETURN_IF_ERROR(open_drives());
+  FERRY_RETURN_IF_ERROR(backends_.open(
+      config_.drives, config_.faults,
+      [this](const block::BlockBackend& drive, const block::IoErrorReport& report) {
+        on_block_io_error(drive, report);
+      }));
+  const Clock& clock = config_.qtest_clock ? static_cast<const Clock&>(virtual_clock_)
+                                           : static_cast<const Clock&>(real_clock_);
+  devices_ = std::make_unique<DeviceHost>(DeviceResources{loop_, clock, memory_, backends_}, *pci_,
+                                          *migration_, config_.only_migratable);
   for (const DeviceConfig& device : config_.devices) FERRY_RETURN_IF_ERROR(add_device(device));
   FERRY_RETURN_IF_ERROR(start_guest_program());
 
@@ -176,6 +182,7 @@ Status Machine::build() {
     if (!qmp.ok()) return qmp.take_status().prepend_message("-qmp " + config_.qmp);
     qmp_ = std::move(qmp).value();
     FERRY_RETURN_IF_ERROR(register_qmp_commands());
+    FERRY_RETURN_IF_ERROR(backends_.register_qmp_commands(*qmp_));
     FERRY_RETURN_IF_ERROR(migration_->register_qmp_commands(*qmp_));
   }
   if (!config_.qtest.empty()) {
@@ -205,9 +212,9 @@ Status Machine::start_guest_program() {
   context.ram_size = config_.ram_size;
   context.ram_below_4g = memory_map_.below_4g;
   context.find_device = [this](std::string_view id) -> std::optional<pci::PciAddress> {
-    auto it = devices_by_id_.find(id);
-    if (it == devices_by_id_.end()) return std::nullopt;
-    return it->second->address();
+    pci::PciDevice* device = devices_->find_by_id(id);
+    if (!device) return std::nullopt;
+    return device->address();
   };
   auto program = create_guest_program(*config_.guest, context);
   if (!program.ok()) return program.take_status();
@@ -239,34 +246,6 @@ void Machine::guest_program_ended(const Status& error) {
   });
 }
 
-Status Machine::open_drives() {
-  for (const block::DriveConfig& drive : config_.drives) {
-    if (drives_.contains(drive.id))
-      return Error(ErrorCode::kInvalidArgument, "-drive: duplicate id '{}'", drive.id);
-    // Inactive until a device claims it (QEMU's locks are its users' permissions).
-    auto backend = block::BlockBackend::open(loop_, drive, {}, block::Activation::kInactive);
-    // The backend's errors already start with "-drive id=ID"; only add it where missing.
-    if (!backend.ok()) {
-      Status st = backend.take_status();
-      if (!st.message().starts_with("-drive")) st.prepend_message("-drive id=" + drive.id);
-      return st;
-    }
-    (*backend)->set_io_error_listener(
-        [this](const block::BlockBackend& drive, const block::IoErrorReport& report) {
-          on_block_io_error(drive, report);
-        });
-    drives_.emplace(drive.id, std::move(backend).value());
-  }
-  for (const DriveFault& fault : config_.faults) {
-    block::BlockBackend* drive = find_drive(fault.drive);
-    if (!drive)
-      return Error(ErrorCode::kInvalidArgument, "-blkdebug: drive '{}' is not a -drive id",
-                   fault.drive);
-    drive->faults().add(fault.rule);
-  }
-  return {};
-}
-
 void Machine::on_block_io_error(const block::BlockBackend& drive,
                                 const block::IoErrorReport& report) {
   // QEMU's blk_error_action: the event for every action; for stop, the VM pauses in
@@ -289,144 +268,16 @@ void Machine::on_block_io_error(const block::BlockBackend& drive,
   });
 }
 
-block::BlockBackend* Machine::find_drive(std::string_view id) const {
-  auto it = drives_.find(id);
-  return it == drives_.end() ? nullptr : it->second.get();
-}
+Status Machine::activate_drives() { return backends_.activate_claimed(); }
 
-Result<block::BlockBackend*> Machine::claim_drive(const DeviceConfig& device, std::string_view id) {
-  block::BlockBackend* drive = find_drive(id);
-  if (!drive)
-    return Error(ErrorCode::kInvalidArgument, "-device {}: drive '{}' not found", device.driver, id);
-  std::string user = device.id.empty() ? device.driver : device.id;
-  auto [it, fresh] = drive_users_.try_emplace(std::string(id), user);
-  if (!fresh)
-    return Error(ErrorCode::kInvalidArgument,
-                 "-device {}: drive '{}' is already in use by '{}'", device.driver, id,
-                 it->second);
-  // A destination's drives stay unlocked: the source still writes the image.
-  if (config_.incoming.empty()) {
-    Status locked = drive->activate();
-    if (!locked.ok()) {
-      drive_users_.erase(it);
-      return locked.prepend_message("-device " + device.driver);
-    }
-  }
-  return drive;
-}
-
-Status Machine::activate_drives() {
-  for (const auto& [id, user] : drive_users_) {
-    block::BlockBackend* drive = find_drive(id);
-    if (drive) FERRY_RETURN_IF_ERROR(drive->activate().prepend_message("drive " + id));
-  }
-  return {};
-}
-
-Status Machine::inactivate_drives() {
-  for (const auto& [id, drive] : drives_)
-    FERRY_RETURN_IF_ERROR(drive->inactivate().prepend_message("drive " + id));
-  return {};
-}
-
-template <typename Desc, typename Device>
-Status Machine::register_section(const Desc& desc, Device& device) {
-  pci::PciAddress at = *device.address();
-  std::string idstr = migration::pci_idstr(0, 0, at.slot, at.function, desc.name());
-  section_names_[&device] = idstr;
-  auto section = migration_->registry().add(std::move(idstr), vmstate::bind(desc, device));
-  return section.take_status();
-}
-
-Status Machine::remember_id(const DeviceConfig& device, pci::PciDevice& dev) {
-  if (device.id.empty()) return {};
-  if (!devices_by_id_.try_emplace(device.id, &dev).second)
-    return Error(ErrorCode::kInvalidArgument, "-device {}: Duplicate device ID '{}'",
-                 device.driver, device.id);
-  return {};
-}
+Status Machine::inactivate_drives() { return backends_.inactivate_all(); }
 
 Status Machine::add_device(const DeviceConfig& device) {
-  if (device.driver == "ferry-testdev") return add_testdev(device);
-  if (device.driver == "nvme") return add_nvme(device);
-  if (device.driver == "nvme-ns") return add_nvme_namespace(device);
-  return Error(ErrorCode::kInvalidArgument, "-device: '{}' is not a valid device model name",
-               device.driver);
-}
-
-Status Machine::add_testdev(const DeviceConfig& device) {
-  auto dev = pci::TestDevice::create();
-  if (!dev.ok()) return dev.take_status();
-  pci::TestDevice& testdev = **dev;
-  auto added = pci_->add(std::move(dev).value(), device.addr);
-  if (!added.ok()) return added.take_status().prepend_message("-device " + device.driver);
-  FERRY_RETURN_IF_ERROR(remember_id(device, testdev));
-  FERRY_RETURN_IF_ERROR(register_section(pci::kTestDeviceState, testdev));
-  if (device.opts.boolean("x-block-migration").value_or(false)) {
-    std::string reason = fmt::format("{} at {}: x-block-migration=on makes it unmigratable",
-                                     device.driver, testdev.address()->to_bdf());
-    if (config_.only_migratable)
-      return Error(ErrorCode::kInvalidArgument, "-only-migratable: {}", reason);
-    migration_->add_blocker(std::move(reason));
-  }
-  return {};
-}
-
-Status Machine::add_nvme(const DeviceConfig& device) {
-  auto config = nvme::controller_config(device.opts);
-  if (!config.ok()) return config.take_status();  // already names -device nvme
-  block::BlockBackend* drive = nullptr;
-  if (!config->drive.empty()) {
-    auto claimed = claim_drive(device, config->drive);
-    if (!claimed.ok()) return claimed.take_status();
-    drive = *claimed;
-  }
-  const Clock& clock = config_.qtest_clock ? static_cast<const Clock&>(virtual_clock_)
-                                           : static_cast<const Clock&>(real_clock_);
-  auto dev = nvme::Controller::create(*config, drive, {loop_, memory_, clock});
-  if (!dev.ok()) return dev.take_status().prepend_message("-device nvme");
-  nvme::Controller& controller = **dev;
-  auto added = pci_->add(std::move(dev).value(), device.addr);
-  if (!added.ok()) return added.take_status().prepend_message("-device nvme");
-  FERRY_RETURN_IF_ERROR(remember_id(device, controller));
-  last_nvme_ = &controller;
-  // The controller's whole state migrates (hw/nvme/controller_migration.h); a property
-  // the allowlist classifies as blocking (or does not classify) blocks migration instead.
-  FERRY_RETURN_IF_ERROR(register_section(nvme::kControllerState, controller));
-  std::string where = fmt::format("nvme at {}", controller.address()->to_bdf());
-  std::vector<std::string> reasons = nvme::migration_blockers(
-      nvme::MigrationItemKind::kControllerProperty, device.opts, where);
-  // And what the created controller advertises (PCI capabilities, CAP, identify bits).
-  for (std::string& reason : nvme::migration_blockers(controller, where))
-    reasons.push_back(std::move(reason));
-  for (std::string& reason : reasons) {
-    if (config_.only_migratable)
-      return Error(ErrorCode::kInvalidArgument, "-only-migratable: {}", reason);
-    migration_->add_blocker(std::move(reason));
-  }
-  return {};
-}
-
-Status Machine::add_nvme_namespace(const DeviceConfig& device) {
-  if (!last_nvme_)
-    return Error(ErrorCode::kInvalidArgument,
-                 "-device nvme-ns: no nvme controller before it to attach to");
-  auto ns = nvme::namespace_config(device.opts);
-  if (!ns.ok()) return ns.take_status();  // already names -device nvme-ns
-  auto drive = claim_drive(device, ns->drive);
-  if (!drive.ok()) return drive.take_status();
-  FERRY_RETURN_IF_ERROR(last_nvme_->attach_namespace(ns->nsid, **drive, ns->logical_block_size)
-                            .prepend_message("-device nvme-ns"));
-  // The namespace travels inside its controller's section; the allowlist decides whether
-  // each property it was given can.
-  std::string where = fmt::format("nvme-ns on nvme at {}", last_nvme_->address()->to_bdf());
-  for (std::string& reason : nvme::migration_blockers(nvme::MigrationItemKind::kNamespaceProperty,
-                                                      device.opts, where)) {
-    if (config_.only_migratable)
-      return Error(ErrorCode::kInvalidArgument, "-only-migratable: {}", reason);
-    migration_->add_blocker(std::move(reason));
-  }
-  return {};
+  const hw::DeviceType* type = find_device_type(device.driver);
+  if (!type)
+    return Error(ErrorCode::kInvalidArgument, "-device: '{}' is not a valid device model name",
+                 device.driver);
+  return devices_->create(*type, device);
 }
 
 // ---- run state ---------------------------------------------------------------------------
@@ -444,8 +295,7 @@ Status Machine::set_run_state(RunState to) {
     for (pci::PciDevice* dev : pci_->devices()) {
       int64_t start = real_clock_.now_ns();
       dev->quiesce();
-      auto name = section_names_.find(dev);
-      last_quiesce_.push_back({name == section_names_.end() ? dev->type_name() : name->second,
+      last_quiesce_.push_back({devices_->section_name(dev).value_or(dev->type_name()),
                                real_clock_.now_ns() - start, dev->last_drain_ns()});
     }
     if (qmp_) qmp_->emit_event("STOP");
@@ -710,7 +560,7 @@ Status Machine::register_qmp_commands() {
                    "Resetting the Virtual Machine is required");
     // As QEMU's cont: every drive's I/O status starts over; requests held on an error are
     // retried by their devices as they resume.
-    for (const auto& [id, drive] : drives_) drive->reset_io_status();
+    backends_.reset_io_status();
     // A destination awaiting its stream only learns to start once it has loaded (QEMU's
     // autostart): running now would let its guest write the image the source still owns.
     if (state_ == RunState::kInMigrate) {
@@ -755,87 +605,6 @@ Status Machine::register_qmp_commands() {
     qmp_->emit_event("RESET", Json{{"guest", false}, {"reason", "host-qmp-system-reset"}});
     if (state_ == RunState::kShutdown) FERRY_RETURN_IF_ERROR(set_run_state(RunState::kRunning));
     return Json::object();
-  }));
-  FERRY_RETURN_IF_ERROR(qmp_->add_command("query-block", [this](const Json& args) -> Result<Json> {
-    FERRY_RETURN_IF_ERROR(QmpArgs(args).finish());
-    Json drives = Json::array();
-    for (const auto& [id, drive] : drives_) {
-      const block::DriveConfig& c = drive->config();
-      drives.push_back({{"device", id},
-                        {"locked", false},
-                        {"removable", false},
-                        {"inserted",
-                         {{"file", c.file},
-                          {"ro", drive->read_only()},
-                          {"drv", c.format},
-                          {"image", {{"virtual-size", drive->size_bytes()}}},
-                          {"aio", std::string(drive->engine_name())}}},
-                        {"io-status", std::string(block::io_status_name(drive->io_status()))}});
-    }
-    return drives;
-  }));
-  // Fault injection for tests: the -blkdebug rule syntax, as QMP arguments.
-  FERRY_RETURN_IF_ERROR(qmp_->add_command("x-blkdebug-inject", [this](const Json& args) -> Result<Json> {
-    QmpArgs a(args);
-    auto drive_id = a.string("drive");
-    if (!drive_id.ok()) return drive_id.take_status();
-    std::string text;
-    for (const char* key : {"op", "errno"}) {
-      auto v = a.optional_string(key);
-      if (!v.ok()) return v.take_status();
-      if (*v) text += fmt::format("{}{}={}", text.empty() ? "" : ",", key, **v);
-    }
-    for (const char* key : {"offset", "length", "after", "delay-ms"}) {
-      auto v = a.optional_integer(key);
-      if (!v.ok()) return v.take_status();
-      if (*v) text += fmt::format("{}{}={}", text.empty() ? "" : ",", key, **v);
-    }
-    for (const char* key : {"once", "hold"}) {
-      auto v = a.optional_boolean(key);
-      if (!v.ok()) return v.take_status();
-      if (*v) text += fmt::format("{}{}={}", text.empty() ? "" : ",", key, **v ? "on" : "off");
-    }
-    FERRY_RETURN_IF_ERROR(a.finish());
-    block::BlockBackend* drive = find_drive(*drive_id);
-    if (!drive) return Error(ErrorCode::kInvalidArgument, "Device '{}' not found", *drive_id);
-    auto rule = block::parse_fault_rule(text);
-    if (!rule.ok()) return rule.take_status();
-    drive->faults().add(*rule);
-    return Json::object();
-  }));
-  FERRY_RETURN_IF_ERROR(qmp_->add_command("x-blkdebug-clear", [this](const Json& args) -> Result<Json> {
-    QmpArgs a(args);
-    auto drive_id = a.string("drive");
-    if (!drive_id.ok()) return drive_id.take_status();
-    FERRY_RETURN_IF_ERROR(a.finish());
-    block::BlockBackend* drive = find_drive(*drive_id);
-    if (!drive) return Error(ErrorCode::kInvalidArgument, "Device '{}' not found", *drive_id);
-    drive->faults().clear();
-    drive->release_held();  // nothing would release them once their rule is gone
-    return Json::object();
-  }));
-  // Lets the requests a hold=on rule parked go on (the rules stay: later requests are held).
-  FERRY_RETURN_IF_ERROR(qmp_->add_command("x-blkdebug-release", [this](const Json& args) -> Result<Json> {
-    QmpArgs a(args);
-    auto drive_id = a.string("drive");
-    if (!drive_id.ok()) return drive_id.take_status();
-    FERRY_RETURN_IF_ERROR(a.finish());
-    block::BlockBackend* drive = find_drive(*drive_id);
-    if (!drive) return Error(ErrorCode::kInvalidArgument, "Device '{}' not found", *drive_id);
-    return Json{{"released", drive->release_held()}};
-  }));
-  // What a test waits for before it acts: the active rules and how many requests are held.
-  FERRY_RETURN_IF_ERROR(qmp_->add_command("x-blkdebug-query", [this](const Json& args) -> Result<Json> {
-    QmpArgs a(args);
-    auto drive_id = a.string("drive");
-    if (!drive_id.ok()) return drive_id.take_status();
-    FERRY_RETURN_IF_ERROR(a.finish());
-    block::BlockBackend* drive = find_drive(*drive_id);
-    if (!drive) return Error(ErrorCode::kInvalidArgument, "Device '{}' not found", *drive_id);
-    Json rules = Json::array();
-    for (const block::FaultRule& rule : drive->faults().rules())
-      rules.push_back(block::describe_fault_rule(rule));
-    return Json{{"held", drive->held()}, {"in-flight", drive->in_flight()}, {"rules", rules}};
   }));
   FERRY_RETURN_IF_ERROR(qmp_->add_command("query-guest", [this](const Json& args) -> Result<Json> {
     FERRY_RETURN_IF_ERROR(QmpArgs(args).finish());

@@ -37,12 +37,14 @@
 #include "base/qemu_opts.h"
 #include "block/block_backend.h"
 #include "block/drive_config.h"
-#include "block/fault_injector.h"
+#include "hw/core/device_type.h"
 #include "hw/pci/interfaces.h"
 #include "hw/pci/pci_bus.h"
 #include "memory/address_space.h"
 #include "memory/ram_block.h"
+#include "vm/backend_registry.h"
 #include "vm/cpu_interrupts.h"
+#include "vm/device_host.h"
 #include "vm/io_ports.h"
 #include "vm/machine_lock.h"
 #include "vm/migration_control.h"
@@ -50,10 +52,6 @@
 #include "vm/qtest_server.h"
 #include "vm/run_state.h"
 #include "vm/vcpu.h"
-
-namespace ferry::nvme {
-class Controller;
-}
 
 namespace ferry::vm {
 
@@ -87,23 +85,13 @@ struct MemoryMap {
 // ferry-vm's exit status when its guest program failed (e.g. a verification error).
 inline constexpr int kGuestFailedExitCode = 3;
 
-struct DeviceConfig {
-  std::string driver;
-  std::string id;
-  std::string addr;  // QEMU's SLOT[.FN]; empty: first free slot
-  Opts opts;         // every property, checked against the model's schema (device_models.h)
-};
+// One -device: its properties checked against its type's schema (vm/device_types.h).
+using DeviceConfig = hw::DeviceOptions;
 
 // -guest PROGRAM,key=value,...: the program the vCPU runs (vm/guest_programs.h).
 struct GuestConfig {
   std::string program;
   Opts opts;
-};
-
-// -blkdebug: a fault rule for the drive named `drive`.
-struct DriveFault {
-  std::string drive;
-  block::FaultRule rule;
 };
 
 struct MachineConfig {
@@ -175,7 +163,7 @@ class Machine final : public pci::PciHost,
   };
   const std::vector<QuiesceTiming>& last_quiesce() const { return last_quiesce_; }
   // The -drive backend with this id, or null.
-  block::BlockBackend* find_drive(std::string_view id) const;
+  block::BlockBackend* find_drive(std::string_view id) const { return backends_.find_drive(id); }
 
   // PciHost
   void map_bar(const pci::BarRegion& region) override;
@@ -201,20 +189,10 @@ class Machine final : public pci::PciHost,
  private:
   Machine(EventLoop& loop, MachineConfig config);
   Status build();
-  Status open_drives();
   // A device applied a drive's error policy (block/error_policy.h).
   void on_block_io_error(const block::BlockBackend& drive, const block::IoErrorReport& report);
+  // Builds a -device through its type's factory (vm/device_types.h).
   Status add_device(const DeviceConfig& device);
-  Status remember_id(const DeviceConfig& device, pci::PciDevice& dev);
-  Status add_testdev(const DeviceConfig& device);
-  Status add_nvme(const DeviceConfig& device);
-  Status add_nvme_namespace(const DeviceConfig& device);
-  // Registers the device's migration section under its PCI address.
-  template <typename Desc, typename Device>
-  Status register_section(const Desc& desc, Device& device);
-  // A drive used by a device: exists, and is used by no other device; it takes the image
-  // lock now unless this VM awaits an incoming migration (then at switchover).
-  Result<block::BlockBackend*> claim_drive(const DeviceConfig& device, std::string_view id);
   Status register_qmp_commands();
   Status start_guest_program();
   // Called on the vCPU thread when the guest program ends.
@@ -249,23 +227,20 @@ class Machine final : public pci::PciHost,
   memory::AddressSpace memory_;
   IoPorts io_;
   // Declared before the bus: devices (owned by the bus) go first, then the drives they use.
-  std::map<std::string, std::unique_ptr<block::BlockBackend>, std::less<>> drives_;
-  std::map<std::string, std::string, std::less<>> drive_users_;  // drive id -> device
+  BackendRegistry backends_;
   std::unique_ptr<pci::PciBus> pci_;
-  nvme::Controller* last_nvme_ = nullptr;  // where -device nvme-ns attaches
+  // Builds devices; knows their ids and migration sections.
+  std::unique_ptr<DeviceHost> devices_;
   std::unique_ptr<MsiWindow> msi_window_;
   std::unique_ptr<BarWindow> ecam_window_;
   std::map<std::pair<const pci::PciDevice*, int>, BarMapping> bar_mappings_;
   uint64_t bar_map_count_ = 0;
   CpuInterrupts cpu_interrupts_;
-  std::map<const pci::PciDevice*, std::string> section_names_;
   std::vector<QuiesceTiming> last_quiesce_;
   IrqHandler intx_intercept_;
   IrqHandler msi_intercept_;
   std::unique_ptr<QmpServer> qmp_;
   std::unique_ptr<QtestServer> qtest_;
-  // -device id -> the PCI device, for guest programs naming a device.
-  std::map<std::string, pci::PciDevice*, std::less<>> devices_by_id_;
   // The vCPU running -guest; stopped before the devices and drives it touches go.
   std::unique_ptr<Vcpu> vcpu_;
   bool guest_failed_ = false;

@@ -10,8 +10,9 @@ add_library(ferry_nvme
   ${CMAKE_CURRENT_LIST_DIR}/io_commands.cc
   ${CMAKE_CURRENT_LIST_DIR}/error_log.cc
   ${CMAKE_CURRENT_LIST_DIR}/nvme_properties.cc
-  ${CMAKE_CURRENT_LIST_DIR}/controller_migration.cc)
-target_link_libraries(ferry_nvme PUBLIC ferry_nvme_dma ferry_pci ferry_block ferry_memory
+  ${CMAKE_CURRENT_LIST_DIR}/controller_migration.cc
+  ${CMAKE_CURRENT_LIST_DIR}/device_types.cc)
+target_link_libraries(ferry_nvme PUBLIC ferry_nvme_dma ferry_hw_core ferry_pci ferry_block ferry_memory
                                         ferry_base)
 
 ferry_test(nvme_test

@@ -19,9 +19,9 @@
 #include "hw/pci/pci_device.h"
 #include "vmstate/vmstate.h"
 
-namespace ferry::pci {
+namespace ferry::testdev {
 
-class TestDevice : public PciDevice {
+class TestDevice : public pci::PciDevice {
  public:
   static constexpr unsigned kVectors = 8;
   static constexpr uint32_t kScratch = 0x000;
@@ -41,7 +41,7 @@ class TestDevice : public PciDevice {
   TestDevice();
   Status realize();
 
-  class Registers : public MmioHandler {
+  class Registers : public pci::MmioHandler {
    public:
     explicit Registers(TestDevice& dev) : dev_(dev) {}
     uint64_t read(uint64_t offset, unsigned size) override;
@@ -50,7 +50,7 @@ class TestDevice : public PciDevice {
    private:
     TestDevice& dev_;
   };
-  class Ports : public MmioHandler {
+  class Ports : public pci::MmioHandler {
    public:
     explicit Ports(TestDevice& dev) : dev_(dev) {}
     uint64_t read(uint64_t offset, unsigned size) override;
@@ -72,8 +72,8 @@ class TestDevice : public PciDevice {
   // The device's whole migration story: PCI config and MSI-X state, then its registers.
   static constexpr auto vmstate() {
     return vmstate::describe<TestDevice>(
-        "ferry-testdev", {.version = 1}, PciDevice::vmstate_pci_device(),
-        PciDevice::vmstate_msix(), vmstate::field("scratch", &TestDevice::scratch_),
+        "ferry-testdev", {.version = 1}, pci::PciDevice::vmstate_pci_device(),
+        pci::PciDevice::vmstate_msix(), vmstate::field("scratch", &TestDevice::scratch_),
         vmstate::field("io_scratch", &TestDevice::io_scratch_),
         vmstate::field("notify_count", &TestDevice::notify_count_),
         vmstate::field("held_vectors", &TestDevice::held_vectors_));
@@ -82,4 +82,4 @@ class TestDevice : public PciDevice {
 
 inline constexpr auto kTestDeviceState = TestDevice::vmstate();
 
-}  // namespace ferry::pci
+}  // namespace ferry::testdev

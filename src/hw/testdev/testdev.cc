@@ -1,8 +1,8 @@
-#include "hw/pci/testdev.h"
+#include "hw/testdev/testdev.h"
 
-namespace ferry::pci {
+namespace ferry::testdev {
 
-TestDevice::TestDevice() : PciDevice("ferry-testdev", PciKind::kExpress) {}
+TestDevice::TestDevice() : pci::PciDevice("ferry-testdev", pci::PciKind::kExpress) {}
 
 Result<std::unique_ptr<TestDevice>> TestDevice::create() {
   std::unique_ptr<TestDevice> dev(new TestDevice());
@@ -14,8 +14,8 @@ Result<std::unique_ptr<TestDevice>> TestDevice::create() {
 Status TestDevice::realize() {
   set_ids({.vendor = 0x1b36, .device = 0x0105, .class_code = 0xff0000, .revision = 1,
            .subsystem_vendor = 0x1b36, .subsystem = 0x0105});
-  FERRY_RETURN_IF_ERROR(register_bar(0, 0x4000, BarType::kMem64, false, &registers_));
-  FERRY_RETURN_IF_ERROR(register_bar(2, 16, BarType::kIo, false, &ports_));
+  FERRY_RETURN_IF_ERROR(register_bar(0, 0x4000, pci::BarType::kMem64, false, &registers_));
+  FERRY_RETURN_IF_ERROR(register_bar(2, 16, pci::BarType::kIo, false, &ports_));
   FERRY_RETURN_IF_ERROR(set_interrupt_pin(1));
   FERRY_RETURN_IF_ERROR(add_power_management_capability().take_status());
   FERRY_RETURN_IF_ERROR(add_express_capability().take_status());
@@ -73,4 +73,4 @@ void TestDevice::Ports::write(uint64_t offset, uint64_t value, unsigned size) {
   }
 }
 
-}  // namespace ferry::pci
+}  // namespace ferry::testdev
