@@ -71,7 +71,7 @@ class DeviceSlot {
   virtual Result<pci::PciDevice*> plug_pci(const DeviceOptions& device,
                                            std::unique_ptr<pci::PciDevice> function) = 0;
   // For a type that plugs into a parent device: the last device of the parent type created
-  // before this one (as nvme-ns attaches to the last nvme); never null when the factory runs.
+  // before this one (as nvme-ns attaches to the last nvme); null when there is none.
   virtual pci::PciDevice* parent() = 0;
 };
 

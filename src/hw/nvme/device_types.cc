@@ -39,7 +39,7 @@ Status create_controller(hw::DeviceContext& context, const hw::DeviceOptions& op
 }
 
 Status create_namespace(hw::DeviceContext& context, const hw::DeviceOptions& options) {
-  // The slot's parent is the last device of type "nvme" (namespace_type() below).
+  // The slot's parent is the last device of type "nvme" (namespace_type() below), if any.
   auto* controller = dynamic_cast<Controller*>(context.slot.parent());
   if (!controller)
     return Error(ErrorCode::kInvalidArgument,
