@@ -10,6 +10,12 @@
 //   pointers("sq", &Q::sq, kSqDesc)          unique_ptr array, NULL holes, allocated on load
 //   pointers("sq", &Q::sq, &Q::n, 64, kSqDesc)  the same, counted by an earlier field
 //   pointers_plain("sq", &Q::sq, kSqDesc)    QEMU's plain pointer array (0x30 for NULL only)
+//   config_array("v", &Q::v, own_size, kDesc)  as many elements as the local configuration
+//   config_buffer("t", &Q::t, &Q::n_bytes)       says (no count in the stream); the count
+//   config_pointers("q", &Q::q, own_size, kDesc)  source is own_size, a local integer
+//                                               member or size_t(const Q&) (config_count.h)
+//   config_varray("s", &Q::s, &Q::n, &Q::depth, kDesc)  counted by an earlier field that
+//                                               must equal the local count
 //   list("aer", &Q::aer, kAerDesc, 64)       std::list / std::deque of structs
 //   with_tmp<Q>("tmp", kTmpDesc, fill, apply)  temporary view of the parent
 //   unused(4)                                reserved bytes
@@ -21,6 +27,7 @@
 #include <type_traits>
 
 #include "vmstate/codecs.h"
+#include "vmstate/config_count.h"
 #include "vmstate/containers.h"
 #include "vmstate/fields.h"
 #include "vmstate/list_field.h"
@@ -36,6 +43,14 @@ template <typename Desc, typename E>
 constexpr void require_describes() {
   static_assert(std::is_same_v<typename Desc::Object, E>,
                 "the description given does not describe this member's element type");
+}
+
+template <typename S, typename T>
+constexpr void require_count_source() {
+  static_assert(CountSource<S, T>,
+                "a config-sized array needs a count source before its element description: "
+                "vmstate::own_size, a local integer member of the object, or "
+                "size_t (*)(const T&)");
 }
 }  // namespace detail
 
@@ -120,6 +135,60 @@ constexpr auto pointers_plain(std::string_view name, C T::*member, const Desc& d
   static_assert(FixedArray<C>, "pointers_plain takes a fixed array");
   return PointerArrayField<T, C, StructCodec<Desc>, WholeContainer, PointerForm::kPlain>{
       name, member, {&desc}, {}};
+}
+
+// ---- arrays sized by the local configuration (config_count.h) ----
+
+template <typename T, typename C, typename S>
+constexpr auto config_array(std::string_view name, C T::*member, S count) {
+  detail::require_count_source<S, T>();
+  static_assert(ArrayLike<C>, "config_array takes a C array, std::array or std::vector");
+  using E = typename Container<C>::Elem;
+  static_assert(ScalarValue<E>, "for structs, pass the element description");
+  return ArrayField<T, C, ScalarCodec<E>, LocalCount<T, S>>{name, member, {}, {count}};
+}
+
+template <typename T, typename C, typename S, typename Desc>
+constexpr auto config_array(std::string_view name, C T::*member, S count, const Desc& desc) {
+  detail::require_count_source<S, T>();
+  static_assert(ArrayLike<C>, "config_array takes a C array, std::array or std::vector");
+  detail::require_describes<Desc, typename Container<C>::Elem>();
+  return ArrayField<T, C, StructCodec<Desc>, LocalCount<T, S>>{name, member, {&desc}, {count}};
+}
+
+template <typename T, typename C, typename S>
+constexpr auto config_buffer(std::string_view name, C T::*member, S length) {
+  detail::require_count_source<S, T>();
+  static_assert(ArrayLike<C>, "config_buffer takes a uint8_t C array, std::array or std::vector");
+  return BufferField<T, C, LocalCount<T, S>>{name, member, {length}};
+}
+
+template <typename T, typename C, typename S, typename Desc>
+constexpr auto config_pointers(std::string_view name, C T::*member, S count, const Desc& desc) {
+  detail::require_count_source<S, T>();
+  static_assert(ArrayLike<C>, "config_pointers takes a C array, std::array or std::vector");
+  return PointerArrayField<T, C, StructCodec<Desc>, LocalCount<T, S>, PointerForm::kAutoAlloc>{
+      name, member, {&desc}, {count}};
+}
+
+template <typename T, typename C, typename N, typename S>
+constexpr auto config_varray(std::string_view name, C T::*member, N T::*count, S local) {
+  detail::require_count_source<S, T>();
+  static_assert(ArrayLike<C>, "config_varray takes a C array, std::array or std::vector");
+  using E = typename Container<C>::Elem;
+  static_assert(ScalarValue<E>, "for structs, pass the element description");
+  return ArrayField<T, C, ScalarCodec<E>, MatchingCount<T, N, S>>{name, member, {},
+                                                                  {count, local}};
+}
+
+template <typename T, typename C, typename N, typename S, typename Desc>
+constexpr auto config_varray(std::string_view name, C T::*member, N T::*count, S local,
+                             const Desc& desc) {
+  detail::require_count_source<S, T>();
+  static_assert(ArrayLike<C>, "config_varray takes a C array, std::array or std::vector");
+  detail::require_describes<Desc, typename Container<C>::Elem>();
+  return ArrayField<T, C, StructCodec<Desc>, MatchingCount<T, N, S>>{name, member, {&desc},
+                                                                     {count, local}};
 }
 
 template <typename T, typename C, typename Desc>

@@ -234,24 +234,6 @@ inline constexpr auto kControllerConfigState = vmstate::describe<ControllerConfi
     vmstate::field("mqes", &ControllerConfig::mqes).equal(),
     vmstate::field("vsl", &ControllerConfig::vsl).equal());
 
-namespace migration_detail {
-
-// Arrays whose length the local configuration fixes (max_ioqpairs + 1 queue slots,
-// msix_qsize vectors); the config fields above have already proven both ends agree.
-using LocalLength = pci::detail::LocalLength<ControllerState>;
-inline size_t queue_slots(const ControllerState& s) { return s.sqs.size(); }
-inline size_t vector_slots(const ControllerState& s) { return s.vectors.size(); }
-
-template <typename C, typename Desc>
-constexpr auto local_pointers(std::string_view name, C ControllerState::*member,
-                              const Desc& desc) {
-  return vmstate::PointerArrayField<ControllerState, C, vmstate::StructCodec<Desc>, LocalLength,
-                                    vmstate::PointerForm::kAutoAlloc>{
-      name, member, {&desc}, LocalLength{&queue_slots}};
-}
-
-}  // namespace migration_detail
-
 inline constexpr auto kHeldRequestState = vmstate::describe<HeldRequest>(
     "nvme-held-request", {.version = 1},
     vmstate::field("sq_id", &HeldRequest::sq_id),
@@ -282,15 +264,15 @@ inline constexpr auto kErrorLogState = vmstate::describe<ControllerState>(
 inline constexpr auto kControllerStateState = vmstate::describe<ControllerState>(
     "nvme-state", {.version = 1},
     vmstate::field("regs", &ControllerState::regs, kRegistersState),
+    // The queue slots (max_ioqpairs + 1) and vectors (msix_qsize) are sized by the
+    // configuration, which "config" has already proven both ends share.
     // CQs before SQs: an SQ is checked against the CQ it posts to.
-    migration_detail::local_pointers("cqs", &ControllerState::cqs, kCompletionQueueState),
-    migration_detail::local_pointers("sqs", &ControllerState::sqs, kSubmissionQueueState),
+    vmstate::config_pointers("cqs", &ControllerState::cqs, vmstate::own_size,
+                             kCompletionQueueState),
+    vmstate::config_pointers("sqs", &ControllerState::sqs, vmstate::own_size,
+                             kSubmissionQueueState),
     vmstate::field("aer", &ControllerState::aer, kAsyncEventsState),
-    vmstate::ArrayField<ControllerState, std::vector<VectorState>,
-                        vmstate::StructCodec<decltype(kVectorState)>,
-                        migration_detail::LocalLength>{
-        "vectors", &ControllerState::vectors, {&kVectorState},
-        migration_detail::LocalLength{&migration_detail::vector_slots}},
+    vmstate::config_array("vectors", &ControllerState::vectors, vmstate::own_size, kVectorState),
     vmstate::field("features", &ControllerState::features, kFeaturesState),
     vmstate::field("temperature", &ControllerState::temperature),
     vmstate::field("shadow", &ControllerState::shadow, kShadowDoorbellsState),

@@ -86,39 +86,8 @@ struct MsixState {
 
 namespace detail {
 
-// A buffer whose length the local device fixes (QEMU's VMSTATE_BUFFER_UNSAFE /
-// VBUFFER with a size that is not in the stream): both ends are the same device type.
-template <typename T>
-struct LocalLength {
-  size_t (*length)(const T&);
-
-  template <typename C>
-  Status save_count(const T& obj, const C& c, size_t& n) const {
-    n = length(obj);
-    if (n > vmstate::Container<C>::size(c))
-      return Error(ErrorCode::kInternal, "buffer length {} exceeds the {} bytes held", n,
-                   vmstate::Container<C>::size(c));
-    return {};
-  }
-  template <typename C>
-  bool load_count(const T& obj, C& c, size_t& n, Status& err) const {
-    n = length(obj);
-    if (n > vmstate::Container<C>::size(c)) [[unlikely]]
-      return vmstate::fail(err, Error(ErrorCode::kInternal,
-                                      "buffer length {} exceeds the {} bytes held", n,
-                                      vmstate::Container<C>::size(c)));
-    return true;
-  }
-  template <typename Owner, typename C>
-  Status check(const Owner&, size_t, std::string_view, int) const {
-    return {};
-  }
-};
-
-template <typename T, typename C>
-constexpr auto local_buffer(std::string_view name, C T::*member, size_t (*length)(const T&)) {
-  return vmstate::BufferField<T, C, LocalLength<T>>{name, member, {length}};
-}
+// QEMU migrates only the PBA bytes that hold a vector's bit, not the whole qwords.
+inline size_t migrated_pba_bytes(const MsixState& s) { return (size_t{s.vectors} + 7) / 8; }
 
 // The "config" field: saved from the live bytes, loaded into PciState::incoming_config
 // (QEMU's get_pci_config_device also reads into a temporary and checks before copying).
@@ -165,10 +134,9 @@ inline constexpr auto kPciStateDesc = vmstate::describe<PciState>(
 
 inline constexpr auto kMsixStateDesc = vmstate::describe<MsixState>(
     "msix", {.version = 1, .post_load = detail::msix_state_post_load},
-    detail::local_buffer("table", &MsixState::table,
-                         +[](const MsixState& s) -> size_t { return s.table.size(); }),
-    detail::local_buffer("pba", &MsixState::pba,
-                         +[](const MsixState& s) -> size_t { return (s.vectors + 7) / 8; }));
+    // Both sized by the vectors property: the stream carries no count.
+    vmstate::config_buffer("table", &MsixState::table, vmstate::own_size),
+    vmstate::config_buffer("pba", &MsixState::pba, &detail::migrated_pba_bytes));
 
 // ---- the device ---------------------------------------------------------------------------------
 
