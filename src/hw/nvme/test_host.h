@@ -94,27 +94,35 @@ class Host {
  public:
   Host(pci::test::Machine& machine, memory::AddressSpace& memory, EventLoop& loop,
        uint64_t ram_size)
-      : bus_(machine, memory, loop),
+      : loop_(loop),
+        bus_(std::make_unique<MachineBus>(machine, memory, loop)),
         dma_(std::move(*guest::DmaMemory::create(kDriverMemoryBegin, ram_size))) {}
 
   // Finds the controller again, as after a reset: BARs placed, memory decoding and bus
   // mastering on. The previous driver (and every queue it knew) is dropped.
   Status probe() {
     driver_.reset();
-    auto driver = guest::nvme::Controller::probe(bus_, dma_, window_);
+    auto driver = guest::nvme::Controller::probe(*bus_, dma_, window_);
     if (!driver.ok()) return driver.take_status();
     driver_ = std::move(*driver);
     return {};
   }
   guest::nvme::Controller& driver() { return *driver_; }
-  MachineBus& bus() { return bus_; }
+  MachineBus& bus() { return *bus_; }
+  // Talks to another machine's controller from now on, with the same driver state: the
+  // destination of a migration, whose RAM and BARs are the source's.
+  void move_to(pci::test::Machine& machine, memory::AddressSpace& memory) {
+    auto bus = std::make_unique<MachineBus>(machine, memory, loop_);
+    driver_->rebind(*bus);
+    bus_ = std::move(bus);
+  }
 
   // ---- registers, at any width ----
   Result<uint64_t> reg(uint32_t offset, unsigned size = 4) {
-    return bus_.mmio_read(driver_->bar0() + offset, size);
+    return bus_->mmio_read(driver_->bar0() + offset, size);
   }
   Status set_reg(uint32_t offset, uint64_t value, unsigned size = 4) {
-    return bus_.mmio_write(driver_->bar0() + offset, value, size);
+    return bus_->mmio_write(driver_->bar0() + offset, value, size);
   }
 
   // MSI-X on, vector v sending data kMsiDataBase + v into the MSI window (where the fake
@@ -141,7 +149,7 @@ class Host {
         guest::nvme::QueuePair* q = driver_->queue(qid);
         if (!q) return Error(ErrorCode::kInvalidArgument, "test host: no queue {}", qid);
         std::vector<guest::nvme::Completion> out;
-        auto taken = q->reap(bus_, 1, out);
+        auto taken = q->reap(*bus_, 1, out);
         if (!taken.ok()) return taken.take_status();
         if (*taken) return out.front();
       }
@@ -149,7 +157,7 @@ class Host {
         return Error(ErrorCode::kFailedPrecondition, "test host: no completion on CQ {} within {} ms",
                      qid, timeout.count());
       }
-      FERRY_RETURN_IF_ERROR(bus_.idle(std::chrono::milliseconds(1)));
+      FERRY_RETURN_IF_ERROR(bus_->idle(std::chrono::milliseconds(1)));
     }
   }
   // The CQE in `slot` of `qid`'s CQ as it is in memory (phase bit included).
@@ -158,7 +166,7 @@ class Host {
     if (!q) return Error(ErrorCode::kInvalidArgument, "test host: no queue {}", qid);
     std::array<uint8_t, spec::nvme::kCqeSize> bytes;
     FERRY_RETURN_IF_ERROR(
-        bus_.memory_read(q->layout().cq_address + uint64_t{slot} * bytes.size(), bytes));
+        bus_->memory_read(q->layout().cq_address + uint64_t{slot} * bytes.size(), bytes));
     return guest::nvme::Completion::parse(bytes);
   }
   // Whether the CQE at the driver's CQ head is new (its phase the one expected).
@@ -174,12 +182,13 @@ class Host {
   Status write_sqe(uint16_t qid, uint32_t slot, const guest::nvme::Sqe& sqe) {
     guest::nvme::QueuePair* q = driver_->queue(qid);
     if (!q) return Error(ErrorCode::kInvalidArgument, "test host: no queue {}", qid);
-    return bus_.memory_write(q->layout().sq_address + uint64_t{slot} * sqe.bytes.size(),
+    return bus_->memory_write(q->layout().sq_address + uint64_t{slot} * sqe.bytes.size(),
                              sqe.bytes);
   }
 
  private:
-  MachineBus bus_;
+  EventLoop& loop_;
+  std::unique_ptr<MachineBus> bus_;
   guest::DmaMemory dma_;
   guest::MmioWindow window_ = guest::MmioWindow::standard();
   std::unique_ptr<guest::nvme::Controller> driver_;
