@@ -336,9 +336,11 @@ void write_controller_seeds(const std::filesystem::path& dir) {
   for (const Shape& shape : shapes) {
     auto source = ferry::fuzz::FuzzController::make();
     if (!source.ok()) die(source.status().to_string());
-    if (shape.queues || shape.aers)
-      (*source)->populate(shape.queues, shape.commands, shape.aers, shape.shadow, shape.held,
-                          shape.errors);
+    if (shape.queues || shape.aers) {
+      Status populated = (*source)->populate(shape.queues, shape.commands, shape.aers,
+                                             shape.shadow, shape.held, shape.errors);
+      if (!populated.ok()) die(std::string(shape.name) + ": " + populated.to_string());
+    }
     if ((*source)->ctrl->state().held.size() != shape.held)
       die(std::string(shape.name) + ": " + std::to_string((*source)->ctrl->state().held.size()) +
           " commands held, not " + std::to_string(shape.held));

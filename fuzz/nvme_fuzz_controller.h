@@ -1,8 +1,8 @@
 // A real NVMe controller for the vmstate load fuzzer and its seed generator: an event loop,
 // 16 MiB of guest RAM, a 1 MiB image (a temp file, unlinked at once) as namespace 1, a
 // PCI bus with fake interrupt sinks. The clock is virtual and never moves, so a save is a
-// function of the state alone. `populate()` drives the controller like a host (registers,
-// SQEs in RAM, doorbells) into a busy state worth seeding from.
+// function of the state alone. `populate()` drives the controller with the guest's NVMe
+// driver (hw/nvme/test_host.h) into a busy state worth seeding from.
 #pragma once
 
 #include <fcntl.h>
@@ -10,7 +10,6 @@
 
 #include <cerrno>
 
-#include <array>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -19,7 +18,7 @@
 #include "base/status.h"
 #include "block/block_backend.h"
 #include "hw/nvme/controller_migration.h"
-#include "hw/pci/pci_regs.h"
+#include "hw/nvme/test_host.h"
 #include "hw/pci/test_fakes.h"
 #include "memory/address_space.h"
 #include "memory/ram_block.h"
@@ -34,11 +33,15 @@ struct FuzzController {
   std::unique_ptr<block::BlockBackend> drive;
   std::unique_ptr<pci::test::Machine> machine;
   nvme::Controller* ctrl = nullptr;
+  std::unique_ptr<nvme::test::Host> host;  // made by populate()
+
+  static constexpr uint64_t kRamSize = 16 << 20;
 
   FuzzController() = default;
   FuzzController(const FuzzController&) = delete;
   FuzzController& operator=(const FuzzController&) = delete;
   ~FuzzController() {
+    host.reset();
     machine.reset();  // the controller first, then the drive it uses
     drive.reset();
   }
@@ -49,7 +52,7 @@ struct FuzzController {
     if (!loop.ok()) return loop.take_status();
     f->loop = std::move(*loop);
     f->memory = std::make_unique<memory::AddressSpace>();
-    auto ram = memory::RamBlock::anonymous("ram", 16 << 20);
+    auto ram = memory::RamBlock::anonymous("ram", kRamSize);
     if (!ram.ok()) return ram.take_status();
     FERRY_RETURN_IF_ERROR(f->memory->add_ram(0, std::move(*ram)).take_status());
     std::string path = "/tmp/ferry-nvme-fuzz-XXXXXX";
@@ -74,25 +77,7 @@ struct FuzzController {
     return f;
   }
 
-  // ---- a host, for seeds ----
-  void reg(uint64_t offset, uint64_t value, unsigned size = 4) {
-    ctrl->bar_handler(0).write(offset, value, size);
-  }
-  void sqe(uint64_t at, uint8_t opcode, uint16_t cid, uint32_t nsid,
-           std::array<uint32_t, 6> cdw10_15 = {}, uint64_t prp1 = 0) {
-    std::array<uint8_t, 64> b{};
-    b[0] = opcode;
-    b[2] = static_cast<uint8_t>(cid);
-    b[3] = static_cast<uint8_t>(cid >> 8);
-    auto put32 = [&](unsigned off, uint32_t v) {
-      for (int i = 0; i < 4; ++i) b[off + i] = static_cast<uint8_t>(v >> (8 * i));
-    };
-    put32(4, nsid);
-    put32(24, static_cast<uint32_t>(prp1));
-    put32(28, static_cast<uint32_t>(prp1 >> 32));
-    for (unsigned i = 0; i < 6; ++i) put32(40 + 4 * i, cdw10_15[i]);
-    (void)memory->write(at, b);
-  }
+  // ---- a host, for seeds: the guest's NVMe driver (hw/nvme/test_host.h) ----
   void run() {
     for (int i = 0; i < 20; ++i) (void)loop->run_once(std::chrono::milliseconds(1));
   }
@@ -102,55 +87,50 @@ struct FuzzController {
   // optionally shadow doorbells, and `held` commands on SQ 1 (writes, the last a flush)
   // that fail with EIO under werror=stop, so they are held, and `errors` doorbell writes
   // to a queue that does not exist (each an Error Information log entry). Resumed to run,
-  // then quiesced again for saving.
-  void populate(unsigned io_queues, unsigned commands, unsigned aers, bool shadow,
-                unsigned held = 0, unsigned errors = 0) {
+  // then quiesced again for saving. Failures of the driver are returned: a seed from a
+  // state that was not reached would be a lie.
+  Status populate(unsigned io_queues, unsigned commands, unsigned aers, bool shadow,
+                  unsigned held = 0, unsigned errors = 0) {
     namespace sn = spec::nvme;
+    using nvme::test::command;
     ctrl->resume();
-    ctrl->config_write(pci::kCommand, pci::kCommandMemory | pci::kCommandBusMaster, 2);
-    if (auto cap = ctrl->find_capability(pci::kCapMsix))
-      ctrl->config_write(*cap + pci::kMsixControl, pci::kMsixEnable, 2);
-    constexpr uint64_t kAsq = 0x10000, kAcq = 0x20000;
-    reg(sn::kRegAqa, 31u << 16 | 31u);
-    reg(sn::kRegAsq, kAsq, 8);
-    reg(sn::kRegAcq, kAcq, 8);
-    reg(sn::kRegCc, 6u << sn::kCcIosqesShift | 4u << sn::kCcIocqesShift | sn::kCcEn);
-    uint32_t tail = 0;
-    uint16_t cid = 0;
-    auto admin = [&](uint8_t opcode, std::array<uint32_t, 6> cdw, uint64_t prp1 = 0) {
-      sqe(kAsq + 64ull * tail, opcode, cid++, 0, cdw, prp1);
-      tail = (tail + 1) % 32;
-      reg(sn::sq_tail_doorbell(0), tail);
-      run();
-    };
+    host = std::make_unique<nvme::test::Host>(*machine, *memory, *loop, kRamSize);
+    FERRY_RETURN_IF_ERROR(host->probe());
+    guest::nvme::Controller& driver = host->driver();
+    FERRY_RETURN_IF_ERROR(driver.enable());
+    FERRY_RETURN_IF_ERROR(host->use_msix());
     for (uint16_t q = 1; q <= io_queues; ++q) {
-      uint64_t cq = 0x40000 + 0x1000ull * q, sq = 0x80000 + 0x1000ull * q;
-      admin(sn::kAdminCreateCq, {3u << 16 | q, uint32_t{q} << 16 | 3u}, cq);
-      admin(sn::kAdminCreateSq, {15u << 16 | q, uint32_t{q} << 16 | 1u}, sq);
-      for (unsigned i = 0; i < commands; ++i)
-        sqe(sq + 64ull * i, 0x7f, static_cast<uint16_t>(i), 1);
-      reg(sn::sq_tail_doorbell(q), commands % 16);
+      FERRY_RETURN_IF_ERROR(driver.create_io_queue_pair(q, 16, {.enabled = true, .vector = q}, 4));
+      for (unsigned i = 0; i < commands; ++i) {
+        FERRY_RETURN_IF_ERROR(driver.submit(q, command(0x7f, 1), {}, /*ring=*/false).take_status());
+      }
+      FERRY_RETURN_IF_ERROR(driver.ring_sq(q));
       run();
     }
     if (held && io_queues) {
       drive->faults().add({.op = block::BlockOp::kWrite, .error = EIO});
       drive->faults().add({.op = block::BlockOp::kFlush, .error = EIO});
-      uint64_t sq = 0x80000 + 0x1000;
-      unsigned slot = commands % 16;
       for (unsigned i = 0; i < held; ++i) {
         uint8_t opcode = i + 1 == held ? sn::kNvmFlush : sn::kNvmWrite;
-        sqe(sq + 64ull * slot, opcode, static_cast<uint16_t>(200 + i), 1, {i, 0, 0},
-            0x200000 + 0x1000ull * i);
-        slot = (slot + 1) % 16;
+        auto sqe = command(opcode, 1).set_prp1(0x200000 + 0x1000ull * i).set_cdw(10, i);
+        FERRY_RETURN_IF_ERROR(driver.submit(1, sqe, {}, /*ring=*/false).take_status());
       }
-      reg(sn::sq_tail_doorbell(1), slot);
+      FERRY_RETURN_IF_ERROR(driver.ring_sq(1));
       run();
       drive->faults().clear();
     }
-    if (shadow) admin(sn::kAdminDoorbellBufferConfig, {}, 0x300000);
-    for (unsigned i = 0; i < errors; ++i) reg(sn::sq_tail_doorbell(30), i + 1);
-    for (unsigned i = 0; i < aers; ++i) admin(sn::kAdminAsyncEventRequest, {});
+    if (shadow) {
+      auto done = driver.execute(0, command(sn::kAdminDoorbellBufferConfig).set_prp1(0x300000));
+      if (!done.ok()) return done.take_status();
+      FERRY_RETURN_IF_ERROR(guest::nvme::Controller::check(*done, "doorbell buffer config"));
+    }
+    for (unsigned i = 0; i < errors; ++i) FERRY_RETURN_IF_ERROR(driver.write_sq_doorbell(30, i + 1));
+    for (unsigned i = 0; i < aers; ++i) {
+      FERRY_RETURN_IF_ERROR(driver.submit(0, guest::nvme::commands::async_event_request()).take_status());
+      run();
+    }
     ctrl->quiesce();
+    return {};
   }
 };
 

@@ -167,7 +167,7 @@ Status Controller::enable(const ControllerConfig& config) {
     return Error(ErrorCode::kFailedPrecondition,
                  "nvme: CAP.CSS=0x{:x} does not offer the NVM command set", css);
   }
-  auto admin = new_queue(0, entries);
+  auto admin = new_queue(0, entries, entries);
   if (!admin.ok()) return admin.take_status();
   const QueueLayout& layout = (*admin)->ring.layout();
   uint32_t aqa = (entries - 1) << sn::kAqaAcqsShift | (entries - 1);
@@ -195,25 +195,28 @@ QueuePair* Controller::queue(uint16_t qid) {
   return it == queues_.end() ? nullptr : &it->second->ring;
 }
 
-Result<Controller::Queue*> Controller::new_queue(uint16_t qid, uint32_t entries) {
+Result<Controller::Queue*> Controller::new_queue(uint16_t qid, uint32_t entries,
+                                                 uint32_t cq_entries) {
   if (queues_.count(qid)) {
     return Error(ErrorCode::kInvalidArgument, "nvme: queue {} exists already", qid);
   }
-  if (entries < 2 || entries > 65536) {
-    return Error(ErrorCode::kInvalidArgument, "nvme: queue {} of {} entries is outside [2, 65536]",
-                 qid, entries);
+  for (uint32_t n : {entries, cq_entries}) {
+    if (n < 2 || n > 65536) {
+      return Error(ErrorCode::kInvalidArgument,
+                   "nvme: queue {} of {} entries is outside [2, 65536]", qid, n);
+    }
   }
   auto sq = memory_.allocate(uint64_t{entries} * sn::kSqeSize);
   if (!sq.ok()) return sq.take_status().prepend_message(fmt::format("nvme: SQ {}: ", qid));
-  auto cq = memory_.allocate(uint64_t{entries} * sn::kCqeSize);
+  auto cq = memory_.allocate(uint64_t{cq_entries} * sn::kCqeSize);
   if (!cq.ok()) {
     (void)memory_.free(*sq);
     return cq.take_status().prepend_message(fmt::format("nvme: CQ {}: ", qid));
   }
-  QueueLayout layout{qid, *sq, entries, *cq, entries, doorbell(qid, false), doorbell(qid, true)};
+  QueueLayout layout{qid, *sq, entries, *cq, cq_entries, doorbell(qid, false), doorbell(qid, true)};
   auto queue = std::unique_ptr<Queue>(new Queue{QueuePair(layout), *sq, *cq, 0, {}, {}});
   // The CQ must start with every phase bit clear; the SQ is cleared for reproducibility.
-  Status zeroed = zero_fill(*bus_, *cq, uint64_t{entries} * sn::kCqeSize);
+  Status zeroed = zero_fill(*bus_, *cq, uint64_t{cq_entries} * sn::kCqeSize);
   if (zeroed.ok()) zeroed = zero_fill(*bus_, *sq, uint64_t{entries} * sn::kSqeSize);
   if (!zeroed.ok()) {
     free_queue_memory(*queue);
@@ -265,9 +268,10 @@ Status Controller::forget_all_queues() {
 }
 
 Status Controller::create_io_queue_pair(uint16_t qid, uint32_t entries,
-                                        QueueInterrupts interrupts) {
+                                        QueueInterrupts interrupts,
+                                        std::optional<uint32_t> cq_entries) {
   if (qid == 0) return Error(ErrorCode::kInvalidArgument, "nvme: queue 0 is the admin queue");
-  auto queue = new_queue(qid, entries);
+  auto queue = new_queue(qid, entries, cq_entries.value_or(entries));
   if (!queue.ok()) return queue.take_status();
   const QueueLayout layout = (*queue)->ring.layout();
   (*queue)->interrupts = interrupts;
@@ -276,8 +280,8 @@ Status Controller::create_io_queue_pair(uint16_t qid, uint32_t entries,
     queues_.erase(qid);
     return error;
   };
-  auto cq = execute(0, commands::create_io_cq(qid, entries, layout.cq_address, interrupts.enabled,
-                                              interrupts.vector));
+  auto cq = execute(0, commands::create_io_cq(qid, layout.cq_entries, layout.cq_address,
+                                              interrupts.enabled, interrupts.vector));
   if (!cq.ok()) return undo(cq.take_status());
   if (Status s = check(*cq, fmt::format("create I/O CQ {}", qid)); !s.ok()) return undo(s);
   auto sq = execute(0, commands::create_io_sq(qid, entries, layout.sq_address, qid));
@@ -299,6 +303,15 @@ Status Controller::delete_io_queue_pair(uint16_t qid) {
   auto cq = execute(0, commands::delete_io_cq(qid));
   if (!cq.ok()) return cq.take_status();
   FERRY_RETURN_IF_ERROR(check(*cq, fmt::format("delete I/O CQ {}", qid)));
+  free_queue_memory(**queue);
+  queues_.erase(qid);
+  return {};
+}
+
+Status Controller::forget_io_queue(uint16_t qid) {
+  if (qid == 0) return Error(ErrorCode::kInvalidArgument, "nvme: queue 0 is the admin queue");
+  auto queue = find_queue(qid);
+  if (!queue.ok()) return queue.take_status();
   free_queue_memory(**queue);
   queues_.erase(qid);
   return {};

@@ -146,10 +146,15 @@ class Controller {
   // Requests queue counts; returns the completion's dw0 (granted counts, 0's based).
   Result<uint32_t> set_number_of_queues(uint16_t submission_queues, uint16_t completion_queues);
   Result<std::vector<uint8_t>> get_log_page(uint8_t lid, uint32_t bytes, uint32_t nsid = 0xffffffff);
-  // Creates CQ `qid` then SQ `qid` bound to it, with `entries` each.
-  Status create_io_queue_pair(uint16_t qid, uint32_t entries, QueueInterrupts interrupts = {});
+  // Creates CQ `qid` then SQ `qid` bound to it, with `entries` each (the CQ `cq_entries`
+  // when given: a CQ smaller than its SQ is how tests fill one).
+  Status create_io_queue_pair(uint16_t qid, uint32_t entries, QueueInterrupts interrupts = {},
+                              std::optional<uint32_t> cq_entries = {});
   // Deletes SQ then CQ and frees their memory.
   Status delete_io_queue_pair(uint16_t qid);
+  // Frees I/O queue `qid`'s memory without telling the controller: for a test that deleted
+  // the queues with raw commands and wants the id back.
+  Status forget_io_queue(uint16_t qid);
 
   // ---- MSI-X ------------------------------------------------------------------------------
   // Enables MSI-X with every vector writing a counter-free marker into a guest RAM page.
@@ -208,7 +213,7 @@ class Controller {
 
   Controller(GuestBus& bus, DmaMemory& memory, const PciFunction& fn, std::vector<PciBar> bars);
   Result<Queue*> find_queue(uint16_t qid);
-  Result<Queue*> new_queue(uint16_t qid, uint32_t entries);
+  Result<Queue*> new_queue(uint16_t qid, uint32_t entries, uint32_t cq_entries);
   void free_queue_memory(Queue& queue);
   Status forget_all_queues();
   Result<size_t> collect(Queue& queue, size_t max);

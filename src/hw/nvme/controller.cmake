@@ -15,12 +15,14 @@ add_library(ferry_nvme
 target_link_libraries(ferry_nvme PUBLIC ferry_nvme_dma ferry_hw_core ferry_pci ferry_block ferry_memory
                                         ferry_base)
 
+# The tests drive the controller with the guest's NVMe driver (test_host.h): test targets
+# only link ferry_guest, which knows nothing of devices.
 ferry_test(nvme_test
   ${CMAKE_CURRENT_LIST_DIR}/controller_test.cc)
-target_link_libraries(nvme_test PRIVATE ferry_nvme)
+target_link_libraries(nvme_test PRIVATE ferry_nvme ferry_guest)
 
 # The controller's migration description: save/load round trips of a busy controller,
 # every load-time validation rule, the allowlist.
 ferry_test(nvme_migration_unit_test
   ${CMAKE_CURRENT_LIST_DIR}/controller_migration_test.cc)
-target_link_libraries(nvme_migration_unit_test PRIVATE ferry_nvme)
+target_link_libraries(nvme_migration_unit_test PRIVATE ferry_nvme ferry_guest)

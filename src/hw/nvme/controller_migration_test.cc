@@ -20,6 +20,7 @@
 
 #include <gtest/gtest.h>
 
+#include "hw/nvme/test_host.h"
 #include "hw/pci/pci_regs.h"
 #include "hw/pci/test_fakes.h"
 #include "memory/ram_block.h"
@@ -32,11 +33,8 @@ namespace sn = spec::nvme;
 using namespace std::chrono_literals;
 
 constexpr uint64_t kRamSize = 16 << 20;
-constexpr uint64_t kAsq = 0x10000, kAcq = 0x20000;
-constexpr uint64_t kIoSq = 0x40000, kIoCq = 0x80000;
 constexpr uint64_t kData = 0x100000;
 constexpr uint64_t kImageSize = 1 << 20;
-constexpr uint64_t kMsiAddress = 0xfee00000;
 
 class TempImage {
  public:
@@ -56,35 +54,11 @@ class TempImage {
   std::string path_;
 };
 
-struct Sqe {
-  std::array<uint8_t, 64> b{};
-  explicit Sqe(uint8_t opcode, uint32_t nsid = 0) {
-    b[0] = opcode;
-    set32(4, nsid);
-  }
-  Sqe& set32(unsigned at, uint32_t v) {
-    for (int i = 0; i < 4; ++i) b[at + i] = static_cast<uint8_t>(v >> (8 * i));
-    return *this;
-  }
-  Sqe& cdw(unsigned n, uint32_t v) { return set32(sn::sqe_cdw(n), v); }
-  Sqe& prp(uint64_t p1) { return set32(24, static_cast<uint32_t>(p1)).set32(28, p1 >> 32); }
-};
+using guest::nvme::Completion;
+using guest::nvme::Sqe;
+using test::command;
 
-struct Cqe {
-  uint32_t dw0 = 0;
-  uint16_t sq_id = 0, cid = 0, status = 0;
-  bool phase = false;
-};
-
-// The host's view of one queue pair; it survives the migration (like a guest driver).
-struct HostQueues {
-  uint16_t qid = 0;
-  uint64_t sq_base = 0, cq_base = 0;
-  uint32_t sq_size = 0, cq_size = 0;
-  uint32_t sq_tail = 0, cq_head = 0;
-  bool phase = true;
-  uint16_t next_cid = 0;
-};
+constexpr uint16_t kAdmin = 0;
 
 // One VM's worth: RAM, drives over the shared images, a PCI bus, the controller. Members
 // go in reverse order (controller, drives, RAM), so a Side is never moved or assigned.
@@ -108,6 +82,7 @@ class NvmeMigrationTest : public ::testing::Test {
     images_.push_back(std::make_unique<TempImage>(kImageSize));
   }
   void TearDown() override {
+    host_.reset();
     dst_.reset();
     src_.reset();
   }
@@ -148,11 +123,17 @@ class NvmeMigrationTest : public ::testing::Test {
     return owned;
   }
 
-  // ---- the host, against `side_` ----
+  // ---- the host (the guest's driver), against `side_` ----
   Controller& c() { return *side_->ctrl; }
-  uint64_t reg(uint64_t offset, unsigned size = 4) { return c().bar_handler(0).read(offset, size); }
-  void set_reg(uint64_t offset, uint64_t value, unsigned size = 4) {
-    c().bar_handler(0).write(offset, value, size);
+  guest::nvme::Controller& driver() { return host_->driver(); }
+  uint64_t reg(uint32_t offset, unsigned size = 4) {
+    auto v = host_->reg(offset, size);
+    EXPECT_TRUE(v.ok()) << v.status().to_string();
+    return v.ok() ? *v : 0;
+  }
+  void set_reg(uint32_t offset, uint64_t value, unsigned size = 4) {
+    Status st = host_->set_reg(offset, value, size);
+    ASSERT_TRUE(st.ok()) << st.to_string();
   }
   void poke(uint64_t addr, std::span<const uint8_t> data) {
     ASSERT_TRUE(side_->memory->write(addr, data).ok());
@@ -163,83 +144,59 @@ class NvmeMigrationTest : public ::testing::Test {
     return out;
   }
 
+  // The driver finds and enables the controller of `side_` (MSI-X: vector v sends 0x40 + v).
   void bring_up(bool msix = true) {
-    c().config_write(pci::kCommand, pci::kCommandMemory | pci::kCommandBusMaster, 2);
-    ASSERT_TRUE(side_->memory->fill(kAcq, 0, 16 * 32).ok());
-    set_reg(sn::kRegAqa, 31u << 16 | 31u);
-    set_reg(sn::kRegAsq, kAsq, 8);
-    set_reg(sn::kRegAcq, kAcq, 8);
-    set_reg(sn::kRegCc, 6u << sn::kCcIosqesShift | 4u << sn::kCcIocqesShift | sn::kCcEn);
+    host_ = std::make_unique<test::Host>(*side_->machine, *side_->memory, *loop_, kRamSize);
+    Status st = host_->probe();
+    if (st.ok()) st = driver().enable();
+    if (st.ok() && msix) st = host_->use_msix();
+    ASSERT_TRUE(st.ok()) << st.to_string();
     ASSERT_EQ(reg(sn::kRegCsts), sn::kCstsRdy);
-    admin_ = HostQueues{.qid = 0, .sq_base = kAsq, .cq_base = kAcq, .sq_size = 32, .cq_size = 32};
-    if (!msix) return;
-    auto cap = c().find_capability(pci::kCapMsix);
-    ASSERT_TRUE(cap.has_value());
-    c().config_write(*cap + pci::kMsixControl, pci::kMsixEnable, 2);
-    for (unsigned v = 0; v < 8; ++v) {
-      uint64_t entry = c().msix_table_offset() + 16ull * v;
-      set_reg(entry + pci::kMsixEntryAddrLo, kMsiAddress);
-      set_reg(entry + pci::kMsixEntryAddrHi, 0);
-      set_reg(entry + pci::kMsixEntryData, 0x40 + v);
-      set_reg(entry + pci::kMsixEntryControl, 0);
-    }
+  }
+  // The host carries on against `side` (the destination, once its state loaded).
+  void use(Side& side) {
+    side_ = &side;
+    host_->move_to(*side.machine, *side.memory);
   }
 
-  uint16_t submit(HostQueues& q, Sqe sqe) {
-    uint16_t cid = q.next_cid++;
-    sqe.b[2] = static_cast<uint8_t>(cid);
-    sqe.b[3] = static_cast<uint8_t>(cid >> 8);
-    poke(q.sq_base + 64ull * q.sq_tail, sqe.b);
-    q.sq_tail = (q.sq_tail + 1) % q.sq_size;
-    set_reg(sn::sq_tail_doorbell(q.qid), q.sq_tail);
-    return cid;
+  uint16_t submit(uint16_t qid, const Sqe& sqe, bool ring = true) {
+    auto cid = driver().submit(qid, sqe, {}, ring);
+    EXPECT_TRUE(cid.ok()) << cid.status().to_string();
+    return cid.ok() ? *cid : 0xffff;
   }
-  Cqe read_cqe(const HostQueues& q, uint32_t slot) {
-    auto b = peek(q.cq_base + 16ull * slot, 16);
-    Cqe cqe;
-    cqe.dw0 = b[0] | b[1] << 8 | b[2] << 16 | uint32_t{b[3]} << 24;
-    cqe.sq_id = static_cast<uint16_t>(b[10] | b[11] << 8);
-    cqe.cid = static_cast<uint16_t>(b[12] | b[13] << 8);
-    uint16_t st = static_cast<uint16_t>(b[14] | b[15] << 8);
-    cqe.phase = st & 1;
-    cqe.status = st >> 1;
-    return cqe;
+  Completion cqe(uint16_t qid, uint32_t slot) {
+    auto c = host_->cqe_at(qid, slot);
+    EXPECT_TRUE(c.ok()) << c.status().to_string();
+    return c.ok() ? *c : Completion{};
   }
-  bool cqe_ready(const HostQueues& q) { return read_cqe(q, q.cq_head).phase == q.phase; }
-  // Consumes the next CQE (optionally without telling the controller).
-  Cqe take(HostQueues& q, bool ring_head = true) {
-    Status st = loop_->run_until([&] { return cqe_ready(q); }, 5s);
-    EXPECT_TRUE(st.ok()) << "no completion on CQ " << q.qid;
-    Cqe cqe = read_cqe(q, q.cq_head);
-    if (++q.cq_head == q.cq_size) {
-      q.cq_head = 0;
-      q.phase = !q.phase;
-    }
-    if (ring_head) set_reg(sn::cq_head_doorbell(q.qid), q.cq_head);
-    return cqe;
+  bool cqe_ready(uint16_t qid) { return host_->completion_ready(qid); }
+  // Consumes the next completion of the queue, whatever its command.
+  Completion take(uint16_t qid) {
+    auto c = host_->next(qid);
+    EXPECT_TRUE(c.ok()) << c.status().to_string();
+    return c.ok() ? *c : Completion{};
   }
   void settle() {
     for (int i = 0; i < 20; ++i) (void)loop_->run_once(1ms);
   }
-  Cqe admin(Sqe sqe) {
-    uint16_t cid = submit(admin_, sqe);
-    Cqe cqe = take(admin_);
-    EXPECT_EQ(cqe.cid, cid);
-    return cqe;
+  // The next admin completion, which must be this command's.
+  Completion admin(const Sqe& sqe) {
+    uint16_t cid = submit(kAdmin, sqe);
+    Completion c = take(kAdmin);
+    EXPECT_EQ(c.cid, cid);
+    return c;
   }
-  HostQueues create_io_queues(uint16_t qid, uint32_t sq_size, uint32_t cq_size) {
-    HostQueues q{.qid = qid, .sq_base = kIoSq + 0x4000ull * qid,
-                 .cq_base = kIoCq + 0x4000ull * qid, .sq_size = sq_size, .cq_size = cq_size};
-    EXPECT_TRUE(side_->memory->fill(q.cq_base, 0, 16ull * cq_size).ok());
-    EXPECT_EQ(admin(Sqe(sn::kAdminCreateCq).prp(q.cq_base).cdw(10, (cq_size - 1) << 16 | qid)
-                        .cdw(11, uint32_t{qid} << 16 | 3u)).status, 0);
-    EXPECT_EQ(admin(Sqe(sn::kAdminCreateSq).prp(q.sq_base).cdw(10, (sq_size - 1) << 16 | qid)
-                        .cdw(11, uint32_t{qid} << 16 | 1u)).status, 0);
-    return q;
+  // Interrupts on vector `qid`.
+  uint16_t create_io_queues(uint16_t qid, uint32_t sq_size, uint32_t cq_size) {
+    Status st = driver().create_io_queue_pair(qid, sq_size, {.enabled = true, .vector = qid},
+                                              cq_size);
+    EXPECT_TRUE(st.ok()) << st.to_string();
+    return qid;
   }
+  const guest::nvme::QueueLayout& layout(uint16_t qid) { return driver().queue(qid)->layout(); }
   Sqe rw(uint8_t opcode, uint64_t slba, uint32_t nlb, uint64_t buffer, uint32_t nsid = 1) {
-    return Sqe(opcode, nsid).prp(buffer).cdw(10, static_cast<uint32_t>(slba))
-        .cdw(11, static_cast<uint32_t>(slba >> 32)).cdw(12, nlb - 1);
+    return command(opcode, nsid).set_prp1(buffer).set_cdw(10, static_cast<uint32_t>(slba))
+        .set_cdw(11, static_cast<uint32_t>(slba >> 32)).set_cdw(12, nlb - 1);
   }
   SmartCounters smart(uint32_t nsid) { return c().state().namespaces[nsid].smart; }
   // Guest RAM's dirty bitmap: cleared, and asked about the page holding `addr`.
@@ -311,21 +268,21 @@ class NvmeMigrationTest : public ::testing::Test {
     EXPECT_EQ(take(io_[3]).status, 0);
     // Timestamp set by the host.
     poke(kData + 0x3000, std::vector<uint8_t>{0x10, 0x27, 0, 0, 0, 0, 0, 0});  // 10000 ms
-    EXPECT_EQ(admin(Sqe(sn::kAdminSetFeatures).prp(kData + 0x3000).cdw(10, sn::kFeatTimestamp))
+    EXPECT_EQ(admin(command(sn::kAdminSetFeatures).set_prp1(kData + 0x3000).set_cdw(10, sn::kFeatTimestamp))
                   .status, 0);
     // Events: temperature warnings on; over-threshold below the temperature fires one.
-    EXPECT_EQ(admin(Sqe(sn::kAdminSetFeatures).cdw(10, sn::kFeatAsyncEventConfig)
-                        .cdw(11, sn::kSmartWarnTemperature)).status, 0);
-    EXPECT_EQ(admin(Sqe(sn::kAdminSetFeatures).cdw(10, sn::kFeatTemperatureThreshold)
-                        .cdw(11, 0x100)).status, 0);
+    EXPECT_EQ(admin(command(sn::kAdminSetFeatures).set_cdw(10, sn::kFeatAsyncEventConfig)
+                        .set_cdw(11, sn::kSmartWarnTemperature)).status, 0);
+    EXPECT_EQ(admin(command(sn::kAdminSetFeatures).set_cdw(10, sn::kFeatTemperatureThreshold)
+                        .set_cdw(11, 0x100)).status, 0);
     ASSERT_EQ(c().state().aer.queued.size(), 1u);
-    uint16_t first_aer = submit(admin_, Sqe(sn::kAdminAsyncEventRequest));
-    Cqe event = take(admin_);
+    uint16_t first_aer = submit(kAdmin, command(sn::kAdminAsyncEventRequest));
+    Completion event = take(kAdmin);
     EXPECT_EQ(event.cid, first_aer);  // delivered at once; SMART now masked
-    EXPECT_EQ(admin(Sqe(sn::kAdminSetFeatures).cdw(10, sn::kFeatTemperatureThreshold)
-                        .cdw(11, 0x101)).status, 0);
-    aer_cids_ = {submit(admin_, Sqe(sn::kAdminAsyncEventRequest)),
-                 submit(admin_, Sqe(sn::kAdminAsyncEventRequest))};
+    EXPECT_EQ(admin(command(sn::kAdminSetFeatures).set_cdw(10, sn::kFeatTemperatureThreshold)
+                        .set_cdw(11, 0x101)).status, 0);
+    aer_cids_ = {submit(kAdmin, command(sn::kAdminAsyncEventRequest)),
+                 submit(kAdmin, command(sn::kAdminAsyncEventRequest))};
     settle();
     ASSERT_EQ(c().state().aer.outstanding.size(), 2u);
     ASSERT_EQ(c().state().aer.queued.size(), 1u);
@@ -341,8 +298,8 @@ class NvmeMigrationTest : public ::testing::Test {
   std::vector<std::unique_ptr<TempImage>> images_;
   std::unique_ptr<Side> src_, dst_;
   Side* side_ = nullptr;
-  HostQueues admin_;
-  std::map<uint16_t, HostQueues> io_;
+  std::unique_ptr<test::Host> host_;
+  std::map<uint16_t, uint16_t> io_;  // qid -> qid, as the tests name them
   std::vector<uint16_t> aer_cids_;
 };
 
@@ -369,11 +326,11 @@ TEST_F(NvmeMigrationTest, BusyControllerContinuesOnTheDestination) {
   ASSERT_EQ(again.size(), bytes.size());
   EXPECT_TRUE(std::equal(bytes.begin(), bytes.end() - 24, again.begin()));
 
-  side_ = dst_.get();
+  use(*dst_);
   dst_->ctrl->resume();
   // CQ 2: the 3 posted before, then the 3 that waited, in order, each once.
   for (uint16_t cid = 0; cid < 6; ++cid) {
-    Cqe cqe = take(io_[2]);
+    Completion cqe = take(io_[2]);
     EXPECT_EQ(cqe.cid, cid);
     EXPECT_EQ(cqe.sq_id, 2);
     EXPECT_EQ(cqe.status, 0);
@@ -382,16 +339,16 @@ TEST_F(NvmeMigrationTest, BusyControllerContinuesOnTheDestination) {
   EXPECT_FALSE(cqe_ready(io_[2]));
   // Reading the SMART log (no RAE) unmasks SMART events: the queued one completes the
   // newest outstanding AER command, exactly once.
-  uint16_t log_cid = submit(admin_, Sqe(sn::kAdminGetLogPage, 0xffffffff).prp(kData + 0x2000)
-                                        .cdw(10, (512 / 4 - 1) << 16 | sn::kLogSmartHealth));
-  Cqe event = take(admin_);  // queued while the log page command runs
-  Cqe log = take(admin_);
+  uint16_t log_cid = submit(kAdmin, command(sn::kAdminGetLogPage, 0xffffffff).set_prp1(kData + 0x2000)
+                                        .set_cdw(10, (512 / 4 - 1) << 16 | sn::kLogSmartHealth));
+  Completion event = take(kAdmin);  // queued while the log page command runs
+  Completion log = take(kAdmin);
   EXPECT_EQ(log.cid, log_cid);
   EXPECT_EQ(log.status, 0);
   EXPECT_EQ(event.cid, aer_cids_[1]);
   EXPECT_EQ(event.dw0 & 0x7, sn::kAerTypeSmart);
   settle();
-  EXPECT_FALSE(cqe_ready(admin_));
+  EXPECT_FALSE(cqe_ready(kAdmin));
   EXPECT_EQ(c().state().aer.outstanding, std::vector<uint16_t>{aer_cids_[0]});
   // SMART counters carried on; data written on the source reads back on the destination.
   EXPECT_EQ(smart(1).host_read_commands, ns1.host_read_commands);
@@ -402,14 +359,14 @@ TEST_F(NvmeMigrationTest, BusyControllerContinuesOnTheDestination) {
   EXPECT_EQ(smart(1).host_read_commands, ns1.host_read_commands + 1);
   // The timestamp continues from the host's value plus the 5 s that had passed.
   poke(kData + 0x3000, std::vector<uint8_t>(8, 0));
-  EXPECT_EQ(admin(Sqe(sn::kAdminGetFeatures).prp(kData + 0x3000).cdw(10, sn::kFeatTimestamp))
+  EXPECT_EQ(admin(command(sn::kAdminGetFeatures).set_prp1(kData + 0x3000).set_cdw(10, sn::kFeatTimestamp))
                 .status, 0);
   auto ts = peek(kData + 0x3000, 8);
   uint64_t value = 0;
   for (int i = 0; i < 6; ++i) value |= uint64_t{ts[i]} << (8 * i);
   EXPECT_EQ(value, 10000u + 5000u);
   // New queues and I/O keep working.
-  HostQueues q5 = create_io_queues(5, 8, 8);
+  uint16_t q5 = create_io_queues(5, 8, 8);
   submit(q5, rw(sn::kNvmRead, 0, 8, kData + 0x9000, 2));
   EXPECT_EQ(take(q5).status, 0);
 }
@@ -435,10 +392,10 @@ TEST_F(NvmeMigrationTest, QuiescePostsTheCompletionsThatFitAndOwesTheirInterrupt
   EXPECT_GE(c().last_drain_ns(), 20'000'000);  // waited for the released writes
   EXPECT_EQ(c().state().cqs[1]->tail, 3u);     // three posted: as many as fit
   EXPECT_EQ(c().state().cqs[1]->pending.size(), 3u);
-  EXPECT_TRUE(is_dirty(io_[1].cq_base)) << "the final RAM pass must carry the CQEs";
+  EXPECT_TRUE(is_dirty(layout(io_[1]).cq_address)) << "the final RAM pass must carry the CQEs";
   EXPECT_EQ(msi_data(*src_), std::vector<uint32_t>{}) << "an interrupt while stopping";
   EXPECT_EQ(c().state().vectors[1].aggregated, 3u) << "the interrupt is owed";
-  for (uint16_t cid = 0; cid < 3; ++cid) EXPECT_EQ(read_cqe(io_[1], cid).cid, cid);
+  for (uint16_t cid = 0; cid < 3; ++cid) EXPECT_EQ(cqe(io_[1], cid).cid, cid);
   settle();
   EXPECT_EQ(msi_data(*src_), std::vector<uint32_t>{});
 
@@ -446,7 +403,7 @@ TEST_F(NvmeMigrationTest, QuiescePostsTheCompletionsThatFitAndOwesTheirInterrupt
   dst_ = make_side(dst_clock_);
   Status st = load(*src_, *dst_, bytes);
   ASSERT_TRUE(st.ok()) << st.to_string();
-  side_ = dst_.get();
+  use(*dst_);
   dst_->ctrl->resume();
   EXPECT_EQ(msi_data(*dst_), std::vector<uint32_t>{0x41}) << "the owed interrupt, once";
   for (uint16_t cid = 0; cid < 6; ++cid) EXPECT_EQ(take(io_[1]).cid, cid);
@@ -461,7 +418,7 @@ TEST_F(NvmeMigrationTest, PagesTheControllerWritesAreMarkedDirty) {
   side_ = src_.get();
   bring_up();
   io_[1] = create_io_queues(1, 16, 16);
-  HostQueues& q = io_[1];
+  const uint16_t q = io_[1];
   constexpr uint64_t kWriteBuf = kData, kReadBuf = kData + 0x5000;
   std::vector<uint8_t> block(512);
   for (size_t i = 0; i < block.size(); ++i) block[i] = static_cast<uint8_t>(i * 13 + 1);
@@ -469,30 +426,28 @@ TEST_F(NvmeMigrationTest, PagesTheControllerWritesAreMarkedDirty) {
   submit(q, rw(sn::kNvmWrite, 5, 1, kWriteBuf));
   ASSERT_EQ(take(q).status, 0);
   constexpr uint64_t kShadow = 0x300000, kEvents = 0x301000;
-  ASSERT_EQ(admin(Sqe(sn::kAdminDoorbellBufferConfig).prp(kShadow).set32(32, kEvents)).status,
+  ASSERT_EQ(admin(command(sn::kAdminDoorbellBufferConfig).set_prp1(kShadow).set_prp2(kEvents)).status,
             0);
   // The host puts a write (elsewhere) and a read of the block in the SQ and their tail in
   // the shadow doorbell: its own stores dirty those pages, so the bitmap is cleared before
   // the controller runs.
-  for (Sqe sqe : {rw(sn::kNvmWrite, 9, 1, kWriteBuf), rw(sn::kNvmRead, 5, 1, kReadBuf)}) {
-    sqe.b[2] = static_cast<uint8_t>(q.next_cid++);
-    poke(q.sq_base + 64ull * q.sq_tail, sqe.b);
-    q.sq_tail = (q.sq_tail + 1) % q.sq_size;
-  }
-  poke(kShadow + 8, std::vector<uint8_t>{static_cast<uint8_t>(q.sq_tail), 0, 0, 0});
+  for (const Sqe& sqe : {rw(sn::kNvmWrite, 9, 1, kWriteBuf), rw(sn::kNvmRead, 5, 1, kReadBuf)})
+    submit(q, sqe, /*ring=*/false);
+  const uint32_t tail = driver().queue(q)->sq_tail();
+  poke(kShadow + 8, std::vector<uint8_t>{static_cast<uint8_t>(tail), 0, 0, 0});
   clear_dirty();
-  ASSERT_FALSE(is_dirty(q.cq_base));
-  set_reg(sn::sq_tail_doorbell(1), q.sq_tail);
-  ASSERT_TRUE(loop_->run_until([&] { return read_cqe(q, 2).phase; }, 5s).ok());
+  ASSERT_FALSE(is_dirty(layout(q).cq_address));
+  set_reg(sn::sq_tail_doorbell(1), tail);
+  ASSERT_TRUE(loop_->run_until([&] { return cqe(q, 2).phase; }, 5s).ok());
   ASSERT_TRUE(loop_->run_until([&] { return c().requests_in_flight() == 0; }, 5s).ok());
   EXPECT_EQ(peek(kReadBuf, 512), block);
   EXPECT_TRUE(is_dirty(kReadBuf)) << "read data DMA";
-  EXPECT_TRUE(is_dirty(q.cq_base)) << "CQE posting";
+  EXPECT_TRUE(is_dirty(layout(q).cq_address)) << "CQE posting";
   EXPECT_TRUE(is_dirty(kEvents)) << "shadow doorbell event index";
   EXPECT_FALSE(is_dirty(kWriteBuf)) << "write data is only read";
-  EXPECT_FALSE(is_dirty(q.sq_base)) << "SQEs are only read";
+  EXPECT_FALSE(is_dirty(layout(q).sq_address)) << "SQEs are only read";
   EXPECT_FALSE(is_dirty(kShadow)) << "the shadow doorbells are only read for I/O queues";
-  EXPECT_FALSE(is_dirty(kAcq)) << "nothing was posted on the admin CQ";
+  EXPECT_FALSE(is_dirty(layout(kAdmin).cq_address)) << "nothing was posted on the admin CQ";
 }
 
 TEST_F(NvmeMigrationTest, SaveRefusesRequestsInFlight) {
@@ -571,8 +526,8 @@ void expect_each_refused(const std::vector<Patch>& patches, const std::vector<ui
 TEST_F(NvmeMigrationTest, EveryValidationRuleRefusesAPatchedStream) {
   make_busy_source();
   // A second controller-wide feature in use: shadow doorbells.
-  ASSERT_EQ(admin(Sqe(sn::kAdminDoorbellBufferConfig).prp(0x300000)
-                      .set32(32, 0x301000)).status, 0);
+  ASSERT_EQ(admin(command(sn::kAdminDoorbellBufferConfig).set_prp1(0x300000)
+                      .set_prp2(0x301000)).status, 0);
   vmstate::Json desc;
   std::vector<uint8_t> bytes = save(*src_, &desc);
   FieldMap at;
@@ -590,7 +545,7 @@ TEST_F(NvmeMigrationTest, EveryValidationRuleRefusesAPatchedStream) {
       {"state/cqs[1]/size", 4096, "outside [2, 2048]"},
       {"state/sqs[1]/head", 16, "head 16 is not below size 16"},
       {"state/cqs[3]/tail", 200, "tail 200 is not below size 16"},
-      {"state/sqs[2]/base", kIoSq + 0x4000 * 2 + 64, "not aligned"},
+      {"state/sqs[2]/base", layout(2).sq_address + 64, "not aligned"},
       {"state/cqs[4]/base", 0x7ffff000ull, "not inside guest RAM"},
       {"state/cqs[1]/vector", 65, "MSI-X vector 65 is not below the table size 65"},
       {"state/cqs[0]/irq_enabled", 0, "admin CQ always interrupts"},
@@ -668,7 +623,7 @@ TEST_F(NvmeMigrationTest, ErrorLogTravelsInItsSubsectionAndBadLogsAreRefused) {
     EXPECT_EQ(a.status, b.status);
   }
   // The destination continues the count.
-  side_ = dst_.get();
+  use(*dst_);
   dst_->ctrl->resume();
   dst_->drives[0]->faults().add(block::FaultRule{.op = block::BlockOp::kRead, .error = EIO});
   submit(io_[1], rw(sn::kNvmRead, 50, 1, kData));
@@ -714,7 +669,7 @@ TEST_F(NvmeMigrationTest, HeldDeallocationMigratesAndRunsOnTheDestination) {
   range[8] = 32;  // at LBA 32
   poke(kData, range);
   src_->drives[0]->faults().add(block::FaultRule{.op = block::BlockOp::kDiscard, .error = ENOSPC});
-  submit(io_[1], Sqe(sn::kNvmDatasetManagement, 1).prp(kData).cdw(10, 0).cdw(11, 1u << 2));
+  submit(io_[1], command(sn::kNvmDatasetManagement, 1).set_prp1(kData).set_cdw(10, 0).set_cdw(11, 1u << 2));
   ASSERT_TRUE(loop_->run_until([&] { return c().state().held.size() == 1; }, 5s).ok());
   settle();
   EXPECT_FALSE(cqe_ready(io_[1])) << "a held deallocation must not complete";
@@ -723,9 +678,9 @@ TEST_F(NvmeMigrationTest, HeldDeallocationMigratesAndRunsOnTheDestination) {
   dst_ = make_side(dst_clock_);
   Status st = load(*src_, *dst_, bytes);
   ASSERT_TRUE(st.ok()) << st.to_string();
-  side_ = dst_.get();
+  use(*dst_);
   dst_->ctrl->resume();
-  Cqe done = take(io_[1]);
+  Completion done = take(io_[1]);
   EXPECT_EQ(done.status, 0);
   EXPECT_EQ(done.cid, 0);
 }
@@ -735,7 +690,7 @@ TEST_F(NvmeMigrationTest, TooManyOutstandingAerCommandsAreRefused) {
   src_ = make_side(src_clock_, {.serial = "MIG", .aerl = 7});
   side_ = src_.get();
   bring_up();
-  for (int i = 0; i < 6; ++i) submit(admin_, Sqe(sn::kAdminAsyncEventRequest));
+  for (int i = 0; i < 6; ++i) submit(kAdmin, command(sn::kAdminAsyncEventRequest));
   settle();
   ASSERT_EQ(c().state().aer.outstanding.size(), 6u);
   vmstate::Json desc;
@@ -764,14 +719,10 @@ TEST_F(NvmeMigrationTest, IntxMayBeAssertedOnlyWhenAQueueCallsForIt) {
   src_ = make_side(src_clock_);
   side_ = src_.get();
   bring_up(/*msix=*/false);
-  HostQueues q{.qid = 1, .sq_base = kIoSq + 0x4000, .cq_base = kIoCq + 0x4000, .sq_size = 16,
-               .cq_size = 16};
-  ASSERT_TRUE(side_->memory->fill(q.cq_base, 0, 16 * 16).ok());
-  ASSERT_EQ(admin(Sqe(sn::kAdminCreateCq).prp(q.cq_base).cdw(10, 15u << 16 | 1).cdw(11, 3u))
-                .status, 0);
-  ASSERT_EQ(admin(Sqe(sn::kAdminCreateSq).prp(q.sq_base).cdw(10, 15u << 16 | 1)
-                      .cdw(11, 1u << 16 | 1u)).status, 0);
-  submit(q, Sqe(sn::kNvmFlush, 1));
+  const uint16_t q = 1;  // 16 entries, interrupts enabled on vector 0
+  Status created = driver().create_io_queue_pair(q, 16, {.enabled = true, .vector = 0});
+  ASSERT_TRUE(created.ok()) << created.to_string();
+  submit(q, command(sn::kNvmFlush, 1));
   ASSERT_TRUE(loop_->run_until([&] { return cqe_ready(q); }, 5s).ok());
   ASSERT_TRUE(c().irq_level());
   vmstate::Json desc;
@@ -815,14 +766,14 @@ TEST_F(NvmeMigrationTest, ACqVectorKeptAfterMsixIsTurnedOffMigrates) {
   ASSERT_TRUE(cap.has_value());
   c().config_write(*cap + pci::kMsixControl, 0, 2);
   ASSERT_FALSE(c().msix_enabled());
-  submit(io_[3], Sqe(sn::kNvmFlush, 1));
+  submit(io_[3], command(sn::kNvmFlush, 1));
   ASSERT_TRUE(loop_->run_until([&] { return cqe_ready(io_[3]); }, 5s).ok());
   ASSERT_TRUE(c().irq_level());
   std::vector<uint8_t> bytes = save(*src_);
   dst_ = make_side(dst_clock_);
   Status st = load(*src_, *dst_, bytes);
   ASSERT_TRUE(st.ok()) << st.to_string();
-  side_ = dst_.get();
+  use(*dst_);
   c().resume();
   EXPECT_TRUE(c().irq_level());
   set_reg(sn::kRegIntms, 1u << 3);
@@ -936,7 +887,7 @@ TEST_F(NvmeMigrationTest, EveryAdvertisedCapabilityAndFeatureIsClassified) {
     bool value_field = (bit >= 24 && bit <= 35) || (bit >= 48 && bit <= 55);
     if (!value_field && (cap >> bit & 1)) device.insert({ProbeKind::kCapRegisterBit, bit});
   }
-  ASSERT_EQ(admin(Sqe(sn::kAdminIdentify).prp(kData).cdw(10, sn::kCnsController)).status, 0);
+  ASSERT_EQ(admin(command(sn::kAdminIdentify).set_prp1(kData).set_cdw(10, sn::kCnsController)).status, 0);
   for (const Advertised& a : identify_advertised(peek(kData, 4096))) device.insert(a);
   std::vector<Advertised> walked = advertised_capabilities(c());
   EXPECT_EQ(std::set<Advertised>(walked.begin(), walked.end()), device)
@@ -944,16 +895,16 @@ TEST_F(NvmeMigrationTest, EveryAdvertisedCapabilityAndFeatureIsClassified) {
 
   std::set<Advertised> all = device;
   for (uint32_t fid = 1; fid < 256; ++fid) {
-    Cqe r = admin(Sqe(sn::kAdminGetFeatures, 1).prp(kData + 0x2000)
-                      .cdw(10, 3u << sn::kFeatSelShift | fid));
+    Completion r = admin(command(sn::kAdminGetFeatures, 1).set_prp1(kData + 0x2000)
+                      .set_cdw(10, 3u << sn::kFeatSelShift | fid));
     if (r.status == 0) all.insert({ProbeKind::kFeature, fid});
   }
   for (uint32_t lid = 0; lid < 256; ++lid) {
-    Cqe r = admin(Sqe(sn::kAdminGetLogPage, 0xffffffff).prp(kData + 0x2000).cdw(10, lid));
+    Completion r = admin(command(sn::kAdminGetLogPage, 0xffffffff).set_prp1(kData + 0x2000).set_cdw(10, lid));
     if (r.status == 0) all.insert({ProbeKind::kLogPage, lid});
   }
-  ASSERT_EQ(admin(Sqe(sn::kAdminGetLogPage, 0xffffffff).prp(kData + 0x2000)
-                      .cdw(10, 1023u << 16 | sn::kLogCommandsSupported)).status, 0);
+  ASSERT_EQ(admin(command(sn::kAdminGetLogPage, 0xffffffff).set_prp1(kData + 0x2000)
+                      .set_cdw(10, 1023u << 16 | sn::kLogCommandsSupported)).status, 0);
   std::vector<uint8_t> effects = peek(kData + 0x2000, 4096);
   for (uint32_t op = 0; op < 256; ++op) {
     if (effects[4 * op] & 1) all.insert({ProbeKind::kAdminCommand, op});
