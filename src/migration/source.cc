@@ -26,10 +26,6 @@ constexpr int kMaxPasses = 30;                 // then stop-and-copy regardless
 // rate-limits in 100 ms windows too), so a cancel never waits long for the throttle.
 constexpr auto kThrottleWindow = std::chrono::milliseconds(100);
 
-bool is_final(std::string_view status) {
-  return status == "completed" || status == "failed" || status == "cancelled";
-}
-
 uint64_t dirty_bytes(const std::vector<memory::RamBlock*>& ram) {
   uint64_t pages = 0;
   for (memory::RamBlock* b : ram) pages += b->dirty().count();
@@ -62,7 +58,7 @@ SourceMigration::~SourceMigration() {
 }
 
 void SourceMigration::start() {
-  set_status("setup");
+  set_status(MigrationStatus::kSetup);
   thread_ = std::thread([this] { run(); });
 }
 
@@ -76,7 +72,7 @@ void SourceMigration::cancel() {
       if (is_final(stats_.status)) return;
     }
     cancel_requested_.store(true, std::memory_order_release);
-    set_status_locked("cancelling");
+    set_status_locked(MigrationStatus::kCancelling);
   }
   cancel_cv_.notify_all();  // a throttle wait ends now
   // Unblock a connect, a write to a peer that stopped reading, or the wait for the return
@@ -111,12 +107,12 @@ MigrationStats SourceMigration::stats() const {
   return stats_;
 }
 
-void SourceMigration::set_status(std::string status) {
+void SourceMigration::set_status(MigrationStatus status) {
   std::lock_guard lock(control_mutex_);
-  set_status_locked(std::move(status));
+  set_status_locked(status);
 }
 
-void SourceMigration::set_status_locked(std::string status) {
+void SourceMigration::set_status_locked(MigrationStatus status) {
   {
     std::lock_guard lock(stats_mutex_);
     stats_.status = status;
@@ -124,10 +120,10 @@ void SourceMigration::set_status_locked(std::string status) {
   hooks_.status_changed(status);  // under control_mutex_: events come in transition order
 }
 
-bool SourceMigration::advance(std::string status) {
+bool SourceMigration::advance(MigrationStatus status) {
   std::lock_guard lock(control_mutex_);
   if (cancel_requested_.load(std::memory_order_acquire)) return false;
-  set_status_locked(std::move(status));
+  set_status_locked(status);
   return true;
 }
 
@@ -149,7 +145,9 @@ void SourceMigration::run() {
     // After "go" the VM may run on the destination: never resume it here (switch_over).
     if (!switched_over_.load(std::memory_order_acquire)) hooks_.resume_after_failure();
     std::lock_guard lock(control_mutex_);
-    set_status_locked(cancel_requested_.load(std::memory_order_acquire) ? "cancelled" : "failed");
+    set_status_locked(cancel_requested_.load(std::memory_order_acquire)
+                          ? MigrationStatus::kCancelled
+                          : MigrationStatus::kFailed);
   }
   finished_.store(true, std::memory_order_release);
 }
@@ -193,7 +191,7 @@ Status SourceMigration::migrate() {
     stats_.setup_time_ms = (now_ns() - start) / 1'000'000;
     for (memory::RamBlock* b : ram_) stats_.ram_total += b->size();
   }
-  if (!advance("active")) return cancelled();
+  if (!advance(MigrationStatus::kActive)) return cancelled();
 
   auto update = [&] {
     std::lock_guard lock(stats_mutex_);
@@ -270,7 +268,7 @@ Status SourceMigration::migrate() {
   }
 
   // Stop-and-copy.
-  if (!advance("device")) return cancelled();
+  if (!advance(MigrationStatus::kDevice)) return cancelled();
   int64_t stop_ns = now_ns();
   auto capture = hooks_.stop_and_capture();
   if (!capture.ok()) return capture.take_status();
@@ -322,7 +320,7 @@ Status SourceMigration::migrate() {
   }
   (void)close_channel();
   hooks_.completed();
-  set_status("completed");
+  set_status(MigrationStatus::kCompleted);
   return {};
 }
 

@@ -127,8 +127,8 @@ void MigrationControl::completed() {
   });
 }
 
-void MigrationControl::status_changed(std::string_view status) {
-  std::string s(status);
+void MigrationControl::status_changed(migration::MigrationStatus status) {
+  std::string s(migration::qmp_name(status));
   loop_.schedule([this, s] {
     if (qmp_) qmp_->emit_event("MIGRATION", Json{{"status", s}});
   });
@@ -210,14 +210,15 @@ Result<Json> MigrationControl::migrate(const Json& args) {
 Json MigrationControl::query_migrate() const {
   Json blocked = Json::object();
   if (!blockers_.empty()) blocked = Json{{"blocked-reasons", blockers_}};
-  if (destination_ && !source_) return Json{{"status", destination_->status()}};
+  if (destination_ && !source_)
+    return Json{{"status", migration::qmp_name(destination_->status())}};
   if (!source_) return blocked;
   migration::MigrationStats s = source_->stats();
-  Json reply = {{"status", s.status}};
-  if (s.status == "none") return reply;
+  Json reply = {{"status", migration::qmp_name(s.status)}};
+  if (s.status == migration::MigrationStatus::kNone) return reply;
   reply["total-time"] = s.total_time_ms;
   reply["setup-time"] = s.setup_time_ms;
-  if (s.status == "completed") reply["downtime"] = s.downtime_ms;
+  if (s.status == migration::MigrationStatus::kCompleted) reply["downtime"] = s.downtime_ms;
   else reply["expected-downtime"] = s.expected_downtime_ms;
   reply["ram"] = {{"transferred", s.transferred},     {"remaining", s.ram_remaining},
                   {"total", s.ram_total},             {"normal", s.ram_normal_pages},

@@ -46,7 +46,7 @@ class MigrationControl final : public migration::SourceHooks, public migration::
   std::string loaded() override;
   void failed(const Status& error) override;
   // both
-  void status_changed(std::string_view status) override;
+  void status_changed(migration::MigrationStatus status) override;
 
  private:
   // Runs `work` on the main loop and waits for it; false when the loop is shutting down.
