@@ -25,6 +25,7 @@
 #include "migration/stream_reader.h"
 #include "migration/stream_writer.h"
 #include "migration/test_devices.h"
+#include "migration/wire.h"
 
 namespace ferry::migration {
 namespace {
@@ -63,20 +64,17 @@ struct Side {
   bool same_devices(const Side& o) const { return early == o.early && timer == o.timer; }
 };
 
-// Device sections captured as the machine does: FULL records of the early-setup sections,
-// or of all the others.
+// Device sections captured as the machine does: their setup records (the early-setup
+// sections' FULL), or their complete ones.
 Result<DeviceCapture> capture_sections(const SectionRegistry& registry, bool early) {
+  std::vector<SectionSaveCost> costs;
+  auto saved = save_device_sections(registry, early ? SavePhase::kSetup : SavePhase::kComplete,
+                                    &costs);
+  if (!saved.ok()) return saved.take_status();
   DeviceCapture capture;
-  BufferChannel sink;
-  StreamWriter w(sink);
-  for (const auto& e : registry.entries()) {
-    if (e->is_ram() || e->early_setup != early) continue;
-    uint64_t at = w.position();
-    FERRY_RETURN_IF_ERROR(write_device_section(w, *e, &capture.vmdesc_devices));
-    capture.timings.push_back({.idstr = e->idstr, .bytes = w.position() - at});
-  }
-  FERRY_RETURN_IF_ERROR(w.flush());
-  capture.records = sink.written();
+  capture.records = std::move(saved->records);
+  capture.vmdesc_devices = std::move(saved->vmdesc_devices);
+  for (const SectionSaveCost& c : costs) capture.timings.push_back({.idstr = c.idstr, .bytes = c.bytes});
   return capture;
 }
 
@@ -555,6 +553,30 @@ TEST(Engine, DeviceTransferTimeExcludesTheLastRamPass) {
   EXPECT_TRUE(test::same_ram(src.ram, dst.ram));
   EXPECT_GE(stats.final_ram_ns, 80'000'000);
   EXPECT_LT(stats.device_transfer_ns, 20'000'000) << stats.final_ram_ns;
+}
+
+// A section with device state at setup and again at stop-and-copy (section_handler.h; early
+// device state will be one): the live engine sends its FULL record while the VM runs and
+// again once it stopped, and the destination loads both in that order.
+TEST(Engine, ASectionSentAtSetupAndAtStopAndCopyArrivesTwice) {
+  Side src(true, 71), dst(false, 72);
+  uint32_t src_value = 0x1234, dst_value = 0;
+  ASSERT_TRUE(src.registry.add_section("twice", std::make_unique<test::TwiceSentSection>(src_value)).ok());
+  auto receiver = std::make_unique<test::TwiceSentSection>(dst_value);
+  test::TwiceSentSection& twice = *receiver;
+  ASSERT_TRUE(dst.registry.add_section("twice", std::move(receiver)).ok());
+  Live live(src, dst);
+  ASSERT_TRUE(live.ready());
+  live.src_machine.on_stop = [&] { src_value = 0x5678; };  // the device's last change
+  SourceMigration& source = live.start();
+  ASSERT_TRUE(wait_until([&] { return source.finished() && live.destination->finished(); }));
+  ASSERT_EQ(source.stats().status, MigrationStatus::kCompleted) << source.stats().error;
+  EXPECT_TRUE(live.dst_machine.ran);
+  EXPECT_EQ(twice.loads, (std::vector<test::TwiceSentSection::Load>{
+                             {wire::kSectionFull, 0x1234, 0}, {wire::kSectionFull, 0x5678, 0}}));
+  EXPECT_EQ(dst_value, 0x5678u);
+  EXPECT_TRUE(test::same_ram(src.ram, dst.ram));
+  EXPECT_TRUE(dst.same_devices(src));
 }
 
 // A cancelled migration: the source VM runs again, the status ends "cancelled" (never

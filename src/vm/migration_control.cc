@@ -49,28 +49,23 @@ bool MigrationControl::on_main_loop(const std::function<void()>& work) {
 // ---- source hooks ------------------------------------------------------------------------
 
 Result<migration::DeviceCapture> MigrationControl::capture_devices(bool early) {
+  std::vector<migration::SectionSaveCost> costs;
+  auto saved = migration::save_device_sections(
+      registry_, early ? migration::SavePhase::kSetup : migration::SavePhase::kComplete, &costs);
+  if (!saved.ok()) return saved.take_status();
   migration::DeviceCapture capture;
-  migration::BufferChannel sink;
-  migration::StreamWriter w(sink);
-  for (const auto& entry : registry_.entries()) {
-    if (entry->is_ram() || entry->early_setup != early) continue;
-    auto start = std::chrono::steady_clock::now();
-    uint64_t at = w.position();
-    FERRY_RETURN_IF_ERROR(migration::write_device_section(w, *entry, &capture.vmdesc_devices));
-    migration::DeviceTiming timing{.idstr = entry->idstr};
-    timing.save_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                         std::chrono::steady_clock::now() - start)
-                         .count();
-    timing.bytes = w.position() - at;
+  capture.records = std::move(saved->records);
+  capture.vmdesc_devices = std::move(saved->vmdesc_devices);
+  for (const migration::SectionSaveCost& cost : costs) {
+    migration::DeviceTiming timing{.idstr = cost.idstr, .save_ns = cost.save_ns,
+                                   .bytes = cost.bytes};
     for (const Machine::QuiesceTiming& q : machine_.last_quiesce())
-      if (!early && q.idstr == entry->idstr) {
+      if (!early && q.idstr == cost.idstr) {
         timing.quiesce_ns = q.ns;
         timing.drain_ns = q.drain_ns;
       }
     capture.timings.push_back(std::move(timing));
   }
-  FERRY_RETURN_IF_ERROR(w.flush());
-  capture.records = sink.written();
   return capture;
 }
 

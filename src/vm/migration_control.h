@@ -60,7 +60,7 @@ class MigrationControl final : public migration::SourceHooks, public migration::
     bool state;
   };
   static const std::vector<MigrationCapability> kCapabilities;
-  // Device sections with early_setup == `early`, saved as FULL records (main loop).
+  // The device sections' setup (`early`) or complete records, with their costs (main loop).
   Result<migration::DeviceCapture> capture_devices(bool early);
 
   Machine& machine_;
