@@ -35,7 +35,7 @@ void DestinationMigration::start() {
   thread_ = std::thread([this] { run(); });
 }
 
-std::string DestinationMigration::status() const {
+MigrationStatus DestinationMigration::status() const {
   std::lock_guard lock(mutex_);
   return status_;
 }
@@ -48,11 +48,11 @@ void DestinationMigration::run() {
   } else {
     {
       std::lock_guard lock(mutex_);
-      status_ = "active";
+      status_ = MigrationStatus::kActive;
       channel_ = channel->get();
       if (stopping_) channel_->interrupt();  // stop() came between accept and here
     }
-    hooks_.status_changed("active");
+    hooks_.status_changed(MigrationStatus::kActive);
     st = receive(**channel);
     std::lock_guard lock(mutex_);
     channel_ = nullptr;
@@ -60,9 +60,9 @@ void DestinationMigration::run() {
   }
   {
     std::lock_guard lock(mutex_);
-    status_ = st.ok() ? "completed" : "failed";
+    status_ = st.ok() ? MigrationStatus::kCompleted : MigrationStatus::kFailed;
   }
-  hooks_.status_changed(st.ok() ? "completed" : "failed");
+  hooks_.status_changed(st.ok() ? MigrationStatus::kCompleted : MigrationStatus::kFailed);
   if (!st.ok()) hooks_.failed(st);
   finished_.store(true, std::memory_order_release);
 }

@@ -15,6 +15,7 @@
 
 #include "memory/ram_block.h"
 #include "migration/channel.h"
+#include "migration/migration_status.h"
 #include "migration/section_registry.h"
 #include "migration/stream_reader.h"
 
@@ -28,7 +29,7 @@ class DestinationHooks {
   virtual std::string loaded() = 0;
   // Loading failed; the machine reports it and exits non-zero, never running the VM.
   virtual void failed(const Status& error) = 0;
-  virtual void status_changed(std::string_view status) = 0;
+  virtual void status_changed(MigrationStatus status) = 0;
 };
 
 class DestinationMigration {
@@ -45,7 +46,7 @@ class DestinationMigration {
   // incoming thread then fails and ends. The destructor calls it.
   void stop();
   bool finished() const { return finished_.load(std::memory_order_acquire); }
-  std::string status() const;
+  MigrationStatus status() const;
 
  private:
   void run();
@@ -61,7 +62,7 @@ class DestinationMigration {
   std::thread thread_;
   std::atomic<bool> finished_{false};
   mutable std::mutex mutex_;  // guards status_, channel_, stopping_
-  std::string status_ = "none";
+  MigrationStatus status_ = MigrationStatus::kNone;
   Channel* channel_ = nullptr;  // the accepted connection while it is open
   bool stopping_ = false;
 };

@@ -25,6 +25,7 @@
 #include "migration/stream_reader.h"
 #include "migration/stream_writer.h"
 #include "migration/test_devices.h"
+#include "migration/wire.h"
 
 namespace ferry::migration {
 namespace {
@@ -63,20 +64,17 @@ struct Side {
   bool same_devices(const Side& o) const { return early == o.early && timer == o.timer; }
 };
 
-// Device sections captured as the machine does: FULL records of the early-setup sections,
-// or of all the others.
+// Device sections captured as the machine does: their setup records (the early-setup
+// sections' FULL), or their complete ones.
 Result<DeviceCapture> capture_sections(const SectionRegistry& registry, bool early) {
+  std::vector<SectionSaveCost> costs;
+  auto saved = save_device_sections(registry, early ? SavePhase::kSetup : SavePhase::kComplete,
+                                    &costs);
+  if (!saved.ok()) return saved.take_status();
   DeviceCapture capture;
-  BufferChannel sink;
-  StreamWriter w(sink);
-  for (const auto& e : registry.entries()) {
-    if (e->is_ram() || e->early_setup != early) continue;
-    uint64_t at = w.position();
-    FERRY_RETURN_IF_ERROR(write_device_section(w, *e, &capture.vmdesc_devices));
-    capture.timings.push_back({.idstr = e->idstr, .bytes = w.position() - at});
-  }
-  FERRY_RETURN_IF_ERROR(w.flush());
-  capture.records = sink.written();
+  capture.records = std::move(saved->records);
+  capture.vmdesc_devices = std::move(saved->vmdesc_devices);
+  for (const SectionSaveCost& c : costs) capture.timings.push_back({.idstr = c.idstr, .bytes = c.bytes});
   return capture;
 }
 
@@ -256,9 +254,10 @@ class FakeSourceMachine final : public SourceHooks {
   }
   void resume_after_failure() override { resumed = true; }
   void completed() override { done = true; }
-  void status_changed(std::string_view status) override {
+  // The MIGRATION events, by their QMP names.
+  void status_changed(MigrationStatus status) override {
     std::lock_guard lock(mutex);
-    statuses.emplace_back(status);
+    statuses.emplace_back(qmp_name(status));
   }
   std::vector<std::string> status_list() {
     std::lock_guard lock(mutex);
@@ -286,7 +285,7 @@ class FakeDestinationMachine final : public DestinationHooks {
     std::lock_guard lock(mutex);
     failure = error.to_string();
   }
-  void status_changed(std::string_view) override {}
+  void status_changed(MigrationStatus) override {}
   std::atomic<bool> ran{false};
   std::mutex mutex;
   std::string failure;
@@ -448,7 +447,7 @@ TEST(Engine, PrecopyWithAGuestWritingConvergesAndRamEndsIdentical) {
   src.timer = {123456, 10};
   Writer writer(*src.ram[0]);
   Outcome run = migrate(src, dst, {}, &writer);
-  ASSERT_EQ(run.source.status, "completed") << run.source.error;
+  ASSERT_EQ(run.source.status, MigrationStatus::kCompleted) << run.source.error;
   EXPECT_TRUE(run.destination_ran);
   EXPECT_GE(run.source.dirty_sync_count, 1u);
   EXPECT_TRUE(test::same_ram(src.ram, dst.ram));
@@ -467,7 +466,7 @@ TEST_P(EngineOver, RamAndDevicesArriveExactly) {
   Writer writer(*src.ram[0]);
   Outcome run = migrate(src, dst, {}, &writer, kind);
   if (!run.skipped.empty()) GTEST_SKIP() << run.skipped;
-  ASSERT_EQ(run.source.status, "completed") << run.source.error;
+  ASSERT_EQ(run.source.status, MigrationStatus::kCompleted) << run.source.error;
   EXPECT_TRUE(run.destination_ran) << run.destination_failure;
   EXPECT_TRUE(test::same_ram(src.ram, dst.ram));
   EXPECT_TRUE(dst.early == src.early);
@@ -496,7 +495,7 @@ TEST(Engine, NoConvergenceForcesCompletionAfterThePassLimit) {
   // A zero downtime limit can never be met while every write dirties a page.
   SourceMigration& source = live.start({.max_bandwidth = 0, .downtime_limit_ms = 0});
   ASSERT_TRUE(wait_until([&] { return source.finished() && live.destination->finished(); }));
-  ASSERT_EQ(source.stats().status, "completed") << source.stats().error;
+  ASSERT_EQ(source.stats().status, MigrationStatus::kCompleted) << source.stats().error;
   EXPECT_EQ(source.stats().dirty_sync_count, 30u);
   EXPECT_TRUE(live.dst_machine.ran);
   EXPECT_TRUE(test::same_ram(src.ram, dst.ram));
@@ -514,7 +513,7 @@ TEST(Engine, AnUnreachableBandwidthLimitSendsTheSameStreamAsNone) {
     if (!live.ready()) return 0;
     SourceMigration& source = live.start({.max_bandwidth = max_bandwidth});
     EXPECT_TRUE(wait_until([&] { return source.finished() && live.destination->finished(); }));
-    EXPECT_EQ(source.stats().status, "completed") << source.stats().error;
+    EXPECT_EQ(source.stats().status, MigrationStatus::kCompleted) << source.stats().error;
     EXPECT_TRUE(test::same_ram(src.ram, dst.ram));
     return source.stats().transferred;
   };
@@ -550,10 +549,34 @@ TEST(Engine, DeviceTransferTimeExcludesTheLastRamPass) {
   SourceMigration& source = live.start();
   ASSERT_TRUE(wait_until([&] { return source.finished() && live.destination->finished(); }));
   MigrationStats stats = source.stats();
-  ASSERT_EQ(stats.status, "completed") << stats.error;
+  ASSERT_EQ(stats.status, MigrationStatus::kCompleted) << stats.error;
   EXPECT_TRUE(test::same_ram(src.ram, dst.ram));
   EXPECT_GE(stats.final_ram_ns, 80'000'000);
   EXPECT_LT(stats.device_transfer_ns, 20'000'000) << stats.final_ram_ns;
+}
+
+// A section with device state at setup and again at stop-and-copy (section_handler.h; early
+// device state will be one): the live engine sends its FULL record while the VM runs and
+// again once it stopped, and the destination loads both in that order.
+TEST(Engine, ASectionSentAtSetupAndAtStopAndCopyArrivesTwice) {
+  Side src(true, 71), dst(false, 72);
+  uint32_t src_value = 0x1234, dst_value = 0;
+  ASSERT_TRUE(src.registry.add_section("twice", std::make_unique<test::TwiceSentSection>(src_value)).ok());
+  auto receiver = std::make_unique<test::TwiceSentSection>(dst_value);
+  test::TwiceSentSection& twice = *receiver;
+  ASSERT_TRUE(dst.registry.add_section("twice", std::move(receiver)).ok());
+  Live live(src, dst);
+  ASSERT_TRUE(live.ready());
+  live.src_machine.on_stop = [&] { src_value = 0x5678; };  // the device's last change
+  SourceMigration& source = live.start();
+  ASSERT_TRUE(wait_until([&] { return source.finished() && live.destination->finished(); }));
+  ASSERT_EQ(source.stats().status, MigrationStatus::kCompleted) << source.stats().error;
+  EXPECT_TRUE(live.dst_machine.ran);
+  EXPECT_EQ(twice.loads, (std::vector<test::TwiceSentSection::Load>{
+                             {wire::kSectionFull, 0x1234, 0}, {wire::kSectionFull, 0x5678, 0}}));
+  EXPECT_EQ(dst_value, 0x5678u);
+  EXPECT_TRUE(test::same_ram(src.ram, dst.ram));
+  EXPECT_TRUE(dst.same_devices(src));
 }
 
 // A cancelled migration: the source VM runs again, the status ends "cancelled" (never
@@ -561,7 +584,7 @@ TEST(Engine, DeviceTransferTimeExcludesTheLastRamPass) {
 void expect_cancelled(SourceMigration& source, FakeSourceMachine& src_machine,
                       DestinationMigration& destination, FakeDestinationMachine& dst_machine) {
   ASSERT_TRUE(wait_until([&] { return source.finished() && destination.finished(); }));
-  EXPECT_EQ(source.stats().status, "cancelled") << source.stats().error;
+  EXPECT_EQ(source.stats().status, MigrationStatus::kCancelled) << source.stats().error;
   EXPECT_TRUE(src_machine.resumed);
   EXPECT_FALSE(src_machine.done);
   EXPECT_FALSE(dst_machine.ran);
@@ -591,7 +614,7 @@ TEST(Engine, CancelDuringPrecopyResumesAndTheDestinationNeverRuns) {
   Live live(src, dst);
   ASSERT_TRUE(live.ready());
   SourceMigration& source = live.start({.max_bandwidth = 2 << 20});
-  ASSERT_TRUE(wait_until([&] { return source.stats().status == "active"; }));
+  ASSERT_TRUE(wait_until([&] { return source.stats().status == MigrationStatus::kActive; }));
   source.cancel();
   expect_cancelled(live);
   EXPECT_FALSE(live.src_machine.stopped);
@@ -611,9 +634,9 @@ TEST(Engine, CancelDuringSetupResumesAndTheDestinationNeverRuns) {
   ReleaseOnExit release{src_machine.setup_gate};
   source.start();
   ASSERT_TRUE(src_machine.setup_gate.wait_entered());
-  EXPECT_EQ(source.stats().status, "setup");
+  EXPECT_EQ(source.stats().status, MigrationStatus::kSetup);
   source.cancel();
-  EXPECT_EQ(source.stats().status, "cancelling");
+  EXPECT_EQ(source.stats().status, MigrationStatus::kCancelling);
   src_machine.setup_gate.release();
   ASSERT_TRUE(wait_until([&] { return source.finished(); }));
   EXPECT_EQ(source.stats().transferred, 0u);  // no RAM went out
@@ -638,7 +661,7 @@ TEST(Engine, CancelDuringStopAndCopyResumesAndTheDestinationNeverRuns) {
   ReleaseOnExit release{src_machine.device_gate};
   SourceMigration& source = live.start();
   ASSERT_TRUE(src_machine.device_gate.wait_entered());
-  EXPECT_EQ(source.stats().status, "device");
+  EXPECT_EQ(source.stats().status, MigrationStatus::kDevice);
   EXPECT_TRUE(src_machine.stopped);
   source.cancel();
   src_machine.device_gate.release();
@@ -661,7 +684,7 @@ TEST(Engine, CancelWhileWaitingOnTheReturnPathResumesAndTheDestinationNeverRuns)
   SourceMigration& source = live.start();
   ASSERT_TRUE(wait_until([&] { return network->waiting_for_answer(); }));
   std::this_thread::sleep_for(20ms);  // let the read block
-  EXPECT_EQ(source.stats().status, "device");
+  EXPECT_EQ(source.stats().status, MigrationStatus::kDevice);
   EXPECT_FALSE(source.finished());
   source.cancel();
   expect_cancelled(live);
@@ -757,13 +780,13 @@ TEST(Engine, ALostAnswerAfterTheGoAheadLeavesTheSourcePaused) {
   (void)peer.close();  // the destination vanishes before it answers
   ASSERT_TRUE(wait_until([&] { return source.finished(); }));
   MigrationStats stats = source.stats();
-  EXPECT_EQ(stats.status, "failed");
+  EXPECT_EQ(stats.status, MigrationStatus::kFailed);
   EXPECT_NE(stats.error.find("stays paused"), std::string::npos) << stats.error;
   EXPECT_TRUE(src_machine.stopped);
   EXPECT_FALSE(src_machine.resumed);
   EXPECT_FALSE(src_machine.done);
   source.cancel();  // too late to change anything
-  EXPECT_EQ(source.stats().status, "failed");
+  EXPECT_EQ(source.stats().status, MigrationStatus::kFailed);
 }
 
 // max-bandwidth holds: 32 MiB of non-zero pages at 8 MiB/s take about 4 s, and the rate
@@ -776,7 +799,7 @@ TEST(Engine, MaxBandwidthLimitsTheRate) {
   auto start = std::chrono::steady_clock::now();
   Outcome run = migrate(src, dst, {.max_bandwidth = kLimit}, nullptr);
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  ASSERT_EQ(run.source.status, "completed") << run.source.error;
+  ASSERT_EQ(run.source.status, MigrationStatus::kCompleted) << run.source.error;
   EXPECT_TRUE(test::same_ram(src.ram, dst.ram));
   EXPECT_GE(run.source.transferred, kPages * memory::kPageSize);
   EXPECT_GE(seconds, 3.5);
@@ -797,7 +820,7 @@ TEST(Engine, CancelDuringAThrottledMigrationIsPrompt) {
   SourceMigration& source = live.start({.max_bandwidth = 1 << 20});
   // Mid-transfer: some RAM has gone, most of the 32 MiB (about 30 s at 1 MiB/s) has not.
   ASSERT_TRUE(wait_until([&] {
-    return source.stats().status == "active" && source.stats().transferred > 0;
+    return source.stats().status == MigrationStatus::kActive && source.stats().transferred > 0;
   }));
   auto cancel_at = std::chrono::steady_clock::now();
   source.cancel();
@@ -828,10 +851,10 @@ TEST(Engine, DestinationStopsWhileWaitingForAConnectionOrForBytes) {
   DestinationMigration& loading = *started;
   auto stalled = connect_outgoing(uri);  // connects, sends nothing
   ASSERT_TRUE(stalled.ok());
-  ASSERT_TRUE(wait_until([&] { return loading.status() == "active"; }));
+  ASSERT_TRUE(wait_until([&] { return loading.status() == MigrationStatus::kActive; }));
   loading.stop();
   ASSERT_TRUE(wait_until([&] { return loading.finished(); }, 10s));
-  EXPECT_EQ(loading.status(), "failed");
+  EXPECT_EQ(loading.status(), MigrationStatus::kFailed);
   EXPECT_FALSE(machine.ran);
 }
 

@@ -7,6 +7,7 @@
 
 #include "memory/guest_memory.h"
 #include "memory/zero_page.h"
+#include "migration/stream.h"
 #include "migration/stream_reader.h"
 #include "migration/wire.h"
 
@@ -107,8 +108,12 @@ bool RamSaver::send_pass(StreamWriter& w, uint64_t byte_budget) {
   return block_cursor_ >= blocks_.size();
 }
 
-void RamSaver::send_everything(StreamWriter& w) {
+void RamSaver::mark_all_dirty() {
   for (RamBlock* b : blocks_) b->dirty().mark_all();
+}
+
+void RamSaver::send_everything(StreamWriter& w) {
+  mark_all_dirty();
   begin_pass();
   send_pass(w, UINT64_MAX);
 }
@@ -299,6 +304,54 @@ Status RamLoader::load_body(StreamReader& r, bool is_start) {
                      flags, at);
     }
   }
+}
+
+// ---- as a section handler ----
+
+Status RamSection::save_setup(StreamWriter& w, const SectionEntry& entry, SaveContext& ctx) {
+  (void)ctx;
+  if (!saver_) return Error(ErrorCode::kFailedPrecondition, "RAM section has no saver");
+  saver_->mark_all_dirty();  // every page goes in the first pass
+  write_section_header(w, wire::kSectionStart, entry, wire::kRamVersion);
+  saver_->write_start_body(w);
+  write_footer(w, entry.section_id);
+  return {};
+}
+
+uint64_t RamSection::sync_pending() {
+  return saver_ ? saver_->begin_pass() * memory::kPageSize : 0;
+}
+
+uint64_t RamSection::pending_bytes() const {
+  return saver_ ? saver_->remaining() * memory::kPageSize : 0;
+}
+
+Result<bool> RamSection::save_iterate(StreamWriter& w, const SectionEntry& entry,
+                                      uint64_t byte_budget) {
+  if (!saver_) return Error(ErrorCode::kFailedPrecondition, "RAM section has no saver");
+  write_section_continuation(w, wire::kSectionPart, entry.section_id);
+  bool done = saver_->send_pass(w, byte_budget);
+  write_footer(w, entry.section_id);
+  FERRY_RETURN_IF_ERROR(w.status());
+  return done;
+}
+
+Status RamSection::save_complete(StreamWriter& w, const SectionEntry& entry, SaveContext& ctx) {
+  (void)ctx;
+  if (!saver_) return Error(ErrorCode::kFailedPrecondition, "RAM section has no saver");
+  saver_->begin_pass();
+  write_section_continuation(w, wire::kSectionEnd, entry.section_id);
+  saver_->send_pass(w, UINT64_MAX);
+  write_footer(w, entry.section_id);
+  return {};
+}
+
+int RamSection::version() const { return static_cast<int>(wire::kRamVersion); }
+
+Status RamSection::load(StreamReader& r, uint8_t record_type, int version) {
+  (void)version;  // the loader checked it
+  if (!loader_) return Error(ErrorCode::kFailedPrecondition, "RAM section has no loader");
+  return loader_->load_body(r, record_type == wire::kSectionStart);
 }
 
 }  // namespace ferry::migration

@@ -25,6 +25,7 @@
 #include "base/status.h"
 #include "memory/dirty_bitmap.h"
 #include "memory/ram_block.h"
+#include "migration/section_handler.h"
 #include "migration/stream_reader.h"
 #include "migration/stream_writer.h"
 
@@ -50,6 +51,8 @@ class RamSaver {
   // done, a write failed or the stop flag is set, then EOS. Returns true when the pass is
   // complete.
   bool send_pass(StreamWriter& w, uint64_t byte_budget);
+  // Marks every page dirty: the next pass sends all of RAM.
+  void mark_all_dirty();
   // Marks all RAM dirty and sends it all (the first pass, or a stopped VM's only one).
   void send_everything(StreamWriter& w);
   // A flag another thread sets to end send_pass() early (a cancelled migration): a pass
@@ -93,6 +96,31 @@ class RamLoader {
   uint64_t scanned_to_ = 0;      // stream offset where the look-ahead stopped
   bool populate_works_ = true;   // false once the kernel refused MADV_POPULATE_WRITE
   RamStats stats_;
+};
+
+// RAM as a section handler (section_handler.h), over one migration's saver and/or loader:
+// setup marks every page dirty and sends START (the block list); each sync takes the
+// dirty pages as a pass, sent in PART records; complete syncs once more and sends the
+// last pass in END.
+class RamSection final : public SectionHandler {
+ public:
+  explicit RamSection(RamSaver& saver) : saver_(&saver) {}
+  explicit RamSection(RamLoader& loader) : loader_(&loader) {}
+
+  bool iterative() const override { return true; }
+  Status save_setup(StreamWriter& w, const SectionEntry& entry, SaveContext& ctx) override;
+  uint64_t sync_pending() override;
+  uint64_t pending_bytes() const override;
+  Result<bool> save_iterate(StreamWriter& w, const SectionEntry& entry,
+                            uint64_t byte_budget) override;
+  Status save_complete(StreamWriter& w, const SectionEntry& entry, SaveContext& ctx) override;
+  int version() const override;
+  // A START, PART or END body, streamed into guest RAM.
+  Status load(StreamReader& r, uint8_t record_type, int version) override;
+
+ private:
+  RamSaver* saver_ = nullptr;
+  RamLoader* loader_ = nullptr;
 };
 
 }  // namespace ferry::migration

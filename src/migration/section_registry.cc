@@ -21,24 +21,37 @@ Result<uint32_t> SectionRegistry::add(std::string idstr,
     return Error(ErrorCode::kInvalidArgument, "section '{}' has no state binding", idstr);
   if (idstr == wire::kRamIdstr)
     return Error(ErrorCode::kInvalidArgument, "section name 'ram' is reserved for RAM");
-  uint32_t instance = 0;
-  if (instance_id) {
-    instance = *instance_id;
-  } else {
-    while (find(idstr, instance)) ++instance;
-  }
+  uint32_t instance = instance_id ? *instance_id : next_free_instance(idstr);
   FERRY_RETURN_IF_ERROR(check_new(idstr, instance));
   Status st = state->check();
   if (!st.ok())
     return st.prepend_message(fmt::format("registering section '{}' instance {}", idstr, instance));
+  return add_section(std::move(idstr),
+                     std::make_unique<VmstateSection>(std::move(state), early_setup), instance);
+}
+
+Result<uint32_t> SectionRegistry::add_section(std::string idstr,
+                                              std::unique_ptr<SectionHandler> handler,
+                                              std::optional<uint32_t> instance_id) {
+  if (!handler)
+    return Error(ErrorCode::kInvalidArgument, "section '{}' has no handler", idstr);
+  if (idstr == wire::kRamIdstr)
+    return Error(ErrorCode::kInvalidArgument, "section name 'ram' is reserved for RAM");
+  uint32_t instance = instance_id ? *instance_id : next_free_instance(idstr);
+  FERRY_RETURN_IF_ERROR(check_new(idstr, instance));
   auto e = std::make_unique<SectionEntry>();
   e->idstr = std::move(idstr);
   e->instance_id = instance;
   e->section_id = next_section_id_++;
-  e->state = std::move(state);
-  e->early_setup = early_setup;
+  e->handler = std::move(handler);
   entries_.push_back(std::move(e));
   return entries_.back()->section_id;
+}
+
+uint32_t SectionRegistry::next_free_instance(std::string_view idstr) const {
+  uint32_t instance = 0;
+  while (find(idstr, instance)) ++instance;
+  return instance;
 }
 
 Result<uint32_t> SectionRegistry::add_ram() {

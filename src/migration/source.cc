@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <functional>
 
 #include "migration/ram_section.h"
 #include "migration/stream.h"
@@ -26,15 +27,29 @@ constexpr int kMaxPasses = 30;                 // then stop-and-copy regardless
 // rate-limits in 100 ms windows too), so a cancel never waits long for the throttle.
 constexpr auto kThrottleWindow = std::chrono::milliseconds(100);
 
-bool is_final(std::string_view status) {
-  return status == "completed" || status == "failed" || status == "cancelled";
-}
-
 uint64_t dirty_bytes(const std::vector<memory::RamBlock*>& ram) {
   uint64_t pages = 0;
   for (memory::RamBlock* b : ram) pages += b->dirty().count();
   return pages * memory::kPageSize;
 }
+
+// The live save's steps (stream.h's SaveRunner), as closures over the engine's state.
+class LiveSaveRunner final : public SaveRunner {
+ public:
+  Result<DeviceRecords> device_records(SavePhase phase) override { return devices(phase); }
+  Status setup_written(StreamWriter& w) override { return setup_written_fn(w); }
+  Status iterate(StreamWriter& w, IterativeSections& sections) override {
+    return iterate_fn(w, sections);
+  }
+  Status iterative_complete_written(StreamWriter& w) override {
+    return iterative_complete_written_fn(w);
+  }
+
+  std::function<Result<DeviceRecords>(SavePhase)> devices;
+  std::function<Status(StreamWriter&)> setup_written_fn;
+  std::function<Status(StreamWriter&, IterativeSections&)> iterate_fn;
+  std::function<Status(StreamWriter&)> iterative_complete_written_fn;
+};
 
 }  // namespace
 
@@ -62,7 +77,7 @@ SourceMigration::~SourceMigration() {
 }
 
 void SourceMigration::start() {
-  set_status("setup");
+  set_status(MigrationStatus::kSetup);
   thread_ = std::thread([this] { run(); });
 }
 
@@ -76,7 +91,7 @@ void SourceMigration::cancel() {
       if (is_final(stats_.status)) return;
     }
     cancel_requested_.store(true, std::memory_order_release);
-    set_status_locked("cancelling");
+    set_status_locked(MigrationStatus::kCancelling);
   }
   cancel_cv_.notify_all();  // a throttle wait ends now
   // Unblock a connect, a write to a peer that stopped reading, or the wait for the return
@@ -111,12 +126,12 @@ MigrationStats SourceMigration::stats() const {
   return stats_;
 }
 
-void SourceMigration::set_status(std::string status) {
+void SourceMigration::set_status(MigrationStatus status) {
   std::lock_guard lock(control_mutex_);
-  set_status_locked(std::move(status));
+  set_status_locked(status);
 }
 
-void SourceMigration::set_status_locked(std::string status) {
+void SourceMigration::set_status_locked(MigrationStatus status) {
   {
     std::lock_guard lock(stats_mutex_);
     stats_.status = status;
@@ -124,10 +139,10 @@ void SourceMigration::set_status_locked(std::string status) {
   hooks_.status_changed(status);  // under control_mutex_: events come in transition order
 }
 
-bool SourceMigration::advance(std::string status) {
+bool SourceMigration::advance(MigrationStatus status) {
   std::lock_guard lock(control_mutex_);
   if (cancel_requested_.load(std::memory_order_acquire)) return false;
-  set_status_locked(std::move(status));
+  set_status_locked(status);
   return true;
 }
 
@@ -149,14 +164,15 @@ void SourceMigration::run() {
     // After "go" the VM may run on the destination: never resume it here (switch_over).
     if (!switched_over_.load(std::memory_order_acquire)) hooks_.resume_after_failure();
     std::lock_guard lock(control_mutex_);
-    set_status_locked(cancel_requested_.load(std::memory_order_acquire) ? "cancelled" : "failed");
+    set_status_locked(cancel_requested_.load(std::memory_order_acquire)
+                          ? MigrationStatus::kCancelled
+                          : MigrationStatus::kFailed);
   }
   finished_.store(true, std::memory_order_release);
 }
 
 Status SourceMigration::migrate() {
-  const SectionEntry* ram_entry = registry_.ram();
-  if (!ram_entry) return Error(ErrorCode::kFailedPrecondition, "no RAM section registered");
+  if (!registry_.ram()) return Error(ErrorCode::kFailedPrecondition, "no RAM section registered");
   auto cancelled = [] { return Error(ErrorCode::kFailedPrecondition, "migration cancelled"); };
   auto check_cancel = [&]() -> Status {
     if (cancel_requested_.load(std::memory_order_acquire)) return cancelled();
@@ -171,29 +187,11 @@ Status SourceMigration::migrate() {
   }
   FERRY_RETURN_IF_ERROR(check_cancel());  // a cancel that found no channel yet
   StreamWriter w(*channel_);
-  write_header(w);
-  write_configuration(w, machine_type_);
-  vmstate::Json vmdesc_devices = vmstate::Json::array();
-  auto early = hooks_.capture_early_setup();
-  if (!early.ok()) return early.take_status();
-  FERRY_RETURN_IF_ERROR(check_cancel());
-  w.put_bytes(early->records);
-  for (auto& d : early->vmdesc_devices) vmdesc_devices.push_back(std::move(d));
-
-  // Every page goes in the first pass.
-  for (memory::RamBlock* b : ram_) b->dirty().mark_all();
   RamSaver saver(ram_);
   saver.set_stop_flag(&cancel_requested_);
-  write_section_header(w, wire::kSectionStart, *ram_entry, wire::kRamVersion);
-  saver.write_start_body(w);
-  write_footer(w, ram_entry->section_id);
-  FERRY_RETURN_IF_ERROR(w.flush());
-  {
-    std::lock_guard lock(stats_mutex_);
-    stats_.setup_time_ms = (now_ns() - start) / 1'000'000;
-    for (memory::RamBlock* b : ram_) stats_.ram_total += b->size();
-  }
-  if (!advance("active")) return cancelled();
+  RamSection ram_section(saver);
+  LiveSaveRunner runner;
+  int64_t stop_ns = 0, ram_start_ns = 0, transfer_start = 0;
 
   auto update = [&] {
     std::lock_guard lock(stats_mutex_);
@@ -205,97 +203,115 @@ Status SourceMigration::migrate() {
     stats_.mbps = secs > 0 ? static_cast<double>(w.position()) * 8 / 1e6 / secs : 0;
   };
 
+  // Device records: the early-setup ones while the VM runs; the rest once it stopped
+  // (stop-and-copy), captured before the last RAM pass goes out.
+  runner.devices = [&](SavePhase phase) -> Result<DeviceRecords> {
+    if (phase == SavePhase::kSetup) {
+      auto early = hooks_.capture_early_setup();
+      if (!early.ok()) return early.take_status();
+      FERRY_RETURN_IF_ERROR(check_cancel());
+      return DeviceRecords{std::move(early->records), std::move(early->vmdesc_devices)};
+    }
+    if (!advance(MigrationStatus::kDevice)) return cancelled();
+    stop_ns = now_ns();
+    auto capture = hooks_.stop_and_capture();
+    if (!capture.ok()) return capture.take_status();
+    FERRY_RETURN_IF_ERROR(check_cancel());  // the VM stopped, but resumes now
+    {
+      std::lock_guard lock(stats_mutex_);
+      stats_.device_save_ms = (now_ns() - stop_ns) / 1'000'000;
+      stats_.devices = capture->timings;
+    }
+    // The last RAM pass and the device records are timed apart, each up to its own flush,
+    // so the device transfer time holds no RAM bytes.
+    ram_start_ns = now_ns();
+    return DeviceRecords{std::move(capture->records), std::move(capture->vmdesc_devices)};
+  };
+
+  runner.setup_written_fn = [&](StreamWriter& out) -> Status {
+    FERRY_RETURN_IF_ERROR(out.flush());
+    {
+      std::lock_guard lock(stats_mutex_);
+      stats_.setup_time_ms = (now_ns() - start) / 1'000'000;
+      for (memory::RamBlock* b : ram_) stats_.ram_total += b->size();
+    }
+    if (!advance(MigrationStatus::kActive)) return cancelled();
+    return {};
+  };
+
   // Iterate while the VM runs, until what is left fits the downtime limit. Under
   // max-bandwidth each PART record carries one window's worth of bytes, flushed, and the
   // thread then waits (interruptibly) until those bytes fit the limit.
-  const uint64_t bandwidth = params_.max_bandwidth;
-  // The window's bytes are computed from a bandwidth already capped at what fills a whole
-  // chunk, so no limit the user can set (up to 2^64 - 1, as QEMU's -1) overflows into a
-  // tiny chunk.
-  constexpr uint64_t kChunkFillingBandwidth = kChunkBytes * 1000 / kThrottleWindow.count();
-  const uint64_t chunk =
-      bandwidth == 0 ? kChunkBytes
-                     : std::clamp<uint64_t>(std::min(bandwidth, kChunkFillingBandwidth) *
-                                                kThrottleWindow.count() / 1000,
-                                            memory::kPageSize, kChunkBytes);
-  Clock::time_point window_start = Clock::now();
-  uint64_t window_from = w.position();
-  int64_t last_sync = now_ns();
-  for (int pass = 0;; ++pass) {
-    uint64_t found = saver.begin_pass();
-    {
-      std::lock_guard lock(stats_mutex_);
-      ++stats_.dirty_sync_count;
-      // Pages the guest dirtied since the previous sync (the first pass is everything).
-      int64_t since = now_ns() - last_sync;
-      if (pass > 0 && since > 0)
-        stats_.dirty_pages_rate = static_cast<uint64_t>(static_cast<double>(found) * 1e9 /
-                                                        static_cast<double>(since));
-    }
-    last_sync = now_ns();
-    int64_t pass_start = now_ns();
-    uint64_t pass_bytes_start = w.position();
-    for (bool done = false; !done;) {
-      FERRY_RETURN_IF_ERROR(check_cancel());
-      write_section_continuation(w, wire::kSectionPart, ram_entry->section_id);
-      done = saver.send_pass(w, chunk);
-      write_footer(w, ram_entry->section_id);
-      FERRY_RETURN_IF_ERROR(w.status());
-      if (bandwidth > 0) {
-        FERRY_RETURN_IF_ERROR(w.flush());  // the limit counts bytes that left
-        auto sent = static_cast<double>(w.position() - window_from);
-        auto due = window_start + std::chrono::duration_cast<Clock::duration>(
-                                      std::chrono::duration<double>(
-                                          sent / static_cast<double>(bandwidth)));
-        // A window that went out slower than the limit earns no credit for the next one.
-        if (due > Clock::now() && !wait_unless_cancelled(due)) return cancelled();
-        window_start = std::max(due, Clock::now());
-        window_from = w.position();
+  runner.iterate_fn = [&](StreamWriter& out, IterativeSections& sections) -> Status {
+    const uint64_t bandwidth = params_.max_bandwidth;
+    // The window's bytes are computed from a bandwidth already capped at what fills a
+    // whole chunk, so no limit the user can set (up to 2^64 - 1, as QEMU's -1) overflows
+    // into a tiny chunk.
+    constexpr uint64_t kChunkFillingBandwidth = kChunkBytes * 1000 / kThrottleWindow.count();
+    const uint64_t chunk =
+        bandwidth == 0 ? kChunkBytes
+                       : std::clamp<uint64_t>(std::min(bandwidth, kChunkFillingBandwidth) *
+                                                  kThrottleWindow.count() / 1000,
+                                              memory::kPageSize, kChunkBytes);
+    Clock::time_point window_start = Clock::now();
+    uint64_t window_from = out.position();
+    int64_t last_sync = now_ns();
+    for (int pass = 0;; ++pass) {
+      uint64_t found = sections.sync() / memory::kPageSize;
+      {
+        std::lock_guard lock(stats_mutex_);
+        ++stats_.dirty_sync_count;
+        // Pages the guest dirtied since the previous sync (the first pass is everything).
+        int64_t since = now_ns() - last_sync;
+        if (pass > 0 && since > 0)
+          stats_.dirty_pages_rate = static_cast<uint64_t>(static_cast<double>(found) * 1e9 /
+                                                          static_cast<double>(since));
       }
-      update();
+      last_sync = now_ns();
+      int64_t pass_start = now_ns();
+      uint64_t pass_bytes_start = out.position();
+      for (bool done = false; !done;) {
+        FERRY_RETURN_IF_ERROR(check_cancel());
+        auto sent = sections.iterate(out, chunk);
+        if (!sent.ok()) return sent.take_status();
+        done = *sent;
+        if (bandwidth > 0) {
+          FERRY_RETURN_IF_ERROR(out.flush());  // the limit counts bytes that left
+          auto window_bytes = static_cast<double>(out.position() - window_from);
+          auto due = window_start + std::chrono::duration_cast<Clock::duration>(
+                                        std::chrono::duration<double>(
+                                            window_bytes / static_cast<double>(bandwidth)));
+          // A window that went out slower than the limit earns no credit for the next one.
+          if (due > Clock::now() && !wait_unless_cancelled(due)) return cancelled();
+          window_start = std::max(due, Clock::now());
+          window_from = out.position();
+        }
+        update();
+      }
+      FERRY_RETURN_IF_ERROR(out.flush());
+      double pass_s = std::max(1e-6, static_cast<double>(now_ns() - pass_start) / 1e9);
+      double rate = static_cast<double>(out.position() - pass_bytes_start) / pass_s;
+      if (rate <= 0) rate = 1e9;
+      uint64_t left = dirty_bytes(ram_);
+      double expected_ms = static_cast<double>(left) / rate * 1000.0;
+      {
+        std::lock_guard lock(stats_mutex_);
+        stats_.expected_downtime_ms = static_cast<int64_t>(expected_ms);
+      }
+      if (left == 0 || expected_ms <= static_cast<double>(params_.downtime_limit_ms) ||
+          pass + 1 >= kMaxPasses)
+        return {};
     }
-    FERRY_RETURN_IF_ERROR(w.flush());
-    double pass_s = std::max(1e-6, static_cast<double>(now_ns() - pass_start) / 1e9);
-    double rate = static_cast<double>(w.position() - pass_bytes_start) / pass_s;
-    if (rate <= 0) rate = 1e9;
-    uint64_t left = dirty_bytes(ram_);
-    double expected_ms = static_cast<double>(left) / rate * 1000.0;
-    {
-      std::lock_guard lock(stats_mutex_);
-      stats_.expected_downtime_ms = static_cast<int64_t>(expected_ms);
-    }
-    if (left == 0 || expected_ms <= static_cast<double>(params_.downtime_limit_ms) ||
-        pass + 1 >= kMaxPasses)
-      break;
-  }
+  };
 
-  // Stop-and-copy.
-  if (!advance("device")) return cancelled();
-  int64_t stop_ns = now_ns();
-  auto capture = hooks_.stop_and_capture();
-  if (!capture.ok()) return capture.take_status();
-  FERRY_RETURN_IF_ERROR(check_cancel());  // the VM stopped, but resumes now
-  {
-    std::lock_guard lock(stats_mutex_);
-    stats_.device_save_ms = (now_ns() - stop_ns) / 1'000'000;
-    stats_.devices = capture->timings;
-  }
-  // The last RAM pass and the device records are timed apart, each up to its own flush,
-  // so the device transfer time holds no RAM bytes.
-  int64_t ram_start_ns = now_ns();
-  saver.begin_pass();
-  write_section_continuation(w, wire::kSectionEnd, ram_entry->section_id);
-  saver.send_pass(w, UINT64_MAX);
-  write_footer(w, ram_entry->section_id);
-  FERRY_RETURN_IF_ERROR(w.flush());
-  int64_t transfer_start = now_ns();
-  w.put_bytes(capture->records);
-  vmstate::Json vmdesc = vmstate::Json::object();
-  vmdesc["page_size"] = wire::kVmdescPageSize;
-  for (auto& d : capture->vmdesc_devices) vmdesc_devices.push_back(std::move(d));
-  vmdesc["devices"] = std::move(vmdesc_devices);
-  write_eof_and_vmdesc(w, vmdesc);
-  FERRY_RETURN_IF_ERROR(w.flush());
+  runner.iterative_complete_written_fn = [&](StreamWriter& out) -> Status {
+    FERRY_RETURN_IF_ERROR(out.flush());
+    transfer_start = now_ns();
+    return {};
+  };
+
+  FERRY_RETURN_IF_ERROR(
+      run_save(w, machine_type_, registry_, ram_section, runner));  // flushed
   {
     std::lock_guard lock(stats_mutex_);
     stats_.final_ram_ns = transfer_start - ram_start_ns;
@@ -322,7 +338,7 @@ Status SourceMigration::migrate() {
   }
   (void)close_channel();
   hooks_.completed();
-  set_status("completed");
+  set_status(MigrationStatus::kCompleted);
   return {};
 }
 

@@ -22,6 +22,7 @@
 
 #include "memory/ram_block.h"
 #include "migration/channel.h"
+#include "migration/migration_status.h"
 #include "migration/section_registry.h"
 #include "vmstate/vmdesc.h"
 
@@ -66,11 +67,11 @@ class SourceHooks {
   // The destination runs the VM now: the source enters postmigrate.
   virtual void completed() = 0;
   // QEMU's MIGRATION event.
-  virtual void status_changed(std::string_view status) = 0;
+  virtual void status_changed(MigrationStatus status) = 0;
 };
 
 struct MigrationStats {
-  std::string status = "none";
+  MigrationStatus status = MigrationStatus::kNone;
   std::string error;
   int64_t total_time_ms = 0;
   int64_t setup_time_ms = 0;
@@ -106,7 +107,7 @@ class SourceMigration {
   SourceMigration& operator=(const SourceMigration&) = delete;
 
   void start();
-  // Thread-safe; the status becomes "cancelling" and the migration thread stops at its
+  // Thread-safe; the status becomes cancelling and the migration thread stops at its
   // next step (a connect, a throttle wait, a RAM pass or a blocked read/write ends at
   // once). No effect once the migration ended or the destination confirmed that it runs
   // the VM.
@@ -117,10 +118,10 @@ class SourceMigration {
  private:
   void run();
   Status migrate();
-  void set_status(std::string status);
-  void set_status_locked(std::string status);  // control_mutex_ held
-  // Moves to a phase ("active", "device") unless a cancel came first; false then.
-  bool advance(std::string status);
+  void set_status(MigrationStatus status);
+  void set_status_locked(MigrationStatus status);  // control_mutex_ held
+  // Moves to a phase (active, device) unless a cancel came first; false then.
+  bool advance(MigrationStatus status);
   // Sleeps until `deadline`; false (at once) when the migration is cancelled.
   bool wait_unless_cancelled(std::chrono::steady_clock::time_point deadline);
   Status switch_over(int64_t stop_ns);

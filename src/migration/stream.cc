@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "base/byte_order.h"
+#include "migration/buffer_channel.h"
 #include "migration/stream_reader.h"
 #include "migration/wire.h"
 
@@ -60,18 +61,18 @@ void write_command(StreamWriter& w, uint16_t cmd, std::span<const uint8_t> data)
   w.put_bytes(data);
 }
 
-Status write_device_section(StreamWriter& w, const SectionEntry& entry, vmstate::Json* devices) {
-  write_section_header(w, wire::kSectionFull, entry,
-                       static_cast<uint32_t>(entry.state->version()));
+Status write_device_section(StreamWriter& w, const SectionEntry& entry,
+                            vmstate::StateBinding& state, vmstate::Json* devices) {
+  write_section_header(w, wire::kSectionFull, entry, static_cast<uint32_t>(state.version()));
   Status st;
   if (devices) {
     vmstate::Json dev = vmstate::Json::object();
     dev["name"] = entry.idstr;
     dev["instance_id"] = entry.instance_id;
-    st = entry.state->save(w, dev);
+    st = state.save(w, dev);
     devices->push_back(std::move(dev));
   } else {
-    st = entry.state->save(w);
+    st = state.save(w);
   }
   if (!st.ok())
     return st.prepend_message(
@@ -106,37 +107,133 @@ void write_eof_and_vmdesc(StreamWriter& w, const vmstate::Json& vmdesc) {
   w.put_bytes(text);
 }
 
-Status save_stream(StreamWriter& w, std::string_view machine_type, SectionRegistry& registry,
-                   RamSaver& ram, const SaveOptions& options) {
-  const SectionEntry* ram_entry = registry.ram();
-  if (!ram_entry)
+// ---- the order of a save ----
+
+Result<DeviceRecords> save_device_sections(const SectionRegistry& registry, SavePhase phase,
+                                           std::vector<SectionSaveCost>* costs) {
+  DeviceRecords out;
+  BufferChannel sink;
+  StreamWriter w(sink);
+  SaveContext ctx{.vmdesc_devices = &out.vmdesc_devices};
+  for (const auto& e : registry.entries()) {
+    if (e->is_ram() || e->handler->iterative()) continue;
+    auto start = std::chrono::steady_clock::now();
+    uint64_t at = w.position();
+    FERRY_RETURN_IF_ERROR(phase == SavePhase::kSetup ? e->handler->save_setup(w, *e, ctx)
+                                                     : e->handler->save_complete(w, *e, ctx));
+    if (costs && w.position() > at)
+      costs->push_back({.idstr = e->idstr,
+                        .save_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                       std::chrono::steady_clock::now() - start)
+                                       .count(),
+                        .bytes = w.position() - at});
+  }
+  FERRY_RETURN_IF_ERROR(w.flush());
+  out.records = sink.written();
+  return out;
+}
+
+IterativeSections::IterativeSections(const SectionRegistry& registry, SectionHandler& ram) {
+  for (const auto& e : registry.entries()) {
+    if (e->is_ram()) sections_.emplace_back(e.get(), &ram);
+    else if (e->handler->iterative()) sections_.emplace_back(e.get(), e->handler.get());
+  }
+  pass_done_.assign(sections_.size(), false);
+}
+
+Status IterativeSections::save_setup(StreamWriter& w, SaveContext& ctx) {
+  for (auto& [entry, handler] : sections_) FERRY_RETURN_IF_ERROR(handler->save_setup(w, *entry, ctx));
+  return {};
+}
+
+Status IterativeSections::save_complete(StreamWriter& w, SaveContext& ctx) {
+  for (auto& [entry, handler] : sections_)
+    FERRY_RETURN_IF_ERROR(handler->save_complete(w, *entry, ctx));
+  return {};
+}
+
+uint64_t IterativeSections::sync() {
+  uint64_t bytes = 0;
+  for (auto& [entry, handler] : sections_) bytes += handler->sync_pending();
+  pass_done_.assign(sections_.size(), false);
+  return bytes;
+}
+
+uint64_t IterativeSections::pending_bytes() const {
+  uint64_t bytes = 0;
+  for (const auto& [entry, handler] : sections_) bytes += handler->pending_bytes();
+  return bytes;
+}
+
+Result<bool> IterativeSections::iterate(StreamWriter& w, uint64_t byte_budget) {
+  bool all_done = true;
+  for (size_t i = 0; i < sections_.size(); ++i) {
+    if (pass_done_[i]) continue;
+    auto done = sections_[i].second->save_iterate(w, *sections_[i].first, byte_budget);
+    if (!done.ok()) return done.take_status();
+    pass_done_[i] = *done;
+    all_done = all_done && *done;
+  }
+  return all_done;
+}
+
+Status run_save(StreamWriter& w, std::string_view machine_type, const SectionRegistry& registry,
+                SectionHandler& ram, SaveRunner& runner, const SaveOptions& options) {
+  if (!registry.ram())
     return Error(ErrorCode::kFailedPrecondition, "no RAM section registered (add_ram)");
-  vmstate::Json vmdesc = vmstate::Json::object();
-  vmdesc["page_size"] = wire::kVmdescPageSize;
-  vmdesc["devices"] = vmstate::Json::array();
-  vmstate::Json& devices = vmdesc["devices"];
+  IterativeSections iterative(registry, ram);
+  vmstate::Json vmdesc_devices = vmstate::Json::array();
+  SaveContext ctx{.vmdesc_devices = &vmdesc_devices};
+  auto put_devices = [&](DeviceRecords& records) {
+    w.put_bytes(records.records);
+    for (auto& d : records.vmdesc_devices) vmdesc_devices.push_back(std::move(d));
+  };
 
   write_header(w);
   write_configuration(w, machine_type);
-  for (const auto& e : registry.entries())
-    if (!e->is_ram() && e->early_setup)
-      FERRY_RETURN_IF_ERROR(write_device_section(w, *e, &devices));
+  auto setup = runner.device_records(SavePhase::kSetup);
+  if (!setup.ok()) return setup.take_status();
+  put_devices(*setup);
+  FERRY_RETURN_IF_ERROR(iterative.save_setup(w, ctx));
+  FERRY_RETURN_IF_ERROR(runner.setup_written(w));
 
-  write_section_header(w, wire::kSectionStart, *ram_entry, wire::kRamVersion);
-  ram.write_start_body(w);
-  write_footer(w, ram_entry->section_id);
+  FERRY_RETURN_IF_ERROR(runner.iterate(w, iterative));
 
-  write_section_continuation(w, wire::kSectionEnd, ram_entry->section_id);
-  ram.send_everything(w);
-  write_footer(w, ram_entry->section_id);
-
+  auto complete = runner.device_records(SavePhase::kComplete);  // the VM stops
+  if (!complete.ok()) return complete.take_status();
+  FERRY_RETURN_IF_ERROR(iterative.save_complete(w, ctx));
+  FERRY_RETURN_IF_ERROR(runner.iterative_complete_written(w));
   if (options.send_switchover_start) write_command(w, wire::kCmdSwitchoverStart);
-  for (const auto& e : registry.entries())
-    if (!e->is_ram() && !e->early_setup)
-      FERRY_RETURN_IF_ERROR(write_device_section(w, *e, &devices));
+  put_devices(*complete);
 
+  vmstate::Json vmdesc = vmstate::Json::object();
+  vmdesc["page_size"] = wire::kVmdescPageSize;
+  vmdesc["devices"] = std::move(vmdesc_devices);
   write_eof_and_vmdesc(w, vmdesc);
   return w.flush();
+}
+
+namespace {
+
+// A stopped VM: its devices may be read here, and nothing iterates.
+class StoppedVmRunner final : public SaveRunner {
+ public:
+  explicit StoppedVmRunner(const SectionRegistry& registry) : registry_(registry) {}
+  Result<DeviceRecords> device_records(SavePhase phase) override {
+    return save_device_sections(registry_, phase);
+  }
+
+ private:
+  const SectionRegistry& registry_;
+};
+
+}  // namespace
+
+Status save_stream(StreamWriter& w, std::string_view machine_type, SectionRegistry& registry,
+                   RamSaver& ram, const SaveOptions& options) {
+  RamSection ram_section(ram);
+  StoppedVmRunner runner(registry);
+  return run_save(w, machine_type, registry, ram_section, runner, options);
 }
 
 // ---- reading ----
@@ -304,8 +401,8 @@ class Loader {
         return Error(ErrorCode::kVersionMismatch,
                      "section 'ram' at offset {}: version {}, expected {}", at, version,
                      wire::kRamVersion);
-      FERRY_RETURN_IF_ERROR(
-          ram_.load_body(r_, true).prepend_message("RAM section START"));
+      FERRY_RETURN_IF_ERROR(ram_section_.load(r_, type, static_cast<int>(version))
+                                .prepend_message("RAM section START"));
       open_[section_id] = entry;
       started_[entry] = true;
     } else {
@@ -313,24 +410,23 @@ class Loader {
         return Error(ErrorCode::kCorrupt,
                      "device section '{}' at offset {}: expected a FULL record, found {}", idstr,
                      at, type_name(type));
-      int local = entry->state->version();
-      if (version > static_cast<uint32_t>(local) ||
-          version < static_cast<uint32_t>(entry->state->minimum_version()))
+      int local = entry->handler->version();
+      int minimum = entry->handler->minimum_version();
+      if (version > static_cast<uint32_t>(local) || version < static_cast<uint32_t>(minimum))
         return Error(ErrorCode::kVersionMismatch,
                      "section '{}' instance {} at offset {}: stream version {}, local accepts "
                      "{}..{}",
-                     idstr, instance_id, at, version, entry->state->minimum_version(), local);
-      FERRY_RETURN_IF_ERROR(load_device(*entry, version));
+                     idstr, instance_id, at, version, minimum, local);
+      FERRY_RETURN_IF_ERROR(load_device(*entry, type, version));
     }
     ++report_.sections_loaded;
     return read_footer(section_id, idstr);
   }
 
-  Status load_device(const SectionEntry& entry, uint32_t version) {
+  Status load_device(const SectionEntry& entry, uint8_t type, uint32_t version) {
     uint64_t at = r_.offset();
-    ByteReader br = r_.section_reader();
     int64_t load_ns = 0;
-    Status st = load_section_timed(entry, br, version, load_ns);
+    Status st = load_section_timed(entry, type, version, load_ns);
     report_.device_load_times.push_back({entry.idstr, load_ns});
     if (!st.ok()) {
       // Input ran out: say why (window limit, or a broken channel) rather than "ends early".
@@ -341,17 +437,16 @@ class Loader {
           "relative to it)",
           entry.idstr, entry.instance_id, at));
     }
-    r_.consume(br.offset());
     return {};
   }
 
   // A device's load time, without the time spent waiting for its bytes to arrive (that is
   // transfer): each wait for the channel is subtracted.
-  Status load_section_timed(const SectionEntry& entry, ByteReader& br, uint32_t version,
+  Status load_section_timed(const SectionEntry& entry, uint8_t type, uint32_t version,
                             int64_t& load_ns) {
     (void)r_.take_wait_ns();
     auto start = std::chrono::steady_clock::now();
-    Status st = entry.state->load(br, static_cast<int>(version));
+    Status st = entry.handler->load(r_, type, static_cast<int>(version));
     load_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                   std::chrono::steady_clock::now() - start)
                   .count() -
@@ -368,9 +463,9 @@ class Loader {
                    "{} record at offset {} for section id {}, which no START record opened",
                    type_name(type), at, section_id);
     const SectionEntry& entry = *it->second;
-    // Only RAM is iterative here.
-    FERRY_RETURN_IF_ERROR(ram_.load_body(r_, false).prepend_message(
-        fmt::format("RAM section {}", type_name(type))));
+    // Only RAM is iterative here: only it may open a section with START.
+    FERRY_RETURN_IF_ERROR(ram_section_.load(r_, type, static_cast<int>(wire::kRamVersion))
+                              .prepend_message(fmt::format("RAM section {}", type_name(type))));
     if (type == wire::kSectionEnd) open_.erase(it);
     return read_footer(section_id, entry.idstr);
   }
@@ -483,6 +578,7 @@ class Loader {
   RamLoader& ram_;
   LoadReport& report_;
   StreamEnd end_;
+  RamSection ram_section_{ram_};  // RAM's handler, over this load's RamLoader
   std::map<uint32_t, const SectionEntry*> open_;     // by stream section id
   std::map<const SectionEntry*, bool> started_;
 };

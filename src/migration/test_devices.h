@@ -3,9 +3,15 @@
 
 #include <memory>
 #include <random>
+#include <cstring>
 #include <vector>
 
 #include "memory/ram_block.h"
+#include "migration/ram_section.h"
+#include "migration/section_handler.h"
+#include "migration/section_registry.h"
+#include "migration/stream.h"
+#include "migration/wire.h"
 #include "vmstate/samples/nvme_like.h"
 #include "vmstate/vmstate.h"
 
@@ -61,5 +67,48 @@ inline bool same_ram(const std::vector<std::unique_ptr<memory::RamBlock>>& a,
   }
   return true;
 }
+
+// A device section whose handler saves a 4-byte value as a FULL record at setup and again
+// at complete (as early device state will). On load it records each record's value and how
+// many RAM pages had loaded by then (watch()).
+class TwiceSentSection final : public SectionHandler {
+ public:
+  explicit TwiceSentSection(uint32_t& value) : value_(value) {}
+  Status save_setup(StreamWriter& w, const SectionEntry& entry, SaveContext&) override {
+    return save(w, entry);
+  }
+  Status save_complete(StreamWriter& w, const SectionEntry& entry, SaveContext&) override {
+    return save(w, entry);
+  }
+  int version() const override { return 1; }
+  Status load(StreamReader& r, uint8_t record_type, int version) override {
+    (void)version;
+    uint32_t v = 0;
+    FERRY_RETURN_IF_ERROR(r.read_be32(v, "twice-sent value"));
+    value_ = v;
+    uint64_t ram_pages = ram_ ? ram_->stats().pages + ram_->stats().zero_pages : 0;
+    loads.push_back({record_type, v, ram_pages});
+    return {};
+  }
+  void watch(const RamLoader& ram) { ram_ = &ram; }
+
+  struct Load {
+    uint8_t type;
+    uint32_t value;
+    uint64_t ram_pages_loaded;  // by the time this record arrived
+    bool operator==(const Load&) const = default;
+  };
+  std::vector<Load> loads;
+
+ private:
+  Status save(StreamWriter& w, const SectionEntry& entry) {
+    write_section_header(w, wire::kSectionFull, entry, 1);
+    w.put_be32(value_);
+    write_footer(w, entry.section_id);
+    return {};
+  }
+  uint32_t& value_;
+  const RamLoader* ram_ = nullptr;
+};
 
 }  // namespace ferry::migration::test

@@ -49,28 +49,23 @@ bool MigrationControl::on_main_loop(const std::function<void()>& work) {
 // ---- source hooks ------------------------------------------------------------------------
 
 Result<migration::DeviceCapture> MigrationControl::capture_devices(bool early) {
+  std::vector<migration::SectionSaveCost> costs;
+  auto saved = migration::save_device_sections(
+      registry_, early ? migration::SavePhase::kSetup : migration::SavePhase::kComplete, &costs);
+  if (!saved.ok()) return saved.take_status();
   migration::DeviceCapture capture;
-  migration::BufferChannel sink;
-  migration::StreamWriter w(sink);
-  for (const auto& entry : registry_.entries()) {
-    if (entry->is_ram() || entry->early_setup != early) continue;
-    auto start = std::chrono::steady_clock::now();
-    uint64_t at = w.position();
-    FERRY_RETURN_IF_ERROR(migration::write_device_section(w, *entry, &capture.vmdesc_devices));
-    migration::DeviceTiming timing{.idstr = entry->idstr};
-    timing.save_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                         std::chrono::steady_clock::now() - start)
-                         .count();
-    timing.bytes = w.position() - at;
+  capture.records = std::move(saved->records);
+  capture.vmdesc_devices = std::move(saved->vmdesc_devices);
+  for (const migration::SectionSaveCost& cost : costs) {
+    migration::DeviceTiming timing{.idstr = cost.idstr, .save_ns = cost.save_ns,
+                                   .bytes = cost.bytes};
     for (const Machine::QuiesceTiming& q : machine_.last_quiesce())
-      if (!early && q.idstr == entry->idstr) {
+      if (!early && q.idstr == cost.idstr) {
         timing.quiesce_ns = q.ns;
         timing.drain_ns = q.drain_ns;
       }
     capture.timings.push_back(std::move(timing));
   }
-  FERRY_RETURN_IF_ERROR(w.flush());
-  capture.records = sink.written();
   return capture;
 }
 
@@ -127,8 +122,8 @@ void MigrationControl::completed() {
   });
 }
 
-void MigrationControl::status_changed(std::string_view status) {
-  std::string s(status);
+void MigrationControl::status_changed(migration::MigrationStatus status) {
+  std::string s(migration::qmp_name(status));
   loop_.schedule([this, s] {
     if (qmp_) qmp_->emit_event("MIGRATION", Json{{"status", s}});
   });
@@ -210,14 +205,15 @@ Result<Json> MigrationControl::migrate(const Json& args) {
 Json MigrationControl::query_migrate() const {
   Json blocked = Json::object();
   if (!blockers_.empty()) blocked = Json{{"blocked-reasons", blockers_}};
-  if (destination_ && !source_) return Json{{"status", destination_->status()}};
+  if (destination_ && !source_)
+    return Json{{"status", migration::qmp_name(destination_->status())}};
   if (!source_) return blocked;
   migration::MigrationStats s = source_->stats();
-  Json reply = {{"status", s.status}};
-  if (s.status == "none") return reply;
+  Json reply = {{"status", migration::qmp_name(s.status)}};
+  if (s.status == migration::MigrationStatus::kNone) return reply;
   reply["total-time"] = s.total_time_ms;
   reply["setup-time"] = s.setup_time_ms;
-  if (s.status == "completed") reply["downtime"] = s.downtime_ms;
+  if (s.status == migration::MigrationStatus::kCompleted) reply["downtime"] = s.downtime_ms;
   else reply["expected-downtime"] = s.expected_downtime_ms;
   reply["ram"] = {{"transferred", s.transferred},     {"remaining", s.ram_remaining},
                   {"total", s.ram_total},             {"normal", s.ram_normal_pages},

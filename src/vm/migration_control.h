@@ -46,7 +46,7 @@ class MigrationControl final : public migration::SourceHooks, public migration::
   std::string loaded() override;
   void failed(const Status& error) override;
   // both
-  void status_changed(std::string_view status) override;
+  void status_changed(migration::MigrationStatus status) override;
 
  private:
   // Runs `work` on the main loop and waits for it; false when the loop is shutting down.
@@ -60,7 +60,7 @@ class MigrationControl final : public migration::SourceHooks, public migration::
     bool state;
   };
   static const std::vector<MigrationCapability> kCapabilities;
-  // Device sections with early_setup == `early`, saved as FULL records (main loop).
+  // The device sections' setup (`early`) or complete records, with their costs (main loop).
   Result<migration::DeviceCapture> capture_devices(bool early);
 
   Machine& machine_;
