@@ -141,8 +141,9 @@ class Host {
   // The next completion of `qid`, waiting up to `timeout`. With `acknowledge` false the CQ
   // head doorbell is not written (a host using shadow doorbells, or one that has not got
   // round to it).
-  Result<guest::nvme::Completion> next(uint16_t qid, bool acknowledge = true,
-                                       std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+  Result<guest::nvme::Completion> next(
+      uint16_t qid, bool acknowledge = true,
+      std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
       if (acknowledge) {
@@ -158,8 +159,8 @@ class Host {
         if (*taken) return out.front();
       }
       if (std::chrono::steady_clock::now() > deadline) {
-        return Error(ErrorCode::kFailedPrecondition, "test host: no completion on CQ {} within {} ms",
-                     qid, timeout.count());
+        return Error(ErrorCode::kFailedPrecondition,
+                     "test host: no completion on CQ {} within {} ms", qid, timeout.count());
       }
       FERRY_RETURN_IF_ERROR(bus_->idle(std::chrono::milliseconds(1)));
     }
