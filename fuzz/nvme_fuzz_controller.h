@@ -124,9 +124,11 @@ struct FuzzController {
       if (!done.ok()) return done.take_status();
       FERRY_RETURN_IF_ERROR(guest::nvme::Controller::check(*done, "doorbell buffer config"));
     }
-    for (unsigned i = 0; i < errors; ++i) FERRY_RETURN_IF_ERROR(driver.write_sq_doorbell(30, i + 1));
+    for (unsigned i = 0; i < errors; ++i)
+      FERRY_RETURN_IF_ERROR(driver.write_sq_doorbell(30, i + 1));  // no queue 30: logged
     for (unsigned i = 0; i < aers; ++i) {
-      FERRY_RETURN_IF_ERROR(driver.submit(0, guest::nvme::commands::async_event_request()).take_status());
+      auto cid = driver.submit(0, guest::nvme::commands::async_event_request());
+      FERRY_RETURN_IF_ERROR(cid.take_status());
       run();
     }
     ctrl->quiesce();

@@ -268,7 +268,8 @@ class NvmeMigrationTest : public ::testing::Test {
     EXPECT_EQ(take(io_[3]).status, 0);
     // Timestamp set by the host.
     poke(kData + 0x3000, std::vector<uint8_t>{0x10, 0x27, 0, 0, 0, 0, 0, 0});  // 10000 ms
-    EXPECT_EQ(admin(command(sn::kAdminSetFeatures).set_prp1(kData + 0x3000).set_cdw(10, sn::kFeatTimestamp))
+    EXPECT_EQ(admin(command(sn::kAdminSetFeatures).set_prp1(kData + 0x3000)
+        .set_cdw(10, sn::kFeatTimestamp))
                   .status, 0);
     // Events: temperature warnings on; over-threshold below the temperature fires one.
     EXPECT_EQ(admin(command(sn::kAdminSetFeatures).set_cdw(10, sn::kFeatAsyncEventConfig)
@@ -339,7 +340,8 @@ TEST_F(NvmeMigrationTest, BusyControllerContinuesOnTheDestination) {
   EXPECT_FALSE(cqe_ready(io_[2]));
   // Reading the SMART log (no RAE) unmasks SMART events: the queued one completes the
   // newest outstanding AER command, exactly once.
-  uint16_t log_cid = submit(kAdmin, command(sn::kAdminGetLogPage, 0xffffffff).set_prp1(kData + 0x2000)
+  uint16_t log_cid = submit(kAdmin, command(sn::kAdminGetLogPage, 0xffffffff)
+      .set_prp1(kData + 0x2000)
                                         .set_cdw(10, (512 / 4 - 1) << 16 | sn::kLogSmartHealth));
   Completion event = take(kAdmin);  // queued while the log page command runs
   Completion log = take(kAdmin);
@@ -359,7 +361,8 @@ TEST_F(NvmeMigrationTest, BusyControllerContinuesOnTheDestination) {
   EXPECT_EQ(smart(1).host_read_commands, ns1.host_read_commands + 1);
   // The timestamp continues from the host's value plus the 5 s that had passed.
   poke(kData + 0x3000, std::vector<uint8_t>(8, 0));
-  EXPECT_EQ(admin(command(sn::kAdminGetFeatures).set_prp1(kData + 0x3000).set_cdw(10, sn::kFeatTimestamp))
+  EXPECT_EQ(admin(command(sn::kAdminGetFeatures).set_prp1(kData + 0x3000)
+      .set_cdw(10, sn::kFeatTimestamp))
                 .status, 0);
   auto ts = peek(kData + 0x3000, 8);
   uint64_t value = 0;
@@ -426,7 +429,8 @@ TEST_F(NvmeMigrationTest, PagesTheControllerWritesAreMarkedDirty) {
   submit(q, rw(sn::kNvmWrite, 5, 1, kWriteBuf));
   ASSERT_EQ(take(q).status, 0);
   constexpr uint64_t kShadow = 0x300000, kEvents = 0x301000;
-  ASSERT_EQ(admin(command(sn::kAdminDoorbellBufferConfig).set_prp1(kShadow).set_prp2(kEvents)).status,
+  ASSERT_EQ(admin(command(sn::kAdminDoorbellBufferConfig).set_prp1(kShadow)
+      .set_prp2(kEvents)).status,
             0);
   // The host puts a write (elsewhere) and a read of the block in the SQ and their tail in
   // the shadow doorbell: its own stores dirty those pages, so the bitmap is cleared before
@@ -669,7 +673,8 @@ TEST_F(NvmeMigrationTest, HeldDeallocationMigratesAndRunsOnTheDestination) {
   range[8] = 32;  // at LBA 32
   poke(kData, range);
   src_->drives[0]->faults().add(block::FaultRule{.op = block::BlockOp::kDiscard, .error = ENOSPC});
-  submit(io_[1], command(sn::kNvmDatasetManagement, 1).set_prp1(kData).set_cdw(10, 0).set_cdw(11, 1u << 2));
+  submit(io_[1], command(sn::kNvmDatasetManagement, 1).set_prp1(kData).set_cdw(10, 0)
+      .set_cdw(11, 1u << 2));
   ASSERT_TRUE(loop_->run_until([&] { return c().state().held.size() == 1; }, 5s).ok());
   settle();
   EXPECT_FALSE(cqe_ready(io_[1])) << "a held deallocation must not complete";
@@ -887,7 +892,8 @@ TEST_F(NvmeMigrationTest, EveryAdvertisedCapabilityAndFeatureIsClassified) {
     bool value_field = (bit >= 24 && bit <= 35) || (bit >= 48 && bit <= 55);
     if (!value_field && (cap >> bit & 1)) device.insert({ProbeKind::kCapRegisterBit, bit});
   }
-  ASSERT_EQ(admin(command(sn::kAdminIdentify).set_prp1(kData).set_cdw(10, sn::kCnsController)).status, 0);
+  ASSERT_EQ(admin(command(sn::kAdminIdentify).set_prp1(kData)
+      .set_cdw(10, sn::kCnsController)).status, 0);
   for (const Advertised& a : identify_advertised(peek(kData, 4096))) device.insert(a);
   std::vector<Advertised> walked = advertised_capabilities(c());
   EXPECT_EQ(std::set<Advertised>(walked.begin(), walked.end()), device)
@@ -900,7 +906,8 @@ TEST_F(NvmeMigrationTest, EveryAdvertisedCapabilityAndFeatureIsClassified) {
     if (r.status == 0) all.insert({ProbeKind::kFeature, fid});
   }
   for (uint32_t lid = 0; lid < 256; ++lid) {
-    Completion r = admin(command(sn::kAdminGetLogPage, 0xffffffff).set_prp1(kData + 0x2000).set_cdw(10, lid));
+    Completion r = admin(command(sn::kAdminGetLogPage, 0xffffffff).set_prp1(kData + 0x2000)
+        .set_cdw(10, lid));
     if (r.status == 0) all.insert({ProbeKind::kLogPage, lid});
   }
   ASSERT_EQ(admin(command(sn::kAdminGetLogPage, 0xffffffff).set_prp1(kData + 0x2000)

@@ -393,7 +393,8 @@ TEST_F(NvmeTest, AdminOpcodeAndFormatErrors) {
   EXPECT_EQ(admin_status(command(sn::kAdminKeepAlive)), sn::kInvalidOpcode | sn::kStatusDnr);
   EXPECT_EQ(admin_status(command(sn::kAdminFormatNvm, 1)), sn::kInvalidOpcode | sn::kStatusDnr);
   // SGLs are not allowed for admin commands; fused commands are refused.
-  EXPECT_EQ(admin_status(command(sn::kAdminIdentify).set_prp1(kData).set_cdw(10, 1).set_psdt(sn::kPsdtSglMptrContiguous)),
+  EXPECT_EQ(admin_status(command(sn::kAdminIdentify).set_prp1(kData).set_cdw(10, 1)
+      .set_psdt(sn::kPsdtSglMptrContiguous)),
             sn::kInvalidField | sn::kStatusDnr);
   EXPECT_EQ(admin_status(command(sn::kAdminIdentify).set_prp1(kData).set_cdw(10, 1).set_fuse(1)),
             sn::kInvalidField);
@@ -401,17 +402,20 @@ TEST_F(NvmeTest, AdminOpcodeAndFormatErrors) {
   Completion abort = admin(command(sn::kAdminAbort).set_cdw(10, 0));
   EXPECT_EQ(abort.status, 0);
   EXPECT_EQ(abort.dw0, 1u);
-  EXPECT_EQ(admin_status(command(sn::kAdminAbort).set_cdw(10, 1)), sn::kInvalidField | sn::kStatusDnr);
+  EXPECT_EQ(admin_status(command(sn::kAdminAbort)
+      .set_cdw(10, 1)), sn::kInvalidField | sn::kStatusDnr);
 }
 
 TEST_F(NvmeTest, QueueCreationAndDeletionStatuses) {
   enable();
   auto create_cq = [&](uint16_t qid, uint32_t qsize, uint64_t base, uint32_t dw11) {
-    return admin_status(command(sn::kAdminCreateCq).set_prp1(base).set_cdw(10, qsize << 16 | qid).set_cdw(11, dw11));
+    return admin_status(command(sn::kAdminCreateCq).set_prp1(base).set_cdw(10, qsize << 16 | qid)
+        .set_cdw(11, dw11));
   };
   auto create_sq = [&](uint16_t qid, uint32_t qsize, uint16_t cqid, uint32_t flags = 1) {
     return admin_status(command(sn::kAdminCreateSq).set_prp1(kIoSq)
-                            .set_cdw(10, qsize << 16 | qid).set_cdw(11, uint32_t{cqid} << 16 | flags));
+                            .set_cdw(10, qsize << 16 | qid)
+                                .set_cdw(11, uint32_t{cqid} << 16 | flags));
   };
   const uint16_t dnr = sn::kStatusDnr;
   EXPECT_EQ(create_cq(1, 15, kIoCq + 0x100, 1), sn::kPrpOffsetInvalid | dnr);
@@ -432,9 +436,12 @@ TEST_F(NvmeTest, QueueCreationAndDeletionStatuses) {
   EXPECT_EQ(create_sq(1, 15, 1), 0);
   EXPECT_EQ(create_sq(1, 15, 1), sn::kInvalidQueueIdentifier | dnr);
   EXPECT_EQ(admin_status(command(sn::kAdminDeleteCq).set_cdw(10, 1)), sn::kInvalidQueueDeletion);
-  EXPECT_EQ(admin_status(command(sn::kAdminDeleteCq).set_cdw(10, 2)), sn::kCompletionQueueInvalid | dnr);
-  EXPECT_EQ(admin_status(command(sn::kAdminDeleteSq).set_cdw(10, 2)), sn::kInvalidQueueIdentifier | dnr);
-  EXPECT_EQ(admin_status(command(sn::kAdminDeleteSq).set_cdw(10, 0)), sn::kInvalidQueueIdentifier | dnr);
+  EXPECT_EQ(admin_status(command(sn::kAdminDeleteCq)
+      .set_cdw(10, 2)), sn::kCompletionQueueInvalid | dnr);
+  EXPECT_EQ(admin_status(command(sn::kAdminDeleteSq)
+      .set_cdw(10, 2)), sn::kInvalidQueueIdentifier | dnr);
+  EXPECT_EQ(admin_status(command(sn::kAdminDeleteSq)
+      .set_cdw(10, 0)), sn::kInvalidQueueIdentifier | dnr);
   EXPECT_EQ(admin_status(command(sn::kAdminDeleteSq).set_cdw(10, 1)), 0);
   EXPECT_EQ(admin_status(command(sn::kAdminDeleteCq).set_cdw(10, 1)), 0);
   EXPECT_EQ(ctrl_->state().sqs[1], nullptr);
@@ -641,7 +648,8 @@ TEST_F(NvmeTest, CompareWriteZeroesAndDeallocate) {
   range(1, 1, 40);
   range(2, 8, kImageSize / 512);
   poke(kData, ranges);
-  EXPECT_EQ(status(command(sn::kNvmDatasetManagement, 1).set_prp1(kData).set_cdw(10, 2).set_cdw(11, 4)), 0);
+  EXPECT_EQ(status(command(sn::kNvmDatasetManagement, 1).set_prp1(kData).set_cdw(10, 2)
+      .set_cdw(11, 4)), 0);
   auto file = image_->read_back();
   auto zero = [](auto first, auto last) {
     return std::all_of(first, last, [](uint8_t b) { return b == 0; });
@@ -751,7 +759,8 @@ TEST_F(NvmeTest, DeallocateErrorsGoThroughTheWritePolicy) {
   range[8] = 16;
   poke(kData, range);
   backend_->faults().add({.op = block::BlockOp::kDiscard, .error = EIO});
-  auto dsm = command(sn::kNvmDatasetManagement, 1).set_prp1(kData).set_cdw(10, 0).set_cdw(11, 1u << 2);
+  auto dsm = command(sn::kNvmDatasetManagement, 1).set_prp1(kData).set_cdw(10, 0)
+      .set_cdw(11, 1u << 2);
   submit(q, dsm);
   // werror=report: QEMU's status for a failed deallocation, and an error log entry.
   EXPECT_EQ(wait(q).status, sn::kInternalError | sn::kStatusMore);
@@ -832,7 +841,8 @@ TEST_F(NvmeTest, MsixVectorPerCompletionQueue) {
   wait(q);
   EXPECT_EQ(msi_data(), (std::vector<uint32_t>{0x43}));
   // Vector beyond msix_qsize.
-  EXPECT_EQ(admin_status(command(sn::kAdminCreateCq).set_prp1(kIoCq + 0x20000).set_cdw(10, 15u << 16 | 2)
+  EXPECT_EQ(admin_status(command(sn::kAdminCreateCq).set_prp1(kIoCq + 0x20000)
+      .set_cdw(10, 15u << 16 | 2)
                              .set_cdw(11, 3 | 65u << 16)),
             sn::kInvalidInterruptVector | sn::kStatusDnr);
 }
@@ -903,7 +913,8 @@ TEST_F(NvmeTest, AsyncEventsLimitMaskingAndLogRead) {
   // Reading with RAE keeps the mask; without it the queued event goes out.
   EXPECT_EQ(get_log(sn::kLogErrorInformation, 64, 0, 0, true).status, 0);
   EXPECT_FALSE(cqe_ready(kAdmin));
-  uint16_t log_cid = submit(kAdmin, command(sn::kAdminGetLogPage).set_prp1(kData).set_cdw(10, 15u << 16 | 1));
+  uint16_t log_cid = submit(kAdmin, command(sn::kAdminGetLogPage).set_prp1(kData)
+      .set_cdw(10, 15u << 16 | 1));
   Completion first = wait(kAdmin), second = wait(kAdmin);
   Completion log = first.cid == log_cid ? first : second;
   Completion aer = first.cid == log_cid ? second : first;
@@ -931,7 +942,8 @@ TEST_F(NvmeTest, TemperatureThresholdRaisesSmartEvent) {
   ASSERT_EQ(set_feature(sn::kFeatAsyncEventConfig, sn::kSmartWarnTemperature).status, 0);
   submit(kAdmin, command(sn::kAdminAsyncEventRequest));
   settle();
-  uint16_t cid = submit(kAdmin, command(sn::kAdminSetFeatures).set_cdw(10, sn::kFeatTemperatureThreshold)
+  uint16_t cid = submit(kAdmin, command(sn::kAdminSetFeatures)
+      .set_cdw(10, sn::kFeatTemperatureThreshold)
                                     .set_cdw(11, 0x100));  // below the current 0x143
   Completion a = wait(kAdmin), b = wait(kAdmin);
   Completion event = a.cid == cid ? b : a;
@@ -1005,7 +1017,8 @@ TEST_F(NvmeTest, ShadowSqTailOverrunIsRefusedOncePerValue) {
   enable();
   zero(kShadow, 4096);
   zero(kEventIdx, 4096);
-  ASSERT_EQ(admin_status(command(sn::kAdminDoorbellBufferConfig).set_prp1(kShadow).set_prp2(kEventIdx)), 0);
+  ASSERT_EQ(admin_status(command(sn::kAdminDoorbellBufferConfig).set_prp1(kShadow)
+      .set_prp2(kEventIdx)), 0);
   uint16_t q = create_io_queues(1, 8);
   ctrl_->quiesce();
   for (uint32_t i = 0; i < 8; ++i) {
@@ -1028,7 +1041,8 @@ TEST_F(NvmeTest, ShadowSqTailOverrunIsRefusedOncePerValue) {
 
 TEST_F(NvmeTest, UnbackedCompletionQueueIsFatal) {
   enable();
-  ASSERT_EQ(admin_status(command(sn::kAdminCreateCq).set_prp1(0x40000000).set_cdw(10, 15u << 16 | 1).set_cdw(11, 3)), 0);
+  ASSERT_EQ(admin_status(command(sn::kAdminCreateCq).set_prp1(0x40000000).set_cdw(10, 15u << 16 | 1)
+      .set_cdw(11, 3)), 0);
   ASSERT_EQ(admin_status(command(sn::kAdminCreateSq).set_prp1(kIoSq).set_cdw(10, 15u << 16 | 1)
                              .set_cdw(11, 1u << 16 | 1)),
             0);
@@ -1054,9 +1068,11 @@ TEST_F(NvmeTest, ShadowDoorbellsAndEventIndexes) {
   enable();
   zero(kShadow, 4096);
   zero(kEventIdx, 4096);
-  ASSERT_EQ(admin_status(command(sn::kAdminDoorbellBufferConfig).set_prp1(kShadow + 8).set_prp2(kEventIdx)),
+  ASSERT_EQ(admin_status(command(sn::kAdminDoorbellBufferConfig).set_prp1(kShadow + 8)
+      .set_prp2(kEventIdx)),
             sn::kInvalidField | sn::kStatusDnr);
-  ASSERT_EQ(admin_status(command(sn::kAdminDoorbellBufferConfig).set_prp1(kShadow).set_prp2(kEventIdx)), 0);
+  ASSERT_EQ(admin_status(command(sn::kAdminDoorbellBufferConfig).set_prp1(kShadow)
+      .set_prp2(kEventIdx)), 0);
   EXPECT_EQ(peek32(kShadow), sq_tail(kAdmin));  // admin doorbells mirrored
   uint16_t q = create_io_queues(1, 16);
   // The host writes the shadow tail and rings once; later submissions only update the

@@ -51,7 +51,8 @@ class MachineBus final : public guest::GuestBus {
     return {};
   }
   Result<uint32_t> port_in(uint16_t port, unsigned size) override {
-    if (port < kConfigPorts || port + size > kConfigPorts + 8) return ~0u;
+    if (port < kConfigPorts || port + size > kConfigPorts + 8)  // nothing decodes: all ones
+      return size >= 4 ? ~0u : (1u << (8 * size)) - 1;
     return static_cast<uint32_t>(machine_.bus.config_ports().read(port - kConfigPorts, size));
   }
   Status port_out(uint16_t port, uint32_t value, unsigned size) override {
@@ -89,20 +90,23 @@ class MachineBus final : public guest::GuestBus {
 };
 
 // The driver on a MachineBus, with the raw helpers. Failures come back as values; the
-// tests assert on them.
+// tests assert on them. RAM must be larger than kDriverMemoryBegin (probe() says so).
 class Host {
  public:
   Host(pci::test::Machine& machine, memory::AddressSpace& memory, EventLoop& loop,
        uint64_t ram_size)
-      : loop_(loop),
-        bus_(std::make_unique<MachineBus>(machine, memory, loop)),
-        dma_(std::move(*guest::DmaMemory::create(kDriverMemoryBegin, ram_size))) {}
+      : loop_(loop), bus_(std::make_unique<MachineBus>(machine, memory, loop)) {
+    auto dma = guest::DmaMemory::create(kDriverMemoryBegin, ram_size);
+    if (dma.ok()) dma_.emplace(std::move(*dma));
+    else dma_error_ = dma.take_status().prepend_message("test host: driver memory: ");
+  }
 
   // Finds the controller again, as after a reset: BARs placed, memory decoding and bus
   // mastering on. The previous driver (and every queue it knew) is dropped.
   Status probe() {
     driver_.reset();
-    auto driver = guest::nvme::Controller::probe(*bus_, dma_, window_);
+    if (!dma_) return dma_error_;
+    auto driver = guest::nvme::Controller::probe(*bus_, *dma_, window_);
     if (!driver.ok()) return driver.take_status();
     driver_ = std::move(*driver);
     return {};
@@ -137,8 +141,9 @@ class Host {
   // The next completion of `qid`, waiting up to `timeout`. With `acknowledge` false the CQ
   // head doorbell is not written (a host using shadow doorbells, or one that has not got
   // round to it).
-  Result<guest::nvme::Completion> next(uint16_t qid, bool acknowledge = true,
-                                       std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+  Result<guest::nvme::Completion> next(
+      uint16_t qid, bool acknowledge = true,
+      std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
       if (acknowledge) {
@@ -154,8 +159,8 @@ class Host {
         if (*taken) return out.front();
       }
       if (std::chrono::steady_clock::now() > deadline) {
-        return Error(ErrorCode::kFailedPrecondition, "test host: no completion on CQ {} within {} ms",
-                     qid, timeout.count());
+        return Error(ErrorCode::kFailedPrecondition,
+                     "test host: no completion on CQ {} within {} ms", qid, timeout.count());
       }
       FERRY_RETURN_IF_ERROR(bus_->idle(std::chrono::milliseconds(1)));
     }
@@ -189,7 +194,8 @@ class Host {
  private:
   EventLoop& loop_;
   std::unique_ptr<MachineBus> bus_;
-  guest::DmaMemory dma_;
+  std::optional<guest::DmaMemory> dma_;  // [kDriverMemoryBegin, RAM size)
+  Status dma_error_;                      // why there is none
   guest::MmioWindow window_ = guest::MmioWindow::standard();
   std::unique_ptr<guest::nvme::Controller> driver_;
 };
