@@ -51,7 +51,6 @@ struct SaveOptions {
   bool send_switchover_start = false;  // QEMU >= 10 sends it before the device state
 };
 
-
 enum class SavePhase { kSetup, kComplete };
 
 // What one device section's records of a phase cost (sections that sent nothing are left
