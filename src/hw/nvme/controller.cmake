@@ -11,7 +11,7 @@ add_library(ferry_nvme
   ${CMAKE_CURRENT_LIST_DIR}/error_log.cc
   ${CMAKE_CURRENT_LIST_DIR}/nvme_properties.cc
   ${CMAKE_CURRENT_LIST_DIR}/controller_migration.cc)
-target_link_libraries(ferry_nvme PUBLIC ferry_nvme_dma ferry_pci ferry_block ferry_memory
+target_link_libraries(ferry_nvme PUBLIC ferry_nvme_dma ferry_pci ferry_allowlist ferry_block ferry_memory
                                         ferry_base)
 
 ferry_test(nvme_test
