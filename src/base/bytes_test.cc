@@ -10,11 +10,35 @@
 #include <cstdio>
 #include <vector>
 
+#include "base/byte_order.h"
 #include "base/byte_reader.h"
 #include "base/byte_writer.h"
 
 namespace ferry {
 namespace {
+
+TEST(ByteOrder, LittleAndBigEndianOnUnalignedBytes) {
+  std::array<uint8_t, 11> b{};
+  store_le(b.data() + 1, uint64_t{0x0102030405060708});
+  EXPECT_EQ(b[1], 0x08);
+  EXPECT_EQ(b[8], 0x01);
+  EXPECT_EQ(load_le<uint64_t>(b.data() + 1), 0x0102030405060708u);
+  EXPECT_EQ(load_le<uint32_t>(b.data() + 1), 0x05060708u);
+  EXPECT_EQ(load_le<uint16_t>(b.data() + 3), 0x0506u);
+  EXPECT_EQ(load_be<uint16_t>(b.data() + 3), 0x0605u);
+  store_le(b.data() + 9, int16_t{-2});
+  EXPECT_EQ(load_le<int16_t>(b.data() + 9), -2);
+  EXPECT_EQ(b[9], 0xfe);
+
+  // Run-time widths: only `size` bytes are touched.
+  std::array<uint8_t, 8> r{};
+  r.fill(0xee);
+  store_le(r, 2, 0xaabbccdd, 3);
+  EXPECT_EQ(r, (std::array<uint8_t, 8>{0xee, 0xee, 0xdd, 0xcc, 0xbb, 0xee, 0xee, 0xee}));
+  EXPECT_EQ(load_le(r, 2, 3), 0xbbccddu);
+  EXPECT_EQ(load_le(r, 2, 1), 0xddu);
+  EXPECT_EQ(load_le(r, 0, 8), 0xeeeeeebbccddeeeeu);
+}
 
 TEST(ByteWriter, WritesBigEndianAndGrows) {
   ByteWriter w(64);

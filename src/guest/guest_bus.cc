@@ -2,16 +2,20 @@
 
 #include <array>
 
+#include "base/byte_order.h"
+#include "spec/pci.h"
+
 namespace ferry::guest {
 
 namespace {
-constexpr uint16_t kConfigAddressPort = 0xcf8;
-constexpr uint16_t kConfigDataPort = 0xcfc;
+using spec::pci::kConfigAddressPort;
+using spec::pci::kConfigDataPort;
 
 bool valid_size(unsigned size) { return size == 1 || size == 2 || size == 4 || size == 8; }
 
 // Mechanism #1 address: enable bit, bus 0, slot, function, dword-aligned register.
-Result<uint32_t> config_address(uint8_t slot, uint8_t function, uint16_t offset, unsigned size) {
+Result<uint32_t> checked_config_address(uint8_t slot, uint8_t function, uint16_t offset,
+                                        unsigned size) {
   if (slot >= 32 || function >= 8) {
     return Error(ErrorCode::kInvalidArgument, "pci config: slot {} function {} out of range",
                  slot, function);
@@ -25,13 +29,13 @@ Result<uint32_t> config_address(uint8_t slot, uint8_t function, uint16_t offset,
                  "pci config: access of {} bytes at offset 0x{:x} is not naturally aligned", size,
                  offset);
   }
-  return 0x80000000u | uint32_t{slot} << 11 | uint32_t{function} << 8 | (offset & 0xfcu);
+  return spec::pci::config_address(slot, function, offset);
 }
 }  // namespace
 
 Result<uint32_t> GuestBus::config_read(uint8_t slot, uint8_t function, uint16_t offset,
                                        unsigned size) {
-  auto address = config_address(slot, function, offset, size);
+  auto address = checked_config_address(slot, function, offset, size);
   if (!address.ok()) return address.take_status();
   FERRY_RETURN_IF_ERROR(port_out(kConfigAddressPort, *address, 4));
   return port_in(static_cast<uint16_t>(kConfigDataPort + (offset & 3)), size);
@@ -39,7 +43,7 @@ Result<uint32_t> GuestBus::config_read(uint8_t slot, uint8_t function, uint16_t 
 
 Status GuestBus::config_write(uint8_t slot, uint8_t function, uint16_t offset, uint32_t value,
                               unsigned size) {
-  auto address = config_address(slot, function, offset, size);
+  auto address = checked_config_address(slot, function, offset, size);
   if (!address.ok()) return address.take_status();
   FERRY_RETURN_IF_ERROR(port_out(kConfigAddressPort, *address, 4));
   return port_out(static_cast<uint16_t>(kConfigDataPort + (offset & 3)), value, size);
@@ -65,9 +69,7 @@ Result<uint64_t> GuestBus::memory_load(uint64_t addr, unsigned size) {
   }
   std::array<uint8_t, 8> bytes{};
   FERRY_RETURN_IF_ERROR(memory_read(addr, std::span(bytes.data(), size)));
-  uint64_t value = 0;
-  for (unsigned i = 0; i < size; ++i) value |= uint64_t{bytes[i]} << (8 * i);
-  return value;
+  return load_le(bytes, 0, size);
 }
 
 Status GuestBus::memory_store(uint64_t addr, uint64_t value, unsigned size) {
@@ -75,7 +77,7 @@ Status GuestBus::memory_store(uint64_t addr, uint64_t value, unsigned size) {
     return Error(ErrorCode::kInvalidArgument, "memory_store: size {} is not 1, 2, 4 or 8", size);
   }
   std::array<uint8_t, 8> bytes{};
-  for (unsigned i = 0; i < size; ++i) bytes[i] = static_cast<uint8_t>(value >> (8 * i));
+  store_le(bytes, 0, value, size);
   return memory_write(addr, std::span<const uint8_t>(bytes.data(), size));
 }
 

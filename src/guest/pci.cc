@@ -37,7 +37,7 @@ Result<PciFunction> read_function(GuestBus& bus, uint8_t slot, uint8_t function)
   fn.vendor_id = static_cast<uint16_t>(*id);
   fn.device_id = static_cast<uint16_t>(*id >> 16);
   if (fn.vendor_id == 0xffff) return fn;
-  auto rev_class = bus.config_read(slot, function, kRevisionClass, 4);
+  auto rev_class = bus.config_read(slot, function, kRevisionId, 4);
   if (!rev_class.ok()) return rev_class.take_status();
   fn.revision = static_cast<uint8_t>(*rev_class);
   fn.class_code = *rev_class >> 8;

@@ -11,29 +11,12 @@
 
 #include "base/status.h"
 #include "guest/guest_bus.h"
+#include "spec/pci.h"
 
 namespace ferry::guest {
 
-// Configuration-space facts the guest needs (PCI Local Bus 3.0).
-namespace pci_config {
-inline constexpr uint16_t kVendorId = 0x00, kDeviceId = 0x02, kCommand = 0x04, kStatus = 0x06,
-                          kRevisionClass = 0x08, kHeaderType = 0x0e, kBar0 = 0x10,
-                          kSubsystemVendorId = 0x2c, kSubsystemId = 0x2e,
-                          kCapabilityPointer = 0x34, kInterruptLine = 0x3c,
-                          kInterruptPin = 0x3d;
-inline constexpr uint16_t kCommandMemory = 1u << 1, kCommandBusMaster = 1u << 2,
-                          kCommandIntxDisable = 1u << 10;
-inline constexpr uint16_t kStatusCapabilityList = 1u << 4;
-inline constexpr uint8_t kCapMsi = 0x05, kCapExpress = 0x10, kCapMsix = 0x11,
-                         kCapPowerManagement = 0x01;
-// MSI-X capability: control at +2 (table size 10:0, function mask 14, enable 15),
-// table offset/BIR at +4, PBA offset/BIR at +8. Table entries are 16 bytes.
-inline constexpr uint16_t kMsixControl = 2, kMsixTable = 4, kMsixPba = 8;
-inline constexpr uint16_t kMsixTableSizeMask = 0x7ff, kMsixFunctionMask = 1u << 14,
-                          kMsixEnable = 1u << 15;
-inline constexpr unsigned kMsixEntrySize = 16;
-inline constexpr uint32_t kMsixEntryMasked = 1u;
-}  // namespace pci_config
+// Configuration-space facts: the specification's, the same the device side uses.
+namespace pci_config = spec::pci;
 
 struct PciFunction {
   uint8_t slot = 0;

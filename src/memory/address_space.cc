@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "base/byte_order.h"
 #include "memory/guest_memory.h"
 
 namespace ferry::memory {
@@ -244,7 +245,7 @@ Status AddressSpace::read(uint64_t addr, std::span<uint8_t> out) const {
     for (size_t i = 0; i < n;) {
       unsigned s = access_size(off + i, n - i);
       uint64_t v = r.mmio->read(off + i, s);
-      for (unsigned k = 0; k < s; ++k) out[done + i + k] = static_cast<uint8_t>(v >> (8 * k));
+      store_le(out, done + i, v, s);
       i += s;
     }
   });
@@ -265,9 +266,7 @@ Status AddressSpace::write(uint64_t addr, std::span<const uint8_t> data) {
     }
     for (size_t i = 0; i < n;) {
       unsigned s = access_size(off + i, n - i);
-      uint64_t v = 0;
-      for (unsigned k = 0; k < s; ++k) v |= uint64_t{data[done + i + k]} << (8 * k);
-      r.mmio->write(off + i, v, s);
+      r.mmio->write(off + i, load_le(data, done + i, s), s);
       i += s;
     }
   });
@@ -293,9 +292,7 @@ Result<uint64_t> AddressSpace::load(uint64_t addr, unsigned size) const {
   if (r && r->mmio && size <= r->size - (addr - r->base)) return r->mmio->read(addr - r->base, size);
   uint8_t bytes[8] = {};
   FERRY_RETURN_IF_ERROR(read(addr, std::span(bytes, size)));
-  uint64_t v = 0;
-  for (unsigned k = 0; k < size; ++k) v |= uint64_t{bytes[k]} << (8 * k);
-  return v;
+  return load_le(bytes, 0, size);
 }
 
 Status AddressSpace::store(uint64_t addr, uint64_t value, unsigned size) {
@@ -308,7 +305,7 @@ Status AddressSpace::store(uint64_t addr, uint64_t value, unsigned size) {
     return {};
   }
   uint8_t bytes[8];
-  for (unsigned k = 0; k < size; ++k) bytes[k] = static_cast<uint8_t>(value >> (8 * k));
+  store_le(bytes, 0, value, size);
   return write(addr, std::span<const uint8_t>(bytes, size));
 }
 

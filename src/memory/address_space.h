@@ -20,17 +20,10 @@
 #include <vector>
 
 #include "base/status.h"
+#include "memory/mmio_handler.h"
 #include "memory/ram_block.h"
 
 namespace ferry::memory {
-
-// A device's MMIO window. Offsets are relative to the region base; sizes are 1, 2, 4 or 8.
-class MmioHandler {
- public:
-  virtual ~MmioHandler() = default;
-  virtual uint64_t read(uint64_t offset, unsigned size) = 0;
-  virtual void write(uint64_t offset, uint64_t value, unsigned size) = 0;
-};
 
 // One guest-physical window onto part of a RAM block (QEMU's RAM aliases: q35 maps one
 // "pc.ram" partly below the 32-bit PCI hole and the rest at 4 GiB). The block stays one

@@ -2,7 +2,8 @@
 
 namespace ferry::vm {
 
-Status IoPorts::add(std::string name, uint32_t base, uint32_t size, pci::PioHandler& handler) {
+Status IoPorts::add(std::string name, uint32_t base, uint32_t size,
+                    memory::MmioHandler& handler) {
   if (size == 0 || base + size > 0x10000)
     return Error(ErrorCode::kInvalidArgument, "I/O range {} at {:#x}+{:#x} is outside the port space",
                  name, base, size);

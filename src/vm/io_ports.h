@@ -7,14 +7,14 @@
 #include <string>
 
 #include "base/status.h"
-#include "hw/pci/interfaces.h"
+#include "memory/mmio_handler.h"
 
 namespace ferry::vm {
 
 class IoPorts {
  public:
   // `handler` is not owned and must outlive its mapping.
-  Status add(std::string name, uint32_t base, uint32_t size, pci::PioHandler& handler);
+  Status add(std::string name, uint32_t base, uint32_t size, memory::MmioHandler& handler);
   void remove(std::string_view name);
 
   uint32_t read(uint16_t port, unsigned size);
@@ -24,7 +24,7 @@ class IoPorts {
   struct Range {
     uint32_t base, size;
     std::string name;
-    pci::PioHandler* handler;
+    memory::MmioHandler* handler;
   };
   const Range* find(uint32_t port) const;
   std::map<uint32_t, Range> ranges_;  // by base

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "base/byte_order.h"
+
 namespace ferry::guest::nvme {
 
 namespace sn = spec::nvme;
@@ -128,8 +130,8 @@ std::string describe_status(uint16_t status) {
 std::array<uint8_t, sn::kSglDescriptorSize> sgl_descriptor(uint64_t address, uint32_t length,
                                                            uint8_t type, uint8_t subtype) {
   std::array<uint8_t, sn::kSglDescriptorSize> d{};
-  for (unsigned i = 0; i < 8; ++i) d[i] = static_cast<uint8_t>(address >> (8 * i));
-  for (unsigned i = 0; i < 4; ++i) d[8 + i] = static_cast<uint8_t>(length >> (8 * i));
+  store_le(&d[0], address);
+  store_le(&d[8], length);
   d[15] = static_cast<uint8_t>((type & 0xf) << 4 | (subtype & 0xf));
   return d;
 }

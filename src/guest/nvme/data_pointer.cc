@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "base/byte_order.h"
+
 namespace ferry::guest::nvme {
 
 namespace sn = spec::nvme;
@@ -17,9 +19,7 @@ namespace {
 // Writes `entries` little-endian u64 values at `address`.
 Status write_u64s(GuestBus& bus, uint64_t address, std::span<const uint64_t> values) {
   std::vector<uint8_t> bytes(values.size() * 8);
-  for (size_t i = 0; i < values.size(); ++i) {
-    for (unsigned b = 0; b < 8; ++b) bytes[8 * i + b] = static_cast<uint8_t>(values[i] >> (8 * b));
-  }
+  for (size_t i = 0; i < values.size(); ++i) store_le(&bytes[8 * i], values[i]);
   return bus.memory_write(address, bytes);
 }
 

@@ -2,48 +2,35 @@
 
 #include <fmt/format.h>
 
+#include "base/byte_order.h"
 #include "base/crc32c.h"
 #include "guest/programs/verify_random.h"
 
 namespace ferry::guest::verify {
-
-namespace {
-
-void put_le(std::span<uint8_t> out, size_t offset, uint64_t value, unsigned bytes) {
-  for (unsigned i = 0; i < bytes; ++i) out[offset + i] = static_cast<uint8_t>(value >> (8 * i));
-}
-
-uint64_t get_le(std::span<const uint8_t> in, size_t offset, unsigned bytes) {
-  uint64_t value = 0;
-  for (unsigned i = 0; i < bytes; ++i) value |= uint64_t{in[offset + i]} << (8 * i);
-  return value;
-}
-
-}  // namespace
 
 void fill_block(std::span<uint8_t> block, uint64_t lba, uint32_t generation, uint64_t seed) {
   // The payload stream depends on all three, so a block from another LBA, generation or run
   // differs in content too, not only in its header.
   uint64_t stream = seed ^ splitmix64_mix(lba * 0x9e3779b97f4a7c15ull + generation);
   size_t offset = kBlockHeaderSize;
-  for (; offset + 8 <= block.size(); offset += 8) put_le(block, offset, splitmix64_next(stream), 8);
+  for (; offset + 8 <= block.size(); offset += 8) store_le(block, offset, splitmix64_next(stream), 8);
   if (offset < block.size())
-    put_le(block, offset, splitmix64_next(stream), static_cast<unsigned>(block.size() - offset));
-  put_le(block, 0, kBlockMagic, 8);
-  put_le(block, 8, lba, 8);
-  put_le(block, 16, seed, 8);
-  put_le(block, 24, generation, 4);
-  put_le(block, 28, payload_crc(block), 4);
+    store_le(block, offset, splitmix64_next(stream), static_cast<unsigned>(block.size() - offset));
+  store_le(block, 0, kBlockMagic, 8);
+  store_le(block, 8, lba, 8);
+  store_le(block, 16, seed, 8);
+  store_le(block, 24, generation, 4);
+  store_le(block, 28, payload_crc(block), 4);
 }
 
 BlockHeader parse_header(std::span<const uint8_t> block) {
   BlockHeader h;
   if (block.size() < kBlockHeaderSize) return h;
-  h.magic = get_le(block, 0, 8);
-  h.lba = get_le(block, 8, 8);
-  h.seed = get_le(block, 16, 8);
-  h.generation = static_cast<uint32_t>(get_le(block, 24, 4));
-  h.crc = static_cast<uint32_t>(get_le(block, 28, 4));
+  h.magic = load_le(block, 0, 8);
+  h.lba = load_le(block, 8, 8);
+  h.seed = load_le(block, 16, 8);
+  h.generation = static_cast<uint32_t>(load_le(block, 24, 4));
+  h.crc = static_cast<uint32_t>(load_le(block, 28, 4));
   return h;
 }
 

@@ -70,17 +70,15 @@ uint16_t Controller::execute_admin(Request& request) {
 // ---- data transfer ----------------------------------------------------------------------------
 
 uint16_t Controller::send_to_host(const Request& request, std::span<const uint8_t> data) {
-  if (!bus_master_enabled()) return sn::kDataTransferError;
-  MapResult mapped = map_command_data(memory_, request.sqe, data.size(), false, dma_limits());
+  MapResult mapped = map_command_data(dma(), request.sqe, data.size(), false, dma_limits());
   if (mapped.status) return mapped.status;
-  return copy_to_guest(memory_, mapped.map, data);
+  return transfer_status(dma::copy_to_guest(dma(), mapped.map, data));
 }
 
 uint16_t Controller::receive_from_host(const Request& request, std::span<uint8_t> data) {
-  if (!bus_master_enabled()) return sn::kDataTransferError;
-  MapResult mapped = map_command_data(memory_, request.sqe, data.size(), true, dma_limits());
+  MapResult mapped = map_command_data(dma(), request.sqe, data.size(), true, dma_limits());
   if (mapped.status) return mapped.status;
-  return copy_from_guest(memory_, mapped.map, data);
+  return transfer_status(dma::copy_from_guest(dma(), mapped.map, data));
 }
 
 // ---- queues -----------------------------------------------------------------------------------

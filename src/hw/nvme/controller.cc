@@ -57,7 +57,9 @@ Controller::Controller(const ControllerConfig& config, ControllerEnv env)
       loop_(env.loop),
       memory_(env.memory),
       clock_(env.clock),
-      alive_(std::make_shared<Controller*>(this)) {}
+      alive_(std::make_shared<Controller*>(this)) {
+  attach_dma(env.memory);
+}
 
 Controller::~Controller() {
   // Let no backend write into a request we are about to forget.

@@ -12,7 +12,7 @@ add_library(ferry_nvme
   ${CMAKE_CURRENT_LIST_DIR}/nvme_properties.cc
   ${CMAKE_CURRENT_LIST_DIR}/controller_migration.cc
   ${CMAKE_CURRENT_LIST_DIR}/device_types.cc)
-target_link_libraries(ferry_nvme PUBLIC ferry_nvme_dma ferry_hw_core ferry_pci ferry_block ferry_memory
+target_link_libraries(ferry_nvme PUBLIC ferry_nvme_dma ferry_hw_core ferry_pci ferry_allowlist ferry_block ferry_memory
                                         ferry_base)
 
 # The tests drive the controller with the guest's NVMe driver (test_host.h): test targets

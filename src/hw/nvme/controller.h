@@ -215,7 +215,7 @@ class Controller : public pci::PciDevice {
 
   ControllerConfig config_;
   EventLoop& loop_;
-  memory::AddressSpace& memory_;
+  memory::AddressSpace& memory_;  // load-time checks only: DMA goes through dma()
   const Clock& clock_;
   Bar0 bar0_{*this};
   uint32_t msix_table_offset_ = 0;

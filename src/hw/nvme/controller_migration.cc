@@ -8,7 +8,7 @@
 #include <fmt/format.h>
 
 #include "hw/nvme/command_fields.h"
-#include "hw/pci/pci_regs.h"
+#include "hw/pci/capability_walk.h"
 #include "spec/nvme.h"
 
 namespace ferry::nvme {
@@ -508,12 +508,6 @@ std::string_view migration_item_kind_name(MigrationItemKind kind) {
 
 std::span<const MigrationItem> migration_allowlist() { return kAllowlist; }
 
-const MigrationItem* find_migration_item(MigrationItemKind kind, std::string_view name) {
-  for (const MigrationItem& item : kAllowlist)
-    if (item.kind == kind && item.name == name) return &item;
-  return nullptr;
-}
-
 namespace {
 
 using P = ProbeKind;
@@ -521,11 +515,7 @@ using P = ProbeKind;
 // How each capability and feature row shows on a device (several ways for some). An
 // advertised item found in none of these lines is unclassified: it blocks migration and
 // fails the allowlist test.
-struct Probe {
-  ProbeKind kind;
-  uint32_t id;
-  std::string_view item;
-};
+using Probe = allowlist::Probe<ProbeKind>;
 constexpr Probe kProbes[] = {
     {P::kPciCapability, 0x01, "power-management"},
     {P::kPciCapability, 0x10, "pci-express"},
@@ -624,20 +614,14 @@ constexpr bool optional_cap_bit(unsigned bit) {
   return (bit >= 16 && bit <= 18) || (bit >= 36 && bit <= 47) || (bit >= 56 && bit <= 60);
 }
 
-// The capability or feature row named `name`, or null.
-constexpr const MigrationItem* find_row(std::string_view name) {
-  for (const MigrationItem& item : kAllowlist)
-    if ((item.kind == K::kCapability || item.kind == K::kFeature) && item.name == name)
-      return &item;
-  return nullptr;
+// Probes name capability and feature rows, never properties.
+constexpr bool discoverable(MigrationItemKind kind) {
+  return kind == K::kCapability || kind == K::kFeature;
 }
 
-constexpr bool every_probe_names_a_row() {
-  for (const Probe& p : kProbes)
-    if (!find_row(p.item)) return false;
-  return true;
-}
-static_assert(every_probe_names_a_row(), "a probe names no capability or feature row");
+constexpr allowlist::Table<MigrationItemKind, ProbeKind> kTable{
+    kAllowlist, kProbes, &migration_item_kind_name, &discoverable};
+static_assert(kTable.every_probe_names_a_row(), "a probe names no capability or feature row");
 
 }  // namespace
 
@@ -647,8 +631,7 @@ std::vector<Advertised> identify_advertised(std::span<const uint8_t> identify) {
   std::vector<Advertised> out;
   for (const IdentifyFeatureField& f : kIdentifyFields) {
     if (f.offset + f.bytes > identify.size()) continue;
-    uint32_t value = 0;
-    for (unsigned i = 0; i < f.bytes; ++i) value |= uint32_t{identify[f.offset + i]} << (8 * i);
+    auto value = static_cast<uint32_t>(load_le(identify, f.offset, f.bytes));
     if (f.nonzero_only) {
       if (value) out.push_back({P::kIdentifyBit, identify_bit(f.offset, 0)});
       continue;
@@ -659,10 +642,12 @@ std::vector<Advertised> identify_advertised(std::span<const uint8_t> identify) {
   return out;
 }
 
+const MigrationItem* find_migration_item(MigrationItemKind kind, std::string_view name) {
+  return kTable.find(kind, name);
+}
+
 const MigrationItem* classify_advertised(ProbeKind kind, uint32_t id) {
-  for (const Probe& p : kProbes)
-    if (p.kind == kind && p.id == id) return find_row(p.item);
-  return nullptr;
+  return kTable.classify(kind, id);
 }
 
 std::string describe_advertised(ProbeKind kind, uint32_t id) {
@@ -687,23 +672,8 @@ std::string describe_advertised(ProbeKind kind, uint32_t id) {
 
 std::vector<Advertised> ControllerMigration::advertised(const Controller& ctrl) {
   std::vector<Advertised> out;
-  // The capability list, as a host walks it (bounded: at most 48 entries fit).
-  if (ctrl.config_read(pci::kStatus, 2) & pci::kStatusCapabilityList) {
-    uint32_t at = ctrl.config_read(pci::kCapabilityPointer, 1) & ~3u;
-    for (int hops = 0; at != 0 && hops < 48; ++hops) {
-      out.push_back({P::kPciCapability, ctrl.config_read(at, 1)});
-      at = ctrl.config_read(at + 1, 1) & ~3u;
-    }
-  }
-  if (ctrl.config_size() > 256) {
-    uint32_t at = 0x100;
-    for (int hops = 0; at >= 0x100 && hops < 960; ++hops) {
-      uint32_t header = ctrl.config_read(at, 4);
-      if (header == 0 || header == 0xffffffff) break;
-      out.push_back({P::kPciExtendedCapability, header & 0xffff});
-      at = (header >> 20) & ~3u;
-    }
-  }
+  for (const pci::CapabilityEntry& cap : pci::walk_capabilities(ctrl))
+    out.push_back({cap.extended ? P::kPciExtendedCapability : P::kPciCapability, cap.id});
   if (ctrl.interrupt_pin() != 0) out.push_back({P::kPciInterruptPin, 0});
   for (unsigned bit = 0; bit < 64; ++bit)
     if (optional_cap_bit(bit) && (ctrl.state_.regs.cap >> bit & 1))
@@ -720,48 +690,14 @@ std::vector<Advertised> advertised_capabilities(const Controller& ctrl) {
 }
 
 std::vector<std::string> migration_blockers(const Controller& ctrl, std::string_view where) {
-  std::vector<std::string> reasons;
-  std::set<std::string_view> blocked;  // one reason per row
-  for (const Advertised& a : advertised_capabilities(ctrl)) {
-    const MigrationItem* item = classify_advertised(a.kind, a.id);
-    if (!item) {
-      reasons.push_back(fmt::format("{}: {} is advertised but not classified as migratable",
-                                    where, describe_advertised(a.kind, a.id)));
-    } else if (!item->migratable && blocked.insert(item->name).second) {
-      reasons.push_back(fmt::format("{}: {} '{}' ({}) blocks migration ({})", where,
-                                    migration_item_kind_name(item->kind), item->name,
-                                    describe_advertised(a.kind, a.id), item->note));
-    }
-  }
-  return reasons;
+  std::vector<Advertised> advertised = advertised_capabilities(ctrl);
+  return kTable.advertised_blockers(std::span<const Advertised>(advertised),
+                                    describe_advertised, where);
 }
 
 std::vector<std::string> migration_blockers(MigrationItemKind kind, const Opts& opts,
                                             std::string_view where) {
-  std::vector<std::string> reasons;
-  std::set<std::string, std::less<>> seen;
-  for (const Opts::Entry& entry : opts.entries()) {
-    if (!seen.insert(entry.key).second) continue;
-    const MigrationItem* item = find_migration_item(kind, entry.key);
-    if (!item) {
-      reasons.push_back(fmt::format("{}: {} '{}' is not classified as migratable", where,
-                                    migration_item_kind_name(kind), entry.key));
-      continue;
-    }
-    if (!item->migratable) {
-      reasons.push_back(fmt::format("{}: {} '{}' blocks migration ({})", where,
-                                    migration_item_kind_name(kind), entry.key, item->note));
-      continue;
-    }
-    if (item->migratable_up_to != UINT64_MAX) {
-      std::optional<uint64_t> value = opts.number(entry.key);
-      if (value && *value > item->migratable_up_to)
-        reasons.push_back(fmt::format("{}: {} '{}={}' blocks migration ({})", where,
-                                      migration_item_kind_name(kind), entry.key, *value,
-                                      item->note));
-    }
-  }
-  return reasons;
+  return kTable.property_blockers(kind, opts, where);
 }
 
 }  // namespace ferry::nvme

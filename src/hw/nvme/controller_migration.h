@@ -50,6 +50,7 @@
 
 #include "base/qemu_opts.h"
 #include "base/status.h"
+#include "hw/allowlist/migration_allowlist.h"
 #include "hw/nvme/controller.h"
 #include "hw/nvme/error_log.h"
 #include "hw/pci/pci_device.h"
@@ -330,15 +331,10 @@ enum class MigrationItemKind : uint8_t {
 };
 std::string_view migration_item_kind_name(MigrationItemKind kind);
 
-// One line of the table: migratable (possibly up to a limit on the property's value) or
-// blocking, with the reason a blocker message gives.
-struct MigrationItem {
-  MigrationItemKind kind;
-  std::string_view name;
-  bool migratable;
-  std::string_view note;                  // why (for blocking items: the blocker reason)
-  uint64_t migratable_up_to = UINT64_MAX;  // numeric properties: larger values block
-};
+// One line of the table (the engine is hw/allowlist/migration_allowlist.h; the rows are
+// controller_migration.cc's): migratable (possibly up to a limit on the property's value)
+// or blocking, with the reason a blocker message gives.
+using MigrationItem = allowlist::Row<MigrationItemKind>;
 
 // Every property, capability and optional feature of the controller and its namespaces.
 std::span<const MigrationItem> migration_allowlist();

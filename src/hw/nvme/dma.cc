@@ -12,7 +12,7 @@
 #include <cstring>
 #include <limits>
 
-#include "memory/guest_memory.h"
+#include "base/byte_order.h"
 #include "spec/nvme.h"
 
 namespace ferry::nvme {
@@ -30,80 +30,15 @@ constexpr uint64_t kMaxPageSize = uint64_t{1} << 27;
 // 256 SGL descriptors), so no list costs a heap allocation however long it is.
 constexpr size_t kChunkBytes = 4096;
 
-uint64_t load_le64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = v << 8 | p[i];
-  return v;
-}
-
-uint32_t load_le32(const uint8_t* p) {
-  return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
-}
-
 MapResult fail(uint16_t status) { return MapResult{status, {}}; }
 
-// Reads bytes the controller fetches for itself (a PRP list, an SGL segment). Only RAM
-// counts: a list in MMIO space would make the device read its own (or another device's)
-// registers, which no host means to do.
-bool read_ram(const memory::AddressSpace& memory, uint64_t addr, std::span<uint8_t> out) {
-  memory::GuestRange range{addr, out.size()};
-  auto iovs = memory.translate(std::span(&range, 1), std::numeric_limits<size_t>::max());
-  if (!iovs.ok()) return false;
-  size_t done = 0;
-  for (const iovec& iov : *iovs) {
-    memory::guest_read(out.data() + done, static_cast<const uint8_t*>(iov.iov_base),
-                       iov.iov_len);
-    done += iov.iov_len;
-  }
-  return true;
+// The map once every data segment is RAM the controller may reach, else Data Transfer
+// Error.
+MapResult finish_map(dma::DataMapBuilder&& builder, const dma::DmaView& memory) {
+  Result<DataMap> map = std::move(builder).finish(memory);
+  if (!map.ok()) return fail(sn::kDataTransferError);
+  return MapResult{sn::kSuccess, std::move(map).value()};
 }
-
-// Collects the pieces of a transfer in order, merging a piece into the previous one when
-// it continues it (physically contiguous pages become one segment).
-class MapBuilder {
- public:
-  // Starts empty, in `reuse`'s storage (a hot path hands back a request's old map).
-  explicit MapBuilder(DataMap reuse = {}) : map_(std::move(reuse)) {
-    map_.segments.clear();
-    map_.length = 0;
-  }
-  void add(uint64_t addr, uint64_t len) {
-    if (len == 0) return;
-    if (!map_.segments.empty()) {
-      DataSegment& last = map_.segments.back();
-      if (!last.bit_bucket && last.len <= ~last.addr && last.addr + last.len == addr) {
-        last.len += len;
-        map_.length += len;
-        return;
-      }
-    }
-    map_.segments.push_back({addr, len, false});
-    map_.length += len;
-  }
-  void add_bit_bucket(uint64_t len) {
-    if (len == 0) return;
-    if (!map_.segments.empty() && map_.segments.back().bit_bucket) {
-      map_.segments.back().len += len;
-    } else {
-      map_.segments.push_back({0, len, true});
-    }
-    map_.length += len;
-  }
-
-  // Success when every data segment is RAM, else Data Transfer Error.
-  MapResult finish(const memory::AddressSpace& memory) && {
-    for (const DataSegment& seg : map_.segments) {
-      if (seg.bit_bucket) continue;
-      memory::GuestRange range{seg.addr, seg.len};
-      if (!memory.is_ram(range))
-        return fail(sn::kDataTransferError);
-    }
-    return MapResult{sn::kSuccess, std::move(map_)};
-  }
-
- private:
-  DataMap map_;
-};
 
 bool valid_page_size(uint64_t page_size) {
   return std::has_single_bit(page_size) && page_size >= kMinPageSize &&
@@ -125,7 +60,7 @@ struct SglDescriptor {
 
 SglDescriptor decode_sgl(const uint8_t* p) {
   uint8_t id = p[15];
-  return {load_le64(p), load_le32(p + 8), sn::sgl_type(id), sn::sgl_subtype(id)};
+  return {load_le<uint64_t>(p), load_le<uint32_t>(p + 8), sn::sgl_type(id), sn::sgl_subtype(id)};
 }
 
 bool is_segment_type(uint8_t type) {
@@ -135,7 +70,7 @@ bool is_segment_type(uint8_t type) {
 // Walks one command's SGL: the descriptor in the command, then the chain of segments.
 class SglWalker {
  public:
-  SglWalker(const memory::AddressSpace& memory, uint64_t length, bool to_device,
+  SglWalker(const dma::DmaView& memory, uint64_t length, bool to_device,
             const DmaLimits& limits)
       : memory_(memory), remaining_(length), to_device_(to_device), limits_(limits) {}
 
@@ -144,7 +79,7 @@ class SglWalker {
     if (status != sn::kSuccess) return fail(status);
     // The SGL ended before the transfer did.
     if (remaining_ != 0) return fail(dnr(sn::kDataSglLengthInvalid));
-    return std::move(builder_).finish(memory_);
+    return finish_map(std::move(builder_), memory_);
   }
 
  private:
@@ -184,7 +119,8 @@ class SglWalker {
     while (index < count) {
       uint64_t n = std::min<uint64_t>(count - index, kChunkBytes / sn::kSglDescriptorSize);
       auto bytes = std::span(chunk.data(), n * sn::kSglDescriptorSize);
-      if (!read_ram(memory_, segment.addr + index * sn::kSglDescriptorSize, bytes))
+      // Only RAM counts: a list in MMIO space would make the device read registers.
+      if (!memory_.read_ram(segment.addr + index * sn::kSglDescriptorSize, bytes).ok())
         return dnr(sn::kDataTransferError);
       for (uint64_t i = 0; i < n; ++i, ++index) {
         if (++descriptors_ > limits_.max_sgl_descriptors)
@@ -230,17 +166,17 @@ class SglWalker {
     return sn::kSuccess;
   }
 
-  const memory::AddressSpace& memory_;
+  const dma::DmaView& memory_;
   uint64_t remaining_;
   bool to_device_;
   const DmaLimits& limits_;
   uint64_t descriptors_ = 0;
-  MapBuilder builder_;
+  dma::DataMapBuilder builder_;
 };
 
 }  // namespace
 
-MapResult map_prp(const memory::AddressSpace& memory, uint64_t prp1, uint64_t prp2,
+MapResult map_prp(const dma::DmaView& memory, uint64_t prp1, uint64_t prp2,
                   uint64_t length, const DmaLimits& limits, DataMap reuse) {
   if (!valid_page_size(limits.page_size)) return fail(dnr(sn::kInternalError));
   if (over_max_transfer(length, limits)) return fail(dnr(sn::kInvalidField));
@@ -250,17 +186,17 @@ MapResult map_prp(const memory::AddressSpace& memory, uint64_t prp1, uint64_t pr
   // Every PRP entry's offset is dword aligned (PRP Offset Invalid names bits 1:0).
   if (prp1 & 3) return fail(dnr(sn::kPrpOffsetInvalid));
 
-  MapBuilder builder(std::move(reuse));
+  dma::DataMapBuilder builder(std::move(reuse));
   uint64_t first = std::min(length, page - (prp1 & offset_mask));
   builder.add(prp1, first);
   uint64_t remaining = length - first;
-  if (remaining == 0) return std::move(builder).finish(memory);
+  if (remaining == 0) return finish_map(std::move(builder), memory);
 
   if (remaining <= page) {
     // PRP2 is the second (and last) page.
     if (prp2 & offset_mask) return fail(dnr(sn::kPrpOffsetInvalid));
     builder.add(prp2, remaining);
-    return std::move(builder).finish(memory);
+    return finish_map(std::move(builder), memory);
   }
 
   // PRP2 points to a PRP list. The first list may start inside its page (at a qword);
@@ -277,10 +213,10 @@ MapResult map_prp(const memory::AddressSpace& memory, uint64_t prp1, uint64_t pr
     uint64_t next_list = 0;
     for (uint64_t index = 0; index < to_read;) {
       uint64_t n = std::min<uint64_t>(to_read - index, kChunkBytes / 8);
-      if (!read_ram(memory, list + index * 8, std::span(chunk.data(), n * 8)))
+      if (!memory.read_ram(list + index * 8, std::span(chunk.data(), n * 8)).ok())
         return fail(dnr(sn::kDataTransferError));
       for (uint64_t i = 0; i < n; ++i, ++index) {
-        uint64_t entry = load_le64(chunk.data() + i * 8);
+        uint64_t entry = load_le<uint64_t>(chunk.data() + i * 8);
         // Every entry after PRP1 starts at a page boundary; so does a next-list pointer.
         if (entry & offset_mask) return fail(dnr(sn::kPrpOffsetInvalid));
         if (chained && index == entries - 1) {
@@ -295,10 +231,10 @@ MapResult map_prp(const memory::AddressSpace& memory, uint64_t prp1, uint64_t pr
     if (!chained) break;
     list = next_list;
   }
-  return std::move(builder).finish(memory);
+  return finish_map(std::move(builder), memory);
 }
 
-MapResult map_sgl(const memory::AddressSpace& memory, std::span<const uint8_t, 16> descriptor,
+MapResult map_sgl(const dma::DmaView& memory, std::span<const uint8_t, 16> descriptor,
                   uint64_t length, bool to_device, const DmaLimits& limits) {
   if (!limits.sgl_supported) return fail(dnr(sn::kInvalidField));
   if (over_max_transfer(length, limits)) return fail(dnr(sn::kInvalidField));
@@ -307,13 +243,17 @@ MapResult map_sgl(const memory::AddressSpace& memory, std::span<const uint8_t, 1
   return walker.run(decode_sgl(descriptor.data()));
 }
 
-MapResult map_command_data(const memory::AddressSpace& memory, std::span<const uint8_t, 64> sqe,
+MapResult map_command_data(const dma::DmaView& memory, std::span<const uint8_t, 64> sqe,
                            uint64_t length, bool to_device, const DmaLimits& limits,
                            DataMap reuse) {
+  // The one place NVMe meets bus mastering: the view refuses every access anyway, but
+  // answering before the pointer is decoded keeps QEMU's status for a command the host
+  // sent with bus mastering off (Data Transfer Error, whatever the pointer holds).
+  if (!memory.enabled()) return fail(sn::kDataTransferError);
   uint8_t psdt = (sqe[sn::kSqeFlags] >> sn::kPsdtShift) & 3;
   switch (psdt) {
     case sn::kPsdtPrp:
-      return map_prp(memory, load_le64(&sqe[sn::kSqePrp1]), load_le64(&sqe[sn::kSqePrp2]),
+      return map_prp(memory, load_le<uint64_t>(&sqe[sn::kSqePrp1]), load_le<uint64_t>(&sqe[sn::kSqePrp2]),
                      length, limits, std::move(reuse));
     case sn::kPsdtSglMptrContiguous:
       return map_sgl(memory, sqe.subspan<sn::kSqePrp1, sn::kSglDescriptorSize>(), length,
@@ -325,69 +265,10 @@ MapResult map_command_data(const memory::AddressSpace& memory, std::span<const u
   }
 }
 
-uint16_t copy_to_guest(memory::AddressSpace& memory, const DataMap& map,
-                       std::span<const uint8_t> data) {
-  if (data.size() > map.length) return dnr(sn::kInternalError);
-  uint64_t done = 0;
-  for (const DataSegment& seg : map.segments) {
-    if (done == data.size()) break;
-    uint64_t n = std::min<uint64_t>(seg.len, data.size() - done);
-    if (!seg.bit_bucket && !memory.write(seg.addr, data.subspan(done, n)).ok())
-      return sn::kDataTransferError;
-    done += n;
-  }
-  return sn::kSuccess;
-}
-
-uint16_t copy_from_guest(const memory::AddressSpace& memory, const DataMap& map,
-                         std::span<uint8_t> out) {
-  if (out.size() > map.length) return dnr(sn::kInternalError);
-  uint64_t done = 0;
-  for (const DataSegment& seg : map.segments) {
-    if (done == out.size()) break;
-    uint64_t n = std::min<uint64_t>(seg.len, out.size() - done);
-    auto piece = out.subspan(done, n);
-    if (seg.bit_bucket) {
-      std::fill(piece.begin(), piece.end(), uint8_t{0});  // a bucket holds nothing
-    } else if (!memory.read(seg.addr, piece).ok()) {
-      return sn::kDataTransferError;
-    }
-    done += n;
-  }
-  return sn::kSuccess;
-}
-
-uint16_t to_iovecs(const memory::AddressSpace& memory, const DataMap& map,
-                   std::span<uint8_t> sink, std::vector<iovec>& out) {
-  out.clear();
-  for (const DataSegment& seg : map.segments) {
-    if (seg.bit_bucket) {
-      if (sink.empty()) return dnr(sn::kInternalError);
-      for (uint64_t left = seg.len; left != 0;) {
-        size_t n = static_cast<size_t>(std::min<uint64_t>(left, sink.size()));
-        out.push_back({sink.data(), n});
-        left -= n;
-      }
-      continue;
-    }
-    memory::GuestRange range{seg.addr, seg.len};
-    if (!memory.translate_into(std::span(&range, 1), std::numeric_limits<size_t>::max(), out)
-             .ok()) {
-      out.clear();
-      return sn::kDataTransferError;
-    }
-  }
-  return sn::kSuccess;
-}
-
-void mark_written(memory::AddressSpace& memory, const DataMap& map) {
-  for (const DataSegment& seg : map.segments) {
-    if (seg.bit_bucket) continue;
-    // The map was checked to be RAM when it was made; a failure here would mean the
-    // memory map changed under a command in flight, which the machine lock excludes.
-    Status status = memory.mark_written({seg.addr, seg.len});
-    (void)status;
-  }
+uint16_t transfer_status(const Status& status) {
+  if (status.ok()) return sn::kSuccess;
+  if (status.code() == ErrorCode::kInternal) return dnr(sn::kInternalError);
+  return sn::kDataTransferError;
 }
 
 }  // namespace ferry::nvme

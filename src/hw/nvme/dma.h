@@ -10,28 +10,19 @@
 // not move.
 #pragma once
 
-#include <sys/uio.h>
-
 #include <cstdint>
 #include <span>
 #include <vector>
 
-#include "memory/address_space.h"
+#include "base/status.h"
+#include "hw/dma/dma_view.h"
+#include "hw/dma/sg_list.h"
 
 namespace ferry::nvme {
 
-// One contiguous piece of a command's data. A bit bucket (SGL only) takes its share of
-// the transfer on reads from the device but has no memory: its bytes are discarded.
-struct DataSegment {
-  uint64_t addr = 0;
-  uint64_t len = 0;
-  bool bit_bucket = false;
-};
-
-struct DataMap {
-  std::vector<DataSegment> segments;  // in transfer order
-  uint64_t length = 0;                // sum of all segment lengths, bit buckets included
-};
+// The pieces of a command's data: the device-independent scatter-gather list.
+using dma::DataMap;
+using dma::DataSegment;
 
 struct DmaLimits {
   uint64_t page_size = 4096;   // CC.MPS: the memory page size PRP entries are measured in
@@ -57,33 +48,24 @@ struct MapResult {
 };
 
 // Maps `length` bytes described by the command's data pointer (SQE bytes 24..39; PSDT in
-// SQE byte 1 selects PRP or SGL). `to_device` is true for writes (host -> controller),
+// SQE byte 1 selects PRP or SGL) in the controller's DMA view. A view that refuses DMA
+// (bus mastering off) fails first, with Data Transfer Error, before the pointer is looked
+// at. `to_device` is true for writes (host -> controller),
 // where bit buckets are not allowed. A length over max_transfer gives Invalid Field.
 // `reuse` lends its storage to the result (PRPs), so a hot path allocates nothing.
-MapResult map_command_data(const memory::AddressSpace& memory, std::span<const uint8_t, 64> sqe,
+MapResult map_command_data(const dma::DmaView& memory, std::span<const uint8_t, 64> sqe,
                            uint64_t length, bool to_device, const DmaLimits& limits,
                            DataMap reuse = {});
 
 // The two forms on their own.
-MapResult map_prp(const memory::AddressSpace& memory, uint64_t prp1, uint64_t prp2,
+MapResult map_prp(const dma::DmaView& memory, uint64_t prp1, uint64_t prp2,
                   uint64_t length, const DmaLimits& limits, DataMap reuse = {});
-MapResult map_sgl(const memory::AddressSpace& memory, std::span<const uint8_t, 16> descriptor,
+MapResult map_sgl(const dma::DmaView& memory, std::span<const uint8_t, 16> descriptor,
                   uint64_t length, bool to_device, const DmaLimits& limits);
 
-// Copies between a host buffer and the mapped guest memory (buffer size = map length).
-// Returns 0 or Data Transfer Error. Writes into guest RAM mark it dirty.
-// (A buffer shorter than the map moves only that prefix, e.g. a log page shorter than
-// the host asked for; a longer one is Internal Error, a controller bug.)
-uint16_t copy_to_guest(memory::AddressSpace& memory, const DataMap& map,
-                       std::span<const uint8_t> data);
-uint16_t copy_from_guest(const memory::AddressSpace& memory, const DataMap& map,
-                         std::span<uint8_t> out);
-
-// Host iovecs for block I/O straight into or out of guest RAM. Bit-bucket segments are
-// pointed at `sink` (reused as often as needed; at least 4 KiB). Returns 0 or Data
-// Transfer Error. After a read into guest RAM completes, call mark_written().
-uint16_t to_iovecs(const memory::AddressSpace& memory, const DataMap& map,
-                   std::span<uint8_t> sink, std::vector<iovec>& out);
-void mark_written(memory::AddressSpace& memory, const DataMap& map);
+// The NVMe status for a transfer the DMA layer (hw/dma/sg_list.h) failed: a caller's bug
+// is Internal Error (DNR); memory the controller cannot reach — not RAM, not mapped, or
+// bus mastering off — is Data Transfer Error.
+uint16_t transfer_status(const Status& status);
 
 }  // namespace ferry::nvme

@@ -3,7 +3,7 @@
 add_library(ferry_nvme_dma
   ${CMAKE_CURRENT_LIST_DIR}/dma.cc
   ${CMAKE_CURRENT_LIST_DIR}/namespace.cc)
-target_link_libraries(ferry_nvme_dma PUBLIC ferry_memory ferry_block ferry_base)
+target_link_libraries(ferry_nvme_dma PUBLIC ferry_dma ferry_memory ferry_block ferry_base)
 
 ferry_test(nvme_dma_test
   ${CMAKE_CURRENT_LIST_DIR}/dma_test.cc

@@ -71,18 +71,26 @@ class DmaTest : public ::testing::Test {
   }
 
   MapResult prp(uint64_t prp1, uint64_t prp2, uint64_t length) {
-    return map_prp(as, prp1, prp2, length, limits);
+    return map_prp(view, prp1, prp2, length, limits);
   }
   MapResult sgl_read(const std::array<uint8_t, 16>& d, uint64_t length) {
-    return map_sgl(as, d, length, /*to_device=*/false, limits);
+    return map_sgl(view, d, length, /*to_device=*/false, limits);
   }
   MapResult sgl_write(const std::array<uint8_t, 16>& d, uint64_t length) {
-    return map_sgl(as, d, length, /*to_device=*/true, limits);
+    return map_sgl(view, d, length, /*to_device=*/true, limits);
   }
+
+  // The controller's DMA view, bus mastering on unless a test turns it off.
+  struct Gate : dma::DmaGate {
+    bool open = true;
+    bool dma_allowed() const override { return open; }
+  };
 
   memory::AddressSpace as;
   memory::RamBlock* block = nullptr;
   NullMmio mmio;
+  Gate gate;
+  dma::DmaView view{as, gate, "nvme"};
   DmaLimits limits;
 };
 
@@ -244,28 +252,28 @@ TEST_F(DmaTest, CommandPsdtSelectsTheForm) {
   };
   put_sqe64(sn::kSqePrp1, 0x1800);
   put_sqe64(sn::kSqePrp2, 0x5000);
-  auto r = map_command_data(as, sqe, kPageSize, false, limits);
+  auto r = map_command_data(view, sqe, kPageSize, false, limits);
   ASSERT_EQ(r.status, 0);
   EXPECT_SEGMENTS(r, Seg(0x1800, 0x800, false), Seg(0x5000, 0x800, false));
 
   auto d = data_block(0x9000, 4096);
   std::copy(d.begin(), d.end(), sqe.begin() + sn::kSqePrp1);
   sqe[sn::kSqeFlags] = sn::kPsdtSglMptrContiguous << sn::kPsdtShift;
-  r = map_command_data(as, sqe, kPageSize, false, limits);
+  r = map_command_data(view, sqe, kPageSize, false, limits);
   ASSERT_EQ(r.status, 0);
   EXPECT_SEGMENTS(r, Seg(0x9000, 4096, false));
 
   sqe[sn::kSqeFlags] = sn::kPsdtSglMptrSgl << sn::kPsdtShift;  // metadata SGL: unsupported
-  EXPECT_EQ(map_command_data(as, sqe, kPageSize, false, limits).status,
+  EXPECT_EQ(map_command_data(view, sqe, kPageSize, false, limits).status,
             sn::kInvalidField | kDnr);
   sqe[sn::kSqeFlags] = 3 << sn::kPsdtShift;  // reserved
-  EXPECT_EQ(map_command_data(as, sqe, kPageSize, false, limits).status,
+  EXPECT_EQ(map_command_data(view, sqe, kPageSize, false, limits).status,
             sn::kInvalidField | kDnr);
   // FUSE bits do not disturb PSDT.
   sqe[sn::kSqeFlags] = sn::kPsdtSglMptrContiguous << sn::kPsdtShift | 0x3;
-  EXPECT_EQ(map_command_data(as, sqe, kPageSize, false, limits).status, 0);
+  EXPECT_EQ(map_command_data(view, sqe, kPageSize, false, limits).status, 0);
   limits.sgl_supported = false;
-  EXPECT_EQ(map_command_data(as, sqe, kPageSize, false, limits).status,
+  EXPECT_EQ(map_command_data(view, sqe, kPageSize, false, limits).status,
             sn::kInvalidField | kDnr);
 }
 
@@ -423,6 +431,32 @@ TEST_F(DmaTest, SglNotSupported) {
   EXPECT_EQ(sgl_read(data_block(0x3000, 512), 512).status, sn::kInvalidField | kDnr);
 }
 
+// ---- bus mastering ------------------------------------------------------------------------
+
+// With bus mastering off every command's data is a Data Transfer Error (no DNR), before
+// the pointer is decoded: the status QEMU 7.2 gives, whatever the pointer holds.
+TEST_F(DmaTest, BusMasteringOffIsDataTransferErrorWhateverThePointer) {
+  std::array<uint8_t, 64> sqe{};
+  sqe[sn::kSqePrp1] = 0x01;  // misaligned PRP1: PRP Offset Invalid were bus mastering on
+  EXPECT_EQ(map_command_data(view, sqe, kPageSize, false, limits).status,
+            sn::kPrpOffsetInvalid | kDnr);
+  gate.open = false;
+  EXPECT_EQ(map_command_data(view, sqe, kPageSize, false, limits).status,
+            sn::kDataTransferError);
+  sqe[sn::kSqePrp1] = 0x00;
+  sqe[sn::kSqePrp1 + 1] = 0x10;  // a good one
+  EXPECT_EQ(map_command_data(view, sqe, kPageSize, false, limits).status,
+            sn::kDataTransferError);
+  gate.open = true;
+  auto r = map_command_data(view, sqe, kPageSize, false, limits);
+  ASSERT_EQ(r.status, 0);
+  // Turned off after the map was made: moving the bytes is refused too.
+  gate.open = false;
+  std::vector<uint8_t> data(kPageSize, 0xab);
+  EXPECT_EQ(transfer_status(dma::copy_to_guest(view, r.map, data)), sn::kDataTransferError);
+  EXPECT_EQ(block->host()[0x1000], 0);
+}
+
 // ---- moving bytes ------------------------------------------------------------------------
 
 TEST_F(DmaTest, CopyRoundTripMarksDirty) {
@@ -434,7 +468,7 @@ TEST_F(DmaTest, CopyRoundTripMarksDirty) {
 
   std::vector<uint8_t> data(r.map.length);
   std::iota(data.begin(), data.end(), uint8_t{1});
-  ASSERT_EQ(copy_to_guest(as, r.map, data), 0);
+  ASSERT_EQ(transfer_status(dma::copy_to_guest(view, r.map, data)), 0);
   EXPECT_TRUE(block->dirty().test(1));
   EXPECT_TRUE(block->dirty().test(7));
   EXPECT_TRUE(block->dirty().test(3));
@@ -444,17 +478,17 @@ TEST_F(DmaTest, CopyRoundTripMarksDirty) {
   EXPECT_EQ(block->host()[0x3000], data[0x100 + kPageSize]);
 
   std::vector<uint8_t> back(r.map.length);
-  ASSERT_EQ(copy_from_guest(as, r.map, back), 0);
+  ASSERT_EQ(transfer_status(dma::copy_from_guest(view, r.map, back)), 0);
   EXPECT_EQ(back, data);
 
   // A shorter buffer moves a prefix; a longer one is refused.
   std::vector<uint8_t> prefix(10, 0xee);
-  ASSERT_EQ(copy_to_guest(as, r.map, prefix), 0);
+  ASSERT_EQ(transfer_status(dma::copy_to_guest(view, r.map, prefix)), 0);
   EXPECT_EQ(block->host()[0x1f09], 0xee);
   EXPECT_EQ(block->host()[0x1f0a], data[10]);
   std::vector<uint8_t> too_long(r.map.length + 1);
-  EXPECT_EQ(copy_to_guest(as, r.map, too_long), sn::kInternalError | kDnr);
-  EXPECT_EQ(copy_from_guest(as, r.map, too_long), sn::kInternalError | kDnr);
+  EXPECT_EQ(transfer_status(dma::copy_to_guest(view, r.map, too_long)), sn::kInternalError | kDnr);
+  EXPECT_EQ(transfer_status(dma::copy_from_guest(view, r.map, too_long)), sn::kInternalError | kDnr);
 }
 
 TEST_F(DmaTest, CopySkipsBitBuckets) {
@@ -462,7 +496,7 @@ TEST_F(DmaTest, CopySkipsBitBuckets) {
   auto r = sgl_read(last_segment(0x20000, 3), 12);
   ASSERT_EQ(r.status, 0);
   std::vector<uint8_t> data = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
-  ASSERT_EQ(copy_to_guest(as, r.map, data), 0);
+  ASSERT_EQ(transfer_status(dma::copy_to_guest(view, r.map, data)), 0);
   EXPECT_EQ(std::memcmp(block->host() + 0x3000, data.data(), 4), 0);
   EXPECT_EQ(std::memcmp(block->host() + 0x5000, data.data() + 8, 4), 0);
 }
@@ -473,7 +507,7 @@ TEST_F(DmaTest, IovecsPointIntoRamAndSinkBitBuckets) {
   ASSERT_EQ(r.status, 0);
   std::vector<uint8_t> sink(4096);
   std::vector<iovec> iov = {{nullptr, 1}};  // replaced, not appended to
-  ASSERT_EQ(to_iovecs(as, r.map, sink, iov), 0);
+  ASSERT_EQ(transfer_status(dma::to_iovecs(view, r.map, sink, iov)), 0);
   ASSERT_EQ(iov.size(), 5u);  // data, 3 sink pieces (4096 + 4096 + 1808), data
   EXPECT_EQ(iov[0].iov_base, block->host() + 0x3000);
   EXPECT_EQ(iov[0].iov_len, 100u);
@@ -487,7 +521,7 @@ TEST_F(DmaTest, IovecsPointIntoRamAndSinkBitBuckets) {
   // A device reading into guest RAM through the iovecs marks it afterwards.
   memory::PageBitmap cleared;
   block->dirty().sync(cleared);
-  mark_written(as, r.map);
+  dma::mark_written(view, r.map);
   EXPECT_TRUE(block->dirty().test(3));
   EXPECT_TRUE(block->dirty().test(9));
   EXPECT_EQ(block->dirty().count(), 2u);
@@ -496,11 +530,11 @@ TEST_F(DmaTest, IovecsPointIntoRamAndSinkBitBuckets) {
   DataMap stale;
   stale.segments.push_back({kUnmapped, 16, false});
   stale.length = 16;
-  EXPECT_EQ(to_iovecs(as, stale, sink, iov), sn::kDataTransferError);
+  EXPECT_EQ(transfer_status(dma::to_iovecs(view, stale, sink, iov)), sn::kDataTransferError);
   EXPECT_TRUE(iov.empty());
   std::vector<uint8_t> buf(16);
-  EXPECT_EQ(copy_from_guest(as, stale, buf), sn::kDataTransferError);
-  EXPECT_EQ(copy_to_guest(as, stale, buf), sn::kDataTransferError);
+  EXPECT_EQ(transfer_status(dma::copy_from_guest(view, stale, buf)), sn::kDataTransferError);
+  EXPECT_EQ(transfer_status(dma::copy_to_guest(view, stale, buf)), sn::kDataTransferError);
 }
 
 }  // namespace

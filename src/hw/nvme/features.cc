@@ -106,7 +106,7 @@ uint16_t Controller::admin_get_features(Request& request) {
       uint64_t value = current_timestamp_ms();
       if (state_.timestamp.host_value_ms) value |= uint64_t{1} << 49;
       std::array<uint8_t, 8> bytes;
-      for (int i = 0; i < 8; ++i) bytes[i] = static_cast<uint8_t>(value >> (8 * i));
+      store_le(bytes.data(), value);
       return send_to_host(request, bytes);
     }
     default: return sn::kInvalidField | kDnr;
@@ -172,8 +172,7 @@ uint16_t Controller::admin_set_features(Request& request) {
     case sn::kFeatTimestamp: {
       std::array<uint8_t, 8> bytes{};
       if (uint16_t status = receive_from_host(request, bytes)) return status;
-      uint64_t value = 0;
-      for (int i = 0; i < 8; ++i) value |= uint64_t{bytes[i]} << (8 * i);
+      uint64_t value = load_le<uint64_t>(bytes.data());
       state_.timestamp.host_value_ms = value & 0xffffffffffffull;
       state_.timestamp.set_at_ns = clock_.now_ns();
       break;

@@ -69,9 +69,8 @@ uint16_t Controller::io_read_write(Request& request, const Namespace& ns, bool w
   DmaLimits limits = dma_limits();
   if (bytes > limits.max_transfer) return sn::kInvalidField | kDnr;
   if (uint16_t status = ns.check_range(slba, nlb)) return status;
-  if (!bus_master_enabled()) return sn::kDataTransferError;
   MapResult mapped =
-      map_command_data(memory_, request.sqe, bytes, write, limits, std::move(request.data));
+      map_command_data(dma(), request.sqe, bytes, write, limits, std::move(request.data));
   if (mapped.status) return mapped.status;
   request.data = std::move(mapped.map);
   request.offset = slba << ns.lba_shift();
@@ -82,7 +81,8 @@ uint16_t Controller::io_read_write(Request& request, const Namespace& ns, bool w
   for (const DataSegment& seg : request.data.segments)
     if (seg.bit_bucket) bucket = std::max(bucket, seg.len);
   if (bucket) request.buffer.assign(std::min<uint64_t>(bucket, 4096), 0);
-  if (uint16_t status = to_iovecs(memory_, request.data, request.buffer, scratch_iov_))
+  if (uint16_t status =
+          transfer_status(dma::to_iovecs(dma(), request.data, request.buffer, scratch_iov_)))
     return status;
   submit_block(request, ns, write ? block::BlockOp::kWrite : block::BlockOp::kRead,
                request.offset, bytes, scratch_iov_);
@@ -96,8 +96,7 @@ uint16_t Controller::io_compare(Request& request, const Namespace& ns) {
   DmaLimits limits = dma_limits();
   if (bytes > limits.max_transfer) return sn::kInvalidField | kDnr;
   if (uint16_t status = ns.check_range(slba, nlb)) return status;
-  if (!bus_master_enabled()) return sn::kDataTransferError;
-  MapResult mapped = map_command_data(memory_, request.sqe, bytes, true, limits);
+  MapResult mapped = map_command_data(dma(), request.sqe, bytes, true, limits);
   if (mapped.status) return mapped.status;
   request.data = std::move(mapped.map);
   request.offset = slba << ns.lba_shift();
@@ -133,13 +132,13 @@ uint16_t Controller::io_dataset_management(Request& request, const Namespace& ns
   if (!(cdw(request, 11) & kDsmDeallocate)) return sn::kSuccess;  // hints only: nothing to do
   size_t ranges = (cdw(request, 10) & 0xff) + 1;
   std::vector<uint8_t> list(ranges * kDsmRangeSize);
-  if (!bus_master_enabled()) return sn::kDataTransferError;
-  MapResult mapped = map_command_data(memory_, request.sqe, list.size(), true, dma_limits());
+  MapResult mapped = map_command_data(dma(), request.sqe, list.size(), true, dma_limits());
   if (mapped.status) return mapped.status;
-  if (uint16_t status = copy_from_guest(memory_, mapped.map, list)) return status;
+  if (uint16_t status = transfer_status(dma::copy_from_guest(dma(), mapped.map, list)))
+    return status;
   for (size_t i = 0; i < ranges; ++i) {
     const uint8_t* range = list.data() + i * kDsmRangeSize;
-    uint64_t nlb = load_le32(range + 4), slba = load_le64(range + 8);
+    uint64_t nlb = load_le<uint32_t>(range + 4), slba = load_le<uint64_t>(range + 8);
     // Empty or out-of-range ranges are skipped, as QEMU does: deallocation is advisory.
     if (nlb == 0 || ns.check_range(slba, nlb)) continue;
     submit_block(request, ns, block::BlockOp::kDiscard, slba << ns.lba_shift(),
@@ -166,7 +165,7 @@ void Controller::on_block_completion(uint32_t nsid, uint64_t tag, int result) {
   if (resetting_) {
     // The controller is resetting: no completion, but data a read stored in guest RAM
     // still dirties its pages (the final RAM pass of a migration must carry them).
-    if (opcode == sn::kNvmRead) mark_written(memory_, request.data);
+    if (opcode == sn::kNvmRead) dma::mark_written(dma(), request.data);
     release_request(request);
     return;
   }
@@ -212,7 +211,7 @@ void Controller::apply_error_policy(Request& request, uint32_t nsid, int result)
 
 void Controller::hold_request(Request& request) {
   // A read may have stored part of its data already: those pages are dirty either way.
-  if (request.sqe[sn::kSqeOpcode] == sn::kNvmRead) mark_written(memory_, request.data);
+  if (request.sqe[sn::kSqeOpcode] == sn::kNvmRead) dma::mark_written(dma(), request.data);
   if (request.orphaned) {  // its SQ is gone: nobody waits for it
     release_request(request);
     return;
@@ -240,7 +239,7 @@ void Controller::retry_held_requests() {
 
 void Controller::finish_io(Request& request) {
   uint8_t opcode = request.sqe[sn::kSqeOpcode];
-  if (opcode == sn::kNvmRead) mark_written(memory_, request.data);
+  if (opcode == sn::kNvmRead) dma::mark_written(dma(), request.data);
   if (request.status) {
     uint16_t code = request.status & 0x7ff;
     if (code == sn::kUnrecoveredReadError || code == sn::kWriteFault)
@@ -251,7 +250,7 @@ void Controller::finish_io(Request& request) {
   switch (request.stage) {
     case RequestStage::kCompareRead: {
       std::vector<uint8_t> host(request.length);
-      if (uint16_t status = copy_from_guest(memory_, request.data, host)) {
+      if (uint16_t status = transfer_status(dma::copy_from_guest(dma(), request.data, host))) {
         complete_request(request, status);
         return;
       }

@@ -4,16 +4,13 @@
 #include <algorithm>
 #include <bit>
 
+#include "base/byte_order.h"
 #include "spec/nvme.h"
 
 namespace ferry::nvme {
 namespace {
 
 namespace sn = spec::nvme;
-
-void store_le(std::span<uint8_t> out, size_t offset, uint64_t value, unsigned size) {
-  for (unsigned i = 0; i < size; ++i) out[offset + i] = static_cast<uint8_t>(value >> (8 * i));
-}
 
 // The LBA formats QEMU 7.2 lists for every namespace (NLBAF = 7, eight entries): data
 // sizes 512 and 4096, each with 0, 8, 16 and 64 bytes of metadata. Ferry formats only

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstring>
 
+#include "base/byte_order.h"
 #include "hw/nvme/controller.h"
 #include "spec/nvme.h"
 
@@ -14,36 +15,28 @@ namespace sn = spec::nvme;
 namespace {
 constexpr unsigned kBurstPerQueue = 32;  // SQEs fetched from one SQ before the next one's turn
 
-void put_le16(uint8_t* p, uint16_t v) {
-  p[0] = static_cast<uint8_t>(v);
-  p[1] = static_cast<uint8_t>(v >> 8);
-}
-void put_le32(uint8_t* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
 }  // namespace
 
 // ---- guest memory -----------------------------------------------------------------------------
 
 bool Controller::dma_read(uint64_t addr, std::span<uint8_t> out) const {
-  return bus_master_enabled() && memory_.read(addr, out).ok();
+  return dma().read(addr, out).ok();  // refused while bus mastering is off
 }
 
 bool Controller::dma_write(uint64_t addr, std::span<const uint8_t> data) {
-  return bus_master_enabled() && memory_.write(addr, data).ok();
+  return dma().write(addr, data).ok();
 }
 
 bool Controller::dma_write_u32(uint64_t addr, uint32_t value) {
   std::array<uint8_t, 4> bytes;
-  put_le32(bytes.data(), value);
+  store_le(bytes.data(), value);
   return dma_write(addr, bytes);
 }
 
 bool Controller::dma_read_u32(uint64_t addr, uint32_t& value) const {
   std::array<uint8_t, 4> bytes;
   if (!dma_read(addr, bytes)) return false;
-  value = uint32_t{bytes[0]} | uint32_t{bytes[1]} << 8 | uint32_t{bytes[2]} << 16 |
-          uint32_t{bytes[3]} << 24;
+  value = load_le<uint32_t>(bytes.data());
   return true;
 }
 
@@ -219,9 +212,8 @@ Request& Controller::allocate_request(SubmissionQueue& sq, std::span<const uint8
   request->tag = tag;
   request->sq_id = sq.id;
   std::copy(sqe.begin(), sqe.end(), request->sqe.begin());
-  request->cid = static_cast<uint16_t>(sqe[sn::kSqeCid] | sqe[sn::kSqeCid + 1] << 8);
-  request->nsid = uint32_t{sqe[4]} | uint32_t{sqe[5]} << 8 | uint32_t{sqe[6]} << 16 |
-                  uint32_t{sqe[7]} << 24;
+  request->cid = load_le<uint16_t>(&sqe[sn::kSqeCid]);
+  request->nsid = load_le<uint32_t>(&sqe[sn::kSqeNsid]);
   ++sq.in_flight;
   state_.requests[tag] = std::move(request);
   return *state_.requests[tag];
@@ -286,11 +278,11 @@ void Controller::post_completions(CompletionQueue& cq) {
     const PendingCompletion& c = cq.pending.front();
     const SubmissionQueue* sq = c.sq_id < state_.sqs.size() ? state_.sqs[c.sq_id].get() : nullptr;
     std::array<uint8_t, sn::kCqeSize> cqe{};
-    put_le32(&cqe[sn::kCqeDw0], c.dw0);
-    put_le16(&cqe[sn::kCqeSqHead], static_cast<uint16_t>(sq ? sq->head : 0));
-    put_le16(&cqe[sn::kCqeSqId], c.sq_id);
-    put_le16(&cqe[sn::kCqeCid], c.cid);
-    put_le16(&cqe[sn::kCqeStatus], static_cast<uint16_t>(c.status << 1 | cq.phase));
+    store_le(&cqe[sn::kCqeDw0], c.dw0);
+    store_le(&cqe[sn::kCqeSqHead], static_cast<uint16_t>(sq ? sq->head : 0));
+    store_le(&cqe[sn::kCqeSqId], c.sq_id);
+    store_le(&cqe[sn::kCqeCid], c.cid);
+    store_le(&cqe[sn::kCqeStatus], static_cast<uint16_t>(c.status << 1 | cq.phase));
     uint64_t addr = cq.base + uint64_t{cq.tail} * sn::kCqeSize;
     // The dword holding the phase tag goes last, so a polling host never sees a new phase
     // with an old entry.

@@ -1,25 +1,20 @@
-// How the PCI layer meets the machine. The PCI layer knows nothing of address spaces or
-// interrupt controllers; the machine implements these small interfaces and the bus calls
-// them. All calls happen under the machine lock (design.md §3); nothing here is thread-safe
+// How the PCI layer meets the machine. The PCI layer places nothing in address spaces
+// and knows no interrupt controller; the machine implements these small interfaces and
+// the bus calls them. All calls happen under the machine lock (design.md §3); nothing here is thread-safe
 // on its own.
 #pragma once
 
 #include <cstdint>
 
+#include "memory/mmio_handler.h"
+
 namespace ferry::pci {
 
 class PciDevice;
 
-// A guest-visible register window: a BAR, the 0xcf8-0xcff config ports or the ECAM
-// window. `offset` is relative to the window's start, `size` is 1, 2, 4 or 8 bytes, and
-// values are little-endian as the guest sees them. Used for memory and port I/O alike.
-class MmioHandler {
- public:
-  virtual ~MmioHandler() = default;
-  virtual uint64_t read(uint64_t offset, unsigned size) = 0;
-  virtual void write(uint64_t offset, uint64_t value, unsigned size) = 0;
-};
-using PioHandler = MmioHandler;
+// A guest-visible register window (a BAR, the 0xcf8-0xcff config ports, the ECAM window):
+// the memory layer's one handler interface, for memory and port I/O alike.
+using memory::MmioHandler;
 
 // One BAR as the machine should place it: `size` bytes of guest memory (or I/O ports when
 // `is_io`) at `address`, served by `handler` (owned by the device, valid while mapped).

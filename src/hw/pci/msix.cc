@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "base/byte_order.h"
 #include "hw/pci/pci_bus.h"
 #include "hw/pci/pci_device.h"
 
@@ -108,8 +109,7 @@ void PciDevice::set_msix_pending(unsigned vector, bool pending) {
 MsiMessage PciDevice::msix_message(unsigned vector) const {
   if (vector >= msix_.vectors) return {};
   auto dword = [&](uint32_t at) {
-    const uint8_t* p = &msix_.table[vector * kMsixEntrySize + at];
-    return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
+    return load_le<uint32_t>(&msix_.table[vector * kMsixEntrySize + at]);
   };
   return {uint64_t{dword(kMsixEntryAddrLo)} | uint64_t{dword(kMsixEntryAddrHi)} << 32,
           dword(kMsixEntryData)};
@@ -152,10 +152,7 @@ bool PciDevice::in_msix_pba(int bar, uint64_t offset, unsigned size) const {
 }
 
 uint64_t PciDevice::msix_table_read(uint64_t offset, unsigned size) const {
-  uint64_t value = 0;
-  for (unsigned i = 0; i < size && i < 8; ++i)
-    value |= uint64_t{msix_.table[offset + i]} << (8 * i);
-  return value;
+  return load_le(msix_.table, offset, std::min(size, 8u));
 }
 
 void PciDevice::msix_table_write(uint64_t offset, uint64_t value, unsigned size) {
@@ -170,10 +167,7 @@ void PciDevice::msix_table_write(uint64_t offset, uint64_t value, unsigned size)
 }
 
 uint64_t PciDevice::msix_pba_read(uint64_t offset, unsigned size) const {
-  uint64_t value = 0;
-  for (unsigned i = 0; i < size && i < 8; ++i)
-    value |= uint64_t{msix_.pba[offset + i]} << (8 * i);
-  return value;
+  return load_le(msix_.pba, offset, std::min(size, 8u));
 }
 
 }  // namespace ferry::pci

@@ -72,7 +72,7 @@ class PciBus {
   std::vector<PciDeviceInfo> query() const;
 
   // Ports 0xcf8..0xcff: offset 0 is the address register, offsets 4..7 the data window.
-  PioHandler& config_ports() { return config_ports_; }
+  MmioHandler& config_ports() { return config_ports_; }
   static constexpr uint16_t kConfigPortsBase = kConfigAddressPort;
   static constexpr uint64_t kConfigPortsSize = 8;
   // The ECAM window, one bus (1 MiB); the machine chooses where it lives.
@@ -85,7 +85,7 @@ class PciBus {
  private:
   friend class PciDevice;
 
-  class ConfigPorts final : public PioHandler {
+  class ConfigPorts final : public MmioHandler {
    public:
     explicit ConfigPorts(PciBus& bus) : bus_(bus) {}
     uint64_t read(uint64_t offset, unsigned size) override;

@@ -6,6 +6,7 @@
 
 #include <bit>
 
+#include "base/byte_order.h"
 #include "hw/pci/pci_bus.h"
 
 namespace ferry::pci {
@@ -53,6 +54,10 @@ PciDevice::~PciDevice() = default;
 std::optional<PciAddress> PciDevice::address() const {
   if (bus_ == nullptr) return std::nullopt;
   return address_;
+}
+
+void PciDevice::attach_dma(memory::AddressSpace& memory) {
+  dma_ = dma::DmaView(memory, bus_master_gate_, type_name_);
 }
 
 void PciDevice::set_ids(const PciIds& ids) {
@@ -108,9 +113,7 @@ void PciDevice::set_volatile_mask(uint32_t offset, unsigned size, uint32_t mask)
 uint32_t PciDevice::config_read(uint32_t offset, unsigned size) const {
   if (!valid_access_size(size) || offset >= config_size() || size > config_size() - offset)
     return all_ones(size);
-  uint32_t value = 0;
-  for (unsigned i = 0; i < size; ++i) value |= uint32_t{pci_.config[offset + i]} << (8 * i);
-  return value;
+  return static_cast<uint32_t>(load_le(pci_.config, offset, size));
 }
 
 void PciDevice::config_write(uint32_t offset, uint32_t value, unsigned size) {

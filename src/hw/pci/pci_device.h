@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "hw/dma/dma_view.h"
 #include "hw/pci/interfaces.h"
 #include "hw/pci/pci_address.h"
 #include "hw/pci/pci_regs.h"
@@ -223,6 +224,15 @@ class PciDevice {
   // Devices must not DMA (nor send MSI-X) while this is off.
   bool bus_master_enabled() const { return command() & kCommandBusMaster; }
 
+  // ---- DMA ----
+  // Guest memory as this function reaches it by DMA (QEMU's bus-master address space):
+  // every access is refused while Bus Master Enable is clear, so no device model checks
+  // it by hand. Before attach_dma() every access is refused too. `memory` must outlive
+  // the device.
+  void attach_dma(memory::AddressSpace& memory);
+  dma::DmaView& dma() { return dma_; }
+  const dma::DmaView& dma() const { return dma_; }
+
   // ---- INTx (level-triggered) ----
   // 1..4 for INTA..INTD, 0 for none; set before plugging into a bus.
   Status set_interrupt_pin(uint8_t pin);
@@ -290,6 +300,17 @@ class PciDevice {
     int index = 0;
   };
 
+  // The DMA view's gate: the command register's Bus Master Enable bit, read on every
+  // access (so loads, resets and raw config writes need no hook).
+  class BusMasterGate final : public dma::DmaGate {
+   public:
+    explicit BusMasterGate(const PciDevice& device) : device_(device) {}
+    bool dma_allowed() const override { return device_.bus_master_enabled(); }
+
+   private:
+    const PciDevice& device_;
+  };
+
   struct Bar {
     bool registered = false;
     bool upper_half = false;  // the high dword of the 64-bit BAR below
@@ -341,6 +362,8 @@ class PciDevice {
   PciBus* bus_ = nullptr;  // not owned: the bus owns this device
   PciAddress address_{};
   bool intx_asserted_ = false;
+  BusMasterGate bus_master_gate_{*this};
+  dma::DmaView dma_;
 };
 
 }  // namespace ferry::pci

@@ -2,7 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
+
 #include "hw/pci/test_fakes.h"
+#include "memory/address_space.h"
+#include "memory/ram_block.h"
 
 namespace ferry::pci {
 namespace {
@@ -182,6 +186,43 @@ TEST(PciCommand, BusMasterGatesDma) {
   EXPECT_FALSE(d.io_enabled());
   d.config_write(kCommand, 0, 2);
   EXPECT_FALSE(d.bus_master_enabled());
+}
+
+// The device's DMA view is gated by Bus Master Enable as the guest programs it, and
+// reaches RAM only where there is RAM.
+TEST(PciCommand, DmaViewFollowsBusMasterEnable) {
+  memory::AddressSpace as;
+  auto ram = memory::RamBlock::anonymous("pc.ram", 1 << 20);
+  ASSERT_TRUE(ram.ok());
+  auto block = as.add_ram(0, std::move(*ram));
+  ASSERT_TRUE(block.ok());
+  TestDevice d;
+  std::array<uint8_t, 4> bytes = {1, 2, 3, 4};
+  EXPECT_EQ(d.dma().write(0x1000, bytes).code(), ErrorCode::kFailedPrecondition)
+      << "not attached";
+  d.attach_dma(as);
+
+  Status off = d.dma().write(0x1000, bytes);
+  EXPECT_EQ(off.code(), ErrorCode::kFailedPrecondition);
+  EXPECT_EQ(off.message(), "testdev: DMA at 0x1000 refused: bus mastering is disabled");
+  EXPECT_EQ((*block)->host()[0x1000], 0);
+
+  d.config_write(kCommand, kCommandBusMaster, 2);
+  ASSERT_TRUE(d.dma().write(0x1000, bytes).ok());
+  EXPECT_EQ((*block)->host()[0x1003], 4);
+  std::array<uint8_t, 4> back{};
+  ASSERT_TRUE(d.dma().read(0x1000, back).ok());
+  EXPECT_EQ(back, bytes);
+  EXPECT_FALSE(d.dma().write((1 << 20) - 2, bytes).ok()) << "past the end of RAM";
+  EXPECT_FALSE(d.dma().check_ram({0x200000, 4}).ok()) << "unmapped";
+
+  // Any way the bit goes off shuts the view: a guest write, a raw write, a reset.
+  d.config_write(kCommand, kCommandMemory, 2);
+  EXPECT_EQ(d.dma().read(0x1000, back).code(), ErrorCode::kFailedPrecondition);
+  d.set_config_u16(kCommand, kCommandBusMaster);
+  EXPECT_TRUE(d.dma().read(0x1000, back).ok());
+  d.reset();
+  EXPECT_EQ(d.dma().read(0x1000, back).code(), ErrorCode::kFailedPrecondition);
 }
 
 TEST(PciIntx, LevelStatusBitAndDisable) {
