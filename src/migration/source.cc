@@ -436,9 +436,13 @@ Status SourceMigration::switch_over(int64_t stop_ns) {
     return started.take_status().prepend_message(
         "the destination was told to start, then did not confirm; it may be running, so this "
         "VM stays paused (cont resumes it once the destination is known to be gone)");
-  // Its SHUT 0 follows; nothing waits for it, as the VM is the destination's already.
-  std::lock_guard lock(stats_mutex_);
-  stats_.downtime_ms = (now_ns() - stop_ns) / 1'000'000;
+  {
+    std::lock_guard lock(stats_mutex_);
+    stats_.downtime_ms = (now_ns() - stop_ns) / 1'000'000;
+  }
+  // Its SHUT 0 follows at once and ends the return path, as QEMU's source waits for it.
+  // The VM is the destination's already: a connection lost here changes nothing.
+  (void)return_path_->next();
   return {};
 }
 
