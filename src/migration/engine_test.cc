@@ -853,6 +853,50 @@ TEST(Engine, AnUnknownReturnPathMessageFailsTheMigrationByName) {
   EXPECT_FALSE(src_machine.done);
 }
 
+// A hostile source: the return path's commands out of order are refused by name and value,
+// and the destination says so on the return path (FERRY_LOAD_FAILED, then SHUT 1).
+TEST(Engine, ReturnPathCommandsOutOfOrderAreRefusedByNameAndValue) {
+  struct Case {
+    std::vector<std::vector<uint8_t>> commands;
+    std::string error;
+  };
+  const std::vector<Case> cases = {
+      {{encode_ping(7)}, "PING (0x7) received with no return path (command at offset 22)"},
+      {{encode_command(wire::kCmdOpenReturnPath), encode_command(wire::kCmdOpenReturnPath)},
+       "OPEN_RETURN_PATH at offset 27: the return path is already open"},
+      {{encode_command(wire::kCmdOpenReturnPath), encode_command(wire::kCmdPing)},
+       "PING received with bad length - expecting 4, got 0 (command at offset 27)"},
+      {{encode_command(wire::kCmdFerryGo)}, "unsupported command 256 (FERRY_GO) of length 0"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    SCOPED_TRACE(cases[i].error);
+    Side dst(false, static_cast<uint32_t>(70 + i));
+    std::string uri;
+    FakeDestinationMachine dst_machine;
+    auto destination = waiting_destination(dst, dst_machine, uri);
+    ASSERT_TRUE(destination);
+    auto channel = connect_outgoing(uri);
+    ASSERT_TRUE(channel.ok());
+    {
+      StreamWriter w(**channel);
+      write_header(w);
+      write_configuration(w, "ferry-1.0");  // ends at offset 22
+      for (const auto& c : cases[i].commands) w.put_bytes(c);
+      ASSERT_TRUE(w.flush().ok());
+    }
+    ReturnPathReader answers(**channel);
+    auto refusal = answers.next();
+    ASSERT_TRUE(refusal.ok()) << refusal.status().to_string();
+    EXPECT_EQ(refusal->type, wire::kRpFerryLoadFailed);
+    EXPECT_NE(refusal->text.find(cases[i].error), std::string::npos) << refusal->text;
+    auto shut = answers.next();
+    ASSERT_TRUE(shut.ok()) << shut.status().to_string();
+    EXPECT_EQ(*shut, ReturnPathMessage::shut(1));
+    ASSERT_TRUE(wait_until([&] { return destination->finished(); }));
+    EXPECT_FALSE(dst_machine.ran);
+  }
+}
+
 // max-bandwidth holds: 32 MiB of non-zero pages at 8 MiB/s take about 4 s, and the rate
 // achieved stays within 10% of the limit.
 TEST(Engine, MaxBandwidthLimitsTheRate) {
