@@ -853,6 +853,22 @@ TEST(Engine, AnUnknownReturnPathMessageFailsTheMigrationByName) {
   EXPECT_FALSE(src_machine.done);
 }
 
+// switchover-ack over a channel without a return path (file:, exec:, a pipe) could never be
+// acked: the migration fails at once, and the VM never stopped.
+TEST(Engine, SwitchoverAckWithoutAReturnPathFailsAtOnce) {
+  Side src(true, 67);
+  FakeSourceMachine src_machine(src, nullptr);
+  SourceMigration source(std::make_unique<BufferChannel>(), "ferry-1.0", src.registry,
+                         test::raw(src.ram), {.switchover_ack = true}, src_machine);
+  source.start();
+  ASSERT_TRUE(wait_until([&] { return source.finished(); }));
+  MigrationStats stats = source.stats();
+  EXPECT_EQ(stats.status, "failed");
+  EXPECT_NE(stats.error.find("switchover-ack needs the return path"), std::string::npos)
+      << stats.error;
+  EXPECT_FALSE(src_machine.stopped);
+}
+
 // A hostile source: the return path's commands out of order are refused by name and value,
 // and the destination says so on the return path (FERRY_LOAD_FAILED, then SHUT 1).
 TEST(Engine, ReturnPathCommandsOutOfOrderAreRefusedByNameAndValue) {

@@ -171,6 +171,12 @@ Status SourceMigration::migrate() {
     channel_ = std::move(*connected);
   }
   FERRY_RETURN_IF_ERROR(check_cancel());  // a cancel that found no channel yet
+  // QEMU fails a migration whose return path cannot open; Ferry's return-path default
+  // applies to sockets only, but an ack nobody can send would hold the source forever.
+  if (params_.switchover_ack && !has_return_path(*channel_))
+    return Error(ErrorCode::kFailedPrecondition,
+                 "switchover-ack needs the return path, and {} carries none (a socket does)",
+                 channel_->name());
   StreamWriter w(*channel_);
   write_header(w);
   write_configuration(w, machine_type_);
