@@ -110,6 +110,16 @@ class DestinationMigration::ReturnPathCommands final : public StreamCommandHandl
   bool open_ = false;
 };
 
+Status DestinationMigration::approve_switchover() {
+  Channel* channel = nullptr;
+  {
+    std::lock_guard lock(mutex_);
+    channel = channel_;
+  }
+  if (!channel || !switchover_ack_.load(std::memory_order_acquire)) return {};
+  return approve_switchover(*channel, /*hold_released=*/true);
+}
+
 Status DestinationMigration::approve_switchover(Channel& channel, bool hold_released) {
   if (hold_released && switchover_holds_ > 0) --switchover_holds_;
   if (switchover_holds_ > 0 || switchover_acked_) return {};

@@ -55,9 +55,9 @@ class DestinationMigration {
   // The switchover-ack capability (QMP may set it while the destination waits for its
   // connection); read when the source opens the return path.
   void set_switchover_ack(bool on) { switchover_ack_.store(on, std::memory_order_release); }
-  // A section that held the switchover is ready (incoming thread): the last one sends
-  // SWITCHOVER_ACK. Also called, holding nothing, when the return path opens.
-  Status approve_switchover(Channel& channel, bool hold_released = true);
+  // A section that held the switchover is ready (incoming thread, while the stream loads):
+  // the last one sends SWITCHOVER_ACK (QEMU's qemu_loadvm_approve_switchover).
+  Status approve_switchover();
 
  private:
   void run();
@@ -65,6 +65,8 @@ class DestinationMigration {
   // Reads the source's FERRY_GO command that ends the handshake.
   Status await_go(StreamReader& reader);
   class ReturnPathCommands;
+  // Sends SWITCHOVER_ACK once no hold is left; `hold_released` counts one hold down.
+  Status approve_switchover(Channel& channel, bool hold_released);
 
   std::unique_ptr<Listener> listener_;
   std::string machine_type_;
