@@ -603,5 +603,35 @@ TEST(FerryVmQmp, MigrationCapabilitiesAreQemusNamesWithFerrysFixedStates) {
   EXPECT_EQ((*missing)["error"]["desc"], "Parameter 'capabilities' is missing");
 }
 
+// switchover-ack (QEMU 8.1) needs return-path, checked on the whole request as QEMU does;
+// return-path may be turned off (QEMU's default) only while switchover-ack is off.
+TEST(FerryVmQmp, SwitchoverAckRequiresReturnPath) {
+  auto vm = FerryVm::start(FERRY_VM_PATH, {"-S"});
+  ASSERT_TRUE(vm);
+  auto caps = [&] {
+    std::map<std::string, bool> state;
+    for (const Json& c : vm->ok("query-migrate-capabilities")) state[c["capability"]] = c["state"];
+    return state;
+  };
+  auto set = [&](std::initializer_list<std::pair<const char*, bool>> list) {
+    Json entries = Json::array();
+    for (auto [name, on] : list) entries.push_back({{"capability", name}, {"state", on}});
+    auto reply = vm->qmp().execute("migrate-set-capabilities", Json{{"capabilities", entries}});
+    EXPECT_TRUE(reply.ok());
+    return reply.ok() && reply->contains("error") ? (*reply)["error"]["desc"].get<std::string>()
+                                                  : std::string();
+  };
+  EXPECT_FALSE(caps().at("switchover-ack"));
+  const std::string kRequires = "Capability 'switchover-ack' requires capability 'return-path'";
+  EXPECT_EQ(set({{"return-path", false}, {"switchover-ack", true}}), kRequires);
+  EXPECT_TRUE(caps().at("return-path"));  // nothing changed
+  EXPECT_EQ(set({{"switchover-ack", true}}), "");
+  EXPECT_TRUE(caps().at("switchover-ack"));
+  EXPECT_EQ(set({{"return-path", false}}), kRequires);
+  EXPECT_EQ(set({{"switchover-ack", false}, {"return-path", false}}), "");
+  EXPECT_FALSE(caps().at("return-path"));
+  EXPECT_FALSE(caps().at("switchover-ack"));
+}
+
 }  // namespace
 }  // namespace ferry::testing

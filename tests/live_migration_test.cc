@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstring>
 #include <optional>
 #include <random>
@@ -148,11 +149,29 @@ TEST(LiveMigration, DestinationWithOtherDevicesRefusesAndSourceRunsOn) {
       << dst->process().stderr_text();
 }
 
-// Where a cut of the return path lands: after `lines` whole lines and `bytes` more (the
-// lines' lengths vary: they carry times).
+// Where a cut of the return path lands: after `messages` whole messages of Ferry's
+// switchover handshake and SHUT (return_path.h; QEMU's PONG and SWITCHOVER_ACK, which come
+// while the stream still flows, are not counted) and `bytes` more of the next one.
 struct AnswerCut {
-  size_t lines = SIZE_MAX, bytes = 0;
+  size_t messages = SIZE_MAX, bytes = 0;
 };
+
+// Whether the return-path cut counts a message of this type.
+bool is_handshake_message(uint16_t type) { return type >= 0x100 || type == 1 /* SHUT */; }
+
+// The return-path messages of the switchover handshake that `answer` holds whole.
+size_t handshake_messages(const std::string& answer) {
+  size_t at = 0, count = 0;
+  while (at + 4 <= answer.size()) {
+    auto byte = [&](size_t i) { return static_cast<uint8_t>(answer[at + i]); };
+    uint16_t type = static_cast<uint16_t>(byte(0) << 8 | byte(1));
+    size_t size = 4 + static_cast<size_t>(byte(2) << 8 | byte(3));
+    if (at + size > answer.size()) break;
+    if (is_handshake_message(type)) ++count;
+    at += size;
+  }
+  return count;
+}
 
 // Stands between a source and a destination ferry-vm: forwards the stream and the return
 // path, and cuts both connections (closes them) once exactly `stream_cut` stream bytes went
@@ -250,7 +269,6 @@ class CuttingProxy {
         }
       }
       if (answer_open && fds[1].revents != 0) {
-        if (lines_ == answer_cut_.lines && since_newline_ == answer_cut_.bytes) return;  // the cut
         ssize_t n = ::read(dst->fd(), buf, 1);  // byte by byte: the answers are short
         if (n < 0) {
           if (errno == EINTR) continue;
@@ -261,18 +279,27 @@ class CuttingProxy {
           ::shutdown(src->fd(), SHUT_WR);
           answer_open = false;
         } else {
-          answer.push_back(buf[0]);
-          if (buf[0] == '\n') {
-            ++lines_;
-            since_newline_ = 0;
-          } else {
-            ++since_newline_;
+          // A message's header is held until whole: its type says whether the cut counts it.
+          unsent_.push_back(static_cast<uint8_t>(buf[0]));
+          if (into_ == 0 && unsent_.size() < 4) continue;
+          if (into_ == 0) {
+            counted_ = is_handshake_message(static_cast<uint16_t>(unsent_[0] << 8 | unsent_[1]));
+            size_ = 4 + static_cast<size_t>(unsent_[2] << 8 | unsent_[3]);
           }
-          if (!send_all(src->fd(), buf, 1)) {
-            error = "proxy: the source stopped reading";
-            return;
+          for (uint8_t b : unsent_) {
+            if (counted_ && messages_ == answer_cut_.messages && into_ == answer_cut_.bytes)
+              return;  // the cut
+            answer.push_back(static_cast<char>(b));
+            if (!send_all(src->fd(), reinterpret_cast<const char*>(&b), 1)) {
+              error = "proxy: the source stopped reading";
+              return;
+            }
+            if (++into_ == size_) {
+              if (counted_) ++messages_;
+              into_ = 0;
+            }
           }
-          if (lines_ == answer_cut_.lines && since_newline_ == answer_cut_.bytes) return;
+          unsent_.clear();
         }
       }
     }
@@ -282,7 +309,11 @@ class CuttingProxy {
   std::string path_, dst_path_;
   size_t stream_cut_;
   AnswerCut answer_cut_;
-  size_t lines_ = 0, since_newline_ = 0;  // return path forwarded so far
+  // The return path forwarded so far: whole counted messages, and the current message's
+  // forwarded bytes, size and kind; bytes read but not forwarded yet.
+  size_t messages_ = 0, into_ = 0, size_ = 0;
+  bool counted_ = false;
+  std::vector<uint8_t> unsent_;
   std::thread thread_;
 };
 
@@ -305,7 +336,7 @@ void expect_fill(FerryVm& vm) {
 // and every RAM page record; the device sections are found by their idstr, EOF and vmdesc
 // from the end.
 struct StreamMap {
-  size_t configuration = 8, ram_start = 0, ram_start_end = 0, first_part = 0, ram_end = 0;
+  size_t configuration = 8, commands = 0, ram_start = 0, ram_start_end = 0, first_part = 0, ram_end = 0;
   size_t devices = 0, testdev = 0, eof = 0, size = 0;
   std::vector<size_t> page_records;  // offsets of the PAGE records of the first pass
 };
@@ -322,6 +353,11 @@ std::optional<StreamMap> map_stream(const std::vector<uint8_t>& s) {
   auto room = [&](size_t n) { return at + n <= s.size(); };
   if (!room(13) || be(4) != 0x5145564d || be(4) != 3 || s[at++] != 0x07) return std::nullopt;
   at += be(4);  // the machine type
+  // QEMU's OPEN_RETURN_PATH and PING 1 (return-path is on by default).
+  m.commands = at;
+  if (!room(14) || s[at] != 0x08 || s[at + 2] != 1 || s[at + 5] != 0x08 || s[at + 7] != 2)
+    return std::nullopt;
+  at += 5 + 9;
   m.ram_start = at;
   // RAM START (no early-setup sections on this machine): type, section id, idstr "ram",
   // instance, version, then the block list.
@@ -371,7 +407,7 @@ std::optional<StreamMap> map_stream(const std::vector<uint8_t>& s) {
 struct Attempt {
   Json result;
   std::vector<uint8_t> stream;  // the migration stream that went through
-  bool go = false;              // the source's "go" after it went through too
+  bool go = false;              // the source's FERRY_GO after it went through too
   std::string answer;
   std::unique_ptr<FerryVm> dst;
 };
@@ -389,8 +425,9 @@ Attempt migrate_through_proxy(FerryVm& src, size_t stream_cut, AnswerCut answer_
   EXPECT_EQ(proxy->error, "");
   a.stream = std::move(proxy->stream);
   a.answer = std::move(proxy->answer);
-  // The source's side of the switchover handshake follows the stream on its connection.
-  static constexpr std::string_view kGo = "go\n";
+  // The source's side of the switchover handshake follows the stream on its connection:
+  // the FERRY_GO command (0x08, be16 0x0100, be16 0).
+  static constexpr std::array<uint8_t, 5> kGo = {0x08, 0x01, 0x00, 0x00, 0x00};
   if (a.stream.size() >= kGo.size() &&
       std::equal(kGo.begin(), kGo.end(), a.stream.end() - static_cast<long>(kGo.size()))) {
     a.go = true;
@@ -429,7 +466,7 @@ TEST(LiveMigration, ConnectionCutAnywhereLeavesTheSourceRunningAndARetryWorks) {
   const StreamMap& m = *map;
   const std::string& answer = first.answer;
   ASSERT_GT(m.page_records.size(), 4000u);
-  ASSERT_NE(answer.find("loaded\n"), std::string::npos) << answer;
+  ASSERT_EQ(handshake_messages(answer), 5u) << "two load times, loaded, running, shut";
 
   // Cut points over every part of the stream, then over the return path.
   struct Cut {
@@ -442,7 +479,9 @@ TEST(LiveMigration, ConnectionCutAnywhereLeavesTheSourceRunningAndARetryWorks) {
     for (size_t n : at) cuts.push_back({where, n});
   };
   stream_cuts("header", {0, 1, 4, 7});
-  stream_cuts("configuration", {8, 9, 12, 13, m.ram_start - 1});
+  stream_cuts("configuration", {8, 9, 12, 13, m.commands - 1});
+  stream_cuts("return-path commands", {m.commands, m.commands + 1, m.commands + 5,
+                                       m.commands + 9, m.ram_start - 1});
   stream_cuts("RAM START", {m.ram_start, m.ram_start + 1, m.ram_start + 6, m.ram_start + 9,
                             m.ram_start + 17, m.ram_start + 25, m.ram_start_end - 3,
                             m.ram_start_end - 1});
@@ -456,11 +495,11 @@ TEST(LiveMigration, ConnectionCutAnywhereLeavesTheSourceRunningAndARetryWorks) {
   stream_cuts("device sections", {m.devices, m.devices + 1, m.devices + 8, m.devices + 20,
                                   m.testdev, m.testdev + 10, m.testdev + 300, m.eof - 1});
   // m.eof + 1 ends a complete stream (the vmdesc is optional): that destination loads it
-  // all and still never runs, as the source's "go" does not come.
+  // all and still never runs, as the source's FERRY_GO does not come.
   stream_cuts("EOF and vmdesc", {m.eof, m.eof + 1, m.eof + 2, m.eof + 3, m.eof + 6,
                                  (m.eof + m.size) / 2, m.size - 1});
-  // The answers: "load-time globalstate NS", "load-time <testdev> NS", "loaded", then (after
-  // the source's "go") "running".
+  // The answers (after the PONG): FERRY_LOAD_TIME globalstate, FERRY_LOAD_TIME <testdev>,
+  // FERRY_LOADED, then (after the source's FERRY_GO) FERRY_RUNNING and SHUT 0.
   for (AnswerCut at : std::initializer_list<AnswerCut>{
            {0, 0}, {0, 1}, {0, 12}, {1, 0}, {1, 5}, {2, 0}, {2, 3}, {3, 0}, {3, 2}})
     cuts.push_back({"return path", CuttingProxy::kNever, at});
@@ -471,8 +510,8 @@ TEST(LiveMigration, ConnectionCutAnywhereLeavesTheSourceRunningAndARetryWorks) {
     const bool in_stream = cut.stream != CuttingProxy::kNever;
     std::string label =
         in_stream ? fmt::format("{} cut at stream byte {} of {}", cut.where, cut.stream, m.size)
-                  : fmt::format("return path cut after {} lines and {} bytes of {:?}",
-                                cut.answer.lines, cut.answer.bytes, answer);
+                  : fmt::format("return path cut after {} handshake messages and {} bytes",
+                                cut.answer.messages, cut.answer.bytes);
     SCOPED_TRACE(label);
     Attempt a = migrate_through_proxy(*src, cut.stream, cut.answer);
     ASSERT_TRUE(a.dst);
@@ -488,18 +527,18 @@ TEST(LiveMigration, ConnectionCutAnywhereLeavesTheSourceRunningAndARetryWorks) {
       }
     } else {
       // The whole stream went through; the source never heard "running". Who owns the VM
-      // depends on whether the source's "go" reached the destination: if not, the source
+      // depends on whether the source's FERRY_GO reached the destination: if not, the source
       // resumed and the destination never runs; if so, the destination runs and the source
       // stays paused. Never both.
       EXPECT_EQ(a.stream.size(), m.size);
-      EXPECT_EQ(std::count(a.answer.begin(), a.answer.end(), '\n'), cut.answer.lines);
+      EXPECT_EQ(handshake_messages(a.answer), cut.answer.messages);
       EXPECT_NE(error.find("return path"), std::string::npos) << error;
-      const bool after_loaded = cut.answer.lines >= 3;
+      const bool after_loaded = cut.answer.messages >= 3;
       if (!after_loaded) {
         EXPECT_FALSE(a.go);
       }
-      if (cut.answer.lines == 3 && cut.answer.bytes > 0) {
-        EXPECT_TRUE(a.go);  // "running" had begun: "go" went before it
+      if (cut.answer.messages == 3 && cut.answer.bytes > 0) {
+        EXPECT_TRUE(a.go);  // FERRY_RUNNING had begun: FERRY_GO went before it
       }
       std::string src_status = src->ok("query-status")["status"];
       if (a.go) {
@@ -512,7 +551,7 @@ TEST(LiveMigration, ConnectionCutAnywhereLeavesTheSourceRunningAndARetryWorks) {
         a.dst.reset();  // the operator retires one copy before resuming the other
       } else {
         EXPECT_EQ(a.dst->process().wait(Millis(10000)), 1) << a.dst->process().stderr_text();
-        // "go" may have been written before the proxy's close took effect: then the
+        // FERRY_GO may have been written before the proxy's close took effect: then the
         // source cannot know it was lost, and waits paused, safely.
         if (!after_loaded) {
           EXPECT_EQ(src_status, "running") << error;
@@ -549,9 +588,51 @@ TEST(LiveMigration, AStoppedSourceStaysStoppedWhenALaterMigrationFails) {
   EXPECT_EQ(src->ok("query-status")["status"], "paused");
   // A migration that fails after stopping a running VM still resumes it.
   src->ok("cont");
-  Attempt late = migrate_through_proxy(*src, CuttingProxy::kNever, {.lines = 0, .bytes = 0});
+  Attempt late = migrate_through_proxy(*src, CuttingProxy::kNever, {.messages = 0, .bytes = 0});
   EXPECT_EQ(late.result["status"], "failed") << late.result.dump();
   EXPECT_EQ(src->ok("query-status")["status"], "running");
+}
+
+// switchover-ack (QEMU 8.1): a source with it never stops the VM before the destination's
+// SWITCHOVER_ACK. A destination without the capability never acks, so the source stays
+// active with its VM running however converged, and migrate_cancel still works; one with
+// it (set while it already waits for its connection) acks and the migration completes.
+TEST(LiveMigration, SwitchoverAckHoldsTheStopUntilTheDestinationAcks) {
+  auto src = FerryVm::start(kFerryVm, kMachine);
+  std::string silent_sock = unique_base("mig") + ".sock";
+  auto silent = FerryVm::start(kFerryVm, with({"-incoming", "unix:" + silent_sock}));
+  ASSERT_TRUE(src && silent);
+  src->ok("cont");
+  const Json ack_on = {{"capabilities", Json::array({{{"capability", "switchover-ack"},
+                                                      {"state", true}}})}};
+  src->ok("migrate-set-capabilities", ack_on);
+  src->ok("migrate", Json{{"uri", "unix:" + silent_sock}});
+  Json info;
+  for (int i = 0; i < 6000; ++i) {  // converged: every page sent, nothing left
+    info = src->ok("query-migrate");
+    if (info["status"] == "active" && info.contains("ram") && info["ram"]["remaining"] == 0 &&
+        info["ram"]["transferred"].get<uint64_t>() > 0)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(info["status"], "active") << info.dump();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // a negative check
+  EXPECT_EQ(src->ok("query-migrate")["status"], "active");
+  EXPECT_EQ(src->ok("query-status")["status"], "running");
+  src->ok("migrate_cancel");
+  Json r = wait_migration_end(*src);
+  EXPECT_EQ(r["status"], "cancelled") << r.dump();
+  EXPECT_EQ(src->ok("query-status")["status"], "running");
+  EXPECT_EQ(silent->process().wait(Millis(10000)), 1) << silent->process().stderr_text();
+
+  std::string sock = unique_base("mig") + ".sock";
+  auto dst = FerryVm::start(kFerryVm, with({"-incoming", "unix:" + sock}));
+  ASSERT_TRUE(dst);
+  dst->ok("migrate-set-capabilities", ack_on);
+  src->ok("migrate", Json{{"uri", "unix:" + sock}});
+  r = wait_migration_end(*src);
+  EXPECT_EQ(r["status"], "completed") << r.dump();
+  EXPECT_TRUE(dst->qmp().wait_event("RESUME", Millis(10000)).ok());
 }
 
 TEST(LiveMigration, CancelWhileActiveResumesTheSource) {

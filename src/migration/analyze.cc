@@ -317,11 +317,27 @@ class Walker {
 
   bool command(Json& rec) {
     rec["type"] = "command";
+    const uint64_t at = reader_.offset() - 1;
     uint16_t cmd = 0, len = 0;
     if (!get(cmd, "the command") || !get(len, "the command length")) return false;
     rec["command"] = cmd;
     rec["name"] = wire::command_name(cmd);
     rec["length"] = len;
+    // The return path's commands (a socket stream's: return_path.h) have fixed lengths.
+    std::optional<uint16_t> want;
+    if (cmd == wire::kCmdOpenReturnPath || cmd == wire::kCmdFerryGo ||
+        cmd == wire::kCmdSwitchoverStart)
+      want = 0;
+    if (cmd == wire::kCmdPing) want = 4;
+    if (want && *want != len)
+      return fail(at, fmt::format("{} received with bad length - expecting {}, got {}",
+                                  wire::command_name(cmd), *want, len));
+    if (cmd == wire::kCmdPing) {
+      uint32_t value = 0;
+      if (!get(value, "the PING value")) return false;
+      rec["value"] = value;
+      return true;
+    }
     return skip(len, "the command data");
   }
 

@@ -76,6 +76,33 @@ class SpanTail final : public StreamTail {
   std::span<const uint8_t> bytes_;
 };
 
+// A socket stream opens QEMU's return path after the configuration (OPEN_RETURN_PATH, PING
+// 1): each is a record of its own, the PING with its value; a wrong length is named.
+TEST(AnalyzeStream, ReturnPathCommandsAreDecoded) {
+  std::vector<uint8_t> bytes = ferry_stream(2);
+  const size_t after_configuration = 8 + 1 + 4 + std::strlen("pc-q35-7.2");
+  const std::vector<uint8_t> commands = {0x08, 0, 1, 0, 0, 0x08, 0, 2, 0, 4, 0, 0, 0, 1};
+  bytes.insert(bytes.begin() + after_configuration, commands.begin(), commands.end());
+  Json j = analyze_stream(bytes);
+  ASSERT_TRUE(j["errors"].empty()) << j["errors"].dump();
+  std::vector<Json> found;
+  for (const Json& rec : j["records"])
+    if (rec["type"] == "command") found.push_back(rec);
+  ASSERT_EQ(found.size(), 2u) << j["records"].dump();
+  EXPECT_EQ(found[0]["name"], "OPEN_RETURN_PATH");
+  EXPECT_EQ(found[0]["offset"], after_configuration);
+  EXPECT_EQ(found[1]["name"], "PING");
+  EXPECT_EQ(found[1]["value"], 1u);
+
+  bytes[after_configuration + 9] = 3;  // PING's length
+  Json bad = analyze_stream(bytes);
+  ASSERT_EQ(bad["errors"].size(), 1u);
+  EXPECT_EQ(bad["errors"][0]["offset"], after_configuration + 5);
+  EXPECT_NE(first_reason(bad).find("PING received with bad length - expecting 4, got 3"),
+            std::string::npos)
+      << first_reason(bad);
+}
+
 TEST(AnalyzeStream, EveryCutAfterTheRamSectionSaysWhereTheStreamEnds) {
   std::vector<uint8_t> bytes = ferry_stream(2);  // little RAM: thousands of walks follow
   Json whole = analyze_stream(bytes);

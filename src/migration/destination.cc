@@ -3,20 +3,23 @@
 #include <fmt/format.h>
 
 #include "migration/ram_section.h"
+#include "migration/return_path.h"
 #include "migration/stream.h"
 #include "migration/stream_reader.h"
+#include "migration/wire.h"
 
 namespace ferry::migration {
 
 DestinationMigration::DestinationMigration(std::unique_ptr<Listener> listener,
                                            std::string machine_type, SectionRegistry& registry,
                                            std::vector<memory::RamBlock*> ram,
-                                           DestinationHooks& hooks)
+                                           DestinationHooks& hooks, bool switchover_ack)
     : listener_(std::move(listener)),
       machine_type_(std::move(machine_type)),
       registry_(registry),
       ram_(std::move(ram)),
-      hooks_(hooks) {}
+      hooks_(hooks),
+      switchover_ack_(switchover_ack) {}
 
 DestinationMigration::~DestinationMigration() {
   stop();
@@ -67,52 +70,124 @@ void DestinationMigration::run() {
   finished_.store(true, std::memory_order_release);
 }
 
+// The return path's commands in the stream (QEMU's OPEN_RETURN_PATH and PING), answered
+// on the connection as QEMU's destination does.
+class DestinationMigration::ReturnPathCommands final : public StreamCommandHandler {
+ public:
+  ReturnPathCommands(DestinationMigration& migration, Channel& channel)
+      : migration_(migration), channel_(channel) {}
+
+  bool handles(uint16_t cmd) const override {
+    return cmd == wire::kCmdOpenReturnPath || cmd == wire::kCmdPing;
+  }
+
+  Status command(uint16_t cmd, std::span<const uint8_t> data, uint64_t at) override {
+    auto value = check_return_path_command(cmd, data, at);
+    if (!value.ok()) return value.take_status();
+    if (cmd == wire::kCmdOpenReturnPath) {
+      if (open_)
+        return Error(ErrorCode::kCorrupt,
+                     "OPEN_RETURN_PATH at offset {}: the return path is already open", at);
+      open_ = true;
+      // QEMU 8.1: with no section holding the switchover, the ack goes at once.
+      if (migration_.switchover_ack_.load(std::memory_order_acquire)) {
+        migration_.switchover_holds_ = migration_.hooks_.switchover_holds();
+        return migration_.approve_switchover(channel_, /*hold_released=*/false);
+      }
+      return {};
+    }
+    if (!open_)  // QEMU's refusal, with the offset
+      return Error(ErrorCode::kCorrupt,
+                   "PING (0x{:x}) received with no return path (command at offset {})", *value,
+                   at);
+    return send_return_path_message(channel_, ReturnPathMessage::pong(*value))
+        .prepend_message("return path: answering PING");
+  }
+
+ private:
+  DestinationMigration& migration_;
+  Channel& channel_;
+  bool open_ = false;
+};
+
+Status DestinationMigration::approve_switchover() {
+  Channel* channel = nullptr;
+  {
+    std::lock_guard lock(mutex_);
+    channel = channel_;
+  }
+  if (!channel || !switchover_ack_.load(std::memory_order_acquire)) return {};
+  return approve_switchover(*channel, /*hold_released=*/true);
+}
+
+Status DestinationMigration::approve_switchover(Channel& channel, bool hold_released) {
+  if (hold_released && switchover_holds_ > 0) --switchover_holds_;
+  if (switchover_holds_ > 0 || switchover_acked_) return {};
+  switchover_acked_ = true;
+  return send_return_path_message(channel, ReturnPathMessage::of(wire::kRpSwitchoverAck))
+      .prepend_message("return path: sending SWITCHOVER_ACK");
+}
+
 Status DestinationMigration::receive(Channel& channel) {
   const bool socket = has_return_path(channel);
   StreamReader reader(channel);
   RamLoader ram(ram_);
   LoadReport report;
+  ReturnPathCommands commands(*this, channel);
   Status st = load_stream(reader, machine_type_, registry_, ram, &report,
-                          socket ? StreamEnd::kConnectionStaysOpen : StreamEnd::kEndOfInput);
+                          socket ? StreamEnd::kConnectionStaysOpen : StreamEnd::kEndOfInput,
+                          socket ? &commands : nullptr);
+  // Best effort: a cut connection is the source's news already.
+  auto say = [&](const ReturnPathMessage& m) {
+    if (socket) (void)send_return_path_message(channel, m);
+  };
   if (!st.ok()) {
-    if (socket) {
-      std::string msg = "error " + st.to_string() + "\n";
-      (void)channel.write_all({reinterpret_cast<const uint8_t*>(msg.data()), msg.size()});
-    }
+    say(ReturnPathMessage::load_failed(st.to_string()));
+    say(ReturnPathMessage::shut(1));  // QEMU's end of the return path: the load failed
     return st;
   }
-  auto say = [&](std::string_view line) {
-    std::string msg = std::string(line) + "\n";
-    if (socket)
-      (void)channel.write_all({reinterpret_cast<const uint8_t*>(msg.data()), msg.size()});
-  };
   for (const SectionLoadTime& t : report.device_load_times)
-    say(fmt::format("load-time {} {}", t.idstr, t.ns));
-  say("loaded");
+    say(ReturnPathMessage::load_time(t.idstr, t.ns));
+  say(ReturnPathMessage::of(wire::kRpFerryLoaded));
   // The switchover handshake (source.cc, switch_over): nothing starts before the source's
-  // "go", which it sends only when it can no longer resume the VM itself.
+  // FERRY_GO, which it sends only when it can no longer resume the VM itself.
   if (socket) FERRY_RETURN_IF_ERROR(await_go(reader));
-  say(hooks_.loaded());
+  std::string state = hooks_.loaded();
+  say(ReturnPathMessage::of(state == "running" ? wire::kRpFerryRunning : wire::kRpFerryPaused));
+  say(ReturnPathMessage::shut(0));
   return {};
 }
 
 Status DestinationMigration::await_go(StreamReader& reader) {
-  std::string line;
-  for (;;) {
-    uint8_t c = 0;
-    Status st = reader.read_u8(c, "the source's go-ahead");
-    if (!st.ok())
-      return st.prepend_message("the source did not confirm the switchover (cancelled, or the "
-                                "connection broke); this VM does not start");
-    if (c == '\n') break;
-    if (line.size() == 8)
-      return Error(ErrorCode::kCorrupt, "the source sent '{}...' instead of its go-ahead",
-                   escaped_bytes(line));
-    line.push_back(static_cast<char>(c));
+  auto lost = [](Status st) {
+    return st.prepend_message("the source did not confirm the switchover (cancelled, or the "
+                              "connection broke); this VM does not start");
+  };
+  uint64_t at = reader.offset();
+  uint8_t type = 0;
+  uint16_t cmd = 0, len = 0;
+  Status st = reader.read_u8(type, "the source's go-ahead");
+  if (!st.ok()) return lost(std::move(st));
+  if (type != wire::kCommand)
+    return Error(ErrorCode::kCorrupt,
+                 "the source sent record type 0x{:02x} at offset {} instead of its go-ahead "
+                 "(command 0x{:04x} FERRY_GO); this VM does not start",
+                 type, at, wire::kCmdFerryGo);
+  st = reader.read_be16(cmd, "the go-ahead's command number");
+  if (st.ok()) st = reader.read_be16(len, "the go-ahead's length");
+  if (!st.ok()) return lost(std::move(st));
+  if (cmd != wire::kCmdFerryGo)
+    return Error(ErrorCode::kCorrupt,
+                 "the source sent command 0x{:04x} ({}) of length {} at offset {} instead of its "
+                 "go-ahead (FERRY_GO); this VM does not start",
+                 cmd, command_display_name(cmd), len, at);
+  std::vector<uint8_t> data(len);
+  if (len > 0) {
+    st = reader.read_bytes(data, "the go-ahead's data");
+    if (!st.ok()) return lost(std::move(st));
   }
-  if (line != "go")
-    return Error(ErrorCode::kCorrupt, "the source sent '{}' instead of its go-ahead",
-                 escaped_bytes(line));
+  auto checked = check_return_path_command(cmd, data, at);
+  if (!checked.ok()) return checked.take_status().prepend_message("this VM does not start");
   return {};
 }
 

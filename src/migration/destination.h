@@ -1,8 +1,10 @@
 // The destination side: on its own thread, accepts the incoming connection, loads the
-// whole stream into the registered sections and RAM, then, when the channel is a socket,
-// the switchover handshake on the return path: "loaded" (or "error <reason>"), the
-// source's "go", then the VM starts and "running"/"paused" goes back. Without "go" (a
-// cancel, a cut) the VM never starts. While it runs the machine is in "inmigrate" and leaves device state to it.
+// whole stream into the registered sections and RAM, answering the return path's commands
+// as it meets them (OPEN_RETURN_PATH, PING -> PONG, SWITCHOVER_ACK with that capability),
+// then, when the channel is a socket, the switchover handshake on the return path
+// (return_path.h): FERRY_LOADED (or FERRY_LOAD_FAILED and SHUT 1), the source's FERRY_GO,
+// then the VM starts and FERRY_RUNNING/FERRY_PAUSED and SHUT 0 go back. Without FERRY_GO
+// (a cancel, a cut) the VM never starts. While it runs the machine is in "inmigrate" and leaves device state to it.
 #pragma once
 
 #include <atomic>
@@ -30,13 +32,17 @@ class DestinationHooks {
   // Loading failed; the machine reports it and exits non-zero, never running the VM.
   virtual void failed(const Status& error) = 0;
   virtual void status_changed(MigrationStatus status) = 0;
+  // How many sections must approve before SWITCHOVER_ACK goes (QEMU's
+  // switchover_ack_needed); each calls DestinationMigration::approve_switchover from the
+  // incoming thread once ready. None needs to today.
+  virtual int switchover_holds() { return 0; }
 };
 
 class DestinationMigration {
  public:
   DestinationMigration(std::unique_ptr<Listener> listener, std::string machine_type,
                        SectionRegistry& registry, std::vector<memory::RamBlock*> ram,
-                       DestinationHooks& hooks);
+                       DestinationHooks& hooks, bool switchover_ack = false);
   ~DestinationMigration();
   DestinationMigration(const DestinationMigration&) = delete;
   DestinationMigration& operator=(const DestinationMigration&) = delete;
@@ -47,12 +53,21 @@ class DestinationMigration {
   void stop();
   bool finished() const { return finished_.load(std::memory_order_acquire); }
   MigrationStatus status() const;
+  // The switchover-ack capability (QMP may set it while the destination waits for its
+  // connection); read when the source opens the return path.
+  void set_switchover_ack(bool on) { switchover_ack_.store(on, std::memory_order_release); }
+  // A section that held the switchover is ready (incoming thread, while the stream loads):
+  // the last one sends SWITCHOVER_ACK (QEMU's qemu_loadvm_approve_switchover).
+  Status approve_switchover();
 
  private:
   void run();
   Status receive(Channel& channel);
-  // Reads the source's "go" line that ends the handshake.
+  // Reads the source's FERRY_GO command that ends the handshake.
   Status await_go(StreamReader& reader);
+  class ReturnPathCommands;
+  // Sends SWITCHOVER_ACK once no hold is left; `hold_released` counts one hold down.
+  Status approve_switchover(Channel& channel, bool hold_released);
 
   std::unique_ptr<Listener> listener_;
   std::string machine_type_;
@@ -65,6 +80,9 @@ class DestinationMigration {
   MigrationStatus status_ = MigrationStatus::kNone;
   Channel* channel_ = nullptr;  // the accepted connection while it is open
   bool stopping_ = false;
+  std::atomic<bool> switchover_ack_;
+  int switchover_holds_ = 0;       // incoming thread only
+  bool switchover_acked_ = false;  // incoming thread only
 };
 
 }  // namespace ferry::migration

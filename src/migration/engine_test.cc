@@ -19,6 +19,7 @@
 #include "memory/guest_memory.h"
 #include "migration/buffer_channel.h"
 #include "migration/destination.h"
+#include "migration/return_path.h"
 #include "migration/source.h"
 #include "migration/ram_section.h"
 #include "migration/stream.h"
@@ -286,6 +287,8 @@ class FakeDestinationMachine final : public DestinationHooks {
     failure = error.to_string();
   }
   void status_changed(MigrationStatus) override {}
+  int switchover_holds() override { return holds; }
+  int holds = 0;  // sections that would hold SWITCHOVER_ACK (none approves here)
   std::atomic<bool> ran{false};
   std::mutex mutex;
   std::string failure;
@@ -693,20 +696,29 @@ TEST(Engine, CancelWhileWaitingOnTheReturnPathResumesAndTheDestinationNeverRuns)
 
 // ---- the switchover handshake (source.cc, switch_over) ---------------------------------------
 
-// One line from the other end of a return path, without its newline; empty at its end.
-std::string read_line(Channel& channel) {
-  std::string line;
-  for (;;) {
-    uint8_t c = 0;
-    auto n = channel.read_some(std::span(&c, 1));
-    if (!n.ok() || *n == 0 || c == '\n') return line;
-    line.push_back(static_cast<char>(c));
-  }
+// The next return-path message's type, or 0 at the end or on an error.
+uint16_t next_type(ReturnPathReader& reader) {
+  auto m = reader.next();
+  return m.ok() ? m->type : 0;
 }
 
-// A whole stream is not enough to start: the destination says "loaded" and waits for the
-// source's "go". Without it (a cancelled source, a cut connection) it never runs; with it,
-// it runs and says so.
+// The next COMMAND record on the source's side of a connection (5 bytes: no data): its
+// number, or -1 when the connection ended first.
+int read_command_record(Channel& channel) {
+  uint8_t bytes[5];
+  size_t got = 0;
+  while (got < sizeof bytes) {
+    auto n = channel.read_some(std::span(bytes + got, sizeof bytes - got));
+    if (!n.ok() || *n == 0) return -1;
+    got += *n;
+  }
+  if (bytes[0] != wire::kCommand || bytes[3] != 0 || bytes[4] != 0) return -1;
+  return bytes[1] << 8 | bytes[2];
+}
+
+// A whole stream is not enough to start: the destination says FERRY_LOADED and waits for
+// the source's FERRY_GO. Without it (a cancelled source, a cut connection) it never runs;
+// with it, it runs and says so, then shuts the return path with status 0.
 class GoAhead : public ::testing::TestWithParam<bool> {};
 
 TEST_P(GoAhead, TheDestinationStartsOnlyOnTheSourcesWord) {
@@ -723,16 +735,19 @@ TEST_P(GoAhead, TheDestinationStartsOnlyOnTheSourcesWord) {
     RamSaver saver(test::raw(src.ram));
     ASSERT_TRUE(save_stream(w, "ferry-1.0", src.registry, saver).ok());
   }
-  std::string line;
-  do line = read_line(**channel);
-  while (line.starts_with("load-time "));
-  ASSERT_EQ(line, "loaded");
+  ReturnPathReader answers(**channel);
+  uint16_t type = 0;
+  do type = next_type(answers);
+  while (type == wire::kRpFerryLoadTime);
+  ASSERT_EQ(type, wire::kRpFerryLoaded);
   std::this_thread::sleep_for(50ms);
   EXPECT_FALSE(dst_machine.ran) << "the destination started before the source's go-ahead";
   if (go) {
-    static constexpr std::string_view kGo = "go\n";
-    ASSERT_TRUE((*channel)->write_all({reinterpret_cast<const uint8_t*>(kGo.data()), 3}).ok());
-    EXPECT_EQ(read_line(**channel), "running");
+    ASSERT_TRUE((*channel)->write_all(encode_command(wire::kCmdFerryGo)).ok());
+    EXPECT_EQ(next_type(answers), wire::kRpFerryRunning);
+    auto shut = answers.next();
+    ASSERT_TRUE(shut.ok()) << shut.status().to_string();
+    EXPECT_EQ(*shut, ReturnPathMessage::shut(0));
   } else {
     (void)(*channel)->close();
   }
@@ -751,8 +766,8 @@ TEST_P(GoAhead, TheDestinationStartsOnlyOnTheSourcesWord) {
 INSTANTIATE_TEST_SUITE_P(Engine, GoAhead, ::testing::Bool(),
                          [](const auto& info) { return info.param ? "Go" : "NoGo"; });
 
-// Once the source said "go" the VM may be running on the destination: if the answer never
-// comes, the source fails but stays paused (it must not resume a second copy).
+// Once the source said FERRY_GO the VM may be running on the destination: if the answer
+// never comes, the source fails but stays paused (it must not resume a second copy).
 TEST(Engine, ALostAnswerAfterTheGoAheadLeavesTheSourcePaused) {
   Side src(true, 53), dst(false, 54);
   std::string uri = socket_uri();
@@ -761,8 +776,10 @@ TEST(Engine, ALostAnswerAfterTheGoAheadLeavesTheSourcePaused) {
   auto channel = connect_outgoing(uri);
   ASSERT_TRUE(channel.ok());
   FakeSourceMachine src_machine(src, nullptr);
+  // Without QEMU's OPEN_RETURN_PATH and PING: load_stream here answers no commands, and
+  // Ferry's handshake runs on a socket regardless.
   SourceMigration source(std::move(channel).value(), "ferry-1.0", src.registry,
-                         test::raw(src.ram), {}, src_machine);
+                         test::raw(src.ram), {.return_path = false}, src_machine);
   source.start();
   auto accepted = (*listener)->accept();
   ASSERT_TRUE(accepted.ok());
@@ -774,9 +791,9 @@ TEST(Engine, ALostAnswerAfterTheGoAheadLeavesTheSourcePaused) {
                             StreamEnd::kConnectionStaysOpen)
                     .ok());
   }
-  static constexpr std::string_view kLoaded = "loaded\n";
-  ASSERT_TRUE(peer.write_all({reinterpret_cast<const uint8_t*>(kLoaded.data()), 7}).ok());
-  EXPECT_EQ(read_line(peer), "go");
+  ASSERT_TRUE(
+      send_return_path_message(peer, ReturnPathMessage::of(wire::kRpFerryLoaded)).ok());
+  EXPECT_EQ(read_command_record(peer), wire::kCmdFerryGo);
   (void)peer.close();  // the destination vanishes before it answers
   ASSERT_TRUE(wait_until([&] { return source.finished(); }));
   MigrationStats stats = source.stats();
@@ -787,6 +804,135 @@ TEST(Engine, ALostAnswerAfterTheGoAheadLeavesTheSourcePaused) {
   EXPECT_FALSE(src_machine.done);
   source.cancel();  // too late to change anything
   EXPECT_EQ(source.stats().status, MigrationStatus::kFailed);
+}
+
+// switchover-ack: the destination acks as soon as the return path opens (no section holds
+// it), and the migration completes as without it.
+TEST(Engine, SwitchoverAckFromTheDestinationLetsTheSourceStop) {
+  Side src(true, 61), dst(false, 62);
+  Live live(src, dst);
+  ASSERT_TRUE(live.ready());
+  live.destination->set_switchover_ack(true);
+  SourceMigration& source = live.start({.switchover_ack = true});
+  ASSERT_TRUE(wait_until([&] { return source.finished() && live.destination->finished(); }));
+  EXPECT_EQ(source.stats().status, MigrationStatus::kCompleted) << source.stats().error;
+  EXPECT_TRUE(live.dst_machine.ran);
+  EXPECT_TRUE(test::same_ram(src.ram, dst.ram));
+}
+
+// Without the ack (a section holds it) the source keeps the VM running, however converged
+// its RAM is, and a cancel while it waits resumes nothing it stopped: it never stopped.
+TEST(Engine, WithoutSwitchoverAckTheSourceNeverStopsAndCancelStillWorks) {
+  Side src(true, 63), dst(false, 64);
+  Live live(src, dst);
+  ASSERT_TRUE(live.ready());
+  live.dst_machine.holds = 1;
+  live.destination->set_switchover_ack(true);
+  SourceMigration& source = live.start({.switchover_ack = true});
+  // Converged at once (a small, quiet guest): the source is now waiting for the ack.
+  ASSERT_TRUE(wait_until([&] { return source.stats().ram_remaining == 0 &&
+                                      source.stats().status == MigrationStatus::kActive; }));
+  std::this_thread::sleep_for(100ms);  // a negative check: nothing may happen meanwhile
+  EXPECT_EQ(source.stats().status, MigrationStatus::kActive);
+  EXPECT_FALSE(live.src_machine.stopped);
+  source.cancel();
+  expect_cancelled(live);
+  EXPECT_FALSE(live.src_machine.stopped);
+}
+
+// A hostile destination: a message type outside QEMU's and Ferry's ranges fails the
+// migration, named with its number, and the source (before FERRY_GO) resumes.
+TEST(Engine, AnUnknownReturnPathMessageFailsTheMigrationByName) {
+  Side src(true, 65), dst(false, 66);
+  std::string uri = socket_uri();
+  auto listener = listen_incoming(uri);
+  ASSERT_TRUE(listener.ok());
+  auto channel = connect_outgoing(uri);
+  ASSERT_TRUE(channel.ok());
+  FakeSourceMachine src_machine(src, nullptr);
+  SourceMigration source(std::move(channel).value(), "ferry-1.0", src.registry,
+                         test::raw(src.ram), {.return_path = false}, src_machine);
+  source.start();
+  auto accepted = (*listener)->accept();
+  ASSERT_TRUE(accepted.ok());
+  Channel& peer = **accepted;
+  {
+    StreamReader r(peer);
+    RamLoader loader(test::raw(dst.ram));
+    ASSERT_TRUE(load_stream(r, "ferry-1.0", dst.registry, loader, nullptr,
+                            StreamEnd::kConnectionStaysOpen)
+                    .ok());
+  }
+  const uint8_t hostile[] = {0x00, 0x09, 0x00, 0x02, 'h', 'i'};
+  ASSERT_TRUE(peer.write_all(hostile).ok());
+  ASSERT_TRUE(wait_until([&] { return source.finished(); }));
+  MigrationStats stats = source.stats();
+  EXPECT_EQ(stats.status, MigrationStatus::kFailed);
+  EXPECT_NE(stats.error.find("unknown message type unknown (0x0009) of length 2"),
+            std::string::npos)
+      << stats.error;
+  EXPECT_TRUE(src_machine.resumed);
+  EXPECT_FALSE(src_machine.done);
+}
+
+// switchover-ack over a channel without a return path (file:, exec:, a pipe) could never be
+// acked: the migration fails at once, and the VM never stopped.
+TEST(Engine, SwitchoverAckWithoutAReturnPathFailsAtOnce) {
+  Side src(true, 67);
+  FakeSourceMachine src_machine(src, nullptr);
+  SourceMigration source(std::make_unique<BufferChannel>(), "ferry-1.0", src.registry,
+                         test::raw(src.ram), {.switchover_ack = true}, src_machine);
+  source.start();
+  ASSERT_TRUE(wait_until([&] { return source.finished(); }));
+  MigrationStats stats = source.stats();
+  EXPECT_EQ(stats.status, MigrationStatus::kFailed);
+  EXPECT_NE(stats.error.find("switchover-ack needs the return path"), std::string::npos)
+      << stats.error;
+  EXPECT_FALSE(src_machine.stopped);
+}
+
+// A hostile source: the return path's commands out of order are refused by name and value,
+// and the destination says so on the return path (FERRY_LOAD_FAILED, then SHUT 1).
+TEST(Engine, ReturnPathCommandsOutOfOrderAreRefusedByNameAndValue) {
+  struct Case {
+    std::vector<std::vector<uint8_t>> commands;
+    std::string error;
+  };
+  const std::vector<Case> cases = {
+      {{encode_ping(7)}, "PING (0x7) received with no return path (command at offset 22)"},
+      {{encode_command(wire::kCmdOpenReturnPath), encode_command(wire::kCmdOpenReturnPath)},
+       "OPEN_RETURN_PATH at offset 27: the return path is already open"},
+      {{encode_command(wire::kCmdOpenReturnPath), encode_command(wire::kCmdPing)},
+       "PING received with bad length - expecting 4, got 0 (command at offset 27)"},
+      {{encode_command(wire::kCmdFerryGo)}, "unsupported command 256 (FERRY_GO) of length 0"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    SCOPED_TRACE(cases[i].error);
+    Side dst(false, static_cast<uint32_t>(70 + i));
+    std::string uri;
+    FakeDestinationMachine dst_machine;
+    auto destination = waiting_destination(dst, dst_machine, uri);
+    ASSERT_TRUE(destination);
+    auto channel = connect_outgoing(uri);
+    ASSERT_TRUE(channel.ok());
+    {
+      StreamWriter w(**channel);
+      write_header(w);
+      write_configuration(w, "ferry-1.0");  // ends at offset 22
+      for (const auto& c : cases[i].commands) w.put_bytes(c);
+      ASSERT_TRUE(w.flush().ok());
+    }
+    ReturnPathReader answers(**channel);
+    auto refusal = answers.next();
+    ASSERT_TRUE(refusal.ok()) << refusal.status().to_string();
+    EXPECT_EQ(refusal->type, wire::kRpFerryLoadFailed);
+    EXPECT_NE(refusal->text.find(cases[i].error), std::string::npos) << refusal->text;
+    auto shut = answers.next();
+    ASSERT_TRUE(shut.ok()) << shut.status().to_string();
+    EXPECT_EQ(*shut, ReturnPathMessage::shut(1));
+    ASSERT_TRUE(wait_until([&] { return destination->finished(); }));
+    EXPECT_FALSE(dst_machine.ran);
+  }
 }
 
 // max-bandwidth holds: 32 MiB of non-zero pages at 8 MiB/s take about 4 s, and the rate

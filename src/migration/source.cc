@@ -1,11 +1,12 @@
 #include "migration/source.h"
 
 #include <algorithm>
-#include <charconv>
 #include <chrono>
 #include <functional>
 
+#include "base/byte_order.h"
 #include "migration/ram_section.h"
+#include "migration/return_path.h"
 #include "migration/stream.h"
 #include "migration/stream_writer.h"
 #include "migration/wire.h"
@@ -37,6 +38,7 @@ uint64_t dirty_bytes(const std::vector<memory::RamBlock*>& ram) {
 class LiveSaveRunner final : public SaveRunner {
  public:
   Result<DeviceRecords> device_records(SavePhase phase) override { return devices(phase); }
+  Status configuration_written(StreamWriter& w) override { return configuration_written_fn(w); }
   Status setup_written(StreamWriter& w) override { return setup_written_fn(w); }
   Status iterate(StreamWriter& w, IterativeSections& sections) override {
     return iterate_fn(w, sections);
@@ -46,6 +48,7 @@ class LiveSaveRunner final : public SaveRunner {
   }
 
   std::function<Result<DeviceRecords>(SavePhase)> devices;
+  std::function<Status(StreamWriter&)> configuration_written_fn;
   std::function<Status(StreamWriter&)> setup_written_fn;
   std::function<Status(StreamWriter&, IterativeSections&)> iterate_fn;
   std::function<Status(StreamWriter&)> iterative_complete_written_fn;
@@ -186,7 +189,14 @@ Status SourceMigration::migrate() {
     channel_ = std::move(*connected);
   }
   FERRY_RETURN_IF_ERROR(check_cancel());  // a cancel that found no channel yet
+  // QEMU fails a migration whose return path cannot open; Ferry's return-path default
+  // applies to sockets only, but an ack nobody can send would hold the source forever.
+  if (params_.switchover_ack && !has_return_path(*channel_))
+    return Error(ErrorCode::kFailedPrecondition,
+                 "switchover-ack needs the return path, and {} carries none (a socket does)",
+                 channel_->name());
   StreamWriter w(*channel_);
+  if (has_return_path(*channel_)) return_path_ = std::make_unique<ReturnPathReader>(*channel_);
   RamSaver saver(ram_);
   saver.set_stop_flag(&cancel_requested_);
   RamSection ram_section(saver);
@@ -226,6 +236,12 @@ Status SourceMigration::migrate() {
     // so the device transfer time holds no RAM bytes.
     ram_start_ns = now_ns();
     return DeviceRecords{std::move(capture->records), std::move(capture->vmdesc_devices)};
+  };
+
+  // QEMU opens the return path right after the configuration, before any section.
+  runner.configuration_written_fn = [&](StreamWriter& out) -> Status {
+    if (return_path_ && params_.return_path) open_return_path(out);
+    return {};
   };
 
   runner.setup_written_fn = [&](StreamWriter& out) -> Status {
@@ -299,8 +315,12 @@ Status SourceMigration::migrate() {
         stats_.expected_downtime_ms = static_cast<int64_t>(expected_ms);
       }
       if (left == 0 || expected_ms <= static_cast<double>(params_.downtime_limit_ms) ||
-          pass + 1 >= kMaxPasses)
-        return {};
+          pass + 1 >= kMaxPasses) {
+        if (switchover_acked_ || !params_.switchover_ack) return {};
+        // Ready to stop, but the destination has not acked: wait for it (a cancel
+        // interrupts the read), then take another pass of what the guest dirtied meanwhile.
+        FERRY_RETURN_IF_ERROR(await_switchover_ack());
+      }
     }
   };
 
@@ -342,91 +362,118 @@ Status SourceMigration::migrate() {
   return {};
 }
 
-// The switchover handshake (the return path's protocol, one text line each):
-//   destination: "load-time IDSTR NS" per device section, then "loaded" (or "error ...")
-//   source:      "go"
-//   destination: "running" or "paused" (or "error ...")
-// The destination starts nothing before "go", and the source says "go" only once nothing
-// can cancel the migration any more. From then on the VM belongs to the destination: if
-// its answer is lost, the source stays paused instead of resuming, so a connection broken
-// at any byte never leaves two copies of the VM running (the stream is not enough: it is
-// complete before the destination has said a word).
-Status SourceMigration::switch_over(int64_t stop_ns) {
-  std::string pending;
-  auto next_line = [&]() -> Result<std::string> {
-    for (;;) {
-      size_t nl = pending.find('\n');
-      if (nl != std::string::npos) {
-        std::string line = pending.substr(0, nl);
-        pending.erase(0, nl + 1);
-        return line;
-      }
-      uint8_t buf[512];
-      auto n = channel_->read_some(buf);
-      if (!n.ok()) return n.take_status().prepend_message("reading the return path");
-      if (*n == 0)
-        return Error(ErrorCode::kIo, "destination closed the return path before confirming");
-      pending.append(reinterpret_cast<const char*>(buf), *n);
-      if (pending.size() > 64 * 1024)
-        return Error(ErrorCode::kCorrupt, "return path message too long");
-    }
-  };
-  // The next line that is not a load time; an "error" line is the destination's refusal.
-  auto answer = [&]() -> Result<std::string> {
-    for (;;) {
-      auto line = next_line();
-      if (!line.ok()) return line;
-      if (line->starts_with("load-time ")) {
-        record_load_time(*line);
+void SourceMigration::open_return_path(StreamWriter& w) {
+  // As QEMU's source does right after the header when it has a return path: open it, and
+  // a ping that shows it works (its PONG is checked whenever the return path is read).
+  write_command(w, wire::kCmdOpenReturnPath);
+  constexpr uint32_t kFirstPing = 1;
+  uint8_t value[4];
+  store_be<uint32_t>(value, kFirstPing);
+  write_command(w, wire::kCmdPing, value);
+  pings_sent_.push_back(kFirstPing);
+}
+
+Result<ReturnPathMessage> SourceMigration::next_return_path_message() {
+  for (;;) {
+    auto m = return_path_->next();
+    if (!m.ok()) return m;
+    switch (m->type) {
+      case wire::kRpPong: {
+        auto it = std::find(pings_sent_.begin(), pings_sent_.end(), m->value);
+        if (it == pings_sent_.end())
+          return Error(ErrorCode::kCorrupt,
+                       "return path: PONG 0x{:08x} answers no PING this source sent", m->value);
+        pings_sent_.erase(it);
         continue;
       }
-      if (line->starts_with("error "))
+      case wire::kRpSwitchoverAck:
+        switchover_acked_ = true;
+        break;
+      case wire::kRpShut:
+        // QEMU's destination ends the return path so; a failed load says 1.
+        return Error(ErrorCode::kFailedPrecondition,
+                     "return path: the destination shut it with status {} before confirming{}",
+                     m->value, m->value != 0 ? " (its load failed)" : "");
+      case wire::kRpFerryLoadFailed:
         return Error(ErrorCode::kFailedPrecondition, "destination refused the stream: {}",
-                     line->substr(6));
-      return line;
+                     m->text);
+      case wire::kRpFerryLoadTime:
+        record_load_time(m->text, m->ns);
+        continue;
+      default:
+        break;
+    }
+    return m;
+  }
+}
+
+Status SourceMigration::await_switchover_ack() {
+  while (!switchover_acked_) {
+    auto m = next_return_path_message();
+    if (!m.ok()) return m.take_status().prepend_message("waiting for SWITCHOVER_ACK");
+    if (m->type != wire::kRpSwitchoverAck)
+      return Error(ErrorCode::kCorrupt,
+                   "return path: expected SWITCHOVER_ACK, found {} (0x{:04x}) before the VM "
+                   "stopped", return_path_message_name(m->type), m->type);
+  }
+  return {};
+}
+
+// The switchover handshake on the return path (return_path.h):
+//   destination: FERRY_LOAD_TIME per device section, then FERRY_LOADED (or
+//                FERRY_LOAD_FAILED and SHUT 1)
+//   source:      the FERRY_GO command
+//   destination: FERRY_RUNNING or FERRY_PAUSED, then SHUT 0
+// The destination starts nothing before FERRY_GO, and the source sends it only once
+// nothing can cancel the migration any more. From then on the VM belongs to the
+// destination: if its answer is lost, the source stays paused instead of resuming, so a
+// connection broken at any byte never leaves two copies of the VM running (the stream is
+// not enough: it is complete before the destination has said a word).
+Status SourceMigration::switch_over(int64_t stop_ns) {
+  // Anything but the answer it waits for is the destination breaking the protocol.
+  auto expect = [&](std::initializer_list<uint16_t> wanted,
+                    std::string_view waiting_for) -> Result<uint16_t> {
+    for (;;) {
+      auto m = next_return_path_message();
+      if (!m.ok()) return m.take_status();
+      if (m->type == wire::kRpSwitchoverAck) continue;  // late, or not asked for: harmless
+      for (uint16_t w : wanted)
+        if (m->type == w) return m->type;
+      return Error(ErrorCode::kCorrupt, "return path: expected {}, found {} (0x{:04x})",
+                   waiting_for, return_path_message_name(m->type), m->type);
     }
   };
 
-  auto loaded = answer();
+  auto loaded = expect({wire::kRpFerryLoaded}, "FERRY_LOADED");
   if (!loaded.ok()) return loaded.take_status();
-  if (*loaded != "loaded")
-    return Error(ErrorCode::kCorrupt, "return path: expected 'loaded', found '{}'", *loaded);
   {
     std::lock_guard lock(control_mutex_);
     if (cancel_requested_.load(std::memory_order_acquire))
       return Error(ErrorCode::kFailedPrecondition, "migration cancelled");
     committed_ = true;  // cancel() changes nothing from here on
   }
-  static constexpr std::string_view kGo = "go\n";
   // A failed write never reached the destination whole, and it starts only on the whole
-  // line: the VM is still ours to resume.
-  FERRY_RETURN_IF_ERROR(
-      channel_->write_all({reinterpret_cast<const uint8_t*>(kGo.data()), kGo.size()})
-          .prepend_message("return path: telling the destination to start"));
+  // command: the VM is still ours to resume.
+  FERRY_RETURN_IF_ERROR(channel_->write_all(encode_command(wire::kCmdFerryGo))
+                            .prepend_message("return path: telling the destination to start"));
   switched_over_.store(true, std::memory_order_release);
-  auto started = answer();
-  Status st = started.ok() && *started != "running" && *started != "paused"
-                  ? Error(ErrorCode::kCorrupt, "return path: expected 'running' or 'paused', "
-                          "found '{}'", *started)
-                  : started.status();
-  if (!st.ok())
-    return st.prepend_message(
+  auto started = expect({wire::kRpFerryRunning, wire::kRpFerryPaused},
+                        "FERRY_RUNNING or FERRY_PAUSED");
+  if (!started.ok())
+    return started.take_status().prepend_message(
         "the destination was told to start, then did not confirm; it may be running, so this "
         "VM stays paused (cont resumes it once the destination is known to be gone)");
-  std::lock_guard lock(stats_mutex_);
-  stats_.downtime_ms = (now_ns() - stop_ns) / 1'000'000;
+  {
+    std::lock_guard lock(stats_mutex_);
+    stats_.downtime_ms = (now_ns() - stop_ns) / 1'000'000;
+  }
+  // Its SHUT 0 follows at once and ends the return path, as QEMU's source waits for it.
+  // The VM is the destination's already: a connection lost here changes nothing.
+  (void)return_path_->next();
   return {};
 }
 
-void SourceMigration::record_load_time(std::string_view line) {
-  line.remove_prefix(std::string_view("load-time ").size());
-  size_t space = line.rfind(' ');
-  if (space == std::string_view::npos) return;
-  std::string_view idstr = line.substr(0, space);
-  int64_t ns = 0;
-  auto digits = line.substr(space + 1);
-  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), ns);
-  if (ec != std::errc() || end != digits.data() + digits.size() || ns < 0) return;
+void SourceMigration::record_load_time(std::string_view idstr, int64_t ns) {
   std::lock_guard lock(stats_mutex_);
   for (DeviceTiming& d : stats_.devices)
     if (d.idstr == idstr) d.load_ns = ns;

@@ -5,9 +5,10 @@
 // the measured rate fit the downtime limit, then stop-and-copy
 // (the machine stops the VM and captures its devices; the last RAM pass, RAM END, the
 // device sections, EOF and vmdesc follow), then the switchover handshake on the return
-// path (switch_over in source.cc): "loaded" from the destination, "go" from us, "running"
-// from it. A failure before "go" leaves the VM to the machine to resume; after it the VM
-// stays paused, as the destination may run it. A new migration can start either way.
+// path (switch_over in source.cc, return_path.h): FERRY_LOADED from the destination,
+// FERRY_GO from us, FERRY_RUNNING from it. A failure before FERRY_GO leaves the VM to the
+// machine to resume; after it the VM stays paused, as the destination may run it. A new
+// migration can start either way.
 #pragma once
 
 #include <atomic>
@@ -23,7 +24,9 @@
 #include "memory/ram_block.h"
 #include "migration/channel.h"
 #include "migration/migration_status.h"
+#include "migration/return_path.h"
 #include "migration/section_registry.h"
+#include "migration/stream_writer.h"
 #include "vmstate/vmdesc.h"
 
 namespace ferry::migration {
@@ -31,6 +34,12 @@ namespace ferry::migration {
 struct MigrationParams {
   uint64_t max_bandwidth = 0;       // bytes per second; 0 = unlimited
   uint64_t downtime_limit_ms = 300;
+  // The return-path capability: on a socket the source opens QEMU's return path
+  // (OPEN_RETURN_PATH, PING 1) right after the configuration. Ferry's switchover handshake
+  // runs on every socket regardless (it needs no command to open it).
+  bool return_path = true;
+  // switchover-ack: the VM is not stopped before the destination's SWITCHOVER_ACK.
+  bool switchover_ack = false;
 };
 
 // One device's share of stop-and-copy: quiesce (with the part spent draining its backend
@@ -125,8 +134,16 @@ class SourceMigration {
   // Sleeps until `deadline`; false (at once) when the migration is cancelled.
   bool wait_unless_cancelled(std::chrono::steady_clock::time_point deadline);
   Status switch_over(int64_t stop_ns);
-  // "load-time IDSTR NS" from the destination: fills the device's load time.
-  void record_load_time(std::string_view line);
+  // OPEN_RETURN_PATH and PING 1, as QEMU sends them after the header.
+  void open_return_path(StreamWriter& w);
+  // The next return-path message the caller must act on: PONGs are checked against the
+  // pings sent, load times recorded, SWITCHOVER_ACK noted (and returned), and SHUT or
+  // FERRY_LOAD_FAILED become the error.
+  Result<ReturnPathMessage> next_return_path_message();
+  // Reads the return path until SWITCHOVER_ACK came (migration thread; cancel interrupts).
+  Status await_switchover_ack();
+  // FERRY_LOAD_TIME from the destination: fills the device's load time.
+  void record_load_time(std::string_view idstr, int64_t ns);
   // Closes the channel once; for exec: the command's exit status.
   Status close_channel();
   // Interrupts the connect or the channel's I/O (channel_mutex_ taken here).
@@ -146,7 +163,11 @@ class SourceMigration {
   std::condition_variable cancel_cv_;
   std::atomic<bool> cancel_requested_{false};  // written under control_mutex_
   bool committed_ = false;  // past the point of no return: cancel() is ignored (control_mutex_)
-  std::atomic<bool> switched_over_{false};  // "go" sent: the VM is the destination's
+  std::atomic<bool> switched_over_{false};  // FERRY_GO sent: the VM is the destination's
+  // The return path, on a socket (migration thread only, as are the two below).
+  std::unique_ptr<ReturnPathReader> return_path_;
+  std::vector<uint32_t> pings_sent_;  // values whose PONG has not come yet
+  bool switchover_acked_ = false;
   std::atomic<bool> finished_{false};
   // Guards the connector's hand-over of channel_ against interrupt_io(); FdChannel's
   // interrupt() is safe against its close() by itself.

@@ -18,6 +18,7 @@ std::string_view wire::command_name(uint16_t cmd) {
       "INVALID",         "OPEN_RETURN_PATH", "PING",          "POSTCOPY_ADVISE",
       "POSTCOPY_LISTEN", "POSTCOPY_RUN",     "POSTCOPY_RAM_DISCARD", "PACKAGED",
       "POSTCOPY_RESUME", "RECV_BITMAP",      "ENABLE_COLO",   "SWITCHOVER_START"};
+  if (cmd == wire::kCmdFerryGo) return "FERRY_GO";  // Ferry's, above QEMU's range
   return cmd < std::size(kNames) ? kNames[cmd] : "unknown";
 }
 
@@ -191,6 +192,7 @@ Status run_save(StreamWriter& w, std::string_view machine_type, const SectionReg
 
   write_header(w);
   write_configuration(w, machine_type);
+  FERRY_RETURN_IF_ERROR(runner.configuration_written(w));
   auto setup = runner.device_records(SavePhase::kSetup);
   if (!setup.ok()) return setup.take_status();
   put_devices(*setup);
@@ -253,13 +255,14 @@ std::string_view type_name(uint8_t type) {
 class Loader {
  public:
   Loader(StreamReader& r, std::string_view machine_type, SectionRegistry& registry,
-         RamLoader& ram, LoadReport& report, StreamEnd end)
+         RamLoader& ram, LoadReport& report, StreamEnd end, StreamCommandHandler* commands)
       : r_(r),
         machine_type_(machine_type),
         registry_(registry),
         ram_(ram),
         report_(report),
-        end_(end) {}
+        end_(end),
+        commands_(commands) {}
 
   Status run() {
     FERRY_RETURN_IF_ERROR(read_header());
@@ -491,6 +494,11 @@ class Loader {
     uint16_t cmd = 0, len = 0;
     FERRY_RETURN_IF_ERROR(r_.read_be16(cmd, "command number"));
     FERRY_RETURN_IF_ERROR(r_.read_be16(len, "command length"));
+    if (commands_ && commands_->handles(cmd)) {  // the return path's, on a live connection
+      std::span<const uint8_t> data;
+      FERRY_RETURN_IF_ERROR(r_.take(len, data, "command data"));
+      return commands_->command(cmd, data, at);
+    }
     if (cmd != wire::kCmdSwitchoverStart)
       return Error(ErrorCode::kCorrupt,
                    "unsupported command {} ({}) of length {} at offset {}", cmd,
@@ -579,6 +587,7 @@ class Loader {
   LoadReport& report_;
   StreamEnd end_;
   RamSection ram_section_{ram_};  // RAM's handler, over this load's RamLoader
+  StreamCommandHandler* commands_;
   std::map<uint32_t, const SectionEntry*> open_;     // by stream section id
   std::map<const SectionEntry*, bool> started_;
 };
@@ -586,9 +595,10 @@ class Loader {
 }  // namespace
 
 Status load_stream(StreamReader& r, std::string_view machine_type, SectionRegistry& registry,
-                   RamLoader& ram, LoadReport* report, StreamEnd end) {
+                   RamLoader& ram, LoadReport* report, StreamEnd end,
+                   StreamCommandHandler* commands) {
   LoadReport local;
-  Loader loader(r, machine_type, registry, ram, report ? *report : local, end);
+  Loader loader(r, machine_type, registry, ram, report ? *report : local, end, commands);
   return loader.run();
 }
 

@@ -99,6 +99,11 @@ class SaveRunner {
   // save_device_sections(phase), done where the devices may be read; before kComplete's
   // the VM stops.
   virtual Result<DeviceRecords> device_records(SavePhase phase) = 0;
+  // The header and configuration are written: a live source opens the return path here.
+  virtual Status configuration_written(StreamWriter& w) {
+    (void)w;
+    return {};
+  }
   // Setup's records are written.
   virtual Status setup_written(StreamWriter& w) {
     (void)w;
@@ -148,10 +153,21 @@ struct LoadReport {
 // it: nothing is read past the vmdesc record, as QEMU's own loader does.
 enum class StreamEnd { kEndOfInput, kConnectionStaysOpen };
 
+// COMMAND records a live load hands to its caller instead of refusing them: the return
+// path's OPEN_RETURN_PATH and PING (destination.cc answers them on the connection).
+class StreamCommandHandler {
+ public:
+  virtual ~StreamCommandHandler() = default;
+  virtual bool handles(uint16_t cmd) const = 0;
+  // `at` is the record's stream offset; an error fails the load.
+  virtual Status command(uint16_t cmd, std::span<const uint8_t> data, uint64_t at) = 0;
+};
+
 // Loads a whole stream into the registered sections and RAM; refuses anything it does not
 // expect, naming what was expected, what was found and the stream offset.
 Status load_stream(StreamReader& r, std::string_view machine_type, SectionRegistry& registry,
                    RamLoader& ram, LoadReport* report = nullptr,
-                   StreamEnd end = StreamEnd::kEndOfInput);
+                   StreamEnd end = StreamEnd::kEndOfInput,
+                   StreamCommandHandler* commands = nullptr);
 
 }  // namespace ferry::migration

@@ -27,6 +27,22 @@ inline constexpr uint16_t kCmdPing = 2;
 inline constexpr uint16_t kCmdSwitchoverStart = 11;
 inline constexpr uint16_t kCmdMax = 11;
 std::string_view command_name(uint16_t cmd);
+// Ferry's switchover handshake, above QEMU's range (return_path.h): the source's go-ahead,
+// sent after the vmdesc on a socket once nothing can cancel the migration any more.
+inline constexpr uint16_t kCmdFerryGo = 0x100;
+
+// Return-path message types, destination to source: be16 type, be16 length, data
+// (QEMU's enum mig_rp_message_type; SWITCHOVER_ACK is QEMU 8.1's).
+inline constexpr uint16_t kRpShut = 1;           // be32 status, 0 = the load succeeded
+inline constexpr uint16_t kRpPong = 2;           // be32, the PING's value
+inline constexpr uint16_t kRpSwitchoverAck = 7;  // no data: the source may stop the VM
+inline constexpr uint16_t kRpQemuMax = 7;        // QEMU's types end here
+// Ferry's switchover handshake in the same framing (return_path.h).
+inline constexpr uint16_t kRpFerryLoadTime = 0x100;    // be64 ns, u8 idstr length, idstr
+inline constexpr uint16_t kRpFerryLoaded = 0x101;      // no data: waiting for FERRY_GO
+inline constexpr uint16_t kRpFerryLoadFailed = 0x102;  // the reason, text
+inline constexpr uint16_t kRpFerryRunning = 0x103;     // no data: the VM runs here now
+inline constexpr uint16_t kRpFerryPaused = 0x104;      // no data: loaded, left paused (-S)
 
 inline constexpr size_t kMaxIdstr = 127;  // QEMU's idstr is char[256], names stay <= 127
 

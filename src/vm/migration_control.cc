@@ -170,7 +170,8 @@ Status MigrationControl::listen(const std::string& uri) {
   if (!listener.ok()) return listener.take_status().prepend_message("-incoming " + uri);
   std::vector<memory::RamBlock*> ram = machine_.memory().ram_blocks();
   destination_ = std::make_unique<migration::DestinationMigration>(
-      std::move(listener).value(), std::string(kMachineType), registry_, std::move(ram), *this);
+      std::move(listener).value(), std::string(kMachineType), registry_, std::move(ram), *this,
+      params_.switchover_ack);
   destination_->start();
   return {};
 }
@@ -297,28 +298,39 @@ Status MigrationControl::register_qmp_commands(QmpServer& qmp) {
   FERRY_RETURN_IF_ERROR(qmp.add_command("migrate-set-capabilities", [this](const Json& args) -> Result<Json> {
     return set_capabilities(args);
   }));
-  FERRY_RETURN_IF_ERROR(qmp.add_command("query-migrate-capabilities", [](const Json& args) -> Result<Json> {
+  FERRY_RETURN_IF_ERROR(qmp.add_command("query-migrate-capabilities", [this](const Json& args) -> Result<Json> {
     FERRY_RETURN_IF_ERROR(QmpArgs(args).finish());
     Json caps = Json::array();
     for (const MigrationCapability& c : kCapabilities)
-      caps.push_back({{"capability", c.name}, {"state", c.state}});
+      caps.push_back({{"capability", c.name}, {"state", capability_state(c)}});
     return caps;
   }));
   return {};
 }
 
-// QEMU 7.2's migration capabilities. Ferry's behaviour is fixed: MIGRATION events are
-// always sent and the return path is how a socket source learns the destination runs, so
-// both are on and stay on; everything else is a feature Ferry does not have, off, and
-// refused when asked for. Setting a capability to the state it has is accepted.
+// QEMU 7.2's migration capabilities, and 8.1's switchover-ack. MIGRATION events are always
+// sent (on, fixed). return-path is on by default (QEMU's default is off): on a socket the
+// source then opens QEMU's return path (OPEN_RETURN_PATH, PING) as QEMU does; turned off
+// it sends neither, but Ferry's switchover handshake still runs on every socket, as it is
+// what keeps two copies of the VM from both running. switchover-ack (needs return-path)
+// keeps the source from stopping the VM before the destination's SWITCHOVER_ACK. The rest
+// is what Ferry does not have: off, and refused when asked for. Setting a capability to
+// the state it has is accepted.
 const std::vector<MigrationControl::MigrationCapability> MigrationControl::kCapabilities = {
     {"xbzrle", false}, {"rdma-pin-all", false}, {"auto-converge", false},
     {"zero-blocks", false}, {"compress", false}, {"events", true}, {"postcopy-ram", false},
-    {"x-colo", false}, {"release-ram", false}, {"block", false}, {"return-path", true},
-    {"pause-before-switchover", false}, {"multifd", false}, {"dirty-bitmaps", false},
-    {"postcopy-blocktime", false}, {"late-block-activate", false}, {"x-ignore-shared", false},
-    {"validate-uuid", false}, {"background-snapshot", false}, {"zero-copy-send", false},
-    {"postcopy-preempt", false}};
+    {"x-colo", false}, {"release-ram", false}, {"block", false},
+    {"return-path", true, /*settable=*/true}, {"pause-before-switchover", false},
+    {"multifd", false}, {"dirty-bitmaps", false}, {"postcopy-blocktime", false},
+    {"late-block-activate", false}, {"x-ignore-shared", false}, {"validate-uuid", false},
+    {"background-snapshot", false}, {"zero-copy-send", false}, {"postcopy-preempt", false},
+    {"switchover-ack", false, /*settable=*/true}};
+
+bool MigrationControl::capability_state(const MigrationCapability& c) const {
+  if (c.name == "return-path") return params_.return_path;
+  if (c.name == "switchover-ack") return params_.switchover_ack;
+  return c.state;
+}
 
 Result<Json> MigrationControl::set_capabilities(const Json& args) {
   QmpArgs a(args);
@@ -329,7 +341,8 @@ Result<Json> MigrationControl::set_capabilities(const Json& args) {
   if (source_ && !source_->finished())
     return Error(ErrorCode::kFailedPrecondition,
                  "There's a migration process in progress");
-  // Checked as a whole before anything would change (nothing changes in Ferry anyway).
+  // Checked as a whole before anything changes.
+  bool return_path = params_.return_path, switchover_ack = params_.switchover_ack;
   for (const Json& item : **list) {
     if (!item.is_object())
       return Error(ErrorCode::kInvalidArgument,
@@ -346,11 +359,23 @@ Result<Json> MigrationControl::set_capabilities(const Json& args) {
     if (!known)
       return Error(ErrorCode::kInvalidArgument, "Parameter 'capability' does not accept value '{}'",
                    *name);
-    if (*state != known->state)
+    if (known->name == "return-path") {
+      return_path = *state;
+    } else if (known->name == "switchover-ack") {
+      switchover_ack = *state;
+    } else if (*state != known->state) {
       return Error(ErrorCode::kInvalidArgument,
                    "Migration capability '{}' is always {} in Ferry", *name,
                    known->state ? "on" : "off (not supported)");
+    }
   }
+  if (switchover_ack && !return_path)
+    return Error(ErrorCode::kInvalidArgument,
+                 "Capability 'switchover-ack' requires capability 'return-path'");
+  params_.return_path = return_path;
+  params_.switchover_ack = switchover_ack;
+  // A destination still waiting for its source acks (or not) as set now.
+  if (destination_ && !destination_->finished()) destination_->set_switchover_ack(switchover_ack);
   return Json::object();
 }
 

@@ -57,9 +57,11 @@ class MigrationControl final : public migration::SourceHooks, public migration::
 
   struct MigrationCapability {
     std::string name;
-    bool state;
+    bool state;             // the fixed state, or the default of a settable one
+    bool settable = false;  // return-path and switchover-ack (kept in params_)
   };
   static const std::vector<MigrationCapability> kCapabilities;
+  bool capability_state(const MigrationCapability& c) const;
   // The device sections' setup (`early`) or complete records, with their costs (main loop).
   Result<migration::DeviceCapture> capture_devices(bool early);
 
