@@ -77,6 +77,22 @@ void BackendRegistry::reset_io_status() {
   for (const auto& [id, drive] : drives_) drive->reset_io_status();
 }
 
+// The drive a QMP command names, with QEMU's wording when there is none.
+Result<block::BlockBackend*> BackendRegistry::named_drive(std::string_view id) const {
+  block::BlockBackend* drive = find_drive(id);
+  if (!drive) return Error(ErrorCode::kInvalidArgument, "Device '{}' not found", id);
+  return drive;
+}
+
+// The x-blkdebug-* commands that take nothing but {"drive": ID}.
+Result<block::BlockBackend*> BackendRegistry::only_drive_argument(const Json& args) const {
+  QmpArgs a(args);
+  auto drive_id = a.string("drive");
+  if (!drive_id.ok()) return drive_id.take_status();
+  FERRY_RETURN_IF_ERROR(a.finish());
+  return named_drive(*drive_id);
+}
+
 Status BackendRegistry::register_qmp_commands(QmpServer& qmp) {
   FERRY_RETURN_IF_ERROR(qmp.add_command("query-block", [this](const Json& args) -> Result<Json> {
     FERRY_RETURN_IF_ERROR(QmpArgs(args).finish());
@@ -118,42 +134,33 @@ Status BackendRegistry::register_qmp_commands(QmpServer& qmp) {
       if (*v) text += fmt::format("{}{}={}", text.empty() ? "" : ",", key, **v ? "on" : "off");
     }
     FERRY_RETURN_IF_ERROR(a.finish());
-    block::BlockBackend* drive = find_drive(*drive_id);
-    if (!drive) return Error(ErrorCode::kInvalidArgument, "Device '{}' not found", *drive_id);
+    auto drive = named_drive(*drive_id);
+    if (!drive.ok()) return drive.take_status();
     auto rule = block::parse_fault_rule(text);
     if (!rule.ok()) return rule.take_status();
-    drive->faults().add(*rule);
+    (*drive)->faults().add(*rule);
     return Json::object();
   }));
   FERRY_RETURN_IF_ERROR(qmp.add_command("x-blkdebug-clear", [this](const Json& args) -> Result<Json> {
-    QmpArgs a(args);
-    auto drive_id = a.string("drive");
-    if (!drive_id.ok()) return drive_id.take_status();
-    FERRY_RETURN_IF_ERROR(a.finish());
-    block::BlockBackend* drive = find_drive(*drive_id);
-    if (!drive) return Error(ErrorCode::kInvalidArgument, "Device '{}' not found", *drive_id);
+    auto found = only_drive_argument(args);
+    if (!found.ok()) return found.take_status();
+    block::BlockBackend* drive = *found;
     drive->faults().clear();
     drive->release_held();  // nothing would release them once their rule is gone
     return Json::object();
   }));
   // Lets the requests a hold=on rule parked go on (the rules stay: later requests are held).
   FERRY_RETURN_IF_ERROR(qmp.add_command("x-blkdebug-release", [this](const Json& args) -> Result<Json> {
-    QmpArgs a(args);
-    auto drive_id = a.string("drive");
-    if (!drive_id.ok()) return drive_id.take_status();
-    FERRY_RETURN_IF_ERROR(a.finish());
-    block::BlockBackend* drive = find_drive(*drive_id);
-    if (!drive) return Error(ErrorCode::kInvalidArgument, "Device '{}' not found", *drive_id);
+    auto found = only_drive_argument(args);
+    if (!found.ok()) return found.take_status();
+    block::BlockBackend* drive = *found;
     return Json{{"released", drive->release_held()}};
   }));
   // What a test waits for before it acts: the active rules and how many requests are held.
   FERRY_RETURN_IF_ERROR(qmp.add_command("x-blkdebug-query", [this](const Json& args) -> Result<Json> {
-    QmpArgs a(args);
-    auto drive_id = a.string("drive");
-    if (!drive_id.ok()) return drive_id.take_status();
-    FERRY_RETURN_IF_ERROR(a.finish());
-    block::BlockBackend* drive = find_drive(*drive_id);
-    if (!drive) return Error(ErrorCode::kInvalidArgument, "Device '{}' not found", *drive_id);
+    auto found = only_drive_argument(args);
+    if (!found.ok()) return found.take_status();
+    block::BlockBackend* drive = *found;
     Json rules = Json::array();
     for (const block::FaultRule& rule : drive->faults().rules())
       rules.push_back(block::describe_fault_rule(rule));

@@ -58,6 +58,9 @@ class BackendRegistry final : public hw::Backends {
   Status register_qmp_commands(QmpServer& qmp);
 
  private:
+  Result<block::BlockBackend*> named_drive(std::string_view id) const;
+  Result<block::BlockBackend*> only_drive_argument(const Json& args) const;
+
   EventLoop& loop_;
   bool incoming_;
   std::map<std::string, std::unique_ptr<block::BlockBackend>, std::less<>> drives_;

@@ -17,6 +17,7 @@
 #include "base/status.h"
 #include "vmstate/codecs.h"
 #include "vmstate/containers.h"
+#include "vmstate/fields.h"
 
 namespace ferry::vmstate {
 
@@ -83,12 +84,7 @@ struct MatchingCount {
 
   template <typename C>
   Status save_count(const T& obj, const C& c, size_t& n) const {
-    N v = obj.*count;
-    if (std::cmp_less(v, 0) || std::cmp_greater(v, Container<C>::size(c)))
-      return Error(ErrorCode::kInternal, "count {} does not fit the {} elements present",
-                   printable(v), Container<C>::size(c));
-    n = static_cast<size_t>(v);
-    return {};
+    return save_count_field(obj.*count, Container<C>::size(c), n);
   }
   template <typename C>
   bool load_count(const T& obj, C& c, size_t& n, Status& err) const {

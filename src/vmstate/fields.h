@@ -83,6 +83,17 @@ struct NoValidator {};
 
 // ---- how many elements an array field has -----------------------------------------------
 
+// Saving with the count an earlier field holds: it must fit the elements present.
+template <typename N>
+Status save_count_field(N v, size_t present, size_t& n) {
+  if (std::cmp_less(v, 0) || std::cmp_greater(v, present))
+    return Error(ErrorCode::kInternal, "count {} does not fit the {} elements present",
+                 printable(v), present);
+  n = static_cast<size_t>(v);
+  return {};
+}
+
+
 // Every element of a fixed-capacity container.
 struct WholeContainer {
   template <typename T, typename C>
@@ -110,12 +121,7 @@ struct CountedBy {
 
   template <typename C>
   Status save_count(const T& obj, const C& c, size_t& n) const {
-    N v = obj.*count;
-    if (std::cmp_less(v, 0) || std::cmp_greater(v, Container<C>::size(c)))
-      return Error(ErrorCode::kInternal, "count {} does not fit the {} elements present",
-                   printable(v), Container<C>::size(c));
-    n = static_cast<size_t>(v);
-    return {};
+    return save_count_field(obj.*count, Container<C>::size(c), n);
   }
   template <typename C>
   bool load_count(const T& obj, C& c, size_t& n, Status& err) const {
