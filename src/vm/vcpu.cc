@@ -67,13 +67,20 @@ void Vcpu::unpark() {
 void Vcpu::state_loaded() {
   // Under mutex_: a vCPU thread that has not run stays away from the program until unpark.
   std::lock_guard lock(mutex_);
-  if (!has_run_) publish(State::kParked);
+  if (has_run_) return;
+  loaded_ = true;
+  // A finish asked for while the state was loading goes into that state now, so that a
+  // migration onwards before the first step carries it.
+  if (finish_requested_.exchange(false, std::memory_order_acq_rel)) program_->request_finish();
+  publish(State::kParked);
 }
 
 void Vcpu::request_finish() {
   std::lock_guard lock(mutex_);
-  if (parked_ && has_run_ && !ended_) {
-    // Parked between steps: the program's state is the main loop's to touch, as migration's.
+  // Parked between steps, or loaded and not run yet (the thread sets has_run_ under mutex_
+  // before it touches the program): the program's state is the main loop's to touch, as
+  // migration's, and the request must be in it before the state is saved again.
+  if (!ended_ && ((parked_ && has_run_) || (loaded_ && !has_run_))) {
     program_->request_finish();
     return;
   }

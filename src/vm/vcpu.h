@@ -59,9 +59,9 @@ class Vcpu {
   // destination that stays paused shows it, not the one from before the load.
   void state_loaded();
   // GuestProgram::request_finish (QMP x-guest-finish; main loop thread). A parked vCPU that
-  // has run gets it at once, so that the state a migration saves from now on carries it;
-  // otherwise (running, or never run: a destination's state may still be loading) the vCPU
-  // thread passes it on before its next step.
+  // has run, or whose incoming state has loaded, gets it at once, so that the state a
+  // migration saves from now on carries it; otherwise (running, or a destination's state
+  // still loading) the vCPU thread passes it on before its next step, or state_loaded() does.
   void request_finish();
 
   // system_reset (main loop thread, after park(), devices already reset): tells the program
@@ -95,6 +95,7 @@ class Vcpu {
   bool quit_ = false;
   bool ended_ = false;
   bool has_run_ = false;  // the vCPU has resumed at least once
+  bool loaded_ = false;   // an incoming migration loaded the program's state (state_loaded)
   std::atomic<bool> finish_requested_{false};
 
   // Written by the vCPU thread only.
