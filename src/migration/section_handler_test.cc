@@ -60,7 +60,8 @@ TEST(SaveOrder, EarlySetupDevicesPrecedeRamAndTheOthersFollowItWhateverTheRegist
 using CallLog = std::vector<std::string>;
 
 // An iterative section with `total` bytes to send: setup sends an empty START record, each
-// iteration one PART record of up to the budget (0xab bytes), complete an END record.
+// iteration one PART record of up to the budget (be32 length, then 0xab bytes), complete an
+// END record. Loaded, it counts the bytes and the records it received.
 class PendingSection final : public SectionHandler {
  public:
   PendingSection(uint64_t total, CallLog& log) : total_(total), log_(log) {}
@@ -81,6 +82,7 @@ class PendingSection final : public SectionHandler {
                             uint64_t byte_budget) override {
     uint64_t n = std::min(byte_budget, pending_);
     write_section_continuation(w, wire::kSectionPart, entry.section_id);
+    w.put_be32(static_cast<uint32_t>(n));
     w.put_bytes(std::vector<uint8_t>(n, 0xab));
     write_footer(w, entry.section_id);
     pending_ -= n;
@@ -95,9 +97,21 @@ class PendingSection final : public SectionHandler {
     return {};
   }
   int version() const override { return 1; }
-  Status load(StreamReader&, uint8_t, int) override {
-    return Error(ErrorCode::kFailedPrecondition, "a test section that is only saved");
+  Status load(StreamReader& r, uint8_t type, int) override {
+    log_.push_back(std::string("load ") + (type == wire::kSectionStart  ? "START"
+                                           : type == wire::kSectionPart ? "PART"
+                                                                        : "END"));
+    if (type != wire::kSectionPart) return {};
+    uint32_t n = 0;
+    FERRY_RETURN_IF_ERROR(r.read_be32(n, "length"));
+    std::span<const uint8_t> bytes;
+    FERRY_RETURN_IF_ERROR(r.take(n, bytes, "bytes"));
+    if (std::any_of(bytes.begin(), bytes.end(), [](uint8_t b) { return b != 0xab; }))
+      return Error(ErrorCode::kCorrupt, "a byte other than 0xab");
+    received += n;
+    return {};
   }
+  uint64_t received = 0;
 
  private:
   uint64_t total_, sent_ = 0, pending_ = 0;
@@ -157,8 +171,41 @@ TEST(SectionHandler, AnIterativeSectionIsIteratedUntilNothingIsPending) {
     return n;
   };
   EXPECT_EQ(count({wire::kSectionStart, 0, 0, 0, 1, 7, 'p', 'e', 'n', 'd', 'i', 'n', 'g'}), 1u);
-  EXPECT_EQ(count({wire::kSectionPart, 0, 0, 0, 1, 0xab, 0xab, 0xab, 0xab}), 3u);
+  EXPECT_EQ(count({wire::kSectionPart, 0, 0, 0, 1, 0, 0, 0x10, 0, 0xab, 0xab}), 2u);
+  EXPECT_EQ(count({wire::kSectionPart, 0, 0, 0, 1, 0, 0, 0x07, 0x10, 0xab, 0xab}), 1u);
   EXPECT_EQ(count({wire::kSectionEnd, 0, 0, 0, 1, wire::kFooter, 0, 0, 0, 1}), 1u);
+
+  // The destination hands each of the section's records to its handler, in order.
+  auto dst_ram = test::make_ram({{"pc.ram", 4}}, false);
+  CallLog loaded;
+  SectionRegistry dst;
+  ASSERT_TRUE(dst.add_ram().ok());
+  auto receiver = std::make_unique<PendingSection>(0, loaded);
+  PendingSection& pending = *receiver;
+  ASSERT_TRUE(dst.add_section("pending", std::move(receiver)).ok());
+  BufferChannel in(out.written());
+  StreamReader r(in);
+  RamLoader loader(test::raw(dst_ram));
+  Status st = load_stream(r, "pc", dst, loader);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  EXPECT_EQ(loaded, (CallLog{"load START", "load PART", "load PART", "load PART", "load END"}));
+  EXPECT_EQ(pending.received, 10000u);
+
+  // A PART whose body the handler refuses names the section and the record.
+  std::vector<uint8_t> bad = out.written();
+  auto part = std::find(bad.begin(), bad.end(), uint8_t{0xab});  // the first PART's body
+  ASSERT_NE(part, bad.end());
+  *part = 0xcd;
+  CallLog ignored;
+  SectionRegistry dst2;
+  ASSERT_TRUE(dst2.add_ram().ok());
+  ASSERT_TRUE(dst2.add_section("pending", std::make_unique<PendingSection>(0, ignored)).ok());
+  BufferChannel in2(bad);
+  StreamReader r2(in2);
+  RamLoader loader2(test::raw(dst_ram));
+  st = load_stream(r2, "pc", dst2, loader2);
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.to_string().find("section 'pending' PART"), std::string::npos) << st.to_string();
 }
 
 // Both FULL records arrive, in that order, the first before any RAM and the second after

@@ -395,7 +395,18 @@ class Loader {
     if (open_.count(section_id) || (type == wire::kSectionStart && started_.count(entry)))
       return Error(ErrorCode::kCorrupt, "{} record for section '{}' id {} at offset {} is a "
                    "repeat", type_name(type), escaped_bytes(idstr), section_id, at);
-    if (entry->is_ram()) {
+    if (!entry->is_ram() && entry->handler->iterative()) {
+      // Another iterative section: START, then PART/END records, as RAM's.
+      if (type != wire::kSectionStart)
+        return Error(ErrorCode::kCorrupt,
+                     "iterative section '{}' at offset {}: expected a START record, found {}",
+                     escaped_bytes(idstr), at, type_name(type));
+      FERRY_RETURN_IF_ERROR(check_version(*entry, version, at));
+      FERRY_RETURN_IF_ERROR(entry->handler->load(r_, type, static_cast<int>(version))
+                                .prepend_message(fmt::format("section '{}' START", idstr)));
+      open_[section_id] = {entry, static_cast<int>(version)};
+      started_[entry] = true;
+    } else if (entry->is_ram()) {
       if (type != wire::kSectionStart)
         return Error(ErrorCode::kCorrupt,
                      "RAM section at offset {}: expected a START record, found {}", at,
@@ -406,24 +417,30 @@ class Loader {
                      wire::kRamVersion);
       FERRY_RETURN_IF_ERROR(ram_section_.load(r_, type, static_cast<int>(version))
                                 .prepend_message("RAM section START"));
-      open_[section_id] = entry;
+      open_[section_id] = {entry, static_cast<int>(version)};
       started_[entry] = true;
     } else {
       if (type != wire::kSectionFull)
         return Error(ErrorCode::kCorrupt,
                      "device section '{}' at offset {}: expected a FULL record, found {}", idstr,
                      at, type_name(type));
-      int local = entry->handler->version();
-      int minimum = entry->handler->minimum_version();
-      if (version > static_cast<uint32_t>(local) || version < static_cast<uint32_t>(minimum))
-        return Error(ErrorCode::kVersionMismatch,
-                     "section '{}' instance {} at offset {}: stream version {}, local accepts "
-                     "{}..{}",
-                     idstr, instance_id, at, version, minimum, local);
+      FERRY_RETURN_IF_ERROR(check_version(*entry, version, at));
       FERRY_RETURN_IF_ERROR(load_device(*entry, type, version));
     }
     ++report_.sections_loaded;
     return read_footer(section_id, idstr);
+  }
+
+  // A section's stream version must be one its local handler loads.
+  static Status check_version(const SectionEntry& entry, uint32_t version, uint64_t at) {
+    int local = entry.handler->version();
+    int minimum = entry.handler->minimum_version();
+    if (version > static_cast<uint32_t>(local) || version < static_cast<uint32_t>(minimum))
+      return Error(ErrorCode::kVersionMismatch,
+                   "section '{}' instance {} at offset {}: stream version {}, local accepts "
+                   "{}..{}",
+                   escaped_bytes(entry.idstr), entry.instance_id, at, version, minimum, local);
+    return {};
   }
 
   Status load_device(const SectionEntry& entry, uint8_t type, uint32_t version) {
@@ -465,10 +482,16 @@ class Loader {
       return Error(ErrorCode::kCorrupt,
                    "{} record at offset {} for section id {}, which no START record opened",
                    type_name(type), at, section_id);
-    const SectionEntry& entry = *it->second;
-    // Only RAM is iterative here: only it may open a section with START.
-    FERRY_RETURN_IF_ERROR(ram_section_.load(r_, type, static_cast<int>(wire::kRamVersion))
-                              .prepend_message(fmt::format("RAM section {}", type_name(type))));
+    const SectionEntry& entry = *it->second.entry;
+    if (entry.is_ram()) {
+      FERRY_RETURN_IF_ERROR(ram_section_.load(r_, type, static_cast<int>(wire::kRamVersion))
+                                .prepend_message(fmt::format("RAM section {}", type_name(type))));
+    } else {
+      FERRY_RETURN_IF_ERROR(entry.handler->load(r_, type, it->second.version)
+                                .prepend_message(fmt::format("section '{}' {}",
+                                                             escaped_bytes(entry.idstr),
+                                                             type_name(type))));
+    }
     if (type == wire::kSectionEnd) open_.erase(it);
     return read_footer(section_id, entry.idstr);
   }
@@ -514,7 +537,7 @@ class Loader {
 
   Status finish(uint64_t at) {
     if (!open_.empty()) {
-      const SectionEntry& e = *open_.begin()->second;
+      const SectionEntry& e = *open_.begin()->second.entry;
       return Error(ErrorCode::kCorrupt, "EOF at offset {} while section '{}' is still open (no "
                    "END record)", at, e.idstr);
     }
@@ -588,7 +611,12 @@ class Loader {
   StreamEnd end_;
   RamSection ram_section_{ram_};  // RAM's handler, over this load's RamLoader
   StreamCommandHandler* commands_;
-  std::map<uint32_t, const SectionEntry*> open_;     // by stream section id
+  // Iterative sections a START opened and no END closed yet, by stream section id.
+  struct OpenSection {
+    const SectionEntry* entry;
+    int version;  // the START record's
+  };
+  std::map<uint32_t, OpenSection> open_;
   std::map<const SectionEntry*, bool> started_;
 };
 
