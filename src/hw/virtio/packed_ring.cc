@@ -67,20 +67,9 @@ Status Virtqueue::packed_pop(VirtqueueElement& elem) {
   return {};
 }
 
-Status Virtqueue::packed_push(const Pending& p, bool write_flags) {
-  const uint64_t at = desc_ + uint64_t{stage_idx_} * vr::kDescSize;
-  // len and id are contiguous (offsets 8..13); addr is left as the driver wrote it.
-  std::array<uint8_t, 6> len_id;
-  store_le<uint32_t>(len_id.data(), p.len);
-  store_le<uint16_t>(len_id.data() + 4, p.id);
-  FERRY_RETURN_IF_ERROR(memory_->write(at + vr::kPackedDescLen, len_id));
-  if (write_flags) {
-    // Not the first of the batch: the driver cannot reach it before flush publishes the
-    // first, but its id and len must still be visible before its flags.
-    std::atomic_thread_fence(std::memory_order_release);
-    const uint16_t flags = stage_wrap_ ? (vr::kDescFAvail | vr::kDescFUsed) : 0;
-    FERRY_RETURN_IF_ERROR(memory_->store16(at + vr::kPackedDescFlags, flags));
-  }
+Status Virtqueue::packed_push(const Pending& p) {
+  // Only counted here: the descriptor slots a used element overwrites may still hold
+  // chains a discard_pushed() gives back, so nothing is written before flush.
   // Out of order or not, a used element skips the descriptors its chain took.
   uint32_t next = stage_idx_ + p.ndescs;
   if (next >= size_) {
@@ -91,12 +80,37 @@ Status Virtqueue::packed_push(const Pending& p, bool write_flags) {
   return {};
 }
 
-Status Virtqueue::packed_flush() {
-  // The first staged descriptor's flags go last: the driver sees the whole batch at once.
+Status Virtqueue::write_packed_used(const Pending& p, uint16_t position, bool wrap) {
+  const uint64_t at = desc_ + uint64_t{position} * vr::kDescSize;
+  // len and id are contiguous (offsets 8..13); addr is left as the driver wrote it.
+  std::array<uint8_t, 6> len_id;
+  store_le<uint32_t>(len_id.data(), p.len);
+  store_le<uint16_t>(len_id.data() + 4, p.id);
+  FERRY_RETURN_IF_ERROR(memory_->write(at + vr::kPackedDescLen, len_id));
+  // id and len before the flags that hand them over.
   std::atomic_thread_fence(std::memory_order_release);
-  const uint16_t flags = used_wrap_ ? (vr::kDescFAvail | vr::kDescFUsed) : 0;
-  FERRY_RETURN_IF_ERROR(
-      memory_->store16(desc_ + uint64_t{used_idx_} * vr::kDescSize + vr::kPackedDescFlags, flags));
+  return memory_->store16(at + vr::kPackedDescFlags,
+                          wrap ? static_cast<uint16_t>(vr::kDescFAvail | vr::kDescFUsed) : uint16_t{0});
+}
+
+Status Virtqueue::packed_flush() {
+  // Every element after the first is complete before the first's flags go out: the
+  // driver reads used descriptors in ring order, so it takes the whole batch at once.
+  auto advance = [this](uint32_t& position, bool& wrap, uint16_t ndescs) {
+    position += ndescs;
+    if (position >= size_) {
+      position -= size_;
+      wrap = !wrap;
+    }
+  };
+  uint32_t position = used_idx_;
+  bool wrap = used_wrap_;
+  advance(position, wrap, pending_.front().ndescs);
+  for (size_t k = 1; k < pending_.size(); ++k) {
+    FERRY_RETURN_IF_ERROR(write_packed_used(pending_[k], static_cast<uint16_t>(position), wrap));
+    advance(position, wrap, pending_[k].ndescs);
+  }
+  FERRY_RETURN_IF_ERROR(write_packed_used(pending_.front(), used_idx_, used_wrap_));
   used_idx_ = stage_idx_;
   used_wrap_ = stage_wrap_;
   return {};

@@ -209,6 +209,38 @@ TEST_F(PackedRingTest, UnpopGivesTheChainBackAcrossTheWrap) {
   EXPECT_EQ(elem.ndescs, 3);
 }
 
+TEST_F(PackedRingTest, DiscardPushedLeavesTheRingUntouched) {
+  PackedDriver driver(as, 4);
+  ASSERT_TRUE(vq.configure(driver.layout(), kFeaturesPacked).ok());
+  const std::array<Buf, 2> two = {{{buf(0), 10}, {buf(1), 100, true}}};
+  driver.add(two, 5);  // positions 0, 1
+  driver.add(two, 6);  // 2, 3
+  pop_one();
+  ASSERT_TRUE(vq.push(elem, 100).ok());
+  pop_one();
+  ASSERT_TRUE(vq.push(elem, 100).ok());
+  vq.discard_pushed();
+  EXPECT_EQ(vq.inuse(), 0u);
+  EXPECT_EQ(vq.last_avail_idx(), 0);
+  EXPECT_TRUE(vq.last_avail_wrap());
+  EXPECT_FALSE(driver.take_used());
+  // The chains are read again intact: push wrote nothing into the ring.
+  pop_one();
+  EXPECT_EQ(elem.id, 5);
+  EXPECT_EQ(elem.in_bytes, 100u);
+  ASSERT_TRUE(vq.push(elem, 1).ok());
+  pop_one();
+  EXPECT_EQ(elem.id, 6);
+  ASSERT_TRUE(vq.push(elem, 2).ok());
+  ASSERT_TRUE(vq.flush().ok());
+  auto first = driver.take_used();
+  auto second = driver.take_used();
+  ASSERT_TRUE(first && second);
+  EXPECT_EQ(*first, std::make_pair(uint16_t{5}, 1u));
+  EXPECT_EQ(*second, std::make_pair(uint16_t{6}, 2u));
+  EXPECT_FALSE(vq.used_wrap());
+}
+
 TEST_F(PackedRingTest, RestoreKeepsTheSavedCounters) {
   PackedDriver driver(as, 8);
   ASSERT_TRUE(vq.configure(driver.layout(), kFeaturesPacked).ok());

@@ -216,6 +216,37 @@ TEST_F(SplitRingTest, UnpopGivesTheChainBack) {
   EXPECT_EQ(elem.in_bytes, 1500u);
 }
 
+TEST_F(SplitRingTest, DiscardPushedGivesBackAFrameThatDidNotFit) {
+  SplitDriver driver(as, 8);
+  ASSERT_TRUE(vq.configure(driver.layout(), kFeaturesSplit).ok());
+  const std::array<Buf, 1> one = {{{buf(0), 100, true}}};
+  driver.add(one, 0);
+  pop_one();
+  ASSERT_TRUE(vq.push_and_flush(elem, 10).ok());
+  // A frame spread over two buffers: the second pop finds none, so both go back.
+  driver.add(one, 1);
+  pop_one();
+  ASSERT_TRUE(vq.push(elem, 100).ok());
+  auto second = vq.pop(elem);
+  ASSERT_TRUE(second.ok());
+  EXPECT_FALSE(*second);
+  vq.discard_pushed();
+  EXPECT_EQ(vq.inuse(), 0u);
+  ASSERT_TRUE(vq.flush().ok());
+  EXPECT_EQ(driver.used_idx(), 1);  // nothing more published
+  driver.add(one, 2);
+  pop_one();
+  EXPECT_EQ(elem.id, 1);
+  ASSERT_TRUE(vq.push(elem, 100).ok());
+  pop_one();
+  EXPECT_EQ(elem.id, 2);
+  ASSERT_TRUE(vq.push(elem, 50).ok());
+  ASSERT_TRUE(vq.flush().ok());
+  EXPECT_EQ(driver.used_idx(), 3);
+  EXPECT_EQ(driver.used_elem(1), std::make_pair(1u, 100u));
+  EXPECT_EQ(driver.used_elem(2), std::make_pair(2u, 50u));
+}
+
 TEST_F(SplitRingTest, PushRefusesMoreBytesThanTheBufferHolds) {
   SplitDriver driver(as, 8);
   ASSERT_TRUE(vq.configure(driver.layout(), kFeaturesSplit).ok());

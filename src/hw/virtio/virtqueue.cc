@@ -215,17 +215,29 @@ Result<bool> Virtqueue::pop(VirtqueueElement& elem) {
 
 void Virtqueue::unpop(const VirtqueueElement& elem) {
   if (!ready_ || inuse_ == 0) return;
+  rewind_avail(packed_ ? elem.ndescs : uint16_t{1});
+}
+
+void Virtqueue::rewind_avail(uint16_t ndescs) {
   --inuse_;
   if (!packed_) {
     --last_avail_idx_;
     return;
   }
-  if (last_avail_idx_ < elem.ndescs) {
-    last_avail_idx_ = static_cast<uint16_t>(last_avail_idx_ + size_ - elem.ndescs);
+  if (last_avail_idx_ < ndescs) {
+    last_avail_idx_ = static_cast<uint16_t>(last_avail_idx_ + size_ - ndescs);
     last_avail_wrap_ = !last_avail_wrap_;
   } else {
-    last_avail_idx_ = static_cast<uint16_t>(last_avail_idx_ - elem.ndescs);
+    last_avail_idx_ = static_cast<uint16_t>(last_avail_idx_ - ndescs);
   }
+}
+
+void Virtqueue::discard_pushed() {
+  if (!ready_) return;
+  for (auto it = pending_.rbegin(); it != pending_.rend() && inuse_ > 0; ++it) rewind_avail(it->ndescs);
+  pending_.clear();
+  stage_idx_ = used_idx_;
+  stage_wrap_ = used_wrap_;
 }
 
 Status Virtqueue::push(const VirtqueueElement& elem, uint32_t written) {
@@ -247,7 +259,7 @@ Status Virtqueue::push(const VirtqueueElement& elem, uint32_t written) {
     left -= n;
   }
   const Pending p{elem.id, packed_ ? elem.ndescs : uint16_t{1}, written};
-  Status staged = packed_ ? packed_push(p, !pending_.empty()) : split_push(p);
+  Status staged = packed_ ? packed_push(p) : split_push(p);
   if (!staged.ok()) [[unlikely]]
     return fail_memory(std::move(staged), "writing the used ring");
   pending_.push_back(p);

@@ -92,6 +92,10 @@ class Virtqueue {
   // Publishes every staged element (split: used->idx; packed: the first staged
   // descriptor's flags, last) in the order they were pushed.
   Status flush();
+  // Drops every staged (pushed, not flushed) element and gives its chain back as unpop
+  // does: the receive path that ran out of buffers in the middle of a frame. The staged
+  // elements must be the ones popped last.
+  void discard_pushed();
   Status push_and_flush(const VirtqueueElement& elem, uint32_t written) {
     FERRY_RETURN_IF_ERROR(push(elem, written));
     return flush();
@@ -148,6 +152,8 @@ class Virtqueue {
   Status add_segment(VirtqueueElement& elem, const Desc& desc, uint32_t number,
                      int64_t table_of);
   Status read_desc(uint64_t addr, Desc& desc, bool packed_format);
+  // Moves the next available position back over one chain of `ndescs` descriptors.
+  void rewind_avail(uint16_t ndescs);
 
   // split_ring.cc
   Result<bool> split_available();
@@ -160,7 +166,9 @@ class Virtqueue {
   // packed_ring.cc
   Result<bool> packed_available();
   Status packed_pop(VirtqueueElement& elem);
-  Status packed_push(const Pending& p, bool write_flags);
+  Status packed_push(const Pending& p);
+  // Writes one used descriptor: id and len, then its flags.
+  Status write_packed_used(const Pending& p, uint16_t position, bool wrap);
   Status packed_flush();
   Status packed_set_notification(bool enable);
   Result<bool> packed_should_notify();
