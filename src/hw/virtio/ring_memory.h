@@ -39,7 +39,8 @@ class RingMemory {
   virtual Status mark_written(memory::GuestRange range) = 0;
 };
 
-// RingMemory over a device's DMA view: every access asks the bus-master gate.
+// RingMemory over a device's DMA view: every access asks the bus-master gate. Not
+// thread-safe (a reused scratch vector): one per device, used where its DmaView is.
 class DmaRingMemory final : public RingMemory {
  public:
   explicit DmaRingMemory(dma::DmaView& view) : view_(&view) {}

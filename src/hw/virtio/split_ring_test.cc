@@ -292,6 +292,8 @@ TEST_F(SplitRingTest, RestoreDerivesInuseFromTheUsedIndex) {
   EXPECT_EQ(vq.used_idx(), 100);
   EXPECT_FALSE(vq.broken());
   EXPECT_EQ(vq.state().last_avail_idx, 105);
+  EXPECT_EQ(vq.layout().desc, driver.desc_addr());
+  EXPECT_EQ(vq.layout().size, 8);
   // Two more chains are available (105, 106).
   driver.write_desc(0, buf(0), 10, 0, 0);
   driver.set_avail_entry(105, 0);

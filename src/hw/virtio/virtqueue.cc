@@ -25,6 +25,7 @@ Status Virtqueue::fail_memory(Status status, std::string_view what) {
 
 void Virtqueue::reset() {
   error_ = Status();
+  layout_ = QueueLayout();
   ready_ = false;
   last_avail_idx_ = 0;
   last_avail_wrap_ = true;
@@ -83,6 +84,7 @@ Status Virtqueue::configure(const QueueLayout& layout, uint64_t features) {
   event_idx_ = (features & vr::feature(vr::kFEventIdx)) != 0;
   indirect_ = (features & vr::feature(vr::kFIndirectDesc)) != 0;
   notify_on_empty_ = (features & vr::feature(vr::kFNotifyOnEmpty)) != 0;
+  layout_ = layout;
   size_ = layout.size;
   desc_ = layout.desc;
   driver_ = layout.driver;

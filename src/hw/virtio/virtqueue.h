@@ -69,6 +69,8 @@ class Virtqueue {
   void reset();
 
   uint16_t index() const { return index_; }
+  // The layout last configured or restored (QEMU's per-queue num/desc/avail/used).
+  const QueueLayout& layout() const { return layout_; }
   uint16_t size() const { return size_; }
   bool packed() const { return packed_; }
   bool ready() const { return ready_; }
@@ -182,6 +184,7 @@ class Virtqueue {
   Status error_;
 
   // Configuration.
+  QueueLayout layout_;
   uint16_t size_ = 0;
   bool ready_ = false;
   bool packed_ = false;
