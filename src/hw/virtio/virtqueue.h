@@ -120,7 +120,9 @@ class Virtqueue {
   // Migration: the state to save, and restoring it over a configured layout. Re-derives
   // what QEMU's virtio_load does: split used index and inuse from guest RAM (fatal when
   // inuse exceeds the size); an avail index too far ahead breaks the queue but is not fatal
-  // (QEMU marks the device broken and the migration completes).
+  // (QEMU marks the device broken and the migration completes). Save after flush():
+  // staged elements are not part of the state. A queue not enabled keeps the indices as
+  // saved without looking at guest RAM.
   VirtqueueState state() const;
   Status restore(const QueueLayout& layout, uint64_t features, const VirtqueueState& saved);
 
