@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include "hw/virtio/net/net_test_frames.h"
 
 namespace ferry::virtio::net {
@@ -19,8 +21,7 @@ using testing::put_mac;
 constexpr uint8_t kOk = vn::kCtrlOk;
 constexpr uint8_t kErr = vn::kCtrlErr;
 
-// What a Linux driver negotiated with QEMU 7.2 over a stream backend (research §4.4).
-constexpr uint64_t kStreamNegotiated = 0x1'00bf'8024;
+using testing::kStreamNegotiated;
 
 std::vector<uint8_t> request(uint8_t ctrl_class, uint8_t command,
                              std::initializer_list<uint8_t> data = {}) {
@@ -388,6 +389,29 @@ TEST_F(CtrlCommandsTest, MissingHeaders) {
   CtrlOutcome bare = execute_ctrl_command(state, negotiated, request(vn::kCtrlRx, 0), 1);
   EXPECT_FALSE(bare.missing_headers);
   EXPECT_EQ(bare.ack, kErr);
+}
+
+// Hostile requests: any bytes give an ack of 0 or 1 and leave the state within its bounds.
+TEST_F(CtrlCommandsTest, RandomRequestsStayInBounds) {
+  state.queue_pairs.max = 8;
+  state.has_vnet_hdr = true;
+  negotiate(~uint64_t{0});
+  std::mt19937 random(7);
+  for (int i = 0; i < 20000; ++i) {
+    std::vector<uint8_t> bytes(random() % 80);
+    for (uint8_t& b : bytes) b = static_cast<uint8_t>(random());
+    if (bytes.size() >= 2) {
+      bytes[0] %= 7;  // mostly known classes
+      bytes[1] %= 4;
+    }
+    CtrlOutcome outcome = execute_ctrl_command(state, negotiated, bytes, 1);
+    ASSERT_TRUE(outcome.missing_headers || outcome.ack <= 1);
+    ASSERT_LE(state.rx.mac_table.in_use, kMacTableEntries);
+    ASSERT_LE(state.rx.mac_table.first_multi, state.rx.mac_table.in_use);
+    ASSERT_GE(state.queue_pairs.curr, 1);
+    ASSERT_LE(state.queue_pairs.curr, state.queue_pairs.max);
+    ASSERT_LE(state.rss.indirections_table.size(), kRssMaxTableLength);
+  }
 }
 
 }  // namespace

@@ -9,6 +9,11 @@
 
 namespace ferry::virtio::net::testing {
 
+// What a Linux driver negotiated with QEMU 7.2 over a stream backend (research §4.4):
+// CTRL_GUEST_OFFLOADS, MAC, MRG_RXBUF, STATUS, CTRL_VQ/RX/VLAN/RX_EXTRA, GUEST_ANNOUNCE,
+// CTRL_MAC_ADDR, VERSION_1.
+inline constexpr uint64_t kStreamNegotiated = 0x1'00bf'8024;
+
 inline constexpr MacAddress kDeviceMac{0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
 inline constexpr MacAddress kOtherUnicast{0x02, 0x00, 0x00, 0x00, 0x00, 0x02};
 inline constexpr MacAddress kMulticast{0x01, 0x00, 0x5e, 0x00, 0x00, 0x01};

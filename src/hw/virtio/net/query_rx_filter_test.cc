@@ -15,7 +15,7 @@ using testing::put_le16;
 using testing::put_le32;
 using testing::put_mac;
 
-constexpr uint64_t kStreamNegotiated = 0x1'00bf'8024;  // CTRL_VLAN among them
+using testing::kStreamNegotiated;  // CTRL_VLAN among them
 
 TEST(QueryRxFilterTest, AfterResetAsQemu72PrintsIt) {
   RxFilter filter;
