@@ -323,6 +323,25 @@ TEST_F(CtrlCommandsTest, EveryMqCommandTurnsRssOff) {
   EXPECT_FALSE(state.rss.enabled);
 }
 
+TEST_F(CtrlCommandsTest, ResetKeepsRssEnabledWithoutSteering) {
+  state.queue_pairs.max = 4;
+  negotiate(kStreamNegotiated | vn::bit(vn::kFRss));
+  ASSERT_EQ(ack(rss_config(2, 3, 1, {0, 1, 2, 3}, 4, 40, 40)), kOk);
+  ASSERT_TRUE(state.rss.redirect);
+  state.rx.set_vlan(7, false);
+  state.reset(kDeviceMac);
+  // QEMU 7.2.22 after a status-0 reset (observed in its migration stream): RSS still enabled
+  // with the same table and key, steering off; one queue pair; no multiqueue.
+  EXPECT_TRUE(state.rss.enabled);
+  EXPECT_FALSE(state.rss.redirect);
+  EXPECT_EQ(state.rss.indirections_len, 4);
+  EXPECT_EQ(state.queue_pairs.curr, 1);
+  EXPECT_FALSE(state.queue_pairs.multiqueue);
+  EXPECT_EQ(state.mergeable_rx_bufs, 0u);
+  EXPECT_TRUE(state.rx.vlan_allowed(7));
+  EXPECT_EQ(state.rx.promisc, 1);
+}
+
 TEST_F(CtrlCommandsTest, HashConfig) {
   std::vector<uint8_t> bytes{vn::kCtrlMq, vn::kCtrlMqHashConfig};
   put_le32(bytes, vn::kHashTypeIpv4);

@@ -9,6 +9,7 @@ void NetDeviceState::reset(const MacAddress& configured_mac) {
   queue_pairs.curr = 1;
   announce_rounds = 0;
   status &= static_cast<uint16_t>(~vn::kStatusAnnounce);
+  features_negotiated(0);
 }
 
 void NetDeviceState::features_negotiated(uint64_t features) {

@@ -71,8 +71,11 @@ struct NetDeviceState {
   // Guest announce rounds left (QEMU's announce_timer.round); not migrated.
   uint32_t announce_rounds = 0;
 
-  // Device reset (QEMU 7.2's virtio_net_reset): filters back to promiscuous, one queue
-  // pair, no pending announce; link status and the backend's abilities stay.
+  // Device reset as QEMU 7.2 does it: virtio_net_reset (filters back to promiscuous, one
+  // queue pair, no pending announce), then the features cleared through set_features(0)
+  // (no multiqueue, no mergeable buffers, no RSS steering, every VLAN passes). Observed on
+  // 7.2.22: an enabled RSS stays enabled (and migrates) with redirect off. Link status and
+  // the backend's abilities stay.
   void reset(const MacAddress& configured_mac);
   // The driver's features were accepted (QEMU 7.2's virtio_net_set_features, minus what
   // the rings and the backend do).

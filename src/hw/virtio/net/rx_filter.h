@@ -49,8 +49,8 @@ struct RxFilter {
   std::array<uint32_t, kVlanWords> vlans{};
 
   // Device reset: promiscuous, empty MAC table, the configured address back. Every VLAN
-  // passes until a driver negotiates CTRL_VLAN (observed on QEMU 7.2.22: query-rx-filter
-  // lists all 4096 after reset).
+  // passes until a driver negotiates CTRL_VLAN: QEMU 7.2 empties the table, then clears the
+  // features, which fills it (observed: query-rx-filter lists all 4096 after reset).
   void reset(const MacAddress& configured_mac);
   // The driver's features were accepted: with CTRL_VLAN it filters VLANs from an empty
   // table, without it every VLAN passes (QEMU 7.2's set_features). Not called when
