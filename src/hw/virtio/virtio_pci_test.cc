@@ -622,6 +622,21 @@ TEST_F(VirtioPciMigrationTest, RoundTripReSavesTheSameBytes) {
   EXPECT_TRUE(dst.msix_enabled());
 }
 
+TEST_F(VirtioPciMigrationTest, DescriptionPassesRegistrationChecksAndDescribesItself) {
+  Status checked = kVirtioPciTransportState.check();
+  EXPECT_TRUE(checked.ok()) << checked.to_string();
+  drive_source();
+  ByteWriter w;
+  vmstate::Json vmdesc = vmstate::Json::object();
+  Status st = kVirtioPciTransportState.save(*vpci, w, vmdesc);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  EXPECT_EQ(w.to_vector(), save(*vpci)) << "describing must not change the bytes";
+  const std::string json = vmdesc.dump();
+  for (const char* name : {"\"config_vector\"", "\"queue_vector\"", "\"virtio/extra_state\"",
+                           "\"virtio_pci/modern_state\"", "\"dfselect\""})
+    EXPECT_NE(json.find(name), std::string::npos) << name << " missing from " << json.substr(0, 400);
+}
+
 // Offsets of fields in the saved bytes (see RoundTripReSavesTheSameBytes).
 constexpr size_t kConfigVectorAt = 276 + 65;
 constexpr size_t kHeaderAt = kConfigVectorAt + 2;
