@@ -281,6 +281,26 @@ Status VirtioPci::restore_queue_layout(uint16_t index, const QueueLayout& layout
   return {};
 }
 
+Status VirtioPci::restore_queue_vector(uint16_t index, uint16_t vector) {
+  if (index >= queues_.size())
+    return Error(ErrorCode::kCorrupt, "queue {} does not exist ({} queues)", index,
+                 queues_.size());
+  if (vector != vpci::kNoVector && vector >= vectors_)
+    return Error(ErrorCode::kCorrupt,
+                 "queue {}: vector {} is not one of the device's {} MSI-X vectors", index, vector,
+                 vectors_);
+  queue_vectors_[index] = vector;
+  return {};
+}
+
+Status VirtioPci::restore_config_vector(uint16_t vector) {
+  if (vector != vpci::kNoVector && vector >= vectors_)
+    return Error(ErrorCode::kCorrupt, "vector {} is not one of the device's {} MSI-X vectors",
+                 vector, vectors_);
+  config_vector_ = vector;
+  return {};
+}
+
 // ---- common configuration --------------------------------------------------------------------
 
 uint64_t VirtioPci::common_read(uint64_t offset, unsigned size) {

@@ -153,9 +153,12 @@ class VirtioPci : public pci::PciDevice {
   bool broken() const { return broken_; }
   unsigned vectors() const { return vectors_; }
 
-  // The legacy part of the virtio save (vring.num, desc per queue) is the virtio core's;
-  // it restores the device-side layout through this after a load.
+  // The legacy part of the virtio save (vring.num, desc, vector per queue) is the virtio
+  // core's; it restores the device-side layout and the vector through these after a load.
+  // A vector must be one of the function's MSI-X vectors or kNoVector (QEMU's -EINVAL).
   Status restore_queue_layout(uint16_t index, const QueueLayout& layout);
+  Status restore_queue_vector(uint16_t index, uint16_t vector);
+  Status restore_config_vector(uint16_t vector);
 
   // ---- migration ----
   // Checks the transport fields a load delivered against this device (vectors against the

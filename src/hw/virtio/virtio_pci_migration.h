@@ -62,16 +62,9 @@ struct VirtioPciMigration {
       for (size_t i = 0; i < count; ++i) {
         uint16_t v;
         if (!r.get_be16(v)) [[unlikely]] return vmstate::fail(err, r.truncated(2));
-        if (v != vpci::kNoVector && v >= pci.vectors_) [[unlikely]]
-          return vmstate::fail(
-              err, per_queue
-                       ? Error(ErrorCode::kCorrupt,
-                               "queue {}: vector {} is not one of the device's {} MSI-X vectors",
-                               i, v, pci.vectors_)
-                       : Error(ErrorCode::kCorrupt,
-                               "vector {} is not one of the device's {} MSI-X vectors", v,
-                               pci.vectors_));
-        (per_queue ? pci.queue_vectors_[i] : pci.config_vector_) = v;
+        Status st = per_queue ? pci.restore_queue_vector(static_cast<uint16_t>(i), v)
+                              : pci.restore_config_vector(v);
+        if (!st.ok()) [[unlikely]] return vmstate::fail(err, std::move(st));
       }
       return true;
     }

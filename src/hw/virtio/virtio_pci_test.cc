@@ -538,6 +538,26 @@ TEST_F(VirtioPciTest, LegacyBadFeatureBitMeansNoFeatures) {
   EXPECT_EQ(vpci->driver_features(), 0u);
 }
 
+TEST_F(VirtioPciTest, TheCoreRestoresLegacyQueueRecordsWithChecks) {
+  plug(3);
+  EXPECT_TRUE(vpci->restore_queue_vector(1, 3).ok());
+  EXPECT_EQ(vpci->queue_vector(1), 3);
+  EXPECT_TRUE(vpci->restore_queue_vector(1, vp::kNoVector).ok());
+  Status bad = vpci->restore_queue_vector(1, 4);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.to_string().find("queue 1: vector 4"), std::string::npos) << bad.to_string();
+  EXPECT_FALSE(vpci->restore_queue_vector(3, 0).ok());
+  EXPECT_FALSE(vpci->restore_config_vector(7).ok());
+
+  QueueLayout layout{.size = 64, .enabled = true, .desc = 0x5000, .driver = 0x5400, .device = 0x6000};
+  EXPECT_TRUE(vpci->restore_queue_layout(2, layout).ok());
+  EXPECT_EQ(vpci->queue_layout(2).desc, 0x5000u);
+  layout.size = 128;  // above queue 2's maximum
+  Status big = vpci->restore_queue_layout(2, layout);
+  ASSERT_FALSE(big.ok());
+  EXPECT_NE(big.to_string().find("size 128 exceeds the maximum 64"), std::string::npos);
+}
+
 // ---- migration -----------------------------------------------------------------------------------
 
 class VirtioPciMigrationTest : public VirtioPciTest {
