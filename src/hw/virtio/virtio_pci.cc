@@ -12,19 +12,19 @@ namespace ferry::virtio {
 
 namespace {
 
-uint64_t size_mask(unsigned size) {
+uint64_t access_mask(unsigned size) {
   return size >= 8 ? ~uint64_t{0} : (uint64_t{1} << (8 * size)) - 1;
 }
 
-uint32_t low32(uint64_t v) { return static_cast<uint32_t>(v); }
-uint32_t high32(uint64_t v) { return static_cast<uint32_t>(v >> 32); }
-uint64_t join32(const std::array<uint32_t, 2>& halves) {
+uint32_t low_dword(uint64_t v) { return static_cast<uint32_t>(v); }
+uint32_t high_dword(uint64_t v) { return static_cast<uint32_t>(v >> 32); }
+uint64_t join_dwords(const std::array<uint32_t, 2>& halves) {
   return uint64_t{halves[0]} | uint64_t{halves[1]} << 32;
 }
 
 // The split ring's legacy placement: avail right after the descriptors, used at the next
 // alignment boundary after the avail ring's entries (QEMU leaves used_event out).
-uint64_t align_up(uint64_t v, uint64_t align) { return (v + align - 1) & ~(align - 1); }
+uint64_t legacy_ring_align(uint64_t v, uint64_t align) { return (v + align - 1) & ~(align - 1); }
 
 }  // namespace
 
@@ -248,9 +248,9 @@ void VirtioPci::enable_queue(uint16_t index) {
   ModernQueueState& q = modern_.vqs[index];
   QueueLayout& layout = queues_[index].layout;
   if (q.num != 0) layout.size = q.num;
-  layout.desc = join32(q.desc);
-  layout.driver = join32(q.avail);
-  layout.device = join32(q.used);
+  layout.desc = join_dwords(q.desc);
+  layout.driver = join_dwords(q.avail);
+  layout.device = join_dwords(q.used);
   layout.enabled = true;
   q.enabled = true;
   device_->queue_enabled(index, layout, driver_features_);
@@ -336,7 +336,7 @@ uint64_t VirtioPci::common_read(uint64_t offset, unsigned size) {
     case vpci::kCommonQueueReset: v = 0; break;  // a reset completes within the write
     default: break;
   }
-  return v & size_mask(size);
+  return v & access_mask(size);
 }
 
 void VirtioPci::common_write(uint64_t offset, uint32_t value, unsigned /*size*/) {
@@ -348,7 +348,7 @@ void VirtioPci::common_write(uint64_t offset, uint32_t value, unsigned /*size*/)
     case vpci::kCommonGf:
       if (modern_.gfselect <= 1) {
         modern_.guest_features[modern_.gfselect] = value;
-        set_driver_features(join32(modern_.guest_features));
+        set_driver_features(join_dwords(modern_.guest_features));
       }
       break;
     case vpci::kCommonMsix: config_vector_ = accept_vector(value & 0xffff); break;
@@ -389,7 +389,7 @@ void VirtioPci::common_write(uint64_t offset, uint32_t value, unsigned /*size*/)
 // ---- device configuration ------------------------------------------------------------------------
 
 uint64_t VirtioPci::device_config_read(uint64_t offset, unsigned size) {
-  if (offset + size > config_.size()) return size_mask(size);
+  if (offset + size > config_.size()) return access_mask(size);
   device_->get_config(config_);
   return load_le(std::span<const uint8_t>(config_), offset, size);
 }
@@ -435,8 +435,8 @@ uint64_t VirtioPci::ModernBar::read(uint64_t offset, unsigned size) {
 
 void VirtioPci::ModernBar::write(uint64_t offset, uint64_t value, unsigned size) {
   if (size == 8) {
-    pci_.modern_write(offset, low32(value), 4);
-    pci_.modern_write(offset + 4, high32(value), 4);
+    pci_.modern_write(offset, low_dword(value), 4);
+    pci_.modern_write(offset + 4, high_dword(value), 4);
     return;
   }
   pci_.modern_write(offset, value, size);
@@ -454,8 +454,8 @@ uint64_t VirtioPci::legacy_read(uint64_t offset, unsigned size) {
   const bool valid_queue = queue_sel_ < queues_.size();
   uint64_t v = 0xffffffff;
   switch (offset) {
-    case vpci::kLegacyHostFeatures: v = low32(host_features_); break;
-    case vpci::kLegacyGuestFeatures: v = low32(driver_features_); break;
+    case vpci::kLegacyHostFeatures: v = low_dword(host_features_); break;
+    case vpci::kLegacyGuestFeatures: v = low_dword(driver_features_); break;
     case vpci::kLegacyQueuePfn:
       v = valid_queue ? queues_[queue_sel_].layout.desc >> vpci::kLegacyQueueAddrShift : 0;
       break;
@@ -469,7 +469,7 @@ uint64_t VirtioPci::legacy_read(uint64_t offset, unsigned size) {
       break;
     default: break;
   }
-  return v & size_mask(size);
+  return v & access_mask(size);
 }
 
 void VirtioPci::legacy_write(uint64_t offset, uint64_t value, unsigned size) {
@@ -497,7 +497,7 @@ void VirtioPci::legacy_write(uint64_t offset, uint64_t value, unsigned size) {
         QueueLayout& layout = queues_[queue_sel_].layout;
         layout.desc = pa;
         layout.driver = pa + uint64_t{layout.size} * 16;
-        layout.device = align_up(layout.driver + 4 + 2 * uint64_t{layout.size},
+        layout.device = legacy_ring_align(layout.driver + 4 + 2 * uint64_t{layout.size},
                                  vpci::kLegacyVringAlign);
         layout.enabled = true;
         device_->queue_enabled(queue_sel_, layout, driver_features_);
@@ -551,7 +551,7 @@ void VirtioPci::on_config_write(uint32_t offset, uint32_t value, unsigned size) 
     const uint64_t at = config_u32(kPciCfgCap + vpci::kCapOffset) & ~uint64_t{length - 1};
     if (at + length > kModernBarSize || (at % kRegionSize) + length > kRegionSize) return;
     const uint32_t data = config_u32(kPciCfgCap + vpci::kPciCfgCapData);
-    modern_write(at, data & size_mask(length), length);
+    modern_write(at, data & access_mask(length), length);
   }
 }
 
