@@ -12,6 +12,8 @@
 #include "hw/pci/capability_walk.h"
 #include "hw/pci/test_fakes.h"
 #include "hw/virtio/virtio_pci_migration.h"
+#include "memory/address_space.h"
+#include "memory/ram_block.h"
 
 namespace ferry::virtio {
 namespace {
@@ -455,9 +457,33 @@ TEST_F(VirtioPciTest, MsixSendsTheQueuesAndConfigVectors) {
   EXPECT_EQ(vpci->isr(), vp::kIsrQueue | vp::kIsrConfig) << "the ISR is set with MSI-X too";
 }
 
-TEST_F(VirtioPciTest, TheTransportHandsTheDeviceItsDmaView) {
+TEST_F(VirtioPciTest, TheDevicesDmaGoesThroughTheFunctionsBusMasterGate) {
   plug();
   EXPECT_EQ(&dev->transport->dma(), &vpci->dma());
+  memory::AddressSpace ram;
+  auto block = memory::RamBlock::anonymous("pc.ram", 1 << 20);
+  ASSERT_TRUE(block.ok());
+  ASSERT_TRUE(ram.add_ram(0, std::move(*block)).ok());
+  vpci->attach_dma(ram);
+  const std::array<uint8_t, 4> bytes{1, 2, 3, 4};
+  EXPECT_FALSE(dev->transport->dma().write(0x1000, bytes).ok()) << "bus mastering is off";
+  vpci->config_write(pci::kCommand, pci::kCommandBusMaster, 2);
+  Status st = dev->transport->dma().write(0x1000, bytes);
+  EXPECT_TRUE(st.ok()) << st.to_string();
+}
+
+TEST_F(VirtioPciTest, ProgrammedBarsReachTheMachineWithTheirSizes) {
+  plug(3);
+  machine.host.take_events();
+  vpci->config_write(pci::kBar0, 0xc000, 4);
+  vpci->config_write(pci::kBar0 + 4, 0xe0100000, 4);
+  vpci->config_write(pci::kBar0 + 16, 0xe0000000, 4);
+  vpci->config_write(pci::kBar0 + 20, 0, 4);
+  vpci->config_write(pci::kCommand, pci::kCommandIo | pci::kCommandMemory, 2);
+  EXPECT_EQ(machine.host.layout(),
+            (std::vector<std::tuple<int, uint64_t, uint64_t, bool>>{
+                {0, 0xc000, 32, true}, {1, 0xe0100000, 4096, false}, {4, 0xe0000000, 0x4000, false}}));
+  EXPECT_TRUE(machine.host.errors.empty());
 }
 
 TEST_F(VirtioPciTest, ClearingBusMasterTakesDriverOkAway) {
