@@ -57,6 +57,11 @@ Status VirtioPci::realize(const VirtioPciOptions& options) {
     return Error(ErrorCode::kInvalidArgument, "vectors {} is outside 0..{}", options.vectors,
                  pci::kMsixMaxVectors);
   vectors_ = options.vectors < 0 ? nqueues + 1u : static_cast<unsigned>(options.vectors);
+  // A legacy driver cannot honour ACCESS_PLATFORM, so a transitional device may not offer it.
+  if (device_->host_features() & vpci::feature_bit(vpci::kFeatureAccessPlatform))
+    return Error(ErrorCode::kInvalidArgument,
+                 "VIRTIO_F_IOMMU_PLATFORM was supported by neither legacy nor transitional "
+                 "device");
 
   const VirtioPciIdentity id = device_->pci_identity();
   set_ids({.vendor = vpci::kVendorId, .device = id.pci_device_id, .class_code = id.class_code,

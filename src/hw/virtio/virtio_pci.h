@@ -18,7 +18,11 @@
 // - a device reset also clears the feature selects and driver_feature words (QEMU keeps
 //   the proxy's copies);
 // - the PCI_CFG capability forwards writes of its data window; reads of the window return
-//   the bytes last written (PciDevice has no read hook yet).
+//   the bytes last written (PciDevice has no read hook yet);
+// - NEEDS_RESET raises the configuration interrupt the spec asks for (QEMU marks the device
+//   broken first, which swallows that interrupt);
+// - modern drivers' features reach the device once, at FEATURES_OK (QEMU calls set_features
+//   on every driver_feature write).
 //
 // Migration: the pieces QEMU's virtio_pci_save_config / save_queue and vmstate_virtio's
 // transport subsections write, as fields for the device's description (see

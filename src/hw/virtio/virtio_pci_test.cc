@@ -237,6 +237,36 @@ TEST_F(VirtioPciTest, RefusesDevicesItCannotPresent) {
   EXPECT_NE(vectors.status().to_string().find("vectors 5000"), std::string::npos);
 }
 
+class PlatformDevice : public TinyDevice {
+ public:
+  uint64_t host_features() const override {
+    return vp::feature_bit(vp::kFeatureAccessPlatform);
+  }
+};
+
+TEST_F(VirtioPciTest, ATransitionalDeviceCannotOfferAccessPlatform) {
+  auto pci = VirtioPci::create(std::make_unique<PlatformDevice>(), {.type_name = "virtio-tiny-pci"});
+  ASSERT_FALSE(pci.ok());
+  EXPECT_NE(pci.status().to_string().find(
+                "virtio-tiny-pci: VIRTIO_F_IOMMU_PLATFORM was supported by neither legacy nor "
+                "transitional device"),
+            std::string::npos)
+      << pci.status().to_string();
+}
+
+TEST_F(VirtioPciTest, SystemResetAlsoResetsTheVirtioState) {
+  plug();
+  negotiate(vp::feature_bit(vp::kFeatureVersion1));
+  setup_queue(0, 128, 0x10000, 0x11000, 0x12000);
+  const int resets = dev->resets;
+  vpci->reset();
+  EXPECT_EQ(dev->resets, resets + 1);
+  EXPECT_EQ(vpci->status(), 0);
+  EXPECT_FALSE(vpci->queue_layout(0).enabled);
+  EXPECT_EQ(common(vp::kCommonQueueSize, 2), 256u);
+  EXPECT_EQ(vpci->config_read(pci::kCapabilityPointer, 1), VirtioPci::kMsixCap);
+}
+
 // ---- common configuration -----------------------------------------------------------------
 
 TEST_F(VirtioPciTest, FeatureWindowsShowModernFeaturesIn32BitHalves) {
