@@ -713,6 +713,24 @@ TEST_F(VirtioPciMigrationTest, DescriptionPassesRegistrationChecksAndDescribesIt
     EXPECT_NE(json.find(name), std::string::npos) << name << " missing from " << json.substr(0, 400);
 }
 
+TEST_F(VirtioPciMigrationTest, WithoutMsixNoVectorsTravel) {
+  plug(1, 0);
+  negotiate(vp::feature_bit(vp::kFeatureVersion1));
+  setup_queue(0, 64, 0x10000, 0x11000, 0x12000);
+  const std::vector<uint8_t> bytes = save(*vpci);
+  EXPECT_EQ(bytes.size(), 276u + 8 + 35 + 24 + 45 + 28672);
+  auto pci = VirtioPci::create(std::make_unique<TinyDevice>(1),
+                               {.type_name = "virtio-tiny-pci", .vectors = 0});
+  ASSERT_TRUE(pci.ok());
+  auto added = dest_machine.bus.add(std::move(*pci), "1.0");
+  ASSERT_TRUE(added.ok());
+  VirtioPci& dst = *static_cast<VirtioPci*>(*added);
+  Status st = load(dst, bytes);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  EXPECT_EQ(save(dst), bytes);
+  EXPECT_EQ(dst.queue_layout(0).size, 64);
+}
+
 // Offsets of fields in the saved bytes (see RoundTripReSavesTheSameBytes).
 constexpr size_t kConfigVectorAt = 276 + 65;
 constexpr size_t kHeaderAt = kConfigVectorAt + 2;
