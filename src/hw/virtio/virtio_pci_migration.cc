@@ -48,8 +48,6 @@ Status VirtioPciMigration::apply_header(VirtioPci& pci, const TransportHeader& h
   return {};
 }
 
-Status VirtioPciMigration::pre_load(VirtioPci&) { return {}; }
-
 Status VirtioPciMigration::post_load(VirtioPci& pci, int) { return pci.check_loaded_state(); }
 
 }  // namespace ferry::virtio

@@ -30,7 +30,6 @@ struct TransportHeader {
 struct VirtioPciMigration {
   static Status fill_header(const VirtioPci& pci, TransportHeader& h);
   static Status apply_header(VirtioPci& pci, const TransportHeader& h);
-  static Status pre_load(VirtioPci& pci);
   static Status post_load(VirtioPci& pci, int version);
   static bool has_msix(const VirtioPci& pci) { return pci.vectors_ != 0; }
 
@@ -103,8 +102,7 @@ inline constexpr auto kExtraStateState = VirtioPciMigration::vmstate_extra_state
 // Every transport field in QEMU's order (see the file comment).
 inline constexpr auto kVirtioPciTransportState = vmstate::describe<VirtioPci>(
     "virtio",
-    {.version = 1, .pre_load = &VirtioPciMigration::pre_load,
-     .post_load = &VirtioPciMigration::post_load},
+    {.version = 1, .post_load = &VirtioPciMigration::post_load},
     pci::PciDevice::vmstate_pci_device(), pci::PciDevice::vmstate_msix(),
     VirtioPciMigration::VectorsField{"config_vector"},
     vmstate::with_tmp<VirtioPci>("header", kTransportHeaderState, &VirtioPciMigration::fill_header,
