@@ -280,7 +280,7 @@ class Description<T, std::tuple<Fs...>, std::tuple<Ss...>> {
   }
 
   template <size_t... I>
-  bool load_fields(T& obj, ByteReader& r, int version, Status& err,
+  bool load_fields(T& obj, ByteReader& r, [[maybe_unused]] int version, Status& err,
                    std::index_sequence<I...>) const {
     return (load_field<I>(obj, r, version, err) && ...);
   }
