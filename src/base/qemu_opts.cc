@@ -64,6 +64,39 @@ std::string join_choices(const std::vector<std::string>& choices) {
   return out;
 }
 
+// The C type QEMU names when a qdev integer does not fit ("expects uint8_t").
+std::string_view c_type_name(OptType type) {
+  switch (type) {
+    case OptType::kUint8: return "uint8_t";
+    case OptType::kUint16: return "uint16_t";
+    case OptType::kUint32: return "uint32_t";
+    case OptType::kUint64: return "uint64_t";
+    case OptType::kInt32: return "int32_t";
+    case OptType::kInt64: return "int64_t";
+    default: return "integer";
+  }
+}
+
+// A qdev integer: text that is no integer (or past 64 bits) "expects integer", one outside
+// the width "expects uint8_t", as QEMU words both. A '-' before an unsigned value is out of
+// range (QEMU's strtoull wraps it to a huge value and refuses that).
+template <typename Bad>
+Result<OptValue> width_checked(const OptSpec& spec, const std::string& text, const Bad& bad) {
+  IntegerRange range = *integer_range(spec.type);
+  if (is_signed_integer(spec.type)) {
+    auto n = parse_signed_number(text);
+    if (!n.ok()) return bad("integer");
+    if (*n < range.min || (*n > 0 && static_cast<uint64_t>(*n) > range.max))
+      return bad(c_type_name(spec.type));
+    return OptValue(*n);
+  }
+  bool negative = !text.empty() && text[0] == '-';
+  auto n = parse_number(negative ? std::string_view(text).substr(1) : std::string_view(text));
+  if (!n.ok()) return bad("integer");
+  if ((negative && *n != 0) || *n > range.max) return bad(c_type_name(spec.type));
+  return OptValue(*n);
+}
+
 // Parses `text` as the property's type; the error names option, property and value.
 Result<OptValue> typed_value(const OptSchema& schema, const OptSpec& spec,
                              const std::string& text) {
@@ -76,6 +109,7 @@ Result<OptValue> typed_value(const OptSchema& schema, const OptSpec& spec,
   };
   switch (spec.type) {
     case OptType::kString:
+    case OptType::kPciDevfn:
       if (!spec.choices.empty() &&
           std::find(spec.choices.begin(), spec.choices.end(), text) == spec.choices.end()) {
         return bad(join_choices(spec.choices));
@@ -97,6 +131,13 @@ Result<OptValue> typed_value(const OptSchema& schema, const OptSpec& spec,
       }
       return OptValue(*n);
     }
+    case OptType::kUint8:
+    case OptType::kUint16:
+    case OptType::kUint32:
+    case OptType::kUint64:
+    case OptType::kInt32:
+    case OptType::kInt64:
+      return width_checked(spec, text, bad);
     case OptType::kSize: {
       auto n = parse_size(text, schema.size_default_unit);
       if (!n.ok()) {
@@ -123,8 +164,36 @@ std::string_view opt_type_name(OptType type) {
     case OptType::kBool: return "bool";
     case OptType::kNumber: return "num";
     case OptType::kSize: return "size";
+    case OptType::kUint8: return "uint8";
+    case OptType::kUint16: return "uint16";
+    case OptType::kUint32: return "uint32";
+    case OptType::kUint64: return "uint64";
+    case OptType::kInt32: return "int32";
+    case OptType::kInt64: return "int64";
+    case OptType::kPciDevfn: return "int32";
   }
   return "?";
+}
+
+std::optional<IntegerRange> integer_range(OptType type) {
+  switch (type) {
+    case OptType::kNumber:
+    case OptType::kUint64: return IntegerRange{0, std::numeric_limits<uint64_t>::max()};
+    case OptType::kUint8: return IntegerRange{0, std::numeric_limits<uint8_t>::max()};
+    case OptType::kUint16: return IntegerRange{0, std::numeric_limits<uint16_t>::max()};
+    case OptType::kUint32: return IntegerRange{0, std::numeric_limits<uint32_t>::max()};
+    case OptType::kInt32:
+      return IntegerRange{std::numeric_limits<int32_t>::min(),
+                          uint64_t{std::numeric_limits<int32_t>::max()}};
+    case OptType::kInt64:
+      return IntegerRange{std::numeric_limits<int64_t>::min(),
+                          uint64_t{std::numeric_limits<int64_t>::max()}};
+    default: return std::nullopt;
+  }
+}
+
+bool is_signed_integer(OptType type) {
+  return type == OptType::kInt32 || type == OptType::kInt64;
 }
 
 const OptSpec* OptSchema::find(std::string_view name) const {
@@ -176,6 +245,23 @@ Result<uint64_t> parse_number(std::string_view text) {
     value = value * base + digit;
   }
   return value;
+}
+
+Result<int64_t> parse_signed_number(std::string_view text) {
+  bool negative = !text.empty() && text[0] == '-';
+  auto magnitude = parse_number(negative ? text.substr(1) : text);
+  if (!magnitude.ok()) {
+    if (magnitude.status().code() != ErrorCode::kOutOfRange)
+      return Error(ErrorCode::kInvalidArgument, "expected a number, found '{}'", text);
+    return magnitude.take_status();
+  }
+  // -2^63 is the one value whose magnitude int64_t cannot hold.
+  constexpr uint64_t kMaxMagnitude = uint64_t{std::numeric_limits<int64_t>::max()};
+  if (*magnitude > kMaxMagnitude + (negative ? 1 : 0))
+    return Error(ErrorCode::kOutOfRange, "number '{}' does not fit in a signed 64-bit integer",
+                 text);
+  if (negative) return static_cast<int64_t>(0 - *magnitude);
+  return static_cast<int64_t>(*magnitude);
 }
 
 Result<uint64_t> parse_size(std::string_view text, uint64_t default_unit) {
@@ -296,6 +382,12 @@ std::optional<uint64_t> Opts::number(std::string_view key) const {
   const OptValue* v = find(key);
   if (v == nullptr || !std::holds_alternative<uint64_t>(*v)) return std::nullopt;
   return std::get<uint64_t>(*v);
+}
+
+std::optional<int64_t> Opts::integer(std::string_view key) const {
+  const OptValue* v = find(key);
+  if (v == nullptr || !std::holds_alternative<int64_t>(*v)) return std::nullopt;
+  return std::get<int64_t>(*v);
 }
 
 Result<Opts> parse_opts(const OptSchema& given, std::string_view text) {

@@ -24,12 +24,34 @@ namespace ferry {
 enum class OptType {
   kString,  // any text
   kBool,    // on/off, true/false, yes/no
-  kNumber,  // unsigned integer: decimal, 0x hex or 0 octal (strtoull base 0, as QEMU)
+  kNumber,  // QemuOpts' "num": unsigned integer, decimal, 0x hex or 0 octal (strtoull base 0)
   kSize,    // byte count with optional suffix B/K/M/G/T/P/E (powers of 1024)
+  // qdev integer properties (`-device`): written as kNumber is, and refused unless the value
+  // fits the width, as QEMU's visit_type_uintN/intN refuse it ("expects uint8_t"). Signed
+  // ones take a leading '-'.
+  kUint8,
+  kUint16,
+  kUint32,
+  kUint64,
+  kInt32,
+  kInt64,
+  // qdev's PCI "addr" (SLOT[.FN]): kept as text for the machine to place; QEMU's listing
+  // calls it int32 and shows -1 (no slot chosen) as its default.
+  kPciDevfn,
 };
 
-// The name QEMU's help listings use for a type ("str", "bool", "num", "size").
+// The name QEMU's help listings use for a type: QemuOpts' "str", "bool", "num", "size",
+// and qdev's "uint8", "uint16", "uint32", "uint64", "int32", "int64" ("int32" for kPciDevfn).
 std::string_view opt_type_name(OptType type);
+
+// The range of an integer type: kNumber and the unsigned ones from 0, signed ones from
+// their negative bound; nullopt for the other types.
+struct IntegerRange {
+  int64_t min;
+  uint64_t max;
+};
+std::optional<IntegerRange> integer_range(OptType type);
+bool is_signed_integer(OptType type);
 
 struct OptSpec {
   std::string name;
@@ -52,7 +74,8 @@ struct OptSchema {
   const OptSpec* find(std::string_view name) const;
 };
 
-using OptValue = std::variant<std::string, bool, uint64_t>;
+// uint64_t for kNumber, kSize and the unsigned widths; int64_t for the signed widths.
+using OptValue = std::variant<std::string, bool, uint64_t, int64_t>;
 
 // The parsed elements, in command-line order.
 class Opts {
@@ -73,7 +96,8 @@ class Opts {
   // a key with another type than the schema's also gives nullopt.
   std::optional<std::string> string(std::string_view key) const;
   std::optional<bool> boolean(std::string_view key) const;
-  std::optional<uint64_t> number(std::string_view key) const;  // kNumber and kSize
+  std::optional<uint64_t> number(std::string_view key) const;  // kNumber, kSize, kUintN
+  std::optional<int64_t> integer(std::string_view key) const;  // kIntN
 
  private:
   friend Result<Opts> parse_opts(const OptSchema& schema, std::string_view text);
@@ -89,6 +113,8 @@ Result<Opts> parse_opts(const OptSchema& schema, std::string_view text);
 // The value parsers, usable alone. Errors say what was expected and what was found.
 Result<bool> parse_bool(std::string_view text);
 Result<uint64_t> parse_number(std::string_view text);
+// As parse_number, with an optional leading '-' (strtoll base 0); kOutOfRange past int64.
+Result<int64_t> parse_signed_number(std::string_view text);
 // QEMU's size syntax: decimal (with an optional fraction when a suffix bigger than B
 // follows) or 0x hex without suffix; suffixes are case-insensitive.
 Result<uint64_t> parse_size(std::string_view text, uint64_t default_unit = 1);

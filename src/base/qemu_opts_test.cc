@@ -169,6 +169,119 @@ TEST(QemuOpts, Numbers) {
             "-drive: Value '99999999999999999999' is out of range for parameter 'queues'");
 }
 
+// qdev integer properties: any value written as a number is, refused outside the width
+// with QEMU's words ("Parameter 'mdts' expects uint8_t"), and "expects integer" when the
+// text is no integer at all or passes 64 bits (as qemu-system-x86_64 7.2 prints them).
+OptSchema qdev_schema() {
+  return OptSchema{.option = "-device nvme",
+                   .implied_key = "driver",
+                   .properties = {
+                       {.name = "driver"},
+                       {.name = "mdts", .type = OptType::kUint8, .default_value = "7"},
+                       {.name = "msix_qsize", .type = OptType::kUint16},
+                       {.name = "max_ioqpairs", .type = OptType::kUint32},
+                       {.name = "eui64", .type = OptType::kUint64},
+                       {.name = "bootindex", .type = OptType::kInt32, .default_value = "-1"},
+                       {.name = "offset", .type = OptType::kInt64},
+                       {.name = "addr", .type = OptType::kPciDevfn},
+                   }};
+}
+
+TEST(QemuOpts, IntegerWidthsTakeEveryValueTheyHold) {
+  auto opts = parse_opts(qdev_schema(),
+                         "nvme,mdts=255,msix_qsize=0xffff,max_ioqpairs=4294967295,"
+                         "eui64=18446744073709551615,bootindex=-2147483648,"
+                         "offset=-9223372036854775808,addr=06.0");
+  ASSERT_TRUE(opts.ok()) << opts.status().to_string();
+  EXPECT_EQ(opts->number("mdts"), 255u);
+  EXPECT_EQ(opts->number("msix_qsize"), 0xffffu);
+  EXPECT_EQ(opts->number("max_ioqpairs"), 0xffffffffu);
+  EXPECT_EQ(opts->number("eui64"), UINT64_MAX);
+  EXPECT_EQ(opts->integer("bootindex"), INT32_MIN);
+  EXPECT_EQ(opts->integer("offset"), INT64_MIN);
+  EXPECT_EQ(opts->number("bootindex"), std::nullopt);  // signed: integer(), not number()
+  EXPECT_EQ(opts->string("addr"), "06.0");             // the machine parses SLOT[.FN]
+
+  auto defaults = parse_opts(qdev_schema(), "nvme,mdts=010,msix_qsize=-0,bootindex=0x7fffffff");
+  ASSERT_TRUE(defaults.ok()) << defaults.status().to_string();
+  EXPECT_EQ(defaults->number("mdts"), 8u);  // strtoull base 0, as QEMU
+  EXPECT_EQ(defaults->number("msix_qsize"), 0u);
+  EXPECT_EQ(defaults->integer("bootindex"), INT32_MAX);
+  auto unset = parse_opts(qdev_schema(), "nvme");
+  ASSERT_TRUE(unset.ok());
+  EXPECT_EQ(unset->number("mdts"), 7u);
+  EXPECT_EQ(unset->integer("bootindex"), -1);
+}
+
+TEST(QemuOpts, IntegerOutsideItsWidthIsRefusedInQemusWords) {
+  struct Case {
+    const char* text;
+    const char* message;
+  };
+  const Case cases[] = {
+      {"mdts=256", "Parameter 'mdts' expects uint8_t, found '256'"},
+      {"mdts=300", "Parameter 'mdts' expects uint8_t, found '300'"},
+      {"mdts=-1", "Parameter 'mdts' expects uint8_t, found '-1'"},
+      {"msix_qsize=70000", "Parameter 'msix_qsize' expects uint16_t, found '70000'"},
+      {"max_ioqpairs=4294967296", "Parameter 'max_ioqpairs' expects uint32_t, found '4294967296'"},
+      {"max_ioqpairs=-1", "Parameter 'max_ioqpairs' expects uint32_t, found '-1'"},
+      {"eui64=-1", "Parameter 'eui64' expects uint64_t, found '-1'"},
+      {"bootindex=2147483648", "Parameter 'bootindex' expects int32_t, found '2147483648'"},
+      {"bootindex=-2147483649", "Parameter 'bootindex' expects int32_t, found '-2147483649'"},
+      // No integer at all, or past 64 bits: QEMU's strtoull/strtoll fails first.
+      {"mdts=abc", "Parameter 'mdts' expects integer, found 'abc'"},
+      {"mdts=1k", "Parameter 'mdts' expects integer, found '1k'"},
+      {"mdts=1.5", "Parameter 'mdts' expects integer, found '1.5'"},
+      {"mdts=", "Parameter 'mdts' expects integer, found ''"},
+      {"mdts=08", "Parameter 'mdts' expects integer, found '08'"},
+      {"mdts=--1", "Parameter 'mdts' expects integer, found '--1'"},
+      {"mdts=18446744073709551616",
+       "Parameter 'mdts' expects integer, found '18446744073709551616'"},
+      {"eui64=18446744073709551616",
+       "Parameter 'eui64' expects integer, found '18446744073709551616'"},
+      {"offset=9223372036854775808",
+       "Parameter 'offset' expects integer, found '9223372036854775808'"},
+      {"offset=-9223372036854775809",
+       "Parameter 'offset' expects integer, found '-9223372036854775809'"},
+  };
+  for (const Case& c : cases) {
+    auto opts = parse_opts(qdev_schema(), std::string("nvme,") + c.text);
+    ASSERT_FALSE(opts.ok()) << c.text;
+    EXPECT_EQ(opts.status().code(), ErrorCode::kInvalidArgument) << c.text;
+    EXPECT_EQ(opts.status().message(), std::string("-device nvme: ") + c.message);
+  }
+}
+
+TEST(QemuOpts, SignedNumbers) {
+  EXPECT_EQ(*parse_signed_number("-0x10"), -16);
+  EXPECT_EQ(*parse_signed_number("-010"), -8);
+  EXPECT_EQ(*parse_signed_number("9223372036854775807"), INT64_MAX);
+  EXPECT_EQ(*parse_signed_number("-9223372036854775808"), INT64_MIN);
+  EXPECT_EQ(parse_signed_number("9223372036854775808").status().code(), ErrorCode::kOutOfRange);
+  EXPECT_EQ(parse_signed_number("-18446744073709551616").status().code(),
+            ErrorCode::kOutOfRange);
+  for (const char* bad : {"", "-", "+1", "--1", " -1", "-1x"})
+    EXPECT_EQ(parse_signed_number(bad).status().code(), ErrorCode::kInvalidArgument) << bad;
+}
+
+TEST(QemuOpts, TypeNamesAreQemus) {
+  EXPECT_EQ(opt_type_name(OptType::kString), "str");
+  EXPECT_EQ(opt_type_name(OptType::kBool), "bool");
+  EXPECT_EQ(opt_type_name(OptType::kNumber), "num");  // QemuOpts' options (-drive, ...)
+  EXPECT_EQ(opt_type_name(OptType::kSize), "size");
+  EXPECT_EQ(opt_type_name(OptType::kUint8), "uint8");
+  EXPECT_EQ(opt_type_name(OptType::kUint16), "uint16");
+  EXPECT_EQ(opt_type_name(OptType::kUint32), "uint32");
+  EXPECT_EQ(opt_type_name(OptType::kUint64), "uint64");
+  EXPECT_EQ(opt_type_name(OptType::kInt32), "int32");
+  EXPECT_EQ(opt_type_name(OptType::kInt64), "int64");
+  EXPECT_EQ(opt_type_name(OptType::kPciDevfn), "int32");
+  EXPECT_EQ(integer_range(OptType::kUint16)->max, 0xffffu);
+  EXPECT_EQ(integer_range(OptType::kInt32)->min, INT32_MIN);
+  EXPECT_EQ(integer_range(OptType::kString), std::nullopt);
+  EXPECT_EQ(integer_range(OptType::kSize), std::nullopt);
+}
+
 TEST(QemuOpts, Sizes) {
   EXPECT_EQ(*parse_size("4096"), 4096u);
   EXPECT_EQ(*parse_size("1k"), 1024u);

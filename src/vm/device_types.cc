@@ -51,7 +51,13 @@ namespace {
 // A property's default as QEMU prints it: JSON (numbers bare, booleans true/false,
 // strings quoted).
 std::string default_as_json(const OptSpec& spec) {
-  if (spec.type == OptType::kNumber || spec.type == OptType::kSize) {
+  // A PCI address not given is devfn -1 (the bus picks a slot).
+  if (spec.type == OptType::kPciDevfn && spec.default_value.empty()) return "-1";
+  if (is_signed_integer(spec.type)) {
+    auto value = parse_signed_number(spec.default_value);
+    if (value.ok()) return std::to_string(*value);
+  }
+  if (spec.type == OptType::kSize || integer_range(spec.type)) {
     auto value = spec.type == OptType::kSize ? parse_size(spec.default_value)
                                              : parse_number(spec.default_value);
     if (value.ok()) return std::to_string(*value);
@@ -69,9 +75,9 @@ std::string format_device_help(const hw::DeviceType& type) {
   std::vector<std::string> lines;
   const OptSchema& schema = type.schema();
   for (const OptSpec& spec : schema.properties) {
-    // The driver name and id are the command line's, not the device's properties: QEMU's
-    // listing has neither.
-    if (spec.name == schema.implied_key || spec.name == "id") continue;
+    // The driver name, id and bus are the command line's, not the device's properties:
+    // QEMU's listing has none of them.
+    if (spec.name == schema.implied_key || spec.name == "id" || spec.name == "bus") continue;
     std::string line = fmt::format("  {}=<{}>", spec.name, opt_type_name(spec.type));
     std::string help = spec.help;
     if (!spec.choices.empty()) {
@@ -80,7 +86,7 @@ std::string format_device_help(const hw::DeviceType& type) {
         choices += (i == 0 ? "" : i + 1 == spec.choices.size() ? " or " : ", ") + spec.choices[i];
       help += fmt::format("{}({})", help.empty() ? "" : " ", choices);
     }
-    bool has_default = !spec.default_value.empty();
+    bool has_default = !spec.default_value.empty() || spec.type == OptType::kPciDevfn;
     if (!help.empty() || has_default) {
       if (line.size() < 24) line.resize(24, ' ');
       line += " - " + help;

@@ -55,24 +55,23 @@ TEST(DeviceTypes, HelpGroupsTypesByCategoryInQemusFormat) {
 TEST(DeviceTypes, PropertyHelpFollowsQemusDevicePropertyFormat) {
   const hw::DeviceType* testdev = find_device_type("ferry-testdev");
   ASSERT_NE(testdev, nullptr);
-  // Padded to 24 columns with the indent, the default as JSON, no driver or id.
+  // Padded to 24 columns with the indent, the default as JSON, no driver or id; addr is
+  // QEMU's int32 devfn, -1 when not given.
   EXPECT_EQ(format_device_help(*testdev),
             "ferry-testdev options:\n"
-            "  addr=<str>             - PCI address SLOT[.FN]\n"
+            "  addr=<int32>           - Slot and optional function number, example: 06.0 or 06 "
+            "(default: -1)\n"
             "  x-block-migration=<bool> - register a migration blocker (for tests) "
             "(default: false)\n");
   const hw::DeviceType* nvme = find_device_type("nvme");
   ASSERT_NE(nvme, nullptr);
   std::string help = format_device_help(*nvme);
-  EXPECT_EQ(help.rfind("nvme options:\n  addr=<str>", 0), 0u) << help;
-  EXPECT_NE(help.find("\n  max_ioqpairs=<num>     - maximum number of I/O queue pairs "
-                      "(default: 64)\n"),
-            std::string::npos)
+  EXPECT_EQ(help.rfind("nvme options:\n  addr=<int32>", 0), 0u) << help;
+  EXPECT_NE(help.find("\n  max_ioqpairs=<uint32>  -  (default: 64)\n"), std::string::npos)
       << help;
-  EXPECT_NE(help.find("\n  serial=<str>           - serial number (required)\n"),
-            std::string::npos)
-      << help;
+  EXPECT_NE(help.find("\n  serial=<str>\n"), std::string::npos) << help;
   EXPECT_EQ(help.find("driver="), std::string::npos) << help;
+  EXPECT_EQ(help.find("bus="), std::string::npos) << help;
 }
 
 }  // namespace

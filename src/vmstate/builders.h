@@ -16,6 +16,9 @@
 //                                               member or size_t(const Q&) (config_count.h)
 //   config_varray("s", &Q::s, &Q::n, &Q::depth, kDesc)  counted by an earlier field that
 //                                               must equal the local count
+//   staged_buffer("c", &Q::c, &Q::in)        a "buffer" loaded into &Q::in (the same type
+//   staged_buffer("c", &Q::c, &Q::in, &Q::n)   or a unique_ptr to it) for post_load to check
+//                                               and commit; sized whole or by a count source
 //   list("aer", &Q::aer, kAerDesc, 64)       std::list / std::deque of structs
 //   with_tmp<Q>("tmp", kTmpDesc, fill, apply)  temporary view of the parent
 //   unused(4)                                reserved bytes
@@ -31,6 +34,7 @@
 #include "vmstate/containers.h"
 #include "vmstate/fields.h"
 #include "vmstate/list_field.h"
+#include "vmstate/staged_field.h"
 #include "vmstate/tmp_field.h"
 
 namespace ferry::vmstate {
@@ -189,6 +193,22 @@ constexpr auto config_varray(std::string_view name, C T::*member, N T::*count, S
   detail::require_describes<Desc, typename Container<C>::Elem>();
   return ArrayField<T, C, StructCodec<Desc>, MatchingCount<T, N, S>>{name, member, {&desc},
                                                                      {count, local}};
+}
+
+// ---- bytes loaded beside the live ones, committed by post_load (staged_field.h) ----
+
+template <typename T, typename C, typename S>
+constexpr auto staged_buffer(std::string_view name, C T::*member, S T::*staging) {
+  static_assert(FixedArray<C>, "staged_buffer(name, member, staging) takes a fixed uint8_t "
+                               "array; pass a count source for a partly sent or sized one");
+  return StagedBufferField<T, C, S, WholeContainer>{name, member, staging, {}};
+}
+
+template <typename T, typename C, typename S, typename N>
+constexpr auto staged_buffer(std::string_view name, C T::*member, S T::*staging, N length) {
+  detail::require_count_source<N, T>();
+  static_assert(ArrayLike<C>, "staged_buffer takes a uint8_t C array, std::array or std::vector");
+  return StagedBufferField<T, C, S, LocalCount<T, N>>{name, member, staging, {length}};
 }
 
 template <typename T, typename C, typename Desc>

@@ -92,6 +92,8 @@ class Description<T, std::tuple<Fs...>, std::tuple<Ss...>> {
   constexpr int version() const { return version_; }
   constexpr int minimum_version() const { return minimum_version_; }
   constexpr const std::tuple<Fs...>& fields() const { return fields_; }
+  // Staged fields (staged_field.h) need one to commit what they loaded.
+  constexpr bool has_post_load() const { return options_.post_load != nullptr; }
 
   // ---- public entry points (errors carry the description name as the path root) ----
 

@@ -1187,9 +1187,17 @@ TEST(NvmeProperties, ControllerOptions) {
   EXPECT_NE(bad.status().message().find("msix_qsize"), std::string_view::npos);
   EXPECT_NE(bad.status().message().find("found 0"), std::string_view::npos);
 
+  // The properties' widths are QEMU's: mdts is a uint8, refused by the parser.
+  auto wide = parse_opts(controller_schema(), "nvme,serial=x,mdts=300");
+  ASSERT_FALSE(wide.ok());
+  EXPECT_EQ(wide.status().message(), "-device nvme: Parameter 'mdts' expects uint8_t, found '300'");
+  // logical_block_size 0 (QEMU's default) is the drive's own: 512 for a raw file.
+  EXPECT_EQ(config->logical_block_size, 512u);
+
   auto ns = namespace_config(*parse_opts(namespace_schema(), "nvme-ns,drive=d1,nsid=3"));
   ASSERT_TRUE(ns.ok());
   EXPECT_EQ(ns->nsid, 3u);
+  EXPECT_EQ(ns->logical_block_size, 512u);
   EXPECT_FALSE(namespace_config(*parse_opts(namespace_schema(), "nvme-ns,drive=d1,nsid=257")).ok());
   EXPECT_FALSE(namespace_config(*parse_opts(namespace_schema(), "nvme-ns,nsid=1")).ok());
   EXPECT_FALSE(namespace_config(*parse_opts(namespace_schema(),

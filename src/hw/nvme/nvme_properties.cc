@@ -1,7 +1,5 @@
 #include "hw/nvme/nvme_properties.h"
 
-#include <limits>
-
 namespace ferry::nvme {
 
 namespace {
@@ -19,15 +17,23 @@ Result<uint64_t> ranged(const Opts& opts, std::string_view option, std::string_v
 }
 
 Result<uint32_t> block_size(const Opts& opts, std::string_view option) {
-  uint64_t value = opts.number("logical_block_size").value_or(512);
+  uint64_t value = opts.number("logical_block_size").value_or(0);
+  if (value == 0) return 512;  // QEMU's 0: the backend's size, 512 for a raw file
   if (value != 512 && value != 4096)
     return Error(ErrorCode::kInvalidArgument,
                  "{}: logical_block_size must be 512 or 4096 (found {})", option, value);
   return static_cast<uint32_t>(value);
 }
 
+constexpr std::string_view kNvmeDriveHelp =
+    "Node name or ID of a block device to use as a backend";
+constexpr std::string_view kNvmeBlockSizeHelp = "A power of two between 512 B and 2 MiB";
+
 }  // namespace
 
+// Types, defaults and help texts as QEMU 7.2's `-device nvme,help` / `-device nvme-ns,help`
+// print them (most have no help text there). `bus` is a -device option, not a property:
+// the listing leaves it out, as QEMU's does.
 const OptSchema& controller_schema() {
   static const OptSchema schema{
       .option = "-device nvme",
@@ -36,25 +42,21 @@ const OptSchema& controller_schema() {
           {.name = "driver", .help = "device type", .choices = {"nvme"}},
           {.name = "id", .help = "device name"},
           {.name = "bus", .help = "bus name (ignored)"},
-          {.name = "addr", .help = "PCI slot[.function]"},
-          {.name = "serial", .help = "serial number (required)"},
-          {.name = "drive", .help = "drive for namespace 1"},
-          {.name = "max_ioqpairs", .type = OptType::kNumber, .default_value = "64",
-           .help = "maximum number of I/O queue pairs"},
-          {.name = "msix_qsize", .type = OptType::kNumber, .default_value = "65",
-           .help = "number of MSI-X vectors"},
-          {.name = "mdts", .type = OptType::kNumber, .default_value = "7",
-           .help = "maximum data transfer size (2^n pages)"},
-          {.name = "aerl", .type = OptType::kNumber, .default_value = "3",
-           .help = "asynchronous event request limit (0's based)"},
-          {.name = "aer_max_queued", .type = OptType::kNumber, .default_value = "64",
-           .help = "events queued while no AER is outstanding"},
-          {.name = "mqes", .type = OptType::kNumber, .default_value = "2047",
-           .help = "maximum queue entries supported (0's based)"},
-          {.name = "vsl", .type = OptType::kNumber, .default_value = "7",
-           .help = "verify size limit (2^n pages)"},
-          {.name = "logical_block_size", .type = OptType::kSize, .default_value = "512",
-           .help = "logical block size of the drive= namespace"},
+          {.name = "addr", .type = OptType::kPciDevfn,
+           .help = "Slot and optional function number, example: 06.0 or 06"},
+          {.name = "serial"},
+          {.name = "drive", .help = std::string(kNvmeDriveHelp)},
+          {.name = "max_ioqpairs", .type = OptType::kUint32, .default_value = "64"},
+          {.name = "msix_qsize", .type = OptType::kUint16, .default_value = "65"},
+          {.name = "mdts", .type = OptType::kUint8, .default_value = "7"},
+          {.name = "aerl", .type = OptType::kUint8, .default_value = "3"},
+          {.name = "aer_max_queued", .type = OptType::kUint32, .default_value = "64"},
+          // Not in QEMU 7.2 (8.1 adds it as uint16 with this default).
+          {.name = "mqes", .type = OptType::kUint16, .default_value = "2047"},
+          {.name = "vsl", .type = OptType::kUint8, .default_value = "7"},
+          // 0: the drive's own (512 for the raw files Ferry opens).
+          {.name = "logical_block_size", .type = OptType::kSize, .default_value = "0",
+           .help = std::string(kNvmeBlockSizeHelp)},
       }};
   return schema;
 }
@@ -67,11 +69,11 @@ const OptSchema& namespace_schema() {
           {.name = "driver", .help = "device type", .choices = {"nvme-ns"}},
           {.name = "id", .help = "device name"},
           {.name = "bus", .help = "controller (ignored: the last nvme device)"},
-          {.name = "drive", .help = "drive (required)"},
-          {.name = "nsid", .type = OptType::kNumber, .default_value = "0",
-           .help = "namespace id (0: next free)"},
-          {.name = "logical_block_size", .type = OptType::kSize, .default_value = "512",
-           .help = "logical block size"},
+          {.name = "drive", .help = std::string(kNvmeDriveHelp)},
+          // 0: the next free one.
+          {.name = "nsid", .type = OptType::kUint32, .default_value = "0"},
+          {.name = "logical_block_size", .type = OptType::kSize, .default_value = "0",
+           .help = std::string(kNvmeBlockSizeHelp)},
       }};
   return schema;
 }
@@ -97,12 +99,9 @@ Result<ControllerConfig> controller_config(const Opts& opts) {
   auto mdts = ranged(opts, kOption, "mdts", 1, kMaxMdts);
   if (!mdts.ok()) return mdts.take_status();
   config.mdts = static_cast<uint8_t>(*mdts);
-  auto aerl = ranged(opts, kOption, "aerl", 0, 255);
-  if (!aerl.ok()) return aerl.take_status();
-  config.aerl = static_cast<uint8_t>(*aerl);
-  auto queued = ranged(opts, kOption, "aer_max_queued", 0, std::numeric_limits<uint32_t>::max());
-  if (!queued.ok()) return queued.take_status();
-  config.aer_max_queued = static_cast<uint32_t>(*queued);
+  // The parser has refused values wider than the properties' types.
+  config.aerl = static_cast<uint8_t>(opts.number("aerl").value_or(3));
+  config.aer_max_queued = static_cast<uint32_t>(opts.number("aer_max_queued").value_or(64));
   auto mqes = ranged(opts, kOption, "mqes", 1, 0xffff);
   if (!mqes.ok()) return mqes.take_status();
   config.mqes = static_cast<uint16_t>(*mqes);

@@ -90,34 +90,6 @@ namespace detail {
 // QEMU migrates only the PBA bytes that hold a vector's bit, not the whole qwords.
 inline size_t migrated_pba_bytes(const MsixState& s) { return (size_t{s.vectors} + 7) / 8; }
 
-// The "config" field: saved from the live bytes, loaded into PciState::incoming_config
-// (QEMU's get_pci_config_device also reads into a temporary and checks before copying).
-struct StagedConfigField {
-  using Object = PciState;
-  std::string_view name;
-  int since_version = 0;
-
-  template <typename D>
-  Status save(PciState& s, ByteSink& w, D& d, std::string_view shown) const {
-    d.field_begin(shown, "buffer", vmstate::ArrayPos::none(), false);
-    w.put_bytes(std::span<const uint8_t>(s.config.data(), s.config_size));
-    d.field_end();
-    return {};
-  }
-  bool load(PciState& s, ByteReader& r, Status& err) const {
-    if (!s.incoming_config) [[unlikely]]
-      return vmstate::fail(err, Error(ErrorCode::kInternal, "config loaded without pre_load"));
-    if (!r.get_bytes(std::span<uint8_t>(s.incoming_config->data(), s.config_size))) [[unlikely]]
-      return vmstate::fail(err, r.truncated(s.config_size));
-    return true;
-  }
-  constexpr bool can_compress() const { return true; }
-  template <typename Owner>
-  Status check(const Owner&, size_t) const {
-    return {};
-  }
-};
-
 Status pci_state_pre_load(PciState& state);
 Status pci_state_post_load(PciState& state, int version);
 Status msix_state_post_load(MsixState& state, int version);
@@ -130,7 +102,10 @@ inline constexpr auto kPciStateDesc = vmstate::describe<PciState>(
      .post_load = detail::pci_state_post_load},
     vmstate::field("version_id", &PciState::version_id)
         .validate([](int32_t v) { return v > 0 && v <= 2; }, "version_id must be 1 or 2"),
-    detail::StagedConfigField{"config"},
+    // Loaded beside the live bytes; post_load checks and commits (QEMU's
+    // get_pci_config_device also reads into a temporary first).
+    vmstate::staged_buffer("config", &PciState::config, &PciState::incoming_config,
+                           &PciState::config_size),
     vmstate::field("irq_state", &PciState::irq_state).since(2));
 
 inline constexpr auto kMsixStateDesc = vmstate::describe<MsixState>(

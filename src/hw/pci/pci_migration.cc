@@ -11,8 +11,6 @@ namespace ferry::pci {
 namespace detail {
 
 Status pci_state_pre_load(PciState& state) {
-  if (!state.incoming_config)
-    state.incoming_config = std::make_unique<std::array<uint8_t, kExpressConfigSize>>();
   state.owner->irq_state_before_load_ = state.irq_state;
   return {};
 }

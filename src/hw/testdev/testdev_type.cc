@@ -12,7 +12,8 @@ const OptSchema& testdev_schema() {
   static const OptSchema schema{"-device ferry-testdev", "driver",
                                 {{"driver", OptType::kString, "", "device model"},
                                  {"id", OptType::kString, "", "device id"},
-                                 {"addr", OptType::kString, "", "PCI address SLOT[.FN]"},
+                                 {"addr", OptType::kPciDevfn, "",
+                                  "Slot and optional function number, example: 06.0 or 06"},
                                  {"x-block-migration", OptType::kBool, "off",
                                   "register a migration blocker (for tests)"}}};
   return schema;
