@@ -89,6 +89,7 @@ Result<SocketAddress> to_socket_address(const sockaddr_storage& storage, socklen
   out.type = SocketAddress::Type::kInet;
   out.host = host;
   out.port = port;
+  out.ip_version = storage.ss_family == AF_INET6 ? 6 : 4;
   return out;
 }
 

@@ -19,11 +19,13 @@ struct SocketAddress {
   std::string host;  // inet
   std::string port;  // inet: as QEMU's SocketAddress carries it, a string
   std::string path;  // unix
+  // An inet address the kernel reported: 4 or 6 (QEMU's event then says "ipv4": true or
+  // "ipv6": true); 0 for one written on a command line.
+  int ip_version = 0;
 
   std::string_view type_name() const { return type == Type::kInet ? "inet" : "unix"; }
   // QEMU's socket_uri(): "tcp:127.0.0.1:5000", "unix:/run/n.sock".
   std::string uri() const;
-  bool operator==(const SocketAddress&) const = default;
 };
 
 // `host:port` as -netdev socket's listen=/connect=/udp= take it; errors in QEMU's words

@@ -35,7 +35,11 @@ Result<std::unique_ptr<StreamBackend>> StreamBackend::create(EventLoop& loop, st
     if (!resolved.ok()) return resolved.take_status();
     backend->resolved_ = *resolved;
     backend->set_info("connecting");
-    backend->connect_now();
+    // From the loop, as QEMU's connect is asynchronous: a connection made at once is then
+    // reported after start-up, when the machine's QMP is there to hear it.
+    loop.schedule([alive = std::weak_ptr<bool>(backend->alive_), raw = backend.get()] {
+      if (!alive.expired()) raw->connect_now();
+    });
   }
   return backend;
 }

@@ -97,6 +97,7 @@ class StreamBackend final : public NetBackend {
   bool busy_reported_ = false;
   bool delivering_ = false;
   std::string last_error_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // for bottom halves
 };
 
 }  // namespace ferry::net
