@@ -19,7 +19,6 @@ using testing::numbered_frame;
 using testing::send_bytes;
 using testing::TestNic;
 
-constexpr auto kDeadline = 20s;
 
 // A UDP socket on 127.0.0.1 standing in for the other end.
 struct UdpPeer {
@@ -51,7 +50,7 @@ struct UdpPeer {
           n = recv(fd, buffer.data(), buffer.size(), MSG_DONTWAIT);
           return n >= 0;
         },
-        kDeadline);
+        testing::kDeadline);
     EXPECT_TRUE(st.ok()) << st.to_string();
     buffer.resize(n < 0 ? 0 : static_cast<size_t>(n));
     return buffer;
@@ -86,7 +85,7 @@ TEST_F(DatagramBackendTest, UdpCarriesOneFramePerDatagramBothWays) {
   EXPECT_EQ(peer.receive(*loop_), numbered_frame(1, 1514));
 
   for (uint32_t i = 0; i < 3; ++i) peer.send_to(bound, numbered_frame(10 + i, 60 + i));
-  ASSERT_TRUE(loop_->run_until([&] { return nic.frames.size() == 3; }, kDeadline).ok());
+  ASSERT_TRUE(loop_->run_until([&] { return nic.frames.size() == 3; }, testing::kDeadline).ok());
   for (uint32_t i = 0; i < 3; ++i) EXPECT_EQ(nic.frames[i], numbered_frame(10 + i, 60 + i));
 }
 
@@ -102,12 +101,12 @@ TEST_F(DatagramBackendTest, DatagramsWaitInTheSocketWhileTheNicSaysNo) {
   (*backend)->attach(&nic);
   uint16_t bound = static_cast<uint16_t>(std::stoi((*backend)->bound_address().port));
   for (uint32_t i = 0; i < 20; ++i) peer.send_to(bound, numbered_frame(i, 100));
-  ASSERT_TRUE(loop_->run_until([&] { return nic.asked > 0; }, kDeadline).ok());
+  ASSERT_TRUE(loop_->run_until([&] { return nic.asked > 0; }, testing::kDeadline).ok());
   for (int i = 0; i < 20; ++i) ASSERT_TRUE(loop_->run_once(std::chrono::milliseconds(0)).ok());
   EXPECT_TRUE(nic.frames.empty());
   nic.accepting = true;
   (*backend)->receive_ready();
-  ASSERT_TRUE(loop_->run_until([&] { return nic.frames.size() == 20; }, kDeadline).ok());
+  ASSERT_TRUE(loop_->run_until([&] { return nic.frames.size() == 20; }, testing::kDeadline).ok());
   for (uint32_t i = 0; i < 20; ++i) EXPECT_EQ(nic.frames[i], numbered_frame(i, 100));
 }
 
@@ -137,7 +136,7 @@ TEST_F(DatagramBackendTest, MulticastPortsOnOneHostHearEachOther) {
   (*a)->attach(&nic_a);
   (*b)->attach(&nic_b);
   EXPECT_EQ(send_bytes(**a, numbered_frame(5, 90)), SendResult::kSent);
-  Status st = loop_->run_until([&] { return !nic_b.frames.empty(); }, kDeadline);
+  Status st = loop_->run_until([&] { return !nic_b.frames.empty(); }, testing::kDeadline);
   if (!st.ok()) GTEST_SKIP() << "multicast loopback does not reach this host's sockets";
   EXPECT_EQ(nic_b.frames[0], numbered_frame(5, 90));
 }

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "base/status.h"
@@ -18,9 +19,10 @@ namespace ferry::net {
 // QEMU's NET_BUFSIZE (4096 + 65536): the largest frame a stream peer may send.
 inline constexpr size_t kMaxFrameSize = 4096 + 65536;
 
-// QEMU's words when a peer's length exceeds kMaxFrameSize (Ferry adds the figures).
+// QEMU 7.2's words when a peer's length exceeds kMaxFrameSize, as it prints them (no space
+// after the comma); Ferry adds the figures.
 inline constexpr std::string_view kOversizedMessage =
-    "serious error: oversized packet received, connection terminated.";
+    "serious error: oversized packet received,connection terminated.";
 
 // The 4-byte prefix of a frame of `length` bytes.
 std::array<uint8_t, 4> frame_length_prefix(uint32_t length);

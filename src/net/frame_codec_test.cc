@@ -72,7 +72,7 @@ TEST(FrameCodec, OversizedFrameRefusedWithQemuMessage) {
   ASSERT_FALSE(frame.ok());
   EXPECT_EQ(frame.status().code(), ErrorCode::kCorrupt);
   EXPECT_NE(frame.status().message().find(
-                "serious error: oversized packet received, connection terminated."),
+                "serious error: oversized packet received,connection terminated."),
             std::string::npos);
   EXPECT_NE(frame.status().message().find("69633"), std::string::npos);
   EXPECT_NE(frame.status().message().find("69632"), std::string::npos);

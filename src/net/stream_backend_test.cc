@@ -23,8 +23,6 @@ using testing::numbered_frame;
 using testing::send_bytes;
 using testing::TestNic;
 
-// Generous: the condition is created by the test; only the scheduler decides how soon.
-constexpr auto kDeadline = 20s;
 
 struct RecordedEvents final : NetEvents {
   void connected(std::string_view id, const SocketAddress& address) override {
@@ -56,7 +54,7 @@ class StreamBackendTest : public ::testing::Test {
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
   void run_until(const std::function<bool()>& done) {
-    Status st = loop_->run_until(done, kDeadline);
+    Status st = loop_->run_until(done, testing::kDeadline);
     ASSERT_TRUE(st.ok()) << st.to_string();
   }
   // Runs whatever is ready now, a few times over, without waiting.
@@ -145,7 +143,7 @@ class RawPeer {
             if (n <= 0) return false;
           }
         },
-        kDeadline);
+        testing::kDeadline);
     EXPECT_TRUE(st.ok()) << st.to_string();
     return out;
   }
@@ -346,7 +344,7 @@ TEST_F(StreamBackendTest, OversizedFrameEndsTheConnectionWithQemusMessage) {
   run_until([&] { return !server->link_up(); });
   EXPECT_EQ(nic.frames.size(), 1u);
   EXPECT_NE(server->last_error().find(
-                "serious error: oversized packet received, connection terminated."),
+                "serious error: oversized packet received,connection terminated."),
             std::string::npos)
       << server->last_error();
   EXPECT_EQ(events_.count("disconnected"), 1);

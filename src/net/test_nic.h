@@ -1,12 +1,16 @@
 // A NIC for the backend tests: takes frames while `accepting`, records what it got.
 #pragma once
 
+#include <chrono>
 #include <span>
 #include <vector>
 
 #include "net/net_backend.h"
 
 namespace ferry::net::testing {
+
+// Generous: a test creates the condition it waits for; only the scheduler decides how soon.
+inline constexpr std::chrono::seconds kDeadline{20};
 
 class TestNic final : public NicPort {
  public:
