@@ -62,7 +62,7 @@ TEST(Netdev, HelpListsTheTypesAsQemuDoes) {
   for (const char* help : {"help", "?"}) {
     CommandResult r = run_vm(std::string("-netdev '") + help + "'");
     EXPECT_EQ(r.exit_code, 0) << r.out;
-    EXPECT_EQ(r.out, "Available netdev backend types:\nsocket\nstream\nhubport\n");
+    EXPECT_EQ(r.out, "Available netdev backend types:\nsocket\nstream\nhubport\ntap\n");
   }
 }
 

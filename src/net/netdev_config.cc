@@ -32,6 +32,10 @@ const OptSchema& netdev_schema() {
               {.name = "udp"},
               {.name = "localaddr"},
               {.name = "hubid", .type = OptType::kNumber},
+              {.name = "ifname"},
+              {.name = "script"},
+              {.name = "downscript"},
+              {.name = "vnet_hdr", .type = OptType::kBool},
           },
       .location_shows_argument = true,
   };
@@ -44,8 +48,11 @@ const std::set<std::string, std::less<>>& keys_of(std::string_view type) {
   static const std::set<std::string, std::less<>> socket = {
       "type", "id", "listen", "connect", "mcast", "udp", "localaddr"};
   static const std::set<std::string, std::less<>> hubport = {"type", "id", "hubid"};
+  static const std::set<std::string, std::less<>> tap = {"type",   "id",         "ifname",
+                                                         "script", "downscript", "vnet_hdr"};
   if (type == "stream") return stream;
   if (type == "socket") return socket;
+  if (type == "tap") return tap;
   return hubport;
 }
 
@@ -177,7 +184,7 @@ Result<NetdevConfig> socket_options(std::string_view text, const Opts& opts, Net
 }  // namespace
 
 std::string netdev_help() {
-  return "Available netdev backend types:\nsocket\nstream\nhubport\n";
+  return "Available netdev backend types:\nsocket\nstream\nhubport\ntap\n";
 }
 
 Result<std::optional<NetdevConfig>> parse_netdev(std::string_view text) {
@@ -195,7 +202,7 @@ Result<std::optional<NetdevConfig>> parse_netdev(std::string_view text) {
   if (opts->help_requested() && !type) return std::optional<NetdevConfig>();
   if (type && (*type == "help" || *type == "?")) return std::optional<NetdevConfig>();
   if (!type) return missing(text, "type");
-  if (*type != "stream" && *type != "socket" && *type != "hubport")
+  if (*type != "stream" && *type != "socket" && *type != "hubport" && *type != "tap")
     return Error(ErrorCode::kInvalidArgument,
                  "-netdev {}: Parameter 'type' does not accept value '{}'", text, *type);
   const auto& allowed = keys_of(*type);
@@ -215,6 +222,19 @@ Result<std::optional<NetdevConfig>> parse_netdev(std::string_view text) {
     auto socket = socket_options(text, *opts, std::move(config));
     if (!socket.ok()) return socket.take_status();
     return std::optional<NetdevConfig>(std::move(socket).value());
+  } else if (*type == "tap") {
+    // Ferry runs no ifup/ifdown script: QEMU's defaults (/etc/qemu-ifup) are refused too.
+    for (const char* key : {"script", "downscript"})
+      if (opts->string(key) != "no")
+        return Error(ErrorCode::kInvalidArgument,
+                     "-netdev {}: ferry-vm runs no {}: give {}=no, found '{}'", text, key, key,
+                     opts->string(key).value_or("(default)"));
+    if (opts->boolean("vnet_hdr") == true)
+      return Error(ErrorCode::kInvalidArgument,
+                   "-netdev {}: vnet_hdr=on is not supported by ferry-vm (frames carry no vnet "
+                   "header)",
+                   text);
+    config.options = TapOptions{.ifname = opts->string("ifname").value_or("")};
   } else {
     auto hubid = opts->number("hubid");
     if (!hubid) return missing(text, "hubid");
@@ -243,6 +263,15 @@ Result<std::unique_ptr<NetBackend>> create_netdev(EventLoop& loop, const NetdevC
   }
   if (const auto* datagram = std::get_if<DatagramOptions>(&config.options)) {
     auto backend = DatagramBackend::create(loop, config.id, *datagram);
+    if (!backend.ok()) {
+      Status st = backend.take_status();
+      st.prepend_message(where);
+      return st;
+    }
+    return std::unique_ptr<NetBackend>(std::move(backend).value());
+  }
+  if (const auto* tap = std::get_if<TapOptions>(&config.options)) {
+    auto backend = TapBackend::create(loop, config.id, *tap);
     if (!backend.ok()) {
       Status st = backend.take_status();
       st.prepend_message(where);

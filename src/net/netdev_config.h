@@ -7,7 +7,7 @@
 // QEMU 8.0's reconnect=SECONDS for a client: Ferry's default is 1, so a peer that restarts,
 // or a server a migrated VM's source leaves, is reached again; reconnect=0 is 7.2's
 // behaviour), socket (listen=, connect=, mcast=[,localaddr=], udp=,localaddr=), hubport
-// (hubid=).
+// (hubid=), tap (ifname=, script=no, downscript=no; vnet_hdr=off only).
 #pragma once
 
 #include <cstdint>
@@ -22,6 +22,7 @@
 #include "net/hub.h"
 #include "net/net_backend.h"
 #include "net/stream_backend.h"
+#include "net/tap_backend.h"
 
 namespace ferry::net {
 
@@ -36,7 +37,7 @@ struct NetdevConfig {
   std::string text;  // the option as written, for messages
   std::string id;
   std::string type;  // QEMU's type name
-  std::variant<StreamOptions, DatagramOptions, HubportOptions> options;
+  std::variant<StreamOptions, DatagramOptions, HubportOptions, TapOptions> options;
 };
 
 // What `-netdev help` prints: the types Ferry builds, in QEMU's order and format.

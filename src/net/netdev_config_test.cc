@@ -103,7 +103,20 @@ TEST(NetdevConfig, HubportAndHelp) {
   auto help = parse_netdev("help");
   ASSERT_TRUE(help.ok());
   EXPECT_FALSE(*help);
-  EXPECT_EQ(netdev_help(), "Available netdev backend types:\nsocket\nstream\nhubport\n");
+  EXPECT_EQ(netdev_help(), "Available netdev backend types:\nsocket\nstream\nhubport\ntap\n");
+}
+
+TEST(NetdevConfig, TapRunsNoScriptAndHasNoVnetHeader) {
+  auto tap = parse_netdev("tap,id=t0,ifname=ferry0,script=no,downscript=no");
+  ASSERT_TRUE(tap.ok()) << tap.status().to_string();
+  EXPECT_EQ(std::get<TapOptions>((*tap)->options).ifname, "ferry0");
+  EXPECT_EQ(error_of("tap,id=t0,ifname=ferry0"),
+            "-netdev tap,id=t0,ifname=ferry0: ferry-vm runs no script: give script=no, found "
+            "'(default)'");
+  EXPECT_NE(error_of("tap,id=t0,script=no,downscript=no,vnet_hdr=on").find("vnet_hdr=on"),
+            std::string::npos);
+  EXPECT_EQ(error_of("tap,id=t0,script=no,downscript=no,hubid=1"),
+            "-netdev tap,id=t0,script=no,downscript=no,hubid=1: Parameter 'hubid' is unexpected");
 }
 
 }  // namespace

@@ -74,6 +74,24 @@ int SendQueue::send_datagrams(int fd, const void* to, unsigned to_length) {
   return 0;
 }
 
+int SendQueue::write_each(int fd) {
+  while (!messages_.empty()) {
+    const std::vector<uint8_t>& message = messages_.front();
+    ssize_t written = write(fd, message.data(), message.size());
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+      int err = errno;
+      bytes_ -= message.size();
+      messages_.pop_front();
+      return -err;
+    }
+    bytes_ -= message.size();
+    messages_.pop_front();
+  }
+  return 0;
+}
+
 void SendQueue::clear() {
   messages_.clear();
   bytes_ = 0;

@@ -34,6 +34,8 @@ class SendQueue {
   // Datagram sockets: sends whole messages to `to` (null: the connected peer) until one
   // would block. Returns -errno on an error other than EAGAIN, else 0.
   int send_datagrams(int fd, const void* to, unsigned to_length);
+  // Character devices that take one message per write (tap): as send_datagrams.
+  int write_each(int fd);
   void clear();
 
  private:
