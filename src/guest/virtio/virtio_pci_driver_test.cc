@@ -17,6 +17,7 @@
 #include "guest/dma_memory.h"
 #include "guest/guest_bus.h"
 #include "guest/pci.h"
+#include "guest/virtio/net_driver.h"
 #include "guest/virtio/virtio_pci_driver.h"
 #include "guest/virtio/virtqueue_driver.h"
 #include "hw/pci/test_fakes.h"
@@ -41,12 +42,18 @@ constexpr uint64_t kDriverMemoryBegin = 8 << 20;  // rings; test buffers live be
 constexpr uint64_t kBuffers = 1 << 20;
 constexpr uint16_t kEchoPciId = vp::kModernDeviceIdBase + 42;
 constexpr unsigned kRefusedFeature = 3;  // the echo device refuses FEATURES_OK with it
-constexpr uint64_t kEchoFeatures = vr::feature(0) | vr::feature(kRefusedFeature) |
-                                   vr::feature(vr::kFEventIdx) | vr::feature(vr::kFRingPacked);
+// Bits 5, 15, 16, 17 are virtio-net's MAC, MRG_RXBUF, STATUS and CTRL_VQ: the echo device
+// also carries the net driver's tests until the virtio-net device joins.
+constexpr uint64_t kEchoFeatures =
+    vr::feature(0) | vr::feature(kRefusedFeature) | vr::feature(5) | vr::feature(15) |
+    vr::feature(16) | vr::feature(17) | vr::feature(vr::kFEventIdx) | vr::feature(vr::kFRingPacked);
 constexpr uint32_t kMsiBase = 0x40;
 
 // Echoes each chain's readable bytes into its writable buffers. Queue 0 holds 8 entries (so
-// tests wrap it quickly), queue 1 16. `hold` leaves kicks unanswered until process().
+// tests wrap it quickly), queue 1 16, queue 2 8. `hold` leaves kicks unanswered until
+// process(). For the net driver: with `net`, queue 0 keeps its buffers for deliver() (a
+// frame in, as virtio-net's receive writes one) and queue 2 answers each chain with
+// `ctrl_ack` in its last writable byte; every chain's readable bytes are kept in `seen`.
 class EchoDevice final : public ::ferry::virtio::VirtioDevice {
  public:
   uint16_t device_id() const override { return 42; }
@@ -54,8 +61,8 @@ class EchoDevice final : public ::ferry::virtio::VirtioDevice {
     return {.pci_device_id = kEchoPciId, .class_code = 0xff0000, .subsystem_id = 42};
   }
   uint64_t host_features() const override { return kEchoFeatures; }
-  uint16_t num_queues() const override { return 2; }
-  uint16_t queue_max_size(uint16_t index) const override { return index == 0 ? 8 : 16; }
+  uint16_t num_queues() const override { return 3; }
+  uint16_t queue_max_size(uint16_t index) const override { return index == 1 ? 16 : 8; }
   uint32_t config_size() const override { return 8; }
   void get_config(std::span<uint8_t> out) override {
     if (churn > 0) {
@@ -69,7 +76,7 @@ class EchoDevice final : public ::ferry::virtio::VirtioDevice {
   void attach(::ferry::virtio::VirtioTransport& t) override {
     transport = &t;
     ring_memory = std::make_unique<::ferry::virtio::DmaRingMemory>(t.dma());
-    for (uint16_t i = 0; i < 2; ++i) queues.emplace_back(i, *ring_memory);
+    for (uint16_t i = 0; i < 3; ++i) queues.emplace_back(i, *ring_memory);
   }
   Status features_negotiated(uint64_t features) override {
     if (features & vr::feature(kRefusedFeature))
@@ -83,7 +90,8 @@ class EchoDevice final : public ::ferry::virtio::VirtioDevice {
   }
   void queue_notify(uint16_t index) override {
     ++notifies[index];
-    if (!hold) process(index);
+    if (hold || (net && index == 0)) return;
+    process(index);
   }
   void reset() override {
     for (auto& q : queues) q.reset();
@@ -107,6 +115,17 @@ class EchoDevice final : public ::ferry::virtio::VirtioDevice {
         data.resize(at + r.len);
         Status st = transport->dma().read(r.addr, std::span(data.data() + at, r.len));
         if (!st.ok()) errors.push_back(st.to_string());
+      }
+      seen[index].push_back(data);
+      segments[index].push_back(elem.out.size());
+      if (net && index == 2 && !elem.in.empty()) {
+        const auto& last = elem.in.back();
+        Status st = transport->dma().write(last.addr + last.len - 1, std::span(&ctrl_ack, 1));
+        if (!st.ok()) errors.push_back(st.to_string());
+        st = q.push(elem, 1);
+        if (!st.ok()) errors.push_back(st.to_string());
+        any = true;
+        continue;
       }
       uint32_t written = 0;
       for (const auto& r : elem.in) {
@@ -132,13 +151,59 @@ class EchoDevice final : public ::ferry::virtio::VirtioDevice {
     }
   }
 
+  // Writes `frame` behind a 12-byte header into queue 0's posted buffers: one buffer, or
+  // with `mergeable` as many as it takes with num_buffers set. False when they ran out.
+  bool deliver(std::span<const uint8_t> frame, bool mergeable) {
+    ::ferry::virtio::Virtqueue& q = queues[0];
+    std::vector<uint8_t> bytes(12, 0);
+    bytes.insert(bytes.end(), frame.begin(), frame.end());
+    size_t done = 0;
+    uint16_t count = 0;
+    uint64_t header_at = 0;
+    ::ferry::virtio::VirtqueueElement elem;
+    while (done < bytes.size()) {
+      auto popped = q.pop(elem);
+      if (!popped.ok() || !*popped) {
+        q.discard_pushed();
+        return false;
+      }
+      if (count == 0) header_at = elem.in.front().addr;
+      uint32_t written = 0;
+      for (const auto& r : elem.in) {
+        const uint64_t n = std::min<uint64_t>(r.len, bytes.size() - done);
+        if (n == 0) break;
+        Status st = transport->dma().write(r.addr, std::span(bytes.data() + done, n));
+        if (!st.ok()) errors.push_back(st.to_string());
+        done += n;
+        written += static_cast<uint32_t>(n);
+      }
+      Status st = q.push(elem, written);
+      if (!st.ok()) errors.push_back(st.to_string());
+      ++count;
+      if (!mergeable) break;
+    }
+    const std::array<uint8_t, 2> num{static_cast<uint8_t>(mergeable ? count : 0),
+                                     static_cast<uint8_t>(mergeable ? count >> 8 : 0)};
+    Status st = transport->dma().write(header_at + 10, num);
+    if (!st.ok()) errors.push_back(st.to_string());
+    st = q.flush();
+    if (!st.ok()) errors.push_back(st.to_string());
+    auto notify = q.should_notify();
+    if (notify.ok() && *notify) transport->notify_queue(0);
+    return true;
+  }
+
   ::ferry::virtio::VirtioTransport* transport = nullptr;
   std::unique_ptr<::ferry::virtio::DmaRingMemory> ring_memory;
   std::deque<::ferry::virtio::Virtqueue> queues;  // Virtqueue is not movable
-  std::array<int, 2> notifies{};
-  std::array<int, 2> interrupts{};
+  std::array<int, 3> notifies{};
+  std::array<int, 3> interrupts{};
+  std::array<std::vector<std::vector<uint8_t>>, 3> seen;  // readable bytes of each chain
+  std::array<std::vector<size_t>, 3> segments;             // readable descriptors per chain
   std::vector<std::string> errors;
   bool hold = false;
+  bool net = false;
+  uint8_t ctrl_ack = 0;
   int churn = 0;
   uint8_t config_value = 0x11;
 };
@@ -316,7 +381,7 @@ TEST_F(VirtioDriverTest, FindsTheCapabilitiesThroughConfigurationReads) {
   EXPECT_EQ(driver_->notify_multiplier(), 4u);
   auto queues = driver_->num_queues();
   ASSERT_TRUE(queues.ok());
-  EXPECT_EQ(*queues, 2);
+  EXPECT_EQ(*queues, 3);
 }
 
 TEST_F(VirtioDriverTest, NoMatchingFunctionIsNamed) {
@@ -525,7 +590,7 @@ TEST_P(RingFormatTest, MsixVectorsAndPolling) {
     dev_->interrupts = {};
     ASSERT_TRUE(driver_->reset().ok());
     ASSERT_TRUE(driver_->use_msix(kMsiBase).ok());
-    EXPECT_EQ(driver_->msix_vectors(), 3u);
+    EXPECT_EQ(driver_->msix_vectors(), 4u);
     start((GetParam() ? vr::feature(vr::kFRingPacked) : 0) |
               (event_idx ? vr::feature(vr::kFEventIdx) : 0),
           1, vp::kNoVector);
@@ -641,6 +706,201 @@ TEST_F(VirtioDriverTest, AUsedIdNotInFlightIsAnError) {
             std::string::npos)
       << used.status().to_string();
 }
+
+// ---- the virtio-net driver: byte layouts, then against the echo device ------------------------
+// The end-to-end test against hw/virtio/net's device comes when that device lands.
+
+namespace vn = ::ferry::spec::virtio_net;
+
+TEST(NetBytesTest, HeaderAndControlCommandsAreLaidOutAsTheSpecSays) {
+  EXPECT_EQ(net_tx_header(), (std::array<uint8_t, 12>{}));
+  const std::array<uint8_t, 12> header{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x03, 0x01};
+  EXPECT_EQ(net_rx_num_buffers(header), 0x0103);
+  EXPECT_EQ(net_rx_num_buffers(std::span(header.data(), 10)), 0) << "a short header";
+
+  auto promisc = net_ctrl_rx(vn::kCtrlRxPromisc, true);
+  EXPECT_EQ(promisc.cls, 0);
+  EXPECT_EQ(promisc.cmd, 0);
+  EXPECT_EQ(promisc.data, (std::vector<uint8_t>{1}));
+  EXPECT_EQ(net_ctrl_rx(vn::kCtrlRxNobcast, false).data, (std::vector<uint8_t>{0}));
+
+  const std::array<MacAddress, 1> uni{{{0x02, 0, 0, 0, 0, 0x02}}};
+  const std::array<MacAddress, 2> multi{{{0x01, 0, 0x5e, 0, 0, 1}, {0x33, 0x33, 0, 0, 0, 1}}};
+  auto table = net_ctrl_mac_table(uni, multi);
+  EXPECT_EQ(table.cls, 1);
+  EXPECT_EQ(table.cmd, 0);
+  EXPECT_EQ(table.data, (std::vector<uint8_t>{1, 0, 0, 0, 0x02, 0, 0, 0, 0, 0x02,  //
+                                               2, 0, 0, 0, 0x01, 0, 0x5e, 0, 0, 1,  //
+                                               0x33, 0x33, 0, 0, 0, 1}));
+  auto empty_table = net_ctrl_mac_table({}, {});
+  EXPECT_EQ(empty_table.data, (std::vector<uint8_t>{0, 0, 0, 0, 0, 0, 0, 0}));
+
+  auto addr = net_ctrl_mac_addr_set({0x52, 0x54, 0, 0x12, 0x34, 0x57});
+  EXPECT_EQ(addr.cls, 1);
+  EXPECT_EQ(addr.cmd, 1);
+  EXPECT_EQ(addr.data, (std::vector<uint8_t>{0x52, 0x54, 0, 0x12, 0x34, 0x57}));
+
+  auto vlan = net_ctrl_vlan(true, 0x0abc);
+  EXPECT_EQ(vlan.cls, 2);
+  EXPECT_EQ(vlan.cmd, 0);
+  EXPECT_EQ(vlan.data, (std::vector<uint8_t>{0xbc, 0x0a}));
+  EXPECT_EQ(net_ctrl_vlan(false, 100).cmd, 1);
+
+  auto announce = net_ctrl_announce_ack();
+  EXPECT_EQ(announce.cls, 3);
+  EXPECT_EQ(announce.cmd, 0);
+  EXPECT_TRUE(announce.data.empty()) << "no zero-length descriptor for a command without data";
+
+  auto mq = net_ctrl_mq_pairs(4);
+  EXPECT_EQ(mq.cls, 4);
+  EXPECT_EQ(mq.cmd, 0);
+  EXPECT_EQ(mq.data, (std::vector<uint8_t>{4, 0}));
+}
+
+struct NetCase {
+  bool packed;
+  bool mergeable;
+};
+
+class NetDriverTest : public VirtioDriverTest, public ::testing::WithParamInterface<NetCase> {
+ protected:
+  void start_net() {
+    dev_->net = true;
+    auto net = NetDriver::start(std::move(driver_), *dma_,
+                                {.packed = GetParam().packed, .mergeable = GetParam().mergeable,
+                                 .msi_data_base = kMsiBase});
+    ASSERT_TRUE(net.ok()) << net.status().to_string();
+    net_ = std::move(*net);
+  }
+  std::vector<uint8_t> frame(size_t n, uint8_t seed) {
+    std::vector<uint8_t> f(n);
+    for (size_t i = 0; i < n; ++i) f[i] = static_cast<uint8_t>(seed + i * 7);
+    return f;
+  }
+  void TearDown() override {
+    net_.reset();  // resets the device before its memory goes back
+    VirtioDriverTest::TearDown();
+  }
+  std::unique_ptr<NetDriver> net_;
+};
+
+TEST_P(NetDriverTest, StartsWithConfigurationAndPostedBuffers) {
+  start_net();
+  EXPECT_EQ(net_->mac(), (MacAddress{0x11, 0x11, 0x11, 0x11, 0x11, 0x11}));
+  EXPECT_TRUE(*net_->link_up());
+  EXPECT_FALSE(*net_->announce_requested());
+  EXPECT_EQ(net_->mergeable(), GetParam().mergeable);
+  EXPECT_EQ(net_->queue_pairs(), 1);
+  EXPECT_TRUE(vpci_->status() & vp::kStatusDriverOk);
+  EXPECT_EQ(vpci_->driver_features() & vr::feature(vr::kFRingPacked),
+            GetParam().packed ? vr::feature(vr::kFRingPacked) : 0);
+  // Every RX descriptor holds one 2 KiB writable buffer the device can see.
+  EXPECT_EQ(net_->rx_posted(), 8);
+  ::ferry::virtio::VirtqueueElement elem;
+  auto popped = dev_->queues[0].pop(elem);
+  ASSERT_TRUE(popped.ok() && *popped);
+  EXPECT_EQ(elem.out_bytes, 0u);
+  EXPECT_EQ(elem.in_bytes, NetDriver::kBufferSize);
+  dev_->queues[0].unpop(elem);
+  // Queues and vectors: rx 0 → 1, tx 1 → 2, ctrl 2 → 3, config 0.
+  EXPECT_EQ(vpci_->queue_vector(0), 1);
+  EXPECT_EQ(vpci_->queue_vector(2), 3);
+  EXPECT_EQ(vpci_->config_vector(), 0);
+}
+
+TEST_P(NetDriverTest, ReceivesFramesAndPostsTheBuffersAgain) {
+  start_net();
+  // Through a ring of 8 many times over.
+  for (int i = 0; i < 30; ++i) {
+    const auto f = frame(60 + i * 40, static_cast<uint8_t>(i));
+    ASSERT_TRUE(dev_->deliver(f, net_->mergeable()));
+    auto got = net_->receive();
+    ASSERT_TRUE(got.ok()) << got.status().to_string();
+    ASSERT_TRUE(got->has_value());
+    EXPECT_EQ(**got, f) << "frame " << i;
+    EXPECT_EQ(net_->rx_posted(), 8);
+  }
+  auto none = net_->receive();
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+  auto signalled = net_->pci().wait_vector(1, 1s);
+  ASSERT_TRUE(signalled.ok());
+  EXPECT_GE(*signalled, 1u) << "RX signals through vector 1";
+}
+
+TEST_P(NetDriverTest, AMergeableFrameSpansBuffers) {
+  if (!GetParam().mergeable) GTEST_SKIP() << "without MRG_RXBUF a frame is one buffer";
+  start_net();
+  // Larger than one buffer: num_buffers 3 (what a device with GUEST_TSO would do).
+  const auto big = frame(5000, 3);
+  ASSERT_TRUE(dev_->deliver(big, true));
+  auto got = net_->receive();
+  ASSERT_TRUE(got.ok()) << got.status().to_string();
+  ASSERT_TRUE(got->has_value());
+  EXPECT_EQ(**got, big);
+  EXPECT_EQ(net_->rx_posted(), 8);
+}
+
+TEST_P(NetDriverTest, SendsFramesBehindAZeroedHeader) {
+  start_net();
+  for (int i = 0; i < 40; ++i) {  // more than the 16 TX slots: reclaimed as they finish
+    const auto f = frame(60 + i, static_cast<uint8_t>(i));
+    Status st = net_->send(f);
+    ASSERT_TRUE(st.ok()) << st.to_string();
+    std::vector<uint8_t> want(12, 0);
+    want.insert(want.end(), f.begin(), f.end());
+    ASSERT_EQ(dev_->seen[1].size(), size_t(i + 1));
+    EXPECT_EQ(dev_->seen[1].back(), want);
+    EXPECT_EQ(dev_->segments[1].back(), 1u) << "header and frame in one descriptor";
+  }
+  EXPECT_FALSE(net_->send({}).ok());
+  EXPECT_FALSE(net_->send(frame(1519, 0)).ok());
+  auto taken = net_->reclaim_tx();
+  ASSERT_TRUE(taken.ok());
+  EXPECT_GT(*taken, 0u);
+}
+
+TEST_P(NetDriverTest, ControlCommandsReturnTheDevicesAck) {
+  start_net();
+  auto ack = net_->set_rx_mode(vn::kCtrlRxPromisc, true);
+  ASSERT_TRUE(ack.ok()) << ack.status().to_string();
+  EXPECT_EQ(*ack, vn::kCtrlOk);
+  EXPECT_EQ(dev_->seen[2].back(), (std::vector<uint8_t>{0, 0, 1}));
+  EXPECT_EQ(dev_->segments[2].back(), 2u);
+
+  dev_->ctrl_ack = vn::kCtrlErr;
+  ack = net_->vlan_add(100);
+  ASSERT_TRUE(ack.ok());
+  EXPECT_EQ(*ack, vn::kCtrlErr);
+  EXPECT_EQ(dev_->seen[2].back(), (std::vector<uint8_t>{2, 0, 100, 0}));
+
+  dev_->ctrl_ack = vn::kCtrlOk;
+  ack = net_->announce_ack();
+  ASSERT_TRUE(ack.ok());
+  EXPECT_EQ(dev_->seen[2].back(), (std::vector<uint8_t>{3, 0}));
+  EXPECT_EQ(dev_->segments[2].back(), 1u) << "no data descriptor";
+
+  const MacAddress mac{0x52, 0x54, 0, 0x12, 0x34, 0x57};
+  ack = net_->set_mac_address(mac);
+  ASSERT_TRUE(ack.ok());
+  EXPECT_EQ(net_->mac(), mac);
+  const std::array<MacAddress, 1> multi{{{0x01, 0, 0x5e, 0, 0, 1}}};
+  ack = net_->set_mac_table({}, multi);
+  ASSERT_TRUE(ack.ok());
+  EXPECT_EQ(dev_->seen[2].back().size(), 2u + 4 + 4 + 6);
+  // More commands than the control ring has entries: each is taken back.
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(net_->vlan_del(static_cast<uint16_t>(i)).ok());
+  EXPECT_FALSE(net_->set_queue_pairs(2).ok()) << "one pair is set up";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Rings, NetDriverTest,
+    ::testing::Values(NetCase{false, true}, NetCase{false, false}, NetCase{true, true},
+                      NetCase{true, false}),
+    [](const auto& info) {
+      return std::string(info.param.packed ? "Packed" : "Split") +
+             (info.param.mergeable ? "Mergeable" : "Plain");
+    });
 
 }  // namespace
 }  // namespace ferry::guest::virtio
