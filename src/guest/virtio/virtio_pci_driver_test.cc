@@ -524,6 +524,35 @@ TEST_P(RingFormatTest, EchoRoundTripsWrapTheRing) {
   EXPECT_GT(bus_->loads16, 0);
 }
 
+// Past 65,536 chains the 16-bit indices (split avail/used idx, event indices; packed
+// positions and wrap counters) roll over: every kick is still notified and every used
+// chain still signalled, with EVENT_IDX deciding both.
+TEST_P(RingFormatTest, IndicesRollOverWithEventIdx) {
+  start(vr::feature(vr::kFEventIdx) | (GetParam() ? vr::feature(vr::kFRingPacked) : 0));
+  if (GetParam()) {
+    ASSERT_TRUE(dev_->queues[0].set_notification(true).ok());  // DESC mode
+  }
+  VirtqueueDriver& q = *driver_->queue(0);
+  ASSERT_TRUE(q.enable_interrupts().ok());
+  std::array<Buffer, 1> out{{{kBuffers, 8}}};
+  std::array<Buffer, 1> in{{{kBuffers + 0x100, 8}}};
+  // The split ring's 16-bit indices need 65,536 chains; packed positions wrap every 8.
+  const uint64_t kChains = GetParam() ? 1000 : 66000;
+  for (uint64_t t = 1; t <= kChains; ++t) {
+    ASSERT_TRUE(q.add(out, in, t).ok());
+    auto kicked = q.kick();
+    ASSERT_TRUE(kicked.ok());
+    ASSERT_TRUE(*kicked) << "chain " << t;
+    auto used = poll(q);
+    ASSERT_TRUE(used.has_value()) << "chain " << t;
+    ASSERT_EQ(used->token, t);
+    ASSERT_EQ(used->len, 8u);
+  }
+  EXPECT_EQ(dev_->notifies[0], int(kChains));
+  EXPECT_EQ(dev_->interrupts[0], int(kChains));
+  EXPECT_EQ(q.suppressed_kicks(), 0u);
+}
+
 TEST_P(RingFormatTest, AChainLargerThanTheFreeDescriptorsIsRefused) {
   start(GetParam() ? vr::feature(vr::kFRingPacked) : 0);
   VirtqueueDriver& q = *driver_->queue(0);

@@ -153,6 +153,7 @@ Result<std::optional<UsedBuffer>> VirtqueueDriver::get_used() {
 }
 
 Status VirtqueueDriver::disable_interrupts() {
+  interrupts_enabled_ = false;
   if (options_.packed) {
     return bus_->memory_store16(layout_.driver + vr::kEventFlags, vr::kEventFlagDisable);
   }
@@ -167,6 +168,7 @@ Status VirtqueueDriver::disable_interrupts() {
 }
 
 Result<bool> VirtqueueDriver::enable_interrupts() {
+  interrupts_enabled_ = true;
   if (options_.packed) {
     if (options_.event_idx) {
       const uint16_t off_wrap =
@@ -269,7 +271,7 @@ Result<std::optional<UsedBuffer>> VirtqueueDriver::split_get_used() {
   const UsedBuffer used{.token = chain.token, .len = len};
   chain = Chain{};
   ++last_used_idx_;
-  if (options_.event_idx && avail_flags_ == 0) {
+  if (options_.event_idx && interrupts_enabled_) {
     // Interrupts on: ask for the next one.
     FERRY_RETURN_IF_ERROR(bus_->memory_store16(
         layout_.driver + vr::used_event_offset(options_.size), last_used_idx_));
@@ -373,6 +375,12 @@ Result<std::optional<UsedBuffer>> VirtqueueDriver::packed_get_used() {
   const UsedBuffer used{.token = chain.token, .len = len};
   chain = Chain{};
   free_ids_.push_back(id);
+  if (options_.event_idx && interrupts_enabled_) {
+    // Interrupts on in DESC mode: move the event point to the next used descriptor.
+    const uint16_t off_wrap =
+        static_cast<uint16_t>(last_used_ | (uint16_t{used_wrap_} << vr::kEventWrapShift));
+    FERRY_RETURN_IF_ERROR(bus_->memory_store16(layout_.driver + vr::kEventOffWrap, off_wrap));
+  }
   return std::optional<UsedBuffer>(used);
 }
 

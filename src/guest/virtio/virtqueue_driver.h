@@ -136,6 +136,10 @@ class VirtqueueDriver {
   uint64_t notifications_ = 0;
   uint64_t suppressed_ = 0;
   uint16_t added_since_kick_ = 0;  // split: chains; packed: descriptors
+  // Used-buffer notifications asked for (rings start with them on). While on, get_used()
+  // keeps the EVENT_IDX point (used_event, or the packed driver event offset, which the
+  // device reads only in DESC mode) at the next used entry.
+  bool interrupts_enabled_ = true;
 
   // Split ring.
   std::vector<uint16_t> next_;  // the driver's own copy of each descriptor's `next`
