@@ -80,7 +80,7 @@ Status VirtioPciDriver::read_capabilities() {
   bool have_common = false, have_notify = false, have_isr = false, have_device = false;
   uint32_t at = *next & 0xfc;
   for (int hops = 0; at != 0; ++hops) {
-    if (hops >= 48 || at < 0x40 || at > 0x100 - vp::kCapSize) {
+    if (hops >= 48 || at < 0x40 || at > 0x100 - 4) {
       return Error(ErrorCode::kCorrupt,
                    "{}: capability list is malformed (pointer 0x{:x} after {} hops)", name(), at,
                    hops);
@@ -101,6 +101,11 @@ Status VirtioPciDriver::read_capabilities() {
         case vp::kCapIsrCfg: slot = &isr_; have = &have_isr; break;
         case vp::kCapDeviceCfg: slot = &device_; have = &have_device; break;
         default: break;  // PCI_CFG access window, shared memory: not used
+      }
+      const uint32_t needed = type == vp::kCapNotifyCfg ? vp::kNotifyCapSize : vp::kCapSize;
+      if (slot && at + needed > 0x100) {
+        return Error(ErrorCode::kCorrupt, "{}: virtio capability type {} at 0x{:x} runs past "
+                     "configuration space", name(), type, at);
       }
       if (slot && !*have) {
         auto bar = cfg(at + vp::kCapBar, 1);

@@ -17,6 +17,7 @@
 #include "guest/dma_memory.h"
 #include "guest/guest_bus.h"
 #include "guest/pci.h"
+#include "guest/test_fakes.h"
 #include "guest/virtio/net_driver.h"
 #include "guest/virtio/virtio_pci_driver.h"
 #include "guest/virtio/virtqueue_driver.h"
@@ -382,6 +383,34 @@ TEST_F(VirtioDriverTest, FindsTheCapabilitiesThroughConfigurationReads) {
   auto queues = driver_->num_queues();
   ASSERT_TRUE(queues.ok());
   EXPECT_EQ(*queues, 3);
+}
+
+// Capabilities a hostile or broken function presents are refused with what was found.
+TEST(VirtioCapabilityTest, MalformedCapabilitiesAreRefused) {
+  auto dma = DmaMemory::create(0x10000, 0x20000);
+  ASSERT_TRUE(dma.ok());
+  for (bool looping : {true, false}) {
+    testing::FakeBus bus(1 << 20);
+    auto& f = bus.add_function(3, 0, 0x1af4, 0x1041, 0x020000);
+    testing::FakeBus::put(f.config, 6, 0x10, 2);  // status: capability list
+    testing::FakeBus::put(f.config, 0x34, 0x40, 1);
+    // Looping: a PCI_CFG capability pointing at itself. Else a common-configuration
+    // capability naming BAR4, which the function does not have.
+    const uint32_t type = looping ? vp::kCapPciCfg : vp::kCapCommonCfg;
+    testing::FakeBus::put(f.config, 0x40,
+                          vp::kCapVendor | (looping ? 0x40u : 0u) << 8 | 16u << 16 | type << 24, 4);
+    testing::FakeBus::put(f.config, 0x44, 4, 1);
+    testing::FakeBus::put(f.config, 0x4c, 0x1000, 4);
+    MmioWindow window = MmioWindow::standard();
+    auto driver = VirtioPciDriver::probe(bus, *dma, window, {.device_id = 0x1041});
+    ASSERT_FALSE(driver.ok());
+    const std::string message = driver.status().to_string();
+    EXPECT_NE(message.find(looping ? "capability list is malformed"
+                                   : "names BAR4 offset 0x0 length 0x1000, which is not inside a "
+                                     "memory BAR"),
+              std::string::npos)
+        << message;
+  }
 }
 
 TEST_F(VirtioDriverTest, NoMatchingFunctionIsNamed) {

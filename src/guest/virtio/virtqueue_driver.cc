@@ -283,8 +283,7 @@ Result<std::optional<UsedBuffer>> VirtqueueDriver::split_get_used() {
 
 Status VirtqueueDriver::packed_add(std::span<const Buffer> readable,
                                    std::span<const Buffer> writable, uint64_t token) {
-  const uint16_t id = free_ids_.back();
-  free_ids_.pop_back();
+  const uint16_t id = free_ids_.back();  // taken once the chain is written
   const size_t count = readable.size() + writable.size();
   const uint16_t head = next_avail_;
   const bool head_wrap = avail_wrap_;
@@ -318,6 +317,7 @@ Status VirtqueueDriver::packed_add(std::span<const Buffer> readable,
       wrap = !wrap;
     }
   }
+  free_ids_.pop_back();
   next_avail_ = position;
   avail_wrap_ = wrap;
   chains_[id] = {.token = token, .ndescs = static_cast<uint16_t>(count), .last = 0};
