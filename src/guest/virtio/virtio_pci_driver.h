@@ -70,10 +70,10 @@ class VirtioPciDriver {
   Status reset();
   Result<uint8_t> status();
   Status set_status_bits(uint8_t bits);  // ORs bits into what the device reports
-  // ACKNOWLEDGE and DRIVER after a reset, then the features: `wanted` ∩ offered is written;
-  // `required` bits the device does not offer fail before anything is written. FEATURES_OK
-  // is set and read back: a device that clears it refused the set (the error names the
-  // features), and the driver sets FAILED as the spec asks.
+  // ACKNOWLEDGE and DRIVER after a reset, then the features: those both `wanted` and
+  // offered are written; `required` bits the device does not offer fail before anything is
+  // written. FEATURES_OK is set and read back: a device that clears it refused the set (the
+  // error names the features), and the driver sets FAILED as the spec asks.
   Result<NegotiatedFeatures> negotiate(uint64_t wanted, uint64_t required = 0);
   uint64_t features() const { return features_; }
   bool has_feature(unsigned bit) const { return (features_ >> bit) & 1; }
