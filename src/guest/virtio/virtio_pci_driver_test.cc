@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <thread>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -689,6 +691,61 @@ TEST_P(RingFormatTest, MsixVectorsAndPolling) {
     EXPECT_EQ(*driver_->wait_vector(1, 1s), 1u);
     EXPECT_EQ(poll(q0)->token, 6u);
   }
+}
+
+// The device on its own thread polls the rings while the driver adds and takes chains
+// (no kicks, no interrupts): what the driver publishes is whole when the device sees the
+// index or head flags, and what it takes back is whole when it sees the used entry. The
+// ordering is the fences and the single 16-bit accesses; TSan checks the races.
+TEST_P(RingFormatTest, ADevicePollingOnAnotherThreadSeesWholeChains) {
+  start(GetParam() ? vr::feature(vr::kFRingPacked) : 0);
+  VirtqueueDriver& q = *driver_->queue(1);  // 16 entries
+  ASSERT_TRUE(q.disable_interrupts().ok());
+  std::atomic<bool> stop{false};
+  std::thread device([&] {
+    while (!stop.load(std::memory_order_relaxed)) dev_->process(1);
+  });
+  // A failed assertion returns early: the device thread still ends and is joined.
+  struct Joiner {
+    std::atomic<bool>& stop;
+    std::thread& thread;
+    ~Joiner() {
+      stop = true;
+      thread.join();
+    }
+  } joiner{stop, device};
+  constexpr uint64_t kChains = 20000;
+  constexpr uint32_t kLen = 24;
+  uint64_t sent = 0, received = 0;
+  // Slot k of 16: payload at kBuffers + 0x100 k, echo at kBuffers + 0x10000 + 0x100 k.
+  auto payload = [](uint64_t token) {
+    std::vector<uint8_t> p(kLen);
+    for (uint32_t i = 0; i < kLen; ++i) p[i] = static_cast<uint8_t>(token * 31 + i);
+    return p;
+  };
+  std::vector<uint64_t> slot_of(kChains + 1);
+  std::vector<uint64_t> free_slots;
+  for (uint64_t k = 0; k < 16; ++k) free_slots.push_back(k);
+  while (received < kChains) {
+    while (sent < kChains && !free_slots.empty() && q.num_free() >= 2) {
+      const uint64_t token = ++sent, slot = free_slots.back();
+      free_slots.pop_back();
+      slot_of[token] = slot;
+      fill(kBuffers + 0x100 * slot, payload(token));
+      std::array<Buffer, 1> out{{{kBuffers + 0x100 * slot, kLen}}};
+      std::array<Buffer, 1> in{{{kBuffers + 0x10000 + 0x100 * slot, kLen}}};
+      ASSERT_TRUE(q.add(out, in, token).ok());
+    }
+    auto used = q.get_used();
+    ASSERT_TRUE(used.ok()) << used.status().to_string();
+    if (!*used) continue;
+    ++received;
+    const uint64_t slot = slot_of[(*used)->token];
+    ASSERT_EQ((*used)->len, kLen);
+    ASSERT_EQ(read(kBuffers + 0x10000 + 0x100 * slot, kLen), payload((*used)->token));
+    free_slots.push_back(slot);
+  }
+  EXPECT_EQ(q.in_flight(), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, RingFormatTest, ::testing::Values(false, true),
