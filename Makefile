@@ -43,12 +43,12 @@ TSAN_TARGETS = base_test memory_test migration_test block_test nvme_test nvme_mi
   live_migration_test nvme_migration_test guest_program_test guest_migration_test \
   block_error_policy_test vm_test ferry_vm_test guest_interrupts_test ferry-vm \
   migration_responsiveness_test operator_test shared_disk_test machine_reset_and_memory_test \
-  virtqueue_test
+  virtqueue_test guest_virtio_test
 test-tsan: deps
 	@cmake --preset tsan >/dev/null
 	@cmake --build --preset tsan -j $(JOBS) --target $(TSAN_TARGETS)
 	@TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/tsan -j $(JOBS) --output-on-failure \
-	  -R '^(EventLoop|DirtyBitmap|Engine|LiveMigration|BlockBackend|.*BlockEngineTest|NvmeTest|Nvme.*Migration|NvmeHostileStream|GuestProgram|GuestMigration|BlockErrorPolicy|QmpServerThreads|QtestConnect|CpuInterrupts|FerryVm|GuestInterrupts|Channel|OutgoingConnector|MigrationResponsiveness|OperatorSignals|SharedDisk|MachineReset|ConcurrentRing)'
+	  -R '^(EventLoop|DirtyBitmap|Engine|LiveMigration|BlockBackend|.*BlockEngineTest|NvmeTest|Nvme.*Migration|NvmeHostileStream|GuestProgram|GuestMigration|BlockErrorPolicy|QmpServerThreads|QtestConnect|CpuInterrupts|FerryVm|GuestInterrupts|Channel|OutgoingConnector|MigrationResponsiveness|OperatorSignals|SharedDisk|MachineReset|ConcurrentRing|Formats/RingFormatTest\.ADevicePolling)'
 	@! grep -l ThreadSanitizer /tmp/ferry-vm-test-*.stderr 2>/dev/null
 
 bench: release

@@ -81,4 +81,22 @@ Status GuestBus::memory_store(uint64_t addr, uint64_t value, unsigned size) {
   return memory_write(addr, std::span<const uint8_t>(bytes.data(), size));
 }
 
+Result<uint16_t> GuestBus::memory_load16(uint64_t addr) {
+  if (addr & 1) {
+    return Error(ErrorCode::kInvalidArgument, "memory_load16: address 0x{:x} is not 2-aligned",
+                 addr);
+  }
+  auto v = memory_load(addr, 2);
+  if (!v.ok()) return v.take_status();
+  return static_cast<uint16_t>(*v);
+}
+
+Status GuestBus::memory_store16(uint64_t addr, uint16_t value) {
+  if (addr & 1) {
+    return Error(ErrorCode::kInvalidArgument, "memory_store16: address 0x{:x} is not 2-aligned",
+                 addr);
+  }
+  return memory_store(addr, value, 2);
+}
+
 }  // namespace ferry::guest

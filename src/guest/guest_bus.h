@@ -69,6 +69,15 @@ class GuestBus {
   // Little-endian scalar helpers over memory_read/memory_write.
   Result<uint64_t> memory_load(uint64_t addr, unsigned size);
   Status memory_store(uint64_t addr, uint64_t value, unsigned size);
+
+  // One 2-aligned little-endian 16-bit field of guest RAM read or written as ONE access,
+  // for fields a device polls while the guest writes them (virtqueue indices and flags):
+  // memory_write may copy byte by byte, and a device reading half an index would see a
+  // value the driver never wrote. The defaults go through memory_read/memory_write, which
+  // is enough for a transport that serialises every access (qtest); a bus whose device runs
+  // beside the guest (in-process, another thread) overrides them with a 16-bit store.
+  virtual Result<uint16_t> memory_load16(uint64_t addr);
+  virtual Status memory_store16(uint64_t addr, uint16_t value);
 };
 
 }  // namespace ferry::guest

@@ -64,5 +64,21 @@ TEST(GuestBus, InterruptWaitsAreRefusedByTransportsWithoutThem) {
   EXPECT_NE(intx.status().message().find("INTx line 11"), std::string::npos);
 }
 
+// The defaults of the 16-bit ring-field accessors: little-endian, 2-aligned only.
+TEST(GuestBus, SixteenBitFieldDefaultsGoThroughMemory) {
+  testing::FakeBus bus(64);
+  ASSERT_TRUE(bus.memory_store16(0x10, 0xbeef).ok());
+  EXPECT_EQ(bus.ram[0x10], 0xef);
+  EXPECT_EQ(bus.ram[0x11], 0xbe);
+  auto v = bus.memory_load16(0x10);
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(*v, 0xbeef);
+  Status odd = bus.memory_store16(0x11, 1);
+  ASSERT_FALSE(odd.ok());
+  EXPECT_NE(odd.to_string().find("0x11 is not 2-aligned"), std::string::npos) << odd.to_string();
+  EXPECT_FALSE(bus.memory_load16(0x21).ok());
+  EXPECT_FALSE(bus.memory_load16(64).ok()) << "past the fake RAM";
+}
+
 }  // namespace
 }  // namespace ferry::guest
