@@ -9,6 +9,7 @@
 // line that is up while completions wait and down once they are consumed.
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -149,6 +150,33 @@ RunResult run_driver(guest::GuestBus& bus, CompletionSignal signal) {
   auto flush = c.execute(2, commands::flush(1));
   if (!flush.ok() || !flush->ok()) return fail("flush on a queue without interrupts");
   return result;
+}
+
+// ---- in-process RAM fields a device reads while the guest writes them -----------------------
+
+// Ring indices and flags go through memory_store16/memory_load16 as one 16-bit access (a
+// device thread never sees half an index) and a store marks its page dirty like any write.
+TEST(InProcessBusRam, SixteenBitFieldsAreOneAccessAndMarkTheirPageDirty) {
+  auto m = InProcessMachine::create();
+  ASSERT_NE(m, nullptr);
+  const uint64_t page = (kDmaBase + 0x3000) / memory::kPageSize;
+  ASSERT_FALSE(m->machine().main_ram().dirty().test(page)) << "nothing wrote it yet";
+  for (auto discipline : {vm::InProcessBus::Discipline::kLoopThread,
+                          vm::InProcessBus::Discipline::kVcpuThread}) {
+    vm::InProcessBus bus(m->machine(), discipline);
+    const uint64_t addr = kDmaBase + 0x3002;
+    ASSERT_TRUE(bus.memory_store16(addr, 0xbeef).ok());
+    std::array<uint8_t, 2> bytes{};
+    ASSERT_TRUE(bus.memory_read(addr, bytes).ok());
+    EXPECT_EQ(bytes[0], 0xef);  // little-endian, as the guest sees it
+    EXPECT_EQ(bytes[1], 0xbe);
+    auto v = bus.memory_load16(addr);
+    ASSERT_TRUE(v.ok()) << v.status().to_string();
+    EXPECT_EQ(*v, 0xbeef);
+    EXPECT_TRUE(m->machine().main_ram().dirty().test(page));
+    EXPECT_FALSE(bus.memory_store16(addr + 1, 1).ok()) << "a misaligned field is refused";
+    EXPECT_FALSE(bus.memory_load16(addr + 1).ok());
+  }
 }
 
 // ---- in-process, on the loop thread -----------------------------------------------------------

@@ -1,5 +1,6 @@
 #include "vm/inprocess_bus.h"
 
+#include <bit>
 #include <mutex>
 #include <thread>
 
@@ -58,6 +59,25 @@ Status InProcessBus::memory_write(uint64_t addr, std::span<const uint8_t> data) 
     }
   }
   return device_access([&] { return machine_.memory().write(addr, data); });
+}
+
+Result<uint16_t> InProcessBus::memory_load16(uint64_t addr) {
+  auto offset = addr % 2 == 0 ? ram(addr, 2) : std::nullopt;
+  if (!offset) return GuestBus::memory_load16(addr);  // misaligned or not RAM: refused or MMIO
+  uint16_t v = __atomic_load_n(
+      reinterpret_cast<const uint16_t*>(machine_.main_ram().host() + *offset), __ATOMIC_RELAXED);
+  if constexpr (std::endian::native == std::endian::big) v = __builtin_bswap16(v);
+  return v;
+}
+
+Status InProcessBus::memory_store16(uint64_t addr, uint16_t value) {
+  auto offset = addr % 2 == 0 ? ram(addr, 2) : std::nullopt;
+  if (!offset) return GuestBus::memory_store16(addr, value);
+  if constexpr (std::endian::native == std::endian::big) value = __builtin_bswap16(value);
+  memory::RamBlock& block = machine_.main_ram();
+  __atomic_store_n(reinterpret_cast<uint16_t*>(block.host() + *offset), value, __ATOMIC_RELAXED);
+  block.dirty().mark(*offset, 2);  // after the data
+  return {};
 }
 
 Status InProcessBus::idle(std::chrono::microseconds max_wait) {

@@ -35,6 +35,10 @@ class InProcessBus final : public guest::GuestBus {
   Status port_out(uint16_t port, uint32_t value, unsigned size) override;
   Status memory_read(uint64_t addr, std::span<uint8_t> out) override;
   Status memory_write(uint64_t addr, std::span<const uint8_t> data) override;
+  // Ring indices and flags as one 16-bit access: a device on the main loop reads them
+  // while the vCPU writes, and guest_write would store the two bytes separately.
+  Result<uint16_t> memory_load16(uint64_t addr) override;
+  Status memory_store16(uint64_t addr, uint16_t value) override;
   Status idle(std::chrono::microseconds max_wait) override;
   Status enable_interrupts(guest::InterruptSource source) override;
   Result<uint32_t> wait_msi(uint32_t data, std::chrono::microseconds timeout) override;
