@@ -20,8 +20,6 @@ using verify::Phase;
 
 namespace {
 
-constexpr std::string_view kOption = "-guest verify";
-constexpr uint64_t kPage = 4096;
 constexpr uint64_t kDefaultSizeCap = 1ull << 30;
 constexpr uint64_t kMmioWindowEnd = 0xfec00000;
 constexpr size_t kMaxReapPerStep = 64;
@@ -55,12 +53,12 @@ uint64_t saturating_multiply(uint64_t a, uint64_t b) {
 Result<std::unique_ptr<VerifyProgram>> VerifyProgram::create(const VerifyConfig& config) {
   FERRY_RETURN_IF_ERROR(verify_check_config(config));
   uint64_t needed = verify_dma_bytes(config);
-  if (config.dma_base % kPage != 0 || config.dma_size < needed ||
+  if (config.dma_base % kVerifyPage != 0 || config.dma_size < needed ||
       config.dma_base + config.dma_size < config.dma_base) {
     return Error(ErrorCode::kInvalidArgument,
                  "{}: the guest RAM range [0x{:x}, +0x{:x}) must be page-aligned and hold at least "
                  "0x{:x} bytes for bs={} iodepth={}",
-                 kOption, config.dma_base, config.dma_size, needed, config.block_size,
+                 kVerifyOption, config.dma_base, config.dma_size, needed, config.block_size,
                  config.iodepth);
   }
   return std::unique_ptr<VerifyProgram>(new VerifyProgram(config));
@@ -303,7 +301,7 @@ Result<StepResult> VerifyProgram::wait_disabled(GuestBus& bus) {
     return StepResult::kWaiting;
   }
   // Disabled: the admin queue can be programmed and the controller enabled.
-  FERRY_RETURN_IF_ERROR(zero(bus, layout_.admin_cq, kPage));
+  FERRY_RETURN_IF_ERROR(zero(bus, layout_.admin_cq, kVerifyPage));
   verify::Ring& admin = state_.admin;
   admin = verify::Ring{};
   admin.qid = 0;
@@ -359,7 +357,7 @@ Result<StepResult> VerifyProgram::identify_controller(GuestBus& bus) {
   if (!mdts.ok()) return mdts.take_status();
   // MDTS is a power of two in units of the minimum page size (4 KiB); 0 means no limit.
   state_.controller.max_transfer =
-      *mdts == 0 || *mdts > 18 ? 0 : static_cast<uint32_t>(kPage << *mdts);
+      *mdts == 0 || *mdts > 18 ? 0 : static_cast<uint32_t>(kVerifyPage << *mdts);
   if (state_.controller.max_transfer != 0 && config_.block_size > state_.controller.max_transfer) {
     return Error(ErrorCode::kFailedPrecondition,
                  "verify: bs={} exceeds the controller's maximum transfer of {} bytes (MDTS={})",
@@ -371,7 +369,7 @@ Result<StepResult> VerifyProgram::identify_controller(GuestBus& bus) {
 
 Result<StepResult> VerifyProgram::identify_namespace(GuestBus& bus) {
   if (!state_.admin_command.outstanding) {
-    FERRY_RETURN_IF_ERROR(zero(bus, layout_.identify, kPage));
+    FERRY_RETURN_IF_ERROR(zero(bus, layout_.identify, kVerifyPage));
     nvme::Sqe sqe = nvme::commands::identify(sn::kCnsNamespace, config_.nsid);
     sqe.set_prp1(layout_.identify);
     FERRY_RETURN_IF_ERROR(submit_admin(bus, sqe));
@@ -401,7 +399,7 @@ Result<StepResult> VerifyProgram::identify_namespace(GuestBus& bus) {
   uint32_t lba_size = 1u << lbads;
   if (config_.block_size % lba_size != 0) {
     return Error(ErrorCode::kInvalidArgument,
-                 "{}: bs={} is not a multiple of namespace {}'s LBA size {}", kOption,
+                 "{}: bs={} is not a multiple of namespace {}'s LBA size {}", kVerifyOption,
                  config_.block_size, config_.nsid, lba_size);
   }
   uint64_t namespace_bytes = saturating_multiply(*nsze, lba_size);
@@ -409,13 +407,13 @@ Result<StepResult> VerifyProgram::identify_namespace(GuestBus& bus) {
   if (config_.size != 0) {
     if (config_.size > namespace_bytes) {
       return Error(ErrorCode::kInvalidArgument,
-                   "{}: size={} exceeds namespace {} ({} bytes)", kOption, config_.size,
+                   "{}: size={} exceeds namespace {} ({} bytes)", kVerifyOption, config_.size,
                    config_.nsid, namespace_bytes);
     }
     blocks = config_.size / config_.block_size;
     if (blocks > verify::kMaxBlocks) {
       return Error(ErrorCode::kInvalidArgument,
-                   "{}: size={} makes {} blocks of bs={}; at most {} are supported", kOption,
+                   "{}: size={} makes {} blocks of bs={}; at most {} are supported", kVerifyOption,
                    config_.size, blocks, config_.block_size, verify::kMaxBlocks);
     }
   } else {
@@ -424,7 +422,7 @@ Result<StepResult> VerifyProgram::identify_namespace(GuestBus& bus) {
   }
   if (blocks == 0) {
     return Error(ErrorCode::kInvalidArgument, "{}: namespace {} ({} bytes) is smaller than bs={}",
-                 kOption, config_.nsid, namespace_bytes, config_.block_size);
+                 kVerifyOption, config_.nsid, namespace_bytes, config_.block_size);
   }
   if (state_.block_count != 0) {
     // Bring-up again after a reset: the disk kept its content, so the model stays, if the
@@ -494,16 +492,16 @@ Result<StepResult> VerifyProgram::create_sq(GuestBus& bus) {
   if (!*done) return StepResult::kWaiting;
   // PRP lists never change: slot i's list names the pages of its buffer after the first.
   if (layout_.prp_lists != 0) {
-    uint64_t pages = layout_.buffer_stride / kPage;
+    uint64_t pages = layout_.buffer_stride / kVerifyPage;
     std::vector<uint8_t> list((pages - 1) * 8);
     for (uint32_t slot = 0; slot < config_.iodepth; ++slot) {
       uint64_t buffer = layout_.buffers + slot * layout_.buffer_stride;
       for (uint64_t page = 1; page < pages; ++page) {
-        uint64_t address = buffer + page * kPage;
+        uint64_t address = buffer + page * kVerifyPage;
         for (unsigned b = 0; b < 8; ++b)
           list[(page - 1) * 8 + b] = static_cast<uint8_t>(address >> (8 * b));
       }
-      FERRY_RETURN_IF_ERROR(bus.memory_write(layout_.prp_lists + slot * kPage, list));
+      FERRY_RETURN_IF_ERROR(bus.memory_write(layout_.prp_lists + slot * kVerifyPage, list));
     }
   }
   if (state_.resume_phase != Phase::kProbe) {
@@ -710,8 +708,8 @@ Status VerifyProgram::submit_io(GuestBus& bus, uint32_t slot, uint64_t block, Io
                                      : nvme::commands::read(config_.nsid, lba, lbas);
   sqe.set_cid(static_cast<uint16_t>(slot));
   sqe.set_prp1(buffer);
-  if (config_.block_size > 2 * kPage) sqe.set_prp2(layout_.prp_lists + slot * kPage);
-  else if (config_.block_size > kPage) sqe.set_prp2(buffer + kPage);
+  if (config_.block_size > 2 * kVerifyPage) sqe.set_prp2(layout_.prp_lists + slot * kVerifyPage);
+  else if (config_.block_size > kVerifyPage) sqe.set_prp2(buffer + kVerifyPage);
   FERRY_RETURN_IF_ERROR(push(bus, s.io, sqe));
   s.slots[slot] = verify::Slot{true, op, block, generation, running_ns()};
   s.busy[block] = 1;

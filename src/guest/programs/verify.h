@@ -31,6 +31,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -43,6 +44,9 @@
 namespace ferry::guest {
 
 inline constexpr uint8_t kAnyPciSlot = 0xff;
+// The program's name in its error messages, and the guest page its DMA memory is counted in.
+inline constexpr std::string_view kVerifyOption = "-guest verify";
+inline constexpr uint64_t kVerifyPage = 4096;
 
 struct VerifyConfig {
   std::string device;                      // device=ID as given; the VM resolves it

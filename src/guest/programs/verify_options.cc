@@ -16,8 +16,6 @@ using verify::Mode;
 
 namespace {
 
-constexpr std::string_view kOption = "-guest verify";
-constexpr uint64_t kPage = 4096;
 constexpr uint32_t kMaxBlockSize = 1u << 20;
 constexpr std::array<std::string_view, 5> kModeNames = {"write", "randwrite", "read", "randread",
                                                         "randrw"};
@@ -34,7 +32,7 @@ std::string given(const Opts& opts, std::string_view key) {
 }
 
 Status bad_value(std::string_view key, std::string_view expects, std::string_view found) {
-  return Error(ErrorCode::kInvalidArgument, "{}: Parameter '{}' expects {}, found '{}'", kOption,
+  return Error(ErrorCode::kInvalidArgument, "{}: Parameter '{}' expects {}, found '{}'", kVerifyOption,
                key, expects, found);
 }
 
@@ -78,7 +76,7 @@ std::string_view verify_mode_name(Mode mode) {
 
 OptSchema verify_schema() {
   OptSchema s;
-  s.option = std::string(kOption);
+  s.option = std::string(kVerifyOption);
   s.implied_key = "program";
   s.properties = {
       {"program", OptType::kString, "verify", "the guest program", {"verify"}},
@@ -145,16 +143,16 @@ Result<VerifyConfig> verify_config(const Opts& opts) {
 VerifyLayout verify_layout(const VerifyConfig& c) {
   VerifyLayout l;
   l.admin_sq = c.dma_base;
-  l.admin_cq = l.admin_sq + kPage;
-  l.identify = l.admin_cq + kPage;
-  l.io_sq = l.identify + kPage;
-  l.io_cq = l.io_sq + round_up(uint64_t{c.iodepth + 1} * sn::kSqeSize, kPage);
-  l.buffers = l.io_cq + round_up(uint64_t{c.iodepth + 1} * sn::kCqeSize, kPage);
-  l.buffer_stride = round_up(c.block_size, kPage);
+  l.admin_cq = l.admin_sq + kVerifyPage;
+  l.identify = l.admin_cq + kVerifyPage;
+  l.io_sq = l.identify + kVerifyPage;
+  l.io_cq = l.io_sq + round_up(uint64_t{c.iodepth + 1} * sn::kSqeSize, kVerifyPage);
+  l.buffers = l.io_cq + round_up(uint64_t{c.iodepth + 1} * sn::kCqeSize, kVerifyPage);
+  l.buffer_stride = round_up(c.block_size, kVerifyPage);
   l.end = l.buffers + uint64_t{c.iodepth} * l.buffer_stride;
-  if (c.block_size > 2 * kPage) {
+  if (c.block_size > 2 * kVerifyPage) {
     l.prp_lists = l.end;
-    l.end = l.prp_lists + uint64_t{c.iodepth} * kPage;
+    l.end = l.prp_lists + uint64_t{c.iodepth} * kVerifyPage;
   }
   return l;
 }
