@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "base/log.h"
 #include "vm/qmp_commands.h"
 
 namespace ferry::vm {
@@ -35,6 +36,65 @@ Status BackendRegistry::open(const std::vector<block::DriveConfig>& drives,
 block::BlockBackend* BackendRegistry::find_drive(std::string_view id) const {
   auto it = drives_.find(id);
   return it == drives_.end() ? nullptr : it->second.get();
+}
+
+Status BackendRegistry::open_netdevs(const std::vector<net::NetdevConfig>& netdevs,
+                                     EventListener events) {
+  netdev_events_ = std::move(events);
+  for (const net::NetdevConfig& config : netdevs) {
+    if (netdevs_.contains(config.id))
+      return Error(ErrorCode::kInvalidArgument, "-netdev {}: Duplicate ID '{}' for netdev",
+                   config.text, config.id);
+    auto backend = net::create_netdev(loop_, config, this, hubs_);
+    if (!backend.ok()) return backend.take_status();
+    netdevs_.emplace(config.id, std::move(backend).value());
+  }
+  return {};
+}
+
+net::NetBackend* BackendRegistry::find_netdev(std::string_view id) const {
+  auto it = netdevs_.find(id);
+  return it == netdevs_.end() ? nullptr : it->second.get();
+}
+
+void BackendRegistry::warn_unclaimed_netdevs() const {
+  for (const auto& [id, backend] : netdevs_)
+    if (!netdev_users_.contains(id)) log(LogLevel::kWarn, "netdev {} has no peer", id);
+}
+
+Result<net::NetBackend*> BackendRegistry::claim_netdev(const hw::DeviceOptions& device,
+                                                       std::string_view id,
+                                                       std::string_view property_owner) {
+  net::NetBackend* netdev = find_netdev(id);
+  if (!netdev)
+    return Error(ErrorCode::kInvalidArgument, "-device {}: Property '{}.netdev' can't find value '{}'",
+                 device.driver, property_owner, id);
+  std::string user = device.id.empty() ? device.driver : device.id;
+  auto [it, fresh] = netdev_users_.try_emplace(std::string(id), user);
+  if (!fresh)
+    return Error(ErrorCode::kInvalidArgument,
+                 "-device {}: Property '{}.netdev' can't take value '{}', it's in use",
+                 device.driver, property_owner, id);
+  return netdev;
+}
+
+void BackendRegistry::connected(std::string_view netdev_id, const net::SocketAddress& address) {
+  if (netdev_events_)
+    netdev_events_("NETDEV_STREAM_CONNECTED",
+                   Json{{"netdev-id", netdev_id}, {"addr", socket_address_json(address)}});
+}
+
+void BackendRegistry::disconnected(std::string_view netdev_id) {
+  if (netdev_events_) netdev_events_("NETDEV_STREAM_DISCONNECTED", Json{{"netdev-id", netdev_id}});
+}
+
+Json socket_address_json(const net::SocketAddress& address) {
+  if (address.type == net::SocketAddress::Type::kUnix)
+    return Json{{"type", "unix"}, {"path", address.path}};
+  Json out{{"type", "inet"}, {"host", address.host}, {"port", address.port}};
+  if (address.ip_version == 4) out["ipv4"] = true;
+  if (address.ip_version == 6) out["ipv6"] = true;
+  return out;
 }
 
 Result<block::BlockBackend*> BackendRegistry::claim_drive(const hw::DeviceOptions& device,

@@ -1,8 +1,11 @@
-// The VM's backends (drives today, network backends next): it opens them from the command
-// line, lends them to devices (hw::Backends: one user per drive, the image lock taken as
+// The VM's backends, drives and network backends: it opens them from the command line,
+// lends them to devices (hw::Backends: one user per drive or netdev, the image lock taken as
 // the device claims it unless an incoming migration still owns the image), takes and
 // releases the locks across a migration, and answers the backends' QMP commands
-// (query-block, x-blkdebug-inject/-clear/-release/-query). Main loop only.
+// (query-block, x-blkdebug-inject/-clear/-release/-query). Netdevs' connections become the
+// QMP events NETDEV_STREAM_CONNECTED/DISCONNECTED (QEMU 7.2's), handed to the listener as
+// JSON. QEMU 7.2 has no query-netdev (added in 6.0's cycle, reverted), so there is none.
+// Main loop only.
 #pragma once
 
 #include <functional>
@@ -17,6 +20,9 @@
 #include "block/drive_config.h"
 #include "block/fault_injector.h"
 #include "hw/core/device_type.h"
+#include "net/hub.h"
+#include "net/net_backend.h"
+#include "net/netdev_config.h"
 #include "vm/qmp_server.h"
 
 namespace ferry::vm {
@@ -27,10 +33,12 @@ struct DriveFault {
   block::FaultRule rule;
 };
 
-class BackendRegistry final : public hw::Backends {
+class BackendRegistry final : public hw::Backends, private net::NetEvents {
  public:
   using IoErrorListener =
       std::function<void(const block::BlockBackend&, const block::IoErrorReport&)>;
+  // A QMP event: name and data.
+  using EventListener = std::function<void(std::string_view name, const Json& data)>;
 
   // `incoming`: this VM awaits a migration, so claimed drives stay unlocked until
   // activate_claimed().
@@ -44,9 +52,20 @@ class BackendRegistry final : public hw::Backends {
   // The drive with this id, or null.
   block::BlockBackend* find_drive(std::string_view id) const;
 
+  // Creates every -netdev (ids are unique: the command line checked). Errors start
+  // "-netdev TEXT:". `events` hears the stream netdevs' connections from now on.
+  Status open_netdevs(const std::vector<net::NetdevConfig>& netdevs, EventListener events);
+  // The netdev with this id, or null.
+  net::NetBackend* find_netdev(std::string_view id) const;
+  // QEMU's warning for each netdev no NIC claimed ("netdev n0 has no peer").
+  void warn_unclaimed_netdevs() const;
+
   // hw::Backends
   Result<block::BlockBackend*> claim_drive(const hw::DeviceOptions& device,
                                            std::string_view drive_id) override;
+  Result<net::NetBackend*> claim_netdev(const hw::DeviceOptions& device,
+                                        std::string_view netdev_id,
+                                        std::string_view property_owner) override;
 
   // The image locks of the drives devices use (QEMU's bdrv_activate_all /
   // bdrv_inactivate_all).
@@ -65,6 +84,20 @@ class BackendRegistry final : public hw::Backends {
   bool incoming_;
   std::map<std::string, std::unique_ptr<block::BlockBackend>, std::less<>> drives_;
   std::map<std::string, std::string, std::less<>> drive_users_;  // drive id -> device
+
+  // net::NetEvents
+  void connected(std::string_view netdev_id, const net::SocketAddress& address) override;
+  void disconnected(std::string_view netdev_id) override;
+
+  EventListener netdev_events_;
+  // Hubs before the netdevs: ports leave their hub as they go.
+  net::Hubs hubs_;
+  std::map<std::string, std::unique_ptr<net::NetBackend>, std::less<>> netdevs_;
+  std::map<std::string, std::string, std::less<>> netdev_users_;  // netdev id -> device
 };
+
+// QEMU's SocketAddress as QMP shows it: {"type": "inet", "host", "port", "ipv4": true} or
+// {"type": "unix", "path"}.
+Json socket_address_json(const net::SocketAddress& address);
 
 }  // namespace ferry::vm

@@ -7,6 +7,7 @@
 #include "base/qemu_opts.h"
 #include "block/drive_config.h"
 #include "block/fault_injector.h"
+#include "net/netdev_config.h"
 #include "vm/device_types.h"
 #include "vm/guest_programs.h"
 
@@ -130,12 +131,6 @@ Status parse_guest(const std::string& text, CommandLine& out) {
   return {};
 }
 
-Status not_yet(const std::string& option) {
-  return Error(ErrorCode::kInvalidArgument,
-               "{}: not supported by this ferry-vm yet (it arrives with the virtio-net device)",
-               option);
-}
-
 }  // namespace
 
 Result<CommandLine> parse_command_line(const std::vector<std::string>& args) {
@@ -254,7 +249,17 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& args) {
       FERRY_RETURN_IF_ERROR(parse_guest(v, out));
       if (!out.print_and_exit.empty()) return out;
     } else if (opt == "-netdev") {
-      return not_yet(opt);
+      auto netdev = net::parse_netdev(v);
+      if (!netdev.ok()) return netdev.take_status();
+      if (!*netdev) {
+        out.print_and_exit = net::netdev_help();
+        return out;
+      }
+      for (const net::NetdevConfig& earlier : out.machine.netdevs)
+        if (earlier.id == (*netdev)->id)
+          return Error(ErrorCode::kInvalidArgument, "-netdev {}: Duplicate ID '{}' for netdev", v,
+                       earlier.id);
+      out.machine.netdevs.push_back(std::move(**netdev));
     }
   }
   if (!memory_backend_id.empty()) {

@@ -110,6 +110,7 @@ struct MachineConfig {
   bool only_migratable = false;  // refuse to start with a migration blocker
   std::vector<block::DriveConfig> drives;  // -drive, in command-line order
   std::vector<DriveFault> faults;          // -blkdebug
+  std::vector<net::NetdevConfig> netdevs;  // -netdev, in command-line order
   std::vector<DeviceConfig> devices;
   std::optional<GuestConfig> guest;
 };

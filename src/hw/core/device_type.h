@@ -15,6 +15,7 @@
 #include "block/block_backend.h"
 #include "hw/pci/pci_device.h"
 #include "memory/address_space.h"
+#include "net/net_backend.h"
 #include "vmstate/binding.h"
 
 namespace ferry::hw {
@@ -33,15 +34,21 @@ struct DeviceOptions {
   Opts opts;
 };
 
-// The backends a device may use (drives today). A device claims a drive once it decides to
-// use it: no other device may then, and the image is locked unless an incoming migration
-// still owns it.
+// The backends a device may use: drives and network backends. A device claims a drive once
+// it decides to use it: no other device may then, and the image is locked unless an incoming
+// migration still owns it. A NIC claims its netdev the same way (one NIC per netdev).
 class Backends {
  public:
   virtual ~Backends() = default;
   // Errors start "-device DRIVER:" (the device's driver name) and name the drive.
   virtual Result<block::BlockBackend*> claim_drive(const DeviceOptions& device,
                                                    std::string_view drive_id) = 0;
+  // Errors start "-device DRIVER:" and are QEMU's: "Property 'TYPE.netdev' can't find value
+  // 'x'", "... can't take value 'x', it's in use". `property_owner` is the QOM type QEMU
+  // names there (virtio-net-pci's netdev property belongs to its "virtio-net-device").
+  virtual Result<net::NetBackend*> claim_netdev(const DeviceOptions& device,
+                                                std::string_view netdev_id,
+                                                std::string_view property_owner) = 0;
 };
 
 // Where a device's migration story goes: its state section, and the reasons it cannot
