@@ -91,8 +91,9 @@ class VirtioNet final : public VirtioDevice, public ::ferry::net::NicPort {
   void link_changed(bool up) override { (void)up; }
 
   // ---- the machine ----
-  // VM run state: no RX or TX processing while stopped (QEMU checks vm_running).
-  void set_running(bool running);
+  // VM run state (through VirtioPci's quiesce/resume): no RX or TX processing while
+  // stopped (QEMU checks vm_running); resuming looks at every queue again.
+  void set_running(bool running) override;
   // QMP set_link: LINK_UP in the status field and a configuration interrupt on a change.
   void set_link(bool up);
   // query-rx-filter was answered for this NIC: the next filter change is reported again.
