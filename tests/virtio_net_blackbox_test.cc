@@ -1,6 +1,14 @@
 // -device virtio-net-pci in ferry-vm, seen from outside as QEMU's qtests see it: the
 // property listing, the PCI identity through config space, and QEMU's refusals.
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -79,6 +87,123 @@ TEST(VirtioNetBlackbox, BadValuesAreRefusedInQemusWords) {
     EXPECT_EQ(r.exit_code, 1) << c.args << "\n" << r.out;
     EXPECT_NE(r.out.find(c.message), std::string::npos) << c.args << "\n" << r.out;
   }
+}
+
+int connect_unix(const std::string& path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un un{};
+  un.sun_family = AF_UNIX;
+  std::strncpy(un.sun_path, path.c_str(), sizeof(un.sun_path) - 1);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&un), sizeof(un)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Reads exactly `n` bytes, waiting at most `timeout_ms` for each piece (generous).
+bool read_exact(int fd, uint8_t* out, size_t n, int timeout_ms) {
+  while (n > 0) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, timeout_ms) != 1) return false;
+    ssize_t got = ::read(fd, out, n);
+    if (got <= 0) return false;
+    out += got;
+    n -= static_cast<size_t>(got);
+  }
+  return true;
+}
+
+// A guest driver over qtest: BAR4 at 0xe0000000, split rings in RAM, VERSION_1 + MRG_RXBUF,
+// a frame each way through a stream netdev whose peer is this test.
+TEST(VirtioNetBlackbox, FramesFlowBothWaysThroughAStreamNetdev) {
+  const std::string path = unique_base("vnet") + ".sock";
+  auto vm = FerryVm::start(kFerryVm, {"-m", "64M", "-netdev",
+                                      "stream,id=n0,server=on,addr.type=unix,addr.path=" + path,
+                                      "-device", "virtio-net-pci,netdev=n0,addr=4"});
+  ASSERT_TRUE(vm);
+  const int peer = connect_unix(path);
+  ASSERT_GE(peer, 0) << std::strerror(errno);
+  auto connected = vm->qmp().wait_event("NETDEV_STREAM_CONNECTED", Millis(20000));
+  ASSERT_TRUE(connected.ok()) << connected.status().to_string();
+
+  constexpr uint64_t kBar = 0xe0000000;
+  vm->config_write(4, 0x20, static_cast<uint32_t>(kBar), 32);
+  vm->config_write(4, 0x24, 0, 32);
+  vm->config_write(4, 0x04, 0x0006, 16);  // memory + bus master
+  auto common = [&](uint32_t reg, uint64_t value, unsigned bits) {
+    vm->mem_write(bits, kBar + reg, value);
+  };
+  common(0x14, 1, 8);
+  common(0x14, 3, 8);
+  common(0x08, 0, 32);
+  common(0x0c, 1u << 15, 32);  // MRG_RXBUF
+  common(0x08, 1, 32);
+  common(0x0c, 1, 32);  // VERSION_1
+  common(0x14, 0xb, 8);
+  ASSERT_EQ(vm->mem(8, kBar + 0x14), 0xbu);
+  struct Ring {
+    uint16_t index;
+    uint64_t desc, avail, used;
+  };
+  const Ring rx{0, 0x1100000, 0x1101000, 0x1102000};
+  const Ring tx{1, 0x1110000, 0x1111000, 0x1112000};
+  for (const Ring& r : {rx, tx}) {
+    common(0x16, r.index, 16);
+    common(0x18, 256, 16);
+    common(0x20, r.desc, 32);
+    common(0x24, 0, 32);
+    common(0x28, r.avail, 32);
+    common(0x2c, 0, 32);
+    common(0x30, r.used, 32);
+    common(0x34, 0, 32);
+    common(0x1c, 1, 16);
+  }
+  common(0x14, 0xf, 8);
+  auto post = [&](const Ring& r, uint64_t buffer, uint32_t len, bool writable) {
+    vm->mem_write(64, r.desc, buffer);
+    vm->mem_write(32, r.desc + 8, len);
+    vm->mem_write(16, r.desc + 12, writable ? 2 : 0);
+    vm->mem_write(16, r.avail + 4, 0);
+    vm->mem_write(16, r.avail + 2, 1);
+    vm->mem_write(16, kBar + 0x3000 + r.index * 4, r.index);
+  };
+  auto wait_used = [&](const Ring& r) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (vm->mem(16, r.used + 2) != 1) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+    }
+    return true;
+  };
+
+  // TX: header + 60-byte frame; the peer gets be32 60 and the frame alone.
+  std::vector<uint8_t> frame(60);
+  for (size_t i = 0; i < frame.size(); ++i) frame[i] = static_cast<uint8_t>(0xa0 + i);
+  for (size_t i = 0; i < 12; ++i) vm->mem_write(8, 0x1200000 + i, 0);
+  for (size_t i = 0; i < frame.size(); ++i) vm->mem_write(8, 0x120000c + i, frame[i]);
+  post(tx, 0x1200000, 72, false);
+  uint8_t got[64];
+  ASSERT_TRUE(read_exact(peer, got, 64, 20000))
+      << "status " << vm->mem(8, kBar + 0x14) << " tx used " << vm->mem(16, tx.used + 2)
+      << " run " << vm->ok("query-status").dump() << "\n"
+      << vm->process().stderr_text();
+  EXPECT_EQ(std::vector<uint8_t>(got, got + 4), (std::vector<uint8_t>{0, 0, 0, 60}));
+  EXPECT_EQ(std::vector<uint8_t>(got + 4, got + 64), frame);
+  ASSERT_TRUE(wait_used(tx));
+  EXPECT_EQ(vm->mem(32, tx.used + 8), 0u);  // id 0, len 0
+  EXPECT_EQ(vm->mem(32, tx.used + 4), 0u);
+
+  // RX: the peer sends first, the buffer comes later: the frame waits, then arrives.
+  std::vector<uint8_t> incoming = {0, 0, 0, 64, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
+  while (incoming.size() < 68) incoming.push_back(static_cast<uint8_t>(incoming.size()));
+  ASSERT_EQ(::write(peer, incoming.data(), incoming.size()), 68);
+  post(rx, 0x1210000, 2048, true);
+  ASSERT_TRUE(wait_used(rx));
+  EXPECT_EQ(vm->mem(32, rx.used + 8), 76u);
+  EXPECT_EQ(vm->mem(16, 0x1210000 + 10), 1u);  // num_buffers
+  for (size_t i = 0; i < 64; ++i)
+    ASSERT_EQ(vm->mem(8, 0x121000c + i), incoming[4 + i]) << i;
+  close(peer);
 }
 
 }  // namespace

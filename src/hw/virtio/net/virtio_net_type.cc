@@ -89,6 +89,8 @@ Status create_virtio_net_pci(hw::DeviceContext& context, const hw::DeviceOptions
   auto function = VirtioPci::create(std::move(device).value(), pci_options);
   if (!function.ok())
     return function.take_status().prepend_message(fmt::format("-device {}", options.driver));
+  // The function reaches guest memory through its bus-master-gated DMA view.
+  (*function)->attach_dma(context.memory);
   auto plugged = context.slot.plug_pci(options, std::move(function).value());
   if (!plugged.ok()) return plugged.take_status();
   // The device's state description (QEMU 7.2's virtio-net section) is not written yet:
