@@ -120,7 +120,7 @@ TEST(VirtioNetBlackbox, FramesFlowBothWaysThroughAStreamNetdev) {
   const std::string path = unique_base("vnet") + ".sock";
   auto vm = FerryVm::start(kFerryVm, {"-m", "64M", "-netdev",
                                       "stream,id=n0,server=on,addr.type=unix,addr.path=" + path,
-                                      "-device", "virtio-net-pci,netdev=n0,addr=4"});
+                                      "-device", "virtio-net-pci,netdev=n0,addr=4,id=nic0"});
   ASSERT_TRUE(vm);
   const int peer = connect_unix(path);
   ASSERT_GE(peer, 0) << std::strerror(errno);
@@ -137,7 +137,7 @@ TEST(VirtioNetBlackbox, FramesFlowBothWaysThroughAStreamNetdev) {
   common(0x14, 1, 8);
   common(0x14, 3, 8);
   common(0x08, 0, 32);
-  common(0x0c, 1u << 15, 32);  // MRG_RXBUF
+  common(0x0c, (1u << 15) | (1u << 17) | (1u << 18), 32);  // MRG_RXBUF, CTRL_VQ, CTRL_RX
   common(0x08, 1, 32);
   common(0x0c, 1, 32);  // VERSION_1
   common(0x14, 0xb, 8);
@@ -145,12 +145,14 @@ TEST(VirtioNetBlackbox, FramesFlowBothWaysThroughAStreamNetdev) {
   struct Ring {
     uint16_t index;
     uint64_t desc, avail, used;
+    uint16_t size = 256;
   };
   const Ring rx{0, 0x1100000, 0x1101000, 0x1102000};
   const Ring tx{1, 0x1110000, 0x1111000, 0x1112000};
-  for (const Ring& r : {rx, tx}) {
+  const Ring ctrl{2, 0x1130000, 0x1131000, 0x1132000, 64};
+  for (const Ring& r : {rx, tx, ctrl}) {
     common(0x16, r.index, 16);
-    common(0x18, 256, 16);
+    common(0x18, r.size, 16);
     common(0x20, r.desc, 32);
     common(0x24, 0, 32);
     common(0x28, r.avail, 32);
@@ -204,6 +206,28 @@ TEST(VirtioNetBlackbox, FramesFlowBothWaysThroughAStreamNetdev) {
   EXPECT_EQ(vm->mem(16, 0x1210000 + 10), 1u);  // num_buffers
   for (size_t i = 0; i < 64; ++i)
     ASSERT_EQ(vm->mem(8, 0x121000c + i), incoming[4 + i]) << i;
+
+  // ctrl: RX PROMISC off, acked OK, and QMP hears NIC_RX_FILTER_CHANGED.
+  vm->mem_write(8, 0x1240000, 0);      // class RX
+  vm->mem_write(8, 0x1240001, 0);      // PROMISC
+  vm->mem_write(8, 0x1240010, 0);      // off
+  vm->mem_write(8, 0x1240020, 0xee);   // ack
+  const uint64_t chain[3][3] = {{0x1240000, 2, 1}, {0x1240010, 1, 1}, {0x1240020, 1, 2}};
+  for (uint16_t k = 0; k < 3; ++k) {
+    vm->mem_write(64, ctrl.desc + 16 * k, chain[k][0]);
+    vm->mem_write(32, ctrl.desc + 16 * k + 8, chain[k][1]);
+    vm->mem_write(16, ctrl.desc + 16 * k + 12, chain[k][2]);
+    vm->mem_write(16, ctrl.desc + 16 * k + 14, k + 1u);
+  }
+  vm->mem_write(16, ctrl.avail + 4, 0);
+  vm->mem_write(16, ctrl.avail + 2, 1);
+  vm->mem_write(16, kBar + 0x3000 + ctrl.index * 4, ctrl.index);
+  ASSERT_TRUE(wait_used(ctrl));
+  EXPECT_EQ(vm->mem(8, 0x1240020), 0u);
+  auto changed = vm->qmp().wait_event("NIC_RX_FILTER_CHANGED", Millis(20000));
+  ASSERT_TRUE(changed.ok()) << changed.status().to_string();
+  EXPECT_EQ((*changed)["data"],
+            Json({{"name", "nic0"}, {"path", "/machine/peripheral/nic0/virtio-backend"}}));
 
   // Stopped: no RX processing (the frame waits with the backend or the device); cont
   // delivers it.

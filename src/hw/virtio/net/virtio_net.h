@@ -96,6 +96,11 @@ class VirtioNet final : public VirtioDevice, public ::ferry::net::NicPort {
   void set_running(bool running) override;
   // QMP set_link: LINK_UP in the status field and a configuration interrupt on a change.
   void set_link(bool up);
+  // Gives the device its event sink to own (the factory's adapter to QMP).
+  void own_events(std::unique_ptr<VirtioNetEvents> events) {
+    owned_events_ = std::move(events);
+    events_ = owned_events_.get();
+  }
   // query-rx-filter was answered for this NIC: the next filter change is reported again.
   void rx_filter_queried() { rx_event_gate_.queried(); }
 
@@ -142,6 +147,7 @@ class VirtioNet final : public VirtioDevice, public ::ferry::net::NicPort {
   uint64_t host_features_;
   uint32_t config_size_;
   ::ferry::net::NetBackend* backend_;
+  std::unique_ptr<VirtioNetEvents> owned_events_;
   VirtioNetEvents* events_;
   VirtioTransport* transport_ = nullptr;
   std::unique_ptr<DmaRingMemory> ring_memory_;

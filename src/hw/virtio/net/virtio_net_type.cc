@@ -39,6 +39,28 @@ std::optional<MacAddress> parse_mac(std::string_view text) {
   return mac;
 }
 
+// NIC_RX_FILTER_CHANGED as QEMU 7.2 sends it: the NIC's name (the device id) and the QOM
+// path of the virtio-net device inside the proxy.
+class QmpNicEvents final : public VirtioNetEvents {
+ public:
+  QmpNicEvents(hw::DeviceEvents& events, std::string id) : events_(events), id_(std::move(id)) {}
+  void rx_filter_changed() override {
+    nlohmann::ordered_json data = nlohmann::ordered_json::object();
+    if (!id_.empty()) {
+      data["name"] = id_;
+      data["path"] = fmt::format("/machine/peripheral/{}/virtio-backend", id_);
+    } else {
+      // QEMU numbers anonymous devices (peripheral-anon/device[N]); Ferry does not yet.
+      data["path"] = "/machine/peripheral-anon/virtio-net-pci/virtio-backend";
+    }
+    events_.emit("NIC_RX_FILTER_CHANGED", data);
+  }
+
+ private:
+  hw::DeviceEvents& events_;
+  std::string id_;
+};
+
 Status create_virtio_net_pci(hw::DeviceContext& context, const hw::DeviceOptions& options) {
   const Opts& opts = options.opts;
   VirtioNetOptions net_options;
@@ -74,6 +96,7 @@ Status create_virtio_net_pci(hw::DeviceContext& context, const hw::DeviceOptions
   auto device = VirtioNet::create(net_options, backend, 1);
   if (!device.ok()) return device.take_status().prepend_message(fmt::format("-device {}", options.driver));
 
+  (*device)->own_events(std::make_unique<QmpNicEvents>(context.events, options.id));
   VirtioPciOptions pci_options{.type_name = "virtio-net-pci"};
   const uint64_t vectors = opts.number("vectors").value_or(std::numeric_limits<uint32_t>::max());
   if (vectors != std::numeric_limits<uint32_t>::max()) {
