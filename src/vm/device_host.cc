@@ -13,7 +13,8 @@ Status DeviceHost::create(const hw::DeviceType& type, const hw::DeviceOptions& o
     if (it != last_of_type_.end()) parent_ = it->second;
   }
   hw::DeviceContext context{resources_.loop,     resources_.clock, resources_.memory,
-                            resources_.backends, *this,            *this};
+                            resources_.backends, *this,            *this,
+                            resources_.events};
   Status built = type.create(context, options);
   parent_ = nullptr;
   if (built.ok() && plugged_) last_of_type_[std::string(type.name)] = plugged_;

@@ -3,6 +3,7 @@
 // the migration registrar, where -only-migratable turns every blocker into an error.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -14,12 +15,26 @@
 
 namespace ferry::vm {
 
+// Forwards devices' QMP events to the machine's monitors (set once the machine has them).
+class DeviceEventForwarder final : public hw::DeviceEvents {
+ public:
+  using Listener = std::function<void(std::string_view name, const nlohmann::ordered_json& data)>;
+  void set_listener(Listener listener) { listener_ = std::move(listener); }
+  void emit(std::string_view name, const nlohmann::ordered_json& data) override {
+    if (listener_) listener_(name, data);
+  }
+
+ private:
+  Listener listener_;
+};
+
 // What a device may use besides its slot and registrar.
 struct DeviceResources {
   EventLoop& loop;
   const Clock& clock;
   memory::AddressSpace& memory;
   hw::Backends& backends;
+  hw::DeviceEvents& events;  // devices' QMP events (the machine's monitors)
 };
 
 class DeviceHost final : public hw::MigrationRegistrar, public hw::DeviceSlot {

@@ -9,15 +9,17 @@
 
 #include "hw/nvme/device_types.h"
 #include "hw/testdev/testdev_type.h"
+#include "hw/virtio/net/virtio_net_type.h"
 
 namespace ferry::vm {
 
 std::span<const hw::DeviceType* const> device_types() {
   // The registration list: adding a device type is one line here.
-  static const std::array<const hw::DeviceType*, 3> types = {
+  static const std::array<const hw::DeviceType*, 4> types = {
       &testdev::testdev_type(),
       &nvme::controller_type(),
       &nvme::namespace_type(),
+      &virtio::net::virtio_net_pci_type(),
   };
   return types;
 }
@@ -40,8 +42,11 @@ std::string format_device_types_help() {
     if (i == 0 || sorted[i - 1]->category != type.category)
       out += fmt::format("{}{} devices:\n", i == 0 ? "" : "\n",
                          hw::device_category_name(type.category));
-    out += fmt::format("name \"{}\", bus {}, desc \"{}\"\n", type.name, type.bus_name,
-                       type.description);
+    // QEMU leaves desc out for a type without one (virtio-net-pci).
+    out += type.description.empty()
+               ? fmt::format("name \"{}\", bus {}\n", type.name, type.bus_name)
+               : fmt::format("name \"{}\", bus {}, desc \"{}\"\n", type.name, type.bus_name,
+                             type.description);
   }
   return out;
 }

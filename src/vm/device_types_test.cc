@@ -47,6 +47,9 @@ TEST(DeviceTypes, HelpGroupsTypesByCategoryInQemusFormat) {
             "name \"nvme-ns\", bus nvme-bus, desc \"Virtual NVMe namespace (attached to the "
             "last nvme before it)\"\n"
             "\n"
+            "Network devices:\n"
+            "name \"virtio-net-pci\", bus PCI\n"
+            "\n"
             "Misc devices:\n"
             "name \"ferry-testdev\", bus PCI, desc \"PCI Express test function: scratch "
             "registers, INTx, MSI-X\"\n");

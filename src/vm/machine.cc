@@ -176,7 +176,12 @@ Status Machine::build() {
       }));
   const Clock& clock = config_.qtest_clock ? static_cast<const Clock&>(virtual_clock_)
                                            : static_cast<const Clock&>(real_clock_);
-  devices_ = std::make_unique<DeviceHost>(DeviceResources{loop_, clock, memory_, backends_}, *pci_,
+  device_events_.set_listener([this, alive = std::weak_ptr<bool>(alive_)](
+                                  std::string_view name, const Json& data) {
+    if (!alive.expired() && qmp_) qmp_->emit_event(name, data);
+  });
+  devices_ = std::make_unique<DeviceHost>(
+      DeviceResources{loop_, clock, memory_, backends_, device_events_}, *pci_,
                                           *migration_, config_.only_migratable);
   for (const DeviceConfig& device : config_.devices) FERRY_RETURN_IF_ERROR(add_device(device));
   backends_.warn_unclaimed_netdevs();

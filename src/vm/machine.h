@@ -229,6 +229,7 @@ class Machine final : public pci::PciHost,
   IoPorts io_;
   // Declared before the bus: devices (owned by the bus) go first, then the drives they use.
   BackendRegistry backends_;
+  DeviceEventForwarder device_events_;  // outlives the devices (owned by the bus)
   std::unique_ptr<pci::PciBus> pci_;
   // Builds devices; knows their ids and migration sections.
   std::unique_ptr<DeviceHost> devices_;

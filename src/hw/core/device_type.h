@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include <nlohmann/json.hpp>
+
 #include "base/event_loop.h"
 #include "base/qemu_opts.h"
 #include "base/status.h"
@@ -82,6 +84,14 @@ class DeviceSlot {
   virtual pci::PciDevice* parent() = 0;
 };
 
+// QMP events a device sends (QEMU's qapi_event_send_*); the machine forwards them to its
+// monitors.
+class DeviceEvents {
+ public:
+  virtual ~DeviceEvents() = default;
+  virtual void emit(std::string_view name, const nlohmann::ordered_json& data) = 0;
+};
+
 // What a device may use, and nothing more.
 struct DeviceContext {
   EventLoop& loop;
@@ -90,6 +100,7 @@ struct DeviceContext {
   Backends& backends;
   MigrationRegistrar& migration;
   DeviceSlot& slot;
+  DeviceEvents& events;
 };
 
 struct DeviceType {

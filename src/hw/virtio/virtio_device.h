@@ -82,6 +82,9 @@ class VirtioDevice {
   virtual void status_changed(uint8_t status) { (void)status; }
   // Device reset (status written 0, system reset): back to the state at plug-in.
   virtual void reset() = 0;
+  // The VM stopped (false) or runs again (true): a stopped device touches no queue, as
+  // QEMU's devices check vm_running.
+  virtual void set_running(bool running) { (void)running; }
 };
 
 }  // namespace ferry::virtio

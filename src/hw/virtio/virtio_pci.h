@@ -170,6 +170,10 @@ class VirtioPci : public pci::PciDevice {
   // layouts from the modern state. Runs as the post_load of kVirtioPciTransportState.
   Status check_loaded_state();
 
+  // Run state: the device stops processing its queues while the VM is stopped.
+  void quiesce() override { device_->set_running(false); }
+  void resume() override { device_->set_running(true); }
+
  protected:
   void on_reset() override;
   void on_config_write(uint32_t offset, uint32_t value, unsigned size) override;

@@ -6,13 +6,14 @@
 #include "base/byte_order.h"
 #include "hw/virtio/net/net_state.h"
 #include "spec/virtio_net.h"
+#include "spec/virtio_ring.h"
 
 namespace ferry::virtio::net {
 namespace {
 
 namespace vn = spec::virtio_net;
 
-constexpr unsigned kFVersion1 = 32;
+using spec::virtio::kFVersion1;
 
 struct FeatureEnd {
   uint64_t features;

@@ -2,19 +2,22 @@
 
 #include <bit>
 
+#include "spec/virtio_pci.h"
+#include "spec/virtio_ring.h"
+
 namespace ferry::virtio::net {
 namespace {
 
 namespace vn = spec::virtio_net;
 
 // Transport-independent feature bits (virtio 1.x §6) behind the virtio common properties.
-constexpr unsigned kFNotifyOnEmpty = 24;
-constexpr unsigned kFAnyLayout = 27;
-constexpr unsigned kFIndirectDesc = 28;
-constexpr unsigned kFEventIdx = 29;
-constexpr unsigned kFAccessPlatform = 33;
-constexpr unsigned kFRingPacked = 34;
-constexpr unsigned kFRingReset = 40;
+using spec::virtio::kFAccessPlatform;
+using spec::virtio::kFAnyLayout;
+using spec::virtio::kFEventIdx;
+using spec::virtio::kFIndirectDesc;
+using spec::virtio::kFNotifyOnEmpty;
+using spec::virtio::kFRingPacked;
+constexpr unsigned kFRingReset = spec::virtio_pci::kFeatureRingReset;
 
 constexpr uint16_t kMinQueueSize = 256;   // QEMU keeps what it always offered
 constexpr uint16_t kMaxQueueSize = 1024;  // VIRTQUEUE_MAX_SIZE
