@@ -54,15 +54,16 @@ int SendQueue::write_stream(int fd) {
   return 0;
 }
 
-int SendQueue::send_datagrams(int fd, const void* to, unsigned to_length) {
+template <typename SendOne>
+int SendQueue::send_each(SendOne send_one) {
   while (!messages_.empty()) {
     const std::vector<uint8_t>& message = messages_.front();
-    ssize_t sent = sendto(fd, message.data(), message.size(), MSG_NOSIGNAL,
-                          static_cast<const sockaddr*>(to), to_length);
+    ssize_t sent = send_one(message);
     if (sent < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
-      // A datagram the network refuses (no route, too big) is lost, as a datagram may be.
+      // A message the network or device refuses (no route, too big) is lost, as a
+      // datagram may be.
       int err = errno;
       bytes_ -= message.size();
       messages_.pop_front();
@@ -74,22 +75,15 @@ int SendQueue::send_datagrams(int fd, const void* to, unsigned to_length) {
   return 0;
 }
 
+int SendQueue::send_datagrams(int fd, const void* to, unsigned to_length) {
+  return send_each([&](const std::vector<uint8_t>& m) {
+    return sendto(fd, m.data(), m.size(), MSG_NOSIGNAL, static_cast<const sockaddr*>(to),
+                  to_length);
+  });
+}
+
 int SendQueue::write_each(int fd) {
-  while (!messages_.empty()) {
-    const std::vector<uint8_t>& message = messages_.front();
-    ssize_t written = write(fd, message.data(), message.size());
-    if (written < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
-      int err = errno;
-      bytes_ -= message.size();
-      messages_.pop_front();
-      return -err;
-    }
-    bytes_ -= message.size();
-    messages_.pop_front();
-  }
-  return 0;
+  return send_each([&](const std::vector<uint8_t>& m) { return write(fd, m.data(), m.size()); });
 }
 
 void SendQueue::clear() {

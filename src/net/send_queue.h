@@ -39,6 +39,10 @@ class SendQueue {
   void clear();
 
  private:
+  // Sends whole messages from the front with `send_one` until the fd would block.
+  template <typename SendOne>
+  int send_each(SendOne send_one);
+
   size_t limit_;
   size_t bytes_ = 0;
   size_t head_offset_ = 0;  // bytes of the front message already written

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "base/log.h"
+#include "net/fd_interest.h"
 #include "net/frame_codec.h"
 
 namespace ferry::net {
@@ -57,16 +58,9 @@ void TapBackend::update_watch() {
   uint32_t wanted = 0;
   if (!reading_paused_) wanted |= EventLoop::kReadable;
   if (!send_queue_.empty()) wanted |= EventLoop::kWritable;
-  if (wanted == watched_events_) return;
-  Status st;
-  if (watched_events_ == 0)
-    st = loop_.watch_fd(fd_, wanted, [this](uint32_t events) { on_ready(events); });
-  else if (wanted == 0)
-    loop_.unwatch_fd(fd_);
-  else
-    st = loop_.modify_fd(fd_, wanted);
+  Status st = set_fd_interest(loop_, fd_, wanted, watched_events_,
+                              [this](uint32_t events) { on_ready(events); });
   if (!st.ok()) log(LogLevel::kError, "netdev {}: {}", id(), st.message());
-  watched_events_ = wanted;
 }
 
 void TapBackend::on_ready(uint32_t events) {

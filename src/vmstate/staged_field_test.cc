@@ -22,14 +22,14 @@ using test::to_hex;
 
 // A config-space-like block: byte 0 is read-only (must arrive unchanged), only the first
 // `size` bytes exist and migrate; the staging buffer lives behind a pointer.
-struct Regs {
+struct StagedRegs {
   std::array<uint8_t, 8> bytes{};
   std::unique_ptr<std::array<uint8_t, 8>> incoming;
   uint32_t size = 6;  // local, never sent
   uint16_t tail = 0;
 };
 
-Status commit_regs(Regs& r, int) {
+Status commit_regs(StagedRegs& r, int) {
   if ((*r.incoming)[0] != r.bytes[0])
     return Error(ErrorCode::kCorrupt, "read-only byte 0: expected {:#04x}, found {:#04x}",
                  r.bytes[0], (*r.incoming)[0]);
@@ -37,46 +37,46 @@ Status commit_regs(Regs& r, int) {
   return {};
 }
 
-inline constexpr auto kRegs = describe<Regs>(
+inline constexpr auto kStagedRegs = describe<StagedRegs>(
     "regs", {.post_load = commit_regs},
-    staged_buffer("bytes", &Regs::bytes, &Regs::incoming, &Regs::size),
-    field("tail", &Regs::tail).validate([](uint16_t v) { return v != 0xdead; }, "tail is dead"));
+    staged_buffer("bytes", &StagedRegs::bytes, &StagedRegs::incoming, &StagedRegs::size),
+    field("tail", &StagedRegs::tail).validate([](uint16_t v) { return v != 0xdead; }, "tail is dead"));
 
 // The same wire layout as a plain buffer of `size` bytes.
-struct Plain {
+struct PlainRegs {
   std::array<uint8_t, 6> bytes{};
   uint16_t tail = 0;
 };
-inline constexpr auto kPlain =
-    describe<Plain>("regs", {}, buffer("bytes", &Plain::bytes), field("tail", &Plain::tail));
+inline constexpr auto kPlainRegs =
+    describe<PlainRegs>("regs", {}, buffer("bytes", &PlainRegs::bytes), field("tail", &PlainRegs::tail));
 
-Regs live_regs() {
-  Regs r;
+StagedRegs live_regs() {
+  StagedRegs r;
   r.bytes = {0xa0, 1, 2, 3, 4, 5, 0xee, 0xee};
   r.tail = 7;
   return r;
 }
 
 TEST(StagedBuffer, SavesAndDescribesAsAPlainBuffer) {
-  EXPECT_TRUE(kRegs.check().ok()) << kRegs.check().to_string();
-  Regs r = live_regs();
-  Plain p{{0xa0, 1, 2, 3, 4, 5}, 7};
-  EXPECT_EQ(to_hex(saved(kRegs, r)), to_hex(saved(kPlain, p)));
-  EXPECT_EQ(to_hex(saved(kRegs, r)), "a001020304050007");
+  EXPECT_TRUE(kStagedRegs.check().ok()) << kStagedRegs.check().to_string();
+  StagedRegs r = live_regs();
+  PlainRegs p{{0xa0, 1, 2, 3, 4, 5}, 7};
+  EXPECT_EQ(to_hex(saved(kStagedRegs, r)), to_hex(saved(kPlainRegs, p)));
+  EXPECT_EQ(to_hex(saved(kStagedRegs, r)), "a001020304050007");
 
   ByteWriter w;
   Json staged = Json::object();
-  ASSERT_TRUE(kRegs.save(r, w, staged).ok());
+  ASSERT_TRUE(kStagedRegs.save(r, w, staged).ok());
   ByteWriter w2;
   Json plain = Json::object();
-  ASSERT_TRUE(kPlain.save(p, w2, plain).ok());
+  ASSERT_TRUE(kPlainRegs.save(p, w2, plain).ok());
   EXPECT_EQ(staged.dump(), plain.dump());
   EXPECT_EQ(staged["fields"][0].dump(), R"({"name":"bytes","type":"buffer","size":6})");
 }
 
 TEST(StagedBuffer, GoodLoadCommitsThroughPostLoad) {
-  Regs r = live_regs();
-  ASSERT_TRUE(load_from(kRegs, r, hex("a0 1112131415 0009")).ok());
+  StagedRegs r = live_regs();
+  ASSERT_TRUE(load_from(kStagedRegs, r, hex("a0 1112131415 0009")).ok());
   EXPECT_EQ(to_hex(r.bytes), "a01112131415eeee");  // bytes past `size` are not sent
   EXPECT_EQ(r.tail, 9);
   ASSERT_NE(r.incoming, nullptr);  // allocated by the load itself
@@ -97,8 +97,8 @@ TEST(StagedBuffer, RefusedLoadLeavesTheLiveBytesUntouched) {
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.what);
-    Regs r = live_regs();
-    Status st = load_from(kRegs, r, c.stream);
+    StagedRegs r = live_regs();
+    Status st = load_from(kStagedRegs, r, c.stream);
     ASSERT_FALSE(st.ok());
     EXPECT_NE(st.to_string().find(c.words), std::string::npos) << st.to_string();
     EXPECT_EQ(to_hex(r.bytes), before);
@@ -106,36 +106,36 @@ TEST(StagedBuffer, RefusedLoadLeavesTheLiveBytesUntouched) {
 }
 
 // A vector live member with a vector staging member sized by the load.
-struct Table {
+struct StagedTable {
   std::vector<uint8_t> live = std::vector<uint8_t>(4, 0x55);
   std::vector<uint8_t> staged;
 };
-Status commit_table(Table& t, int) {
+Status commit_table(StagedTable& t, int) {
   t.live = t.staged;
   return {};
 }
-inline constexpr auto kTable = describe<Table>(
-    "table", {.post_load = commit_table}, staged_buffer("t", &Table::live, &Table::staged, own_size));
+inline constexpr auto kStagedTable = describe<StagedTable>(
+    "table", {.post_load = commit_table}, staged_buffer("t", &StagedTable::live, &StagedTable::staged, own_size));
 
 TEST(StagedBuffer, StagesIntoAVectorOfTheLiveSize) {
-  ASSERT_TRUE(kTable.check().ok());
-  Table t;
-  ASSERT_TRUE(load_from(kTable, t, hex("01020304")).ok());
+  ASSERT_TRUE(kStagedTable.check().ok());
+  StagedTable t;
+  ASSERT_TRUE(load_from(kStagedTable, t, hex("01020304")).ok());
   EXPECT_EQ(to_hex(t.live), "01020304");
-  Table cut;
-  EXPECT_FALSE(load_from(kTable, cut, hex("0102")).ok());
+  StagedTable cut;
+  EXPECT_FALSE(load_from(kStagedTable, cut, hex("0102")).ok());
   EXPECT_EQ(to_hex(cut.live), "55555555");
 }
 
-struct Twin {
+struct StagedTwin {
   std::array<uint8_t, 4> a{};
   std::array<uint8_t, 4> b{};
 };
-Status twin_post_load(Twin&, int) { return {}; }
+Status twin_post_load(StagedTwin&, int) { return {}; }
 
 TEST(StagedBuffer, CheckRefusesWhatCouldNeverCommit) {
   constexpr auto no_post_load =
-      describe<Twin>("twin", {}, staged_buffer("a", &Twin::a, &Twin::b));
+      describe<StagedTwin>("twin", {}, staged_buffer("a", &StagedTwin::a, &StagedTwin::b));
   Status st = no_post_load.check();
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.to_string().find("staged buffer 'a' needs a post_load hook of 'twin'"),
@@ -143,7 +143,7 @@ TEST(StagedBuffer, CheckRefusesWhatCouldNeverCommit) {
       << st.to_string();
 
   constexpr auto into_itself =
-      describe<Twin>("twin", {.post_load = twin_post_load}, staged_buffer("a", &Twin::a, &Twin::a));
+      describe<StagedTwin>("twin", {.post_load = twin_post_load}, staged_buffer("a", &StagedTwin::a, &StagedTwin::a));
   st = into_itself.check();
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.to_string().find("staged buffer 'a' stages into its own live member"),
@@ -151,7 +151,7 @@ TEST(StagedBuffer, CheckRefusesWhatCouldNeverCommit) {
       << st.to_string();
 
   constexpr auto fine =
-      describe<Twin>("twin", {.post_load = twin_post_load}, staged_buffer("a", &Twin::a, &Twin::b));
+      describe<StagedTwin>("twin", {.post_load = twin_post_load}, staged_buffer("a", &StagedTwin::a, &StagedTwin::b));
   EXPECT_TRUE(fine.check().ok());
 }
 
