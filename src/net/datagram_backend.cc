@@ -8,33 +8,20 @@
 #include <cerrno>
 #include <cstring>
 
-#include "base/log.h"
-#include "net/fd_interest.h"
-#include "net/frame_codec.h"
 
 namespace ferry::net {
 
 DatagramBackend::DatagramBackend(EventLoop& loop, std::string id, DatagramOptions options)
-    : NetBackend(std::move(id), "socket"),
-      loop_(loop),
-      options_(std::move(options)),
-      send_queue_(options_.send_queue_limit),
-      buffer_(kMaxFrameSize) {}
+    : MessageFdBackend(loop, std::move(id), "socket", options.send_queue_limit),
+      options_(std::move(options)) {}
 
 Result<std::unique_ptr<DatagramBackend>> DatagramBackend::create(EventLoop& loop, std::string id,
                                                                  DatagramOptions options) {
   std::unique_ptr<DatagramBackend> backend(
       new DatagramBackend(loop, std::move(id), std::move(options)));
   FERRY_RETURN_IF_ERROR(backend->open_socket());
-  backend->set_link(true);
-  backend->update_watch();
+  backend->start();
   return backend;
-}
-
-DatagramBackend::~DatagramBackend() {
-  if (fd_ < 0) return;
-  if (watched_events_ != 0) loop_.unwatch_fd(fd_);
-  close(fd_);
 }
 
 Status DatagramBackend::open_socket() {
@@ -59,11 +46,13 @@ Status DatagramBackend::open_socket() {
     if (!local.ok()) return local.take_status();
     bind_to = *local;
   }
-  fd_ = socket(bind_to.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd_ < 0) return Error(ErrorCode::kIo, "can't create datagram socket: {}", std::strerror(errno));
+  adopt_fd(socket(bind_to.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  const int socket_fd = fd();
+  if (socket_fd < 0)
+    return Error(ErrorCode::kIo, "can't create datagram socket: {}", std::strerror(errno));
   int one = 1;
-  setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (bind(fd_, bind_to.get(), bind_to.length) != 0)
+  setsockopt(socket_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (bind(socket_fd, bind_to.get(), bind_to.length) != 0)
     return Error(ErrorCode::kIo, "can't bind ip={} to socket: {}",
                  multicast ? options_.remote.host : options_.local->host, std::strerror(errno));
   if (multicast) {
@@ -75,18 +64,18 @@ Status DatagramBackend::open_socket() {
         return Error(ErrorCode::kInvalidArgument, "localaddr '{}' is not an IPv4 address",
                      options_.local->host);
     }
-    if (setsockopt(fd_, IPPROTO_IP, IP_ADD_MEMBERSHIP, &request, sizeof(request)) != 0)
+    if (setsockopt(socket_fd, IPPROTO_IP, IP_ADD_MEMBERSHIP, &request, sizeof(request)) != 0)
       return Error(ErrorCode::kIo, "setsockopt(IP_ADD_MEMBERSHIP): {}", std::strerror(errno));
     unsigned char loop = 1;
-    if (setsockopt(fd_, IPPROTO_IP, IP_MULTICAST_LOOP, &loop, sizeof(loop)) != 0)
+    if (setsockopt(socket_fd, IPPROTO_IP, IP_MULTICAST_LOOP, &loop, sizeof(loop)) != 0)
       return Error(ErrorCode::kIo, "setsockopt(SOL_IP, IP_MULTICAST_LOOP): {}",
                    std::strerror(errno));
     if (options_.local &&
-        setsockopt(fd_, IPPROTO_IP, IP_MULTICAST_IF, &request.imr_interface,
+        setsockopt(socket_fd, IPPROTO_IP, IP_MULTICAST_IF, &request.imr_interface,
                    sizeof(request.imr_interface)) != 0)
       return Error(ErrorCode::kIo, "setsockopt(IP_MULTICAST_IF): {}", std::strerror(errno));
   }
-  auto bound = local_address(fd_);
+  auto bound = local_address(socket_fd);
   if (!bound.ok()) return bound.take_status();
   bound_ = *bound;
   set_info(multicast ? fmt::format("mcast={}:{}", options_.remote.host, options_.remote.port)
@@ -94,76 +83,21 @@ Status DatagramBackend::open_socket() {
   return {};
 }
 
-void DatagramBackend::update_watch() {
-  uint32_t wanted = 0;
-  if (!reading_paused_) wanted |= EventLoop::kReadable;
-  if (!send_queue_.empty()) wanted |= EventLoop::kWritable;
-  Status st = set_fd_interest(loop_, fd_, wanted, watched_events_,
-                              [this](uint32_t events) { on_ready(events); });
-  if (!st.ok()) log(LogLevel::kError, "netdev {}: {}", id(), st.message());
-}
-
-void DatagramBackend::on_ready(uint32_t events) {
-  if (events & EventLoop::kWritable) {
-    int rc = send_queue_.send_datagrams(fd_, destination_.get(), destination_.length);
-    if (rc < 0) log(LogLevel::kWarn, "netdev {}: sendto: {}", id(), std::strerror(-rc));
-    if (busy_reported_ && !send_queue_.full()) {
-      busy_reported_ = false;
-      notify_send_ready();
-    }
-  }
-  if (events & EventLoop::kReadable) read_datagrams();
-  update_watch();
-}
-
-void DatagramBackend::read_datagrams() {
-  // A bounded batch per wake-up, so a flood cannot starve the loop.
-  for (int i = 0; i < 64; ++i) {
-    if (!nic_can_receive()) {
-      reading_paused_ = true;
-      return;
-    }
-    ssize_t n = recv(fd_, buffer_.data(), buffer_.size(), 0);
-    if (n < 0) {
-      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-        log(LogLevel::kWarn, "netdev {}: recv: {}", id(), std::strerror(errno));
-      return;
-    }
-    if (n > 0) deliver(std::span<const uint8_t>(buffer_.data(), static_cast<size_t>(n)));
-  }
-}
-
-void DatagramBackend::receive_ready() {
-  if (!reading_paused_) return;
-  reading_paused_ = false;
-  update_watch();
-}
-
-SendResult DatagramBackend::send(std::span<const iovec> frame) {
-  if (send_queue_.full()) {
-    busy_reported_ = true;
-    return SendResult::kBusy;
-  }
-  if (!send_queue_.empty()) {
-    send_queue_.push(frame);
-    return SendResult::kSent;
-  }
+ssize_t DatagramBackend::send_frame(std::span<const iovec> frame) {
   msghdr message{};
   message.msg_name = const_cast<sockaddr*>(destination_.get());
   message.msg_namelen = destination_.length;
   message.msg_iov = const_cast<iovec*>(frame.data());
   message.msg_iovlen = frame.size();
-  ssize_t sent = sendmsg(fd_, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
-  if (sent < 0) {
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      send_queue_.push(frame);
-      update_watch();
-      return SendResult::kSent;
-    }
-    // No peer listening (ECONNREFUSED from an earlier datagram), no route: lost, as on a wire.
-    return SendResult::kDropped;
-  }
-  return SendResult::kSent;
+  return sendmsg(fd(), &message, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+int DatagramBackend::flush_queue(SendQueue& queue) {
+  return queue.send_datagrams(fd(), destination_.get(), destination_.length);
+}
+
+ssize_t DatagramBackend::receive_frame(std::span<uint8_t> buffer) {
+  return recv(fd(), buffer.data(), buffer.size(), 0);
 }
 
 }  // namespace ferry::net

@@ -9,10 +9,9 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <vector>
 
 #include "base/event_loop.h"
-#include "net/net_backend.h"
+#include "net/message_fd_backend.h"
 #include "net/send_queue.h"
 #include "net/socket_address.h"
 
@@ -26,15 +25,11 @@ struct DatagramOptions {
   size_t send_queue_limit = SendQueue::kDefaultLimit;
 };
 
-class DatagramBackend final : public NetBackend {
+class DatagramBackend final : public MessageFdBackend {
  public:
   // Errors name the address (QEMU's wording for a group that is not multicast).
   static Result<std::unique_ptr<DatagramBackend>> create(EventLoop& loop, std::string id,
                                                          DatagramOptions options);
-  ~DatagramBackend() override;
-
-  SendResult send(std::span<const iovec> frame) override;
-  void receive_ready() override;
 
   // Where the socket is bound (a port 0 resolved).
   const SocketAddress& bound_address() const { return bound_; }
@@ -42,20 +37,16 @@ class DatagramBackend final : public NetBackend {
  private:
   DatagramBackend(EventLoop& loop, std::string id, DatagramOptions options);
   Status open_socket();
-  void update_watch();
-  void on_ready(uint32_t events);
-  void read_datagrams();
 
-  EventLoop& loop_;
+  ssize_t send_frame(std::span<const iovec> frame) override;
+  int flush_queue(SendQueue& queue) override;
+  ssize_t receive_frame(std::span<uint8_t> buffer) override;
+  const char* send_call() const override { return "sendto"; }
+  const char* receive_call() const override { return "recv"; }
+
   DatagramOptions options_;
-  int fd_ = -1;
   ResolvedAddress destination_;
   SocketAddress bound_;
-  uint32_t watched_events_ = 0;
-  bool reading_paused_ = false;
-  bool busy_reported_ = false;
-  SendQueue send_queue_;
-  std::vector<uint8_t> buffer_;
 };
 
 }  // namespace ferry::net

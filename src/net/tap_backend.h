@@ -8,10 +8,9 @@
 
 #include <memory>
 #include <string>
-#include <vector>
 
 #include "base/event_loop.h"
-#include "net/net_backend.h"
+#include "net/message_fd_backend.h"
 #include "net/send_queue.h"
 
 namespace ferry::net {
@@ -21,33 +20,25 @@ struct TapOptions {
   size_t send_queue_limit = SendQueue::kDefaultLimit;
 };
 
-class TapBackend final : public NetBackend {
+class TapBackend final : public MessageFdBackend {
  public:
   // Errors in QEMU's words ("could not configure /dev/net/tun (NAME): REASON").
   static Result<std::unique_ptr<TapBackend>> create(EventLoop& loop, std::string id,
                                                     TapOptions options);
-  ~TapBackend() override;
-
-  SendResult send(std::span<const iovec> frame) override;
-  void receive_ready() override;
 
   // The interface's name (the kernel's choice when none was given).
   const std::string& ifname() const { return ifname_; }
 
  private:
   TapBackend(EventLoop& loop, std::string id, TapOptions options);
-  void update_watch();
-  void on_ready(uint32_t events);
 
-  EventLoop& loop_;
-  TapOptions options_;
-  int fd_ = -1;
+  ssize_t send_frame(std::span<const iovec> frame) override;
+  int flush_queue(SendQueue& queue) override;
+  ssize_t receive_frame(std::span<uint8_t> buffer) override;
+  const char* send_call() const override { return "write"; }
+  const char* receive_call() const override { return "read"; }
+
   std::string ifname_;
-  uint32_t watched_events_ = 0;
-  bool reading_paused_ = false;
-  bool busy_reported_ = false;
-  SendQueue send_queue_;
-  std::vector<uint8_t> buffer_;
 };
 
 }  // namespace ferry::net
