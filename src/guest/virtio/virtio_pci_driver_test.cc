@@ -24,6 +24,7 @@
 #include "guest/virtio/virtio_pci_driver.h"
 #include "guest/virtio/virtqueue_driver.h"
 #include "hw/pci/test_fakes.h"
+#include "hw/pci/test_machine_bus.h"
 #include "hw/virtio/ring_memory.h"
 #include "hw/virtio/virtio_device.h"
 #include "hw/virtio/virtio_pci.h"
@@ -211,39 +212,13 @@ class EchoDevice final : public ::ferry::virtio::VirtioDevice {
   uint8_t config_value = 0x11;
 };
 
-// The guest's view of the fake machine: BARs as the fake host mapped them, config ports,
-// guest RAM (16-bit ring fields as one access), MSI messages from the fake sink.
-class EchoMachineBus final : public GuestBus {
+// The fake machine's bus (synchronous, no loop) with guest RAM's 16-bit ring fields as one
+// access, counted, and MSI only: the messages the device sent are already in the sink.
+class EchoMachineBus final : public pci::test::MachineBus {
  public:
   EchoMachineBus(pci::test::Machine& machine, memory::AddressSpace& ram)
-      : machine_(machine), ram_(ram) {}
+      : MachineBus(machine, ram) {}
 
-  Result<uint64_t> mmio_read(uint64_t addr, unsigned size) override {
-    auto region = decoding(addr, size);
-    if (!region.ok()) return region.take_status();
-    return (*region)->handler->read(addr - (*region)->address, size);
-  }
-  Status mmio_write(uint64_t addr, uint64_t value, unsigned size) override {
-    auto region = decoding(addr, size);
-    if (!region.ok()) return region.take_status();
-    (*region)->handler->write(addr - (*region)->address, value, size);
-    return {};
-  }
-  Result<uint32_t> port_in(uint16_t port, unsigned size) override {
-    if (port < 0xcf8 || port + size > 0xcf8 + 8) return size >= 4 ? ~0u : (1u << (8 * size)) - 1;
-    return static_cast<uint32_t>(machine_.bus.config_ports().read(port - 0xcf8, size));
-  }
-  Status port_out(uint16_t port, uint32_t value, unsigned size) override {
-    if (port >= 0xcf8 && port + size <= 0xcf8 + 8)
-      machine_.bus.config_ports().write(port - 0xcf8, value, size);
-    return {};
-  }
-  Status memory_read(uint64_t addr, std::span<uint8_t> out) override {
-    return ram_.read(addr, out);
-  }
-  Status memory_write(uint64_t addr, std::span<const uint8_t> data) override {
-    return ram_.write(addr, data);
-  }
   Result<uint16_t> memory_load16(uint64_t addr) override {
     auto p = field16(addr);
     if (!p.ok()) return p.take_status();
@@ -257,15 +232,13 @@ class EchoMachineBus final : public GuestBus {
     __atomic_store_n(*p, value, __ATOMIC_RELAXED);
     return {};
   }
-  Status idle(std::chrono::microseconds) override { return {}; }
   Status enable_interrupts(InterruptSource source) override {
     return source == InterruptSource::kMsi
                ? Status{}
                : Error(ErrorCode::kFailedPrecondition, "echo bus: MSI only");
   }
-  // Everything here is synchronous: a message the device sent is already in the sink.
   Result<uint32_t> wait_msi(uint32_t data, std::chrono::microseconds) override {
-    auto& writes = machine_.msi.writes;
+    auto& writes = machine().msi.writes;
     const auto matches = [&](const pci::MsiMessage& m) {
       return m.data == data && m.address >= kMsiWindowBase &&
              m.address < kMsiWindowBase + kMsiWindowSize;
@@ -279,26 +252,15 @@ class EchoMachineBus final : public GuestBus {
   int stores16 = 0;
 
  private:
-  Result<const pci::BarRegion*> decoding(uint64_t addr, unsigned size) const {
-    for (const auto& [key, region] : machine_.host.mapped) {
-      if (!region.is_io && addr >= region.address && addr - region.address + size <= region.size)
-        return &region;
-    }
-    return Error(ErrorCode::kOutOfRange, "echo bus: no BAR decodes {} bytes at 0x{:x}", size,
-                 addr);
-  }
   Result<uint16_t*> field16(uint64_t addr) {
     if (addr & 1) return Error(ErrorCode::kInvalidArgument, "echo bus: 0x{:x} is odd", addr);
     std::array<memory::GuestRange, 1> range{{{addr, 2}}};
-    auto iov = ram_.translate(range, 1);
+    auto iov = memory().translate(range, 1);
     if (!iov.ok()) return iov.take_status();
     if (iov->size() != 1 || (*iov)[0].iov_len != 2)
       return Error(ErrorCode::kOutOfRange, "echo bus: 0x{:x} is not RAM", addr);
     return static_cast<uint16_t*>((*iov)[0].iov_base);
   }
-
-  pci::test::Machine& machine_;
-  memory::AddressSpace& ram_;
 };
 
 class VirtioDriverTest : public ::testing::Test {

@@ -21,6 +21,7 @@
 #include "guest/nvme/controller.h"
 #include "guest/pci.h"
 #include "hw/pci/test_fakes.h"
+#include "hw/pci/test_machine_bus.h"
 #include "memory/address_space.h"
 #include "spec/nvme.h"
 
@@ -32,62 +33,7 @@ inline constexpr uint64_t kDriverMemoryBegin = 8 << 20;
 // MSI data of vector v (the driver's default base, 0x40 + v).
 inline constexpr uint32_t kMsiDataBase = guest::nvme::kDefaultMsiDataBase;
 
-// MMIO decoded as the fake machine maps BARs, config mechanism #1 at 0xcf8, RAM straight
-// from the address space; idle() runs the loop once.
-class MachineBus final : public guest::GuestBus {
- public:
-  MachineBus(pci::test::Machine& machine, memory::AddressSpace& memory, EventLoop& loop)
-      : machine_(machine), memory_(memory), loop_(loop) {}
-
-  Result<uint64_t> mmio_read(uint64_t addr, unsigned size) override {
-    auto region = decoding(addr, size);
-    if (!region.ok()) return region.take_status();
-    return (*region)->handler->read(addr - (*region)->address, size);
-  }
-  Status mmio_write(uint64_t addr, uint64_t value, unsigned size) override {
-    auto region = decoding(addr, size);
-    if (!region.ok()) return region.take_status();
-    (*region)->handler->write(addr - (*region)->address, value, size);
-    return {};
-  }
-  Result<uint32_t> port_in(uint16_t port, unsigned size) override {
-    if (port < kConfigPorts || port + size > kConfigPorts + 8)  // nothing decodes: all ones
-      return size >= 4 ? ~0u : (1u << (8 * size)) - 1;
-    return static_cast<uint32_t>(machine_.bus.config_ports().read(port - kConfigPorts, size));
-  }
-  Status port_out(uint16_t port, uint32_t value, unsigned size) override {
-    if (port >= kConfigPorts && port + size <= kConfigPorts + 8)
-      machine_.bus.config_ports().write(port - kConfigPorts, value, size);
-    return {};
-  }
-  Status memory_read(uint64_t addr, std::span<uint8_t> out) override {
-    return memory_.read(addr, out);
-  }
-  Status memory_write(uint64_t addr, std::span<const uint8_t> data) override {
-    return memory_.write(addr, data);
-  }
-  Status idle(std::chrono::microseconds max_wait) override {
-    auto wait = std::chrono::ceil<std::chrono::milliseconds>(max_wait);
-    return loop_.run_once(wait).take_status();
-  }
-  // MSI messages stay in the fake sink for the tests to take; the driver polls.
-  Status enable_interrupts(guest::InterruptSource) override { return {}; }
-
- private:
-  static constexpr uint16_t kConfigPorts = 0xcf8;
-
-  Result<const pci::BarRegion*> decoding(uint64_t addr, unsigned size) const {
-    for (const auto& [key, region] : machine_.host.mapped) {
-      if (!region.is_io && addr >= region.address && addr - region.address + size <= region.size)
-        return &region;
-    }
-    return Error(ErrorCode::kOutOfRange, "test bus: no BAR decodes {} bytes at 0x{:x}", size, addr);
-  }
-
-  pci::test::Machine& machine_;
-  memory::AddressSpace& memory_;
-  EventLoop& loop_;
-};
+using MachineBus = pci::test::MachineBus;
 
 // The driver on a MachineBus, with the raw helpers. Failures come back as values; the
 // tests assert on them. RAM must be larger than kDriverMemoryBegin (probe() says so).
@@ -95,7 +41,7 @@ class Host {
  public:
   Host(pci::test::Machine& machine, memory::AddressSpace& memory, EventLoop& loop,
        uint64_t ram_size)
-      : loop_(loop), bus_(std::make_unique<MachineBus>(machine, memory, loop)) {
+      : loop_(loop), bus_(std::make_unique<MachineBus>(machine, memory, &loop)) {
     auto dma = guest::DmaMemory::create(kDriverMemoryBegin, ram_size);
     if (dma.ok()) dma_.emplace(std::move(*dma));
     else dma_error_ = dma.take_status().prepend_message("test host: driver memory: ");
@@ -116,7 +62,7 @@ class Host {
   // Talks to another machine's controller from now on, with the same driver state: the
   // destination of a migration, whose RAM and BARs are the source's.
   void move_to(pci::test::Machine& machine, memory::AddressSpace& memory) {
-    auto bus = std::make_unique<MachineBus>(machine, memory, loop_);
+    auto bus = std::make_unique<MachineBus>(machine, memory, &loop_);
     driver_->rebind(*bus);
     bus_ = std::move(bus);
   }
