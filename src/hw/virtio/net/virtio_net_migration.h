@@ -360,8 +360,9 @@ inline constexpr auto kLegacyQueuesState = vmstate::describe<LegacyQueuesWire>(
                                            spec::virtio_pci::kQueueMax,
                                            kLegacyQueueWithVectorState)),
     migration_fields::when(&detail::records_lack_vector,
-                           vmstate::varray("vqs", &LegacyQueuesWire::vqs, &LegacyQueuesWire::count,
-                                           spec::virtio_pci::kQueueMax, kLegacyQueueState)));
+                           vmstate::varray("vqs_without_msix", &LegacyQueuesWire::vqs,
+                                           &LegacyQueuesWire::count, spec::virtio_pci::kQueueMax,
+                                           kLegacyQueueState)));
 
 inline constexpr auto kRssState = vmstate::describe<RssState>(
     "virtio-net-rss", {.version = 1},

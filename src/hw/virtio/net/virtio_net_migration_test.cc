@@ -14,6 +14,7 @@
 #include "base/byte_order.h"
 #include "hw/pci/test_fakes.h"
 #include "hw/virtio/net/virtio_net.h"
+#include "hw/virtio/net/virtio_net_analyze.h"
 #include "hw/virtio/test_driver.h"
 #include "memory/address_space.h"
 #include "memory/ram_block.h"
@@ -388,6 +389,42 @@ TEST_F(VirtioNetMigrationTest, QueuePairAndRssRules) {
   EXPECT_NE(refusal(b, [&](auto& s) { put_be16(s, ufo_at + 3, 3); }, vn::bit(vn::kFMq), 2)
                 .find("virtio-net: curr_queue_pairs 3 > max_queue_pairs 2"),
             std::string::npos);
+}
+
+// What `ferry analyze` uses for QEMU's opaque "virtio" field: the layout read from the
+// bytes alone (no device), every byte accounted for.
+TEST_F(VirtioNetMigrationTest, AnalyzeLayoutAccountsForEveryByteWithoutADevice) {
+  bring_up();
+  post_rx(0);
+  src.backend.offer(frame(0x33));
+  const std::vector<uint8_t> bytes = save(src);
+  auto desc = describe_virtio_net_field(bytes);
+  ASSERT_TRUE(desc.ok()) << desc.status().to_string();
+  const std::string json = desc->dump();
+  for (const char* name : {"\"vmsd_name\":\"virtio\"", "\"parent_obj\"", "\"msix\"",
+                           "\"virtio-net-device\"", "\"virtio/started\"",
+                           "\"virtio/extra_state\"", "\"last_avail_idx\""})
+    EXPECT_NE(json.find(name), std::string::npos) << name;
+  // Sizes in the layout add up to the field.
+  uint64_t total = 0;
+  for (const auto& f : (*desc)["fields"]) total += f["size"].get<uint64_t>();
+  EXPECT_LT(total, bytes.size());  // subsections follow the fields
+
+  std::vector<uint8_t> longer = bytes;
+  longer.push_back(0);
+  auto extra = describe_virtio_net_field(longer);
+  ASSERT_FALSE(extra.ok());
+  EXPECT_NE(extra.status().to_string().find("1 bytes follow the last subsection"), std::string::npos)
+      << extra.status().to_string();
+  auto cut = describe_virtio_net_field(std::span(bytes).first(bytes.size() - 3));
+  EXPECT_FALSE(cut.ok());
+
+  // A multiqueue NIC: the pairs come from the queue count.
+  Side mq;
+  mq.plug(vn::bit(vn::kFMq), 2);
+  auto mq_desc = describe_virtio_net_field(save(mq));
+  ASSERT_TRUE(mq_desc.ok()) << mq_desc.status().to_string();
+  EXPECT_NE(mq_desc->dump().find("\"max_queue_pairs\""), std::string::npos);
 }
 
 }  // namespace ferry::virtio::net::migration_test
