@@ -116,8 +116,9 @@ class VirtioNetMigrationTest : public ::testing::Test {
     set_common(vp::kCommonQueueDeviceLo, d.used_addr(), 8);
     set_common(vp::kCommonQueueEnable, 1, 2);
   }
-  void bring_up(uint64_t features = kBaseFeatures) {
-    src.plug();
+  void bring_up(uint64_t features = kBaseFeatures, uint16_t pairs = 1) {
+    src.plug(pairs > 1 ? vn::bit(vn::kFMq) : 0, pairs);
+    ctrl_index = static_cast<uint16_t>(2 * pairs);
     src.vpci->config_write(pci::kCommand, pci::kCommandMemory | pci::kCommandBusMaster, 2);
     const uint8_t base = vp::kStatusAcknowledge | vp::kStatusDriver;
     set_common(vp::kCommonStatus, base, 1);
@@ -129,7 +130,7 @@ class VirtioNetMigrationTest : public ::testing::Test {
     ASSERT_EQ(common(vp::kCommonStatus, 1), base | vp::kStatusFeaturesOk);
     setup_queue(0, rx);
     setup_queue(1, tx);
-    setup_queue(2, ctrl);
+    setup_queue(ctrl_index, ctrl);
     set_common(vp::kCommonStatus, base | vp::kStatusFeaturesOk | vp::kStatusDriverOk, 1);
   }
   void post_rx(uint16_t slot) {
@@ -147,7 +148,7 @@ class VirtioNetMigrationTest : public ::testing::Test {
     bufs.push_back({hdr + 0x80, 1, true});
     ctrl.add(bufs, ctrl_slot);
     ctrl_slot = static_cast<uint16_t>(ctrl_slot + bufs.size());
-    kick(2);
+    kick(ctrl_index);
     return static_cast<uint8_t>(*src.ram.load(hdr + 0x80, 1));
   }
   std::vector<uint8_t> frame(uint8_t fill) {
@@ -201,6 +202,7 @@ class VirtioNetMigrationTest : public ::testing::Test {
   SplitDriver tx{src.ram, 256, kTxBase};
   SplitDriver ctrl{src.ram, 64, kCtrlBase};
   uint16_t ctrl_slot = 0;
+  uint16_t ctrl_index = 2;
   std::function<void(Side&)> patch_ram;
 };
 
@@ -389,6 +391,43 @@ TEST_F(VirtioNetMigrationTest, QueuePairAndRssRules) {
   EXPECT_NE(refusal(b, [&](auto& s) { put_be16(s, ufo_at + 3, 3); }, vn::bit(vn::kFMq), 2)
                 .find("virtio-net: curr_queue_pairs 3 > max_queue_pairs 2"),
             std::string::npos);
+}
+
+// mq=on with two pairs and the driver switching to both: curr_queue_pairs and the second
+// pair's tx_waiting travel, and the destination has both pairs active.
+TEST_F(VirtioNetMigrationTest, MultiqueueRoundTripKeepsTheCurrentPairs) {
+  bring_up(kBaseFeatures | vn::bit(vn::kFMq), 2);
+  uint8_t pairs[2];
+  store_le<uint16_t>(pairs, 2);
+  ASSERT_EQ(ctrl_request(vn::kCtrlMq, vn::kCtrlMqVqPairsSet, pairs), vn::kCtrlOk);
+  ASSERT_EQ(src.net->state().queue_pairs.curr, 2);
+  const std::vector<uint8_t> bytes = save(src);
+  Side dst;
+  dst.plug(vn::bit(vn::kFMq), 2);
+  Status st = load(dst, bytes);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  EXPECT_EQ(dst.net->state().queue_pairs.curr, 2);
+  EXPECT_TRUE(dst.net->state().queue_pairs.multiqueue);
+  dst.net->set_running(false);
+  EXPECT_EQ(save(dst), bytes);
+  EXPECT_TRUE(dst.net->queue(4).ready());  // ctrl, enabled as the driver left it
+}
+
+// A link set down (QMP set_link) stays down: the status bit travels and the destination's
+// link follows it.
+TEST_F(VirtioNetMigrationTest, LinkDownSurvivesMigration) {
+  bring_up();
+  src.net->set_link(false);
+  const std::vector<uint8_t> bytes = save(src);
+  EXPECT_EQ(load_be<uint16_t>(bytes.data() + kNetStatusAt), 0u);
+  Side dst;
+  dst.plug();
+  Status st = load(dst, bytes);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  EXPECT_EQ(dst.net->state().status & vn::kStatusLinkUp, 0);
+  std::array<uint8_t, 8> config{};
+  dst.net->get_config(config);
+  EXPECT_EQ(config[6], 0);  // the guest reads the link down
 }
 
 // What `ferry analyze` uses for QEMU's opaque "virtio" field: the layout read from the
