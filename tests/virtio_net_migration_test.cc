@@ -45,9 +45,9 @@ bool read_exact(int fd, uint8_t* out, size_t n, int timeout_ms) {
   return true;
 }
 
-std::vector<std::string> nic_args(const std::string& socket_path) {
+std::vector<std::string> nic_args(const std::string& socket_path, const std::string& extra = "") {
   return {"-m", "64M", "-netdev", "stream,id=n0,server=on,addr.type=unix,addr.path=" + socket_path,
-          "-device", "virtio-net-pci,netdev=n0,addr=4,id=nic0"};
+          "-device", "virtio-net-pci,netdev=n0,addr=4,id=nic0" + extra};
 }
 
 // query-migrate until the migration ends (generous deadline: a busy machine).
@@ -79,6 +79,7 @@ struct QtestNicDriver {
   FerryVm* vm;
   uint16_t rx_posted = 0;
   uint16_t tx_posted = 0;
+  bool packed = false;  // RING_PACKED negotiated: descriptors carry AVAIL/USED flags
 
   void common(uint32_t reg, uint64_t value, unsigned bits) { vm->mem_write(bits, kBar + reg, value); }
   void bring_up() {
@@ -90,7 +91,7 @@ struct QtestNicDriver {
     common(0x08, 0, 32);
     common(0x0c, (1u << 15) | (1u << 17) | (1u << 18), 32);  // MRG_RXBUF, CTRL_VQ, CTRL_RX
     common(0x08, 1, 32);
-    common(0x0c, 1, 32);  // VERSION_1
+    common(0x0c, packed ? 5 : 1, 32);  // VERSION_1 (32) [+ RING_PACKED (34)]
     common(0x14, 0xb, 8);
     ASSERT_EQ(vm->mem(8, kBar + 0x14), 0xbu);
     for (const Ring& r : {kRx, kTx, kCtrl}) {
@@ -107,6 +108,14 @@ struct QtestNicDriver {
     common(0x14, 0xf, 8);
   }
   void post(const Ring& r, uint16_t slot, uint64_t buffer, uint32_t len, bool writable) {
+    if (packed) {
+      // Driver wrap counter 1 on the first lap: AVAIL set, USED clear; flags written last.
+      vm->mem_write(64, r.desc + 16 * slot, buffer);
+      vm->mem_write(32, r.desc + 16 * slot + 8, len);
+      vm->mem_write(16, r.desc + 16 * slot + 12, slot);
+      vm->mem_write(16, r.desc + 16 * slot + 14, (1u << 7) | (writable ? 2u : 0u));
+      return;
+    }
     vm->mem_write(64, r.desc + 16 * slot, buffer);
     vm->mem_write(32, r.desc + 16 * slot + 8, len);
     vm->mem_write(16, r.desc + 16 * slot + 12, writable ? 2 : 0);
@@ -129,9 +138,14 @@ struct QtestNicDriver {
     ++tx_posted;
     if (notify) kick(kTx);
   }
+  // Split: used->idx reaches `count`; packed: descriptor count-1 carries USED (first lap).
   bool wait_used(const Ring& r, uint16_t count) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (vm->mem(16, r.used + 2) != count) {
+    auto done = [&] {
+      if (!packed) return vm->mem(16, r.used + 2) == count;
+      return (vm->mem(16, r.desc + 16 * (count - 1u) + 14) & 0x8080) == 0x8080;
+    };
+    while (!done()) {
       if (std::chrono::steady_clock::now() > deadline) return false;
     }
     return true;
@@ -166,14 +180,16 @@ struct Pair {
   std::unique_ptr<FerryVm> src;
   std::unique_ptr<FerryVm> dst;
 
+  std::string extra;  // more -device virtio-net-pci properties, the same on both sides
+
   void start(bool src_stopped = false) {
-    std::vector<std::string> args = nic_args(src_path);
+    std::vector<std::string> args = nic_args(src_path, extra);
     if (src_stopped) args.insert(args.begin(), "-S");
     src = FerryVm::start(kFerryVm, args);
     ASSERT_TRUE(src);
   }
   Json migrate() {
-    std::vector<std::string> args = nic_args(dst_path);
+    std::vector<std::string> args = nic_args(dst_path, extra);
     args.insert(args.end(), {"-incoming", "unix:" + migration});
     dst = FerryVm::start(kFerryVm, args);
     EXPECT_TRUE(dst);
@@ -236,6 +252,45 @@ TEST(VirtioNetMigration, TrafficContinuesOnTheDestination) {
     ASSERT_EQ(p.dst->mem(8, driver.rx_buffer(1) + 12 + i), frame(3)[i]) << i;
   driver.send(frame(4));
   EXPECT_EQ(peer_receive(peer2), frame(4));
+  ASSERT_TRUE(driver.wait_used(kTx, 2));
+  close(peer2);
+}
+
+// packed=on: the packed rings' indices and wrap counters travel in
+// virtio/packed_virtqueues; the destination uses the next descriptors.
+TEST(VirtioNetMigration, PackedRingsContinueOnTheDestination) {
+  Pair p;
+  p.extra = ",packed=on";
+  ASSERT_NO_FATAL_FAILURE(p.start());
+  const int peer = connect_unix(p.src_path);
+  ASSERT_GE(peer, 0);
+  ASSERT_TRUE(p.src->qmp().wait_event("NETDEV_STREAM_CONNECTED", Millis(20000)).ok());
+  QtestNicDriver driver{p.src.get()};
+  driver.packed = true;
+  ASSERT_NO_FATAL_FAILURE(driver.bring_up());
+  driver.post_rx(1);
+  peer_send(peer, frame(6));
+  ASSERT_TRUE(driver.wait_used(kRx, 1)) << p.src->process().stderr_text();
+  EXPECT_EQ(p.src->mem(32, kRx.desc + 8), 76u);  // used length: header + frame
+  driver.send(frame(7));
+  EXPECT_EQ(peer_receive(peer), frame(7));
+  ASSERT_TRUE(driver.wait_used(kTx, 1));
+
+  p.migrate();
+  ASSERT_EQ(p.dst_status(), "running") << p.dst->process().stderr_text();
+  close(peer);
+  driver.vm = p.dst.get();
+  const int peer2 = connect_unix(p.dst_path);
+  ASSERT_GE(peer2, 0);
+  driver.post_rx(1);
+  peer_send(peer2, frame(8));
+  ASSERT_TRUE(driver.wait_used(kRx, 2)) << p.dst->process().stderr_text();
+  EXPECT_EQ(p.dst->mem(16, kRx.desc + 16 + 12), 1u);  // buffer id 1
+  EXPECT_EQ(p.dst->mem(32, kRx.desc + 16 + 8), 76u);
+  for (size_t i = 0; i < 64; ++i)
+    ASSERT_EQ(p.dst->mem(8, driver.rx_buffer(1) + 12 + i), frame(8)[i]) << i;
+  driver.send(frame(9));
+  EXPECT_EQ(peer_receive(peer2), frame(9));
   ASSERT_TRUE(driver.wait_used(kTx, 2));
   close(peer2);
 }
