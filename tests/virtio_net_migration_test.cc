@@ -325,6 +325,27 @@ TEST(VirtioNetMigration, TxQueuedWhileStoppedIsSentByTheDestination) {
   close(peer2);
 }
 
+// A destination that cannot take the driver's features (mrg_rxbuf=off there) refuses the
+// load in QEMU's words; the migration fails and the source runs on.
+TEST(VirtioNetMigration, RefusedLoadLeavesTheSourceRunning) {
+  Pair p;
+  ASSERT_NO_FATAL_FAILURE(p.start());
+  QtestNicDriver driver{p.src.get()};
+  ASSERT_NO_FATAL_FAILURE(driver.bring_up());  // negotiates MRG_RXBUF
+  std::vector<std::string> args = nic_args(p.dst_path, ",mrg_rxbuf=off");
+  args.insert(args.end(), {"-incoming", "unix:" + p.migration});
+  p.dst = FerryVm::start(kFerryVm, args);
+  ASSERT_TRUE(p.dst);
+  p.src->ok("migrate", Json{{"uri", "unix:" + p.migration}});
+  Json result = wait_migration_end(*p.src);
+  EXPECT_EQ(result["status"], "failed") << result.dump();
+  EXPECT_EQ(p.src->ok("query-status")["status"], "running");
+  (void)p.dst->process().wait(std::chrono::milliseconds(20000));
+  const std::string err = p.dst->process().stderr_text();
+  EXPECT_NE(err.find("unsupported. Allowed features: 0x"), std::string::npos) << err;
+  EXPECT_NE(err.find("virtio-net at 0000:00:04.0"), std::string::npos) << err;
+}
+
 // The section is QEMU's: named after the PCI address, with virtio's subsections inside.
 TEST(VirtioNetMigration, MigrateToFileCarriesQemusSectionName) {
   Pair p;
