@@ -430,6 +430,23 @@ TEST_F(VirtioNetMigrationTest, LinkDownSurvivesMigration) {
   EXPECT_EQ(config[6], 0);  // the guest reads the link down
 }
 
+// GUEST_ANNOUNCE and CTRL_VQ negotiated: the load arms a guest announce, sent when the
+// destination runs (ANNOUNCE in the status, a configuration interrupt), as QEMU's post_load
+// arms its timer.
+TEST_F(VirtioNetMigrationTest, LoadAsksTheGuestToAnnounceWhenItRuns) {
+  bring_up(kBaseFeatures | vn::bit(vn::kFGuestAnnounce));
+  const std::vector<uint8_t> bytes = save(src);
+  Side dst;
+  dst.plug();
+  dst.net->set_running(false);  // a destination's devices start quiesced
+  Status st = load(dst, bytes);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  EXPECT_EQ(dst.net->state().status & vn::kStatusAnnounce, 0) << "announced before running";
+  dst.net->set_running(true);
+  EXPECT_NE(dst.net->state().status & vn::kStatusAnnounce, 0);
+  EXPECT_NE(dst.vpci->isr() & vp::kIsrConfig, 0);
+}
+
 // What `ferry analyze` uses for QEMU's opaque "virtio" field: the layout read from the
 // bytes alone (no device), every byte accounted for.
 TEST_F(VirtioNetMigrationTest, AnalyzeLayoutAccountsForEveryByteWithoutADevice) {
