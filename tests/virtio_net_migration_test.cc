@@ -14,11 +14,13 @@
 #include <gtest/gtest.h>
 
 #include "support/ferry_vm.h"
+#include "support/run_command.h"
 
 namespace ferry::testing {
 namespace {
 
 const std::string kFerryVm = FERRY_VM_PATH;
+const std::string kFerry = FERRY_PATH;
 constexpr uint64_t kBar = 0xe0000000;
 
 int connect_unix(const std::string& path) {
@@ -346,9 +348,12 @@ TEST(VirtioNetMigration, RefusedLoadLeavesTheSourceRunning) {
   EXPECT_NE(err.find("virtio-net at 0000:00:04.0"), std::string::npos) << err;
 }
 
-// The section is QEMU's: named after the PCI address, with virtio's subsections inside.
+// The section is QEMU's: named after the PCI address, with virtio's subsections inside;
+// `ferry analyze` accounts for every byte and shows the nested fields (packed=on, so the
+// packed subsection is there too).
 TEST(VirtioNetMigration, MigrateToFileCarriesQemusSectionName) {
   Pair p;
+  p.extra = ",packed=on";
   ASSERT_NO_FATAL_FAILURE(p.start(true));
   const std::string out = unique_base("vnm") + ".stream";
   p.src->ok("migrate", Json{{"uri", "file:" + out}});
@@ -361,9 +366,23 @@ TEST(VirtioNetMigration, MigrateToFileCarriesQemusSectionName) {
   size_t n;
   while ((n = fread(buf, 1, sizeof buf, f)) > 0) bytes.append(buf, n);
   fclose(f);
-  unlink(out.c_str());
   EXPECT_NE(bytes.find("0000:00:04.0/virtio-net"), std::string::npos);
   EXPECT_NE(bytes.find("virtio/extra_state"), std::string::npos);
+  CommandResult analyzed = run_command(kFerry + " analyze " + out + " 2>/dev/null");
+  unlink(out.c_str());
+  ASSERT_EQ(analyzed.exit_code, 0) << analyzed.out.substr(0, 2000);
+  Json state = Json::parse(analyzed.out, nullptr, false);
+  ASSERT_TRUE(state.is_object());
+  bool found = false;
+  for (auto& [key, section] : state.items()) {
+    if (key.find("/virtio-net (") == std::string::npos) continue;
+    found = true;
+    const Json& virtio = section["virtio"];
+    EXPECT_EQ(virtio["virtio-net-device"]["mac"]["mac"], "52 54 00 12 34 56") << virtio.dump();
+    EXPECT_TRUE(virtio.contains("virtio/packed_virtqueues")) << virtio.dump().substr(0, 500);
+    EXPECT_EQ(virtio["queues"]["num_queues"], "0x00000003");
+  }
+  EXPECT_TRUE(found) << analyzed.out.substr(0, 2000);
 }
 
 }  // namespace
