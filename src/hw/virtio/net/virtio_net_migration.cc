@@ -371,6 +371,7 @@ Status VirtioNetMigration::post_load(VirtioPci& pci, int) {
   std::fill(n.tx_waiting_.begin(), n.tx_waiting_.end(), false);
   n.waiting_frame_.reset();
   n.broken_ = s.flags.broken;
+  VirtioPciMigration::restore_config_buffer(pci, s.config.bytes);
 
   // Rings: layouts back into the transport, indices into the queues, checked against the
   // rings in guest RAM (loaded before the device sections). An inconsistent ring fails the

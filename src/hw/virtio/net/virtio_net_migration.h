@@ -9,8 +9,8 @@
 //                        pending bits, config_vector (be16, only with MSI-X)
 //   virtio/header        status, isr, queue_sel, the low 32 driver feature bits
 //   virtio/config        config_len (be32) and the configuration as the guest last read it
-//                        (QEMU's vdev->config; loaded and ignored: the destination derives
-//                        its configuration from the device state)
+//                        (QEMU's vdev->config; kept for the next save only: every guest
+//                        read derives the configuration from the device state again)
 //   virtio/queues        N (be32), then per queue: num (be32), desc (be64), last_avail_idx
 //                        (be16), MSI-X vector (be16, only with MSI-X)
 //   virtio/virtio-net-device   (v11) mac, tx_waiting, mergeable_rx_bufs, status, promisc,
