@@ -243,17 +243,5 @@ TEST(VirtioNetBlackbox, FramesFlowBothWaysThroughAStreamNetdev) {
   close(peer);
 }
 
-TEST(VirtioNetBlackbox, MigrationIsBlockedUntilTheDeviceStateIsDescribed) {
-  auto vm = FerryVm::start(kFerryVm, {"-S", "-device", "virtio-net-pci,addr=4"});
-  ASSERT_TRUE(vm);
-  auto reply = vm->qmp().execute("migrate", {{"uri", "exec:cat > /dev/null"}});
-  ASSERT_TRUE(reply.ok()) << reply.status().to_string();
-  ASSERT_TRUE(reply->contains("error")) << reply->dump();
-  EXPECT_NE((*reply)["error"]["desc"].get<std::string>().find(
-                "Migration is blocked: virtio-net-pci at 0000:00:04.0: migration of virtio-net is not implemented yet"),
-            std::string::npos)
-      << reply->dump();
-}
-
 }  // namespace
 }  // namespace ferry::testing

@@ -10,6 +10,7 @@
 
 #include "base/byte_order.h"
 #include "base/crc32c.h"
+#include "hw/virtio/net/virtio_net_analyze.h"
 #include "migration/analyze.h"
 #include "migration/wire.h"
 
@@ -46,8 +47,11 @@ uint64_t json_u64(const OrderedJson& j, const char* key, uint64_t fallback) {
 class BodyDecoder {
  public:
   // `body` is one section body, which starts at stream offset `base`.
+  // `virtio_net`: the section is a virtio-net one, whose opaque "virtio" field (QEMU writes
+  // it by hand, so its vmdesc says nothing inside) is decoded with virtio-net's layout.
   Status decode(const OrderedJson& desc, std::span<const uint8_t> body_bytes, uint64_t base,
-                OrderedJson& out) {
+                OrderedJson& out, bool virtio_net = false) {
+    virtio_net_ = virtio_net;
     bytes_ = body_bytes;
     base_ = base;
     pos_ = 0;
@@ -133,9 +137,20 @@ class BodyDecoder {
                      "says {}", base_ + start, f.value("name", "?"), pos_ - start, size);
       return {};
     }
+    std::string type = f.value("type", "");
+    if (virtio_net_ && type == "virtio") {
+      auto layout = virtio::net::describe_virtio_net_field(bytes_.subspan(start, size));
+      if (!layout.ok())
+        return Error(ErrorCode::kCorrupt, "offset {}: {}", base_ + start,
+                     layout.status().to_string());
+      FERRY_RETURN_IF_ERROR(body(*layout, value, depth + 1));
+      if (pos_ - start != size)
+        return Error(ErrorCode::kCorrupt, "offset {}: field 'virtio' decodes to {} bytes, vmdesc "
+                     "says {}", base_ + start, pos_ - start, size);
+      return {};
+    }
     std::span<const uint8_t> raw = bytes_.subspan(start, size);
     pos_ += size;
-    std::string type = f.value("type", "");
     if (type == "bool" && size == 1 && raw[0] <= 1) {
       value = raw[0] == 1;
     } else if ((type.starts_with("int") || type.starts_with("uint")) && size >= 1 && size <= 8) {
@@ -160,6 +175,7 @@ class BodyDecoder {
   std::span<const uint8_t> bytes_;
   uint64_t base_ = 0;
   uint64_t pos_ = 0;
+  bool virtio_net_ = false;
 };
 
 // What the walk passes by: device bodies (kept, to decode once the walk succeeded) and,
@@ -254,7 +270,8 @@ Result<OrderedJson> decode_state(const OrderedJson& analysis, const Collector& c
     const std::vector<uint8_t>* body = collected.body(offset);
     if (!body) return Error(ErrorCode::kCorrupt, "section '{}': the walk kept no body", key);
     OrderedJson fields;
-    FERRY_RETURN_IF_ERROR(decoder.decode(*desc, *body, offset, fields));
+    const bool virtio_net = idstr.ends_with("/virtio-net");
+    FERRY_RETURN_IF_ERROR(decoder.decode(*desc, *body, offset, fields, virtio_net));
     if (decoder.decoded() != body->size())
       return Error(ErrorCode::kCorrupt, "section '{}': decoded {} bytes, the walk measured {}",
                    key, decoder.decoded(), body->size());

@@ -11,7 +11,9 @@
 // subsections hang from) so the transport can be saved, loaded and tested alone.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <span>
 #include <string_view>
 
 #include "hw/virtio/virtio_pci.h"
@@ -32,6 +34,11 @@ struct VirtioPciMigration {
   static Status apply_header(VirtioPci& pci, const TransportHeader& h);
   static Status post_load(VirtioPci& pci, int version);
   static bool has_msix(const VirtioPci& pci) { return pci.vectors_ != 0; }
+  // QEMU's vdev->config as the stream carries it (the guest's last read): kept so that a
+  // later save writes it back; the bytes beyond the device's configuration are dropped.
+  static void restore_config_buffer(VirtioPci& pci, std::span<const uint8_t> bytes) {
+    std::copy_n(bytes.begin(), std::min(bytes.size(), pci.config_.size()), pci.config_.begin());
+  }
 
   // One be16 vector (config_vector), or one per queue, written only while the function has
   // MSI-X (QEMU's msix_present); a loaded vector must name one of this device's vectors.

@@ -5,7 +5,9 @@
 #include "base/byte_order.h"
 #include "base/log.h"
 #include "hw/virtio/net/ctrl_commands.h"
+#include "hw/virtio/net/guest_announce.h"
 #include "hw/virtio/net/net_config.h"
+#include "hw/virtio/net/virtio_net_migration.h"
 #include "spec/virtio_net.h"
 #include "spec/virtio_pci.h"
 #include "spec/virtio_ring.h"
@@ -156,6 +158,12 @@ void VirtioNet::set_running(bool running) {
   if (running_ == running) return;
   running_ = running;
   if (!running || !driver_ok() || broken_) return;
+  if (announce_pending_) {
+    // A load armed a guest announce (virtio_net_migration.h): the first round now.
+    announce_pending_ = false;
+    guest_announce_round(state_);
+    if (transport_ != nullptr) transport_->notify_config();
+  }
   // Resume: the kicks that came while stopped were ignored; look at every queue again.
   for (uint16_t i = 1; i < ctrl_queue(); i += 2) process_tx(i);
   flush_rx();

@@ -22,6 +22,8 @@
 // the backend's link does not change the guest-visible link status (QEMU 7.2 neither: a
 // stream netdev without a peer drops frames silently), set_link() does, as QMP set_link.
 //
+// Migration: virtio_net_migration.h (the section, its checks, quiesce and post-load).
+//
 // Threading: none inside; every call runs under the machine lock on the main loop.
 #pragma once
 
@@ -41,6 +43,9 @@
 #include "net/net_backend.h"
 
 namespace ferry::virtio::net {
+
+struct VirtioNetMigration;       // virtio_net_migration.h
+struct VirtioNetMigrationState;  // virtio_net_migration.h
 
 // What the device tells the machine (QMP events).
 class VirtioNetEvents {
@@ -119,6 +124,9 @@ class VirtioNet final : public VirtioDevice, public ::ferry::net::NicPort {
   uint32_t header_size() const;
 
  private:
+  // The section's description and hooks (virtio_net_migration.h) reach the state below.
+  friend struct VirtioNetMigration;
+
   VirtioNet(const VirtioNetOptions& options, const NetConfiguration& configuration,
             uint64_t host_features, ::ferry::net::NetBackend* backend,
             VirtioNetEvents* events);
@@ -166,6 +174,10 @@ class VirtioNet final : public VirtioDevice, public ::ferry::net::NicPort {
   std::vector<iovec> out_iov_;
   std::vector<iovec> in_iov_;
   std::vector<uint8_t> scratch_;
+  // Migration: the wire-shaped state a save fills and a load stages (allocated on first use),
+  // and a guest announce a load armed, sent when the VM first runs.
+  std::unique_ptr<VirtioNetMigrationState> migration_;
+  bool announce_pending_ = false;
 };
 
 }  // namespace ferry::virtio::net

@@ -8,6 +8,7 @@
 #include "base/log.h"
 #include "hw/virtio/net/net_features.h"
 #include "hw/virtio/net/virtio_net.h"
+#include "hw/virtio/net/virtio_net_migration.h"
 #include "hw/virtio/virtio_pci.h"
 
 namespace ferry::virtio::net {
@@ -114,13 +115,12 @@ Status create_virtio_net_pci(hw::DeviceContext& context, const hw::DeviceOptions
     return function.take_status().prepend_message(fmt::format("-device {}", options.driver));
   // The function reaches guest memory through its bus-master-gated DMA view.
   (*function)->attach_dma(context.memory);
+  VirtioPci& pci = **function;
   auto plugged = context.slot.plug_pci(options, std::move(function).value());
   if (!plugged.ok()) return plugged.take_status();
-  // The device's state description (QEMU 7.2's virtio-net section) is not written yet:
-  // migrating without it would lose the rings, so migration is blocked.
-  return context.migration.add_blocker(
-      fmt::format("virtio-net-pci at {}: migration of virtio-net is not implemented yet",
-                  (*plugged)->address()->to_bdf()));
+  // The whole device migrates in QEMU 7.2's section "<address>/virtio-net"
+  // (virtio_net_migration.h).
+  return context.migration.add_pci_section(kVirtioNetState, pci);
 }
 
 }  // namespace
