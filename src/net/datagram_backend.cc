@@ -139,7 +139,7 @@ void DatagramBackend::receive_ready() {
   update_watch();
 }
 
-SendResult DatagramBackend::send(std::span<const iovec> frame) {
+SendResult DatagramBackend::transmit(std::span<const iovec> frame) {
   if (send_queue_.full()) {
     busy_reported_ = true;
     return SendResult::kBusy;

@@ -33,7 +33,7 @@ class DatagramBackend final : public NetBackend {
                                                          DatagramOptions options);
   ~DatagramBackend() override;
 
-  SendResult send(std::span<const iovec> frame) override;
+  SendResult transmit(std::span<const iovec> frame) override;
   void receive_ready() override;
 
   // Where the socket is bound (a port 0 resolved).

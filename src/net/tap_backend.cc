@@ -96,7 +96,7 @@ void TapBackend::receive_ready() {
   update_watch();
 }
 
-SendResult TapBackend::send(std::span<const iovec> frame) {
+SendResult TapBackend::transmit(std::span<const iovec> frame) {
   if (send_queue_.full()) {
     busy_reported_ = true;
     return SendResult::kBusy;

@@ -28,7 +28,7 @@ class TapBackend final : public NetBackend {
                                                     TapOptions options);
   ~TapBackend() override;
 
-  SendResult send(std::span<const iovec> frame) override;
+  SendResult transmit(std::span<const iovec> frame) override;
   void receive_ready() override;
 
   // The interface's name (the kernel's choice when none was given).

@@ -29,7 +29,7 @@ using testing::SplitDriver;
 class FakeBackend final : public ::ferry::net::NetBackend {
  public:
   FakeBackend() : NetBackend("n0", "hubport") {}
-  ::ferry::net::SendResult send(std::span<const iovec> frame) override {
+  ::ferry::net::SendResult transmit(std::span<const iovec> frame) override {
     if (busy) return ::ferry::net::SendResult::kBusy;
     std::vector<uint8_t> bytes;
     for (const iovec& piece : frame) {
