@@ -5,6 +5,7 @@
 #include "base/byte_order.h"
 #include "base/log.h"
 #include "hw/virtio/net/ctrl_commands.h"
+#include "hw/virtio/net/guest_announce.h"
 #include "hw/virtio/net/net_config.h"
 #include "spec/virtio_net.h"
 #include "spec/virtio_pci.h"
@@ -167,8 +168,28 @@ void VirtioNet::set_link(bool up) {
     state_.status |= vn::kStatusLinkUp;
   else
     state_.status &= static_cast<uint16_t>(~vn::kStatusLinkUp);
-  if (state_.status != before && transport_ != nullptr &&
-      (host_features_ & vn::bit(vn::kFStatus)) != 0)
+  if (state_.status == before) return;
+  // QEMU 7.2 notifies without looking at STATUS (the transport wants DRIVER_OK).
+  if (transport_ != nullptr) transport_->notify_config();
+  if (up) return;
+  // A queue waiting for a busy backend is emptied now rather than later (QEMU drops it
+  // when the link goes down under a waiting queue).
+  for (uint16_t pair = 0; pair < max_pairs(); ++pair) {
+    if (!tx_waiting_[pair]) continue;
+    tx_waiting_[pair] = false;
+    process_tx(static_cast<uint16_t>(2 * pair + 1));
+  }
+}
+
+void VirtioNet::send_raw(std::span<const uint8_t> frame) {
+  if (!link_up() || backend_ == nullptr) return;
+  const iovec piece{const_cast<uint8_t*>(frame.data()), frame.size()};
+  // A full send queue loses the frame (QEMU would queue it): announce rounds repeat.
+  (void)backend_->send(std::span<const iovec>(&piece, 1));
+}
+
+void VirtioNet::announce() {
+  if (guest_announce_on_self_announce(state_, features_) && transport_ != nullptr)
     transport_->notify_config();
 }
 
@@ -239,6 +260,7 @@ bool VirtioNet::can_receive() {
 }
 
 void VirtioNet::receive(std::span<const uint8_t> frame) {
+  if (!link_up()) return;                 // link down: dropped, as in QEMU
   if (!state_.rx.accepts(frame)) return;  // filtered out: gone, as in QEMU
   if (place_frame(frame) == RxResult::kWaiting)
     waiting_frame_.emplace(frame.begin(), frame.end());
@@ -375,7 +397,8 @@ void VirtioNet::process_tx(uint16_t index) {
       out_iov_[first].iov_len -= skip;
     }
     const std::span<const iovec> frame(out_iov_.data() + first, out_iov_.size() - first);
-    if (backend_ != nullptr) {
+    // Link down: the chain is used up unsent (QEMU's virtio_net_drop_tx_queue_data).
+    if (backend_ != nullptr && link_up()) {
       if (backend_->send(frame) == ::ferry::net::SendResult::kBusy) {
         tx.unpop(elem_);
         tx_waiting_[index / 2] = true;

@@ -22,6 +22,11 @@
 // the backend's link does not change the guest-visible link status (QEMU 7.2 neither: a
 // stream netdev without a peer drops frames silently), set_link() does, as QMP set_link.
 //
+// Link down (QMP set_link, QEMU 7.2's link_down): LINK_UP clear in the config status,
+// frames from the backend dropped, TX chains taken and given back used (length 0) without
+// being sent, announce frames dropped; a change raises the configuration interrupt (QEMU
+// does so whether or not STATUS was negotiated; the transport needs DRIVER_OK).
+//
 // Threading: none inside; every call runs under the machine lock on the main loop.
 #pragma once
 
@@ -32,6 +37,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "hw/core/nic.h"
 #include "hw/virtio/net/net_features.h"
 #include "hw/virtio/net/net_state.h"
 #include "hw/virtio/net/rx_filter_event.h"
@@ -56,7 +62,9 @@ struct VirtioNetOptions {
   NetProperties properties;
 };
 
-class VirtioNet final : public VirtioDevice, public ::ferry::net::NicPort {
+class VirtioNet final : public VirtioDevice,
+                        public ::ferry::net::NicPort,
+                        public ::ferry::hw::Nic {
  public:
   // `backend` (may be null: no netdev) and `events` (may be null) are not owned and must
   // outlive the device. `backend_queues` is the netdev's queue count (0 or 1: one pair).
@@ -94,8 +102,15 @@ class VirtioNet final : public VirtioDevice, public ::ferry::net::NicPort {
   // VM run state (through VirtioPci's quiesce/resume): no RX or TX processing while
   // stopped (QEMU checks vm_running); resuming looks at every queue again.
   void set_running(bool running) override;
-  // QMP set_link: LINK_UP in the status field and a configuration interrupt on a change.
-  void set_link(bool up);
+  // ---- hw::Nic (QMP set_link, announce-self) ----
+  // LINK_UP in the status field and a configuration interrupt on a change.
+  void set_link(bool up) override;
+  std::array<uint8_t, kMacSize> current_mac() const override { return state_.rx.mac; }
+  void send_raw(std::span<const uint8_t> frame) override;
+  // Asks the guest to announce (ANNOUNCE + configuration interrupt) when it can and no
+  // post-migration guest rounds are under way (QEMU's virtio_net_announce).
+  void announce() override;
+  bool link_up() const { return (state_.status & ::ferry::spec::virtio_net::kStatusLinkUp) != 0; }
   // Gives the device its event sink to own (the factory's adapter to QMP).
   void own_events(std::unique_ptr<VirtioNetEvents> events) {
     owned_events_ = std::move(events);

@@ -13,6 +13,7 @@
 #include "hw/virtio/test_driver.h"
 #include "hw/virtio/virtio_pci.h"
 #include "memory/address_space.h"
+#include "net/announce.h"
 #include "memory/ram_block.h"
 #include "spec/virtio_net.h"
 #include "spec/virtio_pci.h"
@@ -476,6 +477,98 @@ TEST_F(VirtioNetTest, SetLinkChangesStatusAndInterrupts) {
   EXPECT_EQ(config[6], 0);
   EXPECT_NE(vpci->config_generation(), generation);
   EXPECT_NE(vpci->isr() & 2, 0);
+}
+
+TEST_F(VirtioNetTest, LinkDownDropsReceivedFramesAndUsesTxChainsUnsent) {
+  bring_up(kBaseFeatures);
+  net->set_link(false);
+  EXPECT_EQ(net->state().status & vn::kStatusLinkUp, 0);
+  // RX: buffers posted, the frame is taken from the backend and dropped.
+  post_rx(0, 2048);
+  backend.offer(frame_to(mac, 60, 1));
+  EXPECT_TRUE(backend.waiting.empty());
+  EXPECT_EQ(rx.used_idx(), 0);
+  // TX: the chain comes back used with length 0, nothing reaches the backend.
+  std::vector<uint8_t> packet(12, 0);
+  const auto frame = frame_to(mac, 60, 0xab);
+  packet.insert(packet.end(), frame.begin(), frame.end());
+  write(kBuffers + 0x10000, packet);
+  const Buf b{kBuffers + 0x10000, static_cast<uint32_t>(packet.size())};
+  tx.add(std::span(&b, 1), 0);
+  kick(1);
+  EXPECT_TRUE(backend.sent.empty());
+  EXPECT_EQ(tx.used_idx(), 1);
+  EXPECT_EQ(tx.used_elem(0), (std::pair<uint32_t, uint32_t>{0, 0}));
+  // Up again: frames flow into the buffer still posted.
+  net->set_link(true);
+  backend.offer(frame_to(mac, 60, 2));
+  EXPECT_EQ(rx.used_idx(), 1);
+  EXPECT_EQ(read(kBuffers + 12, 60), frame_to(mac, 60, 2));
+}
+
+TEST_F(VirtioNetTest, LinkDownEmptiesATxQueueWaitingForABusyBackend) {
+  bring_up(kBaseFeatures);
+  backend.busy = true;
+  std::vector<uint8_t> packet(72, 0);
+  write(kBuffers, packet);
+  const Buf b{kBuffers, 72};
+  tx.add(std::span(&b, 1), 0);
+  kick(1);
+  EXPECT_EQ(tx.used_idx(), 0);  // kept for the backend
+  net->set_link(false);
+  EXPECT_EQ(tx.used_idx(), 1);  // dropped, as QEMU does at link down
+  backend.unblock();
+  EXPECT_TRUE(backend.sent.empty());
+}
+
+TEST_F(VirtioNetTest, LinkUpAgainInterruptsOnlyOnAChange) {
+  bring_up(kBaseFeatures);
+  net->set_link(false);
+  (void)vpci->bar_handler(VirtioPci::kModernBar).read(VirtioPci::kIsrOffset, 1);
+  const uint8_t generation = vpci->config_generation();
+  net->set_link(false);
+  EXPECT_EQ(vpci->config_generation(), generation);
+  net->set_link(true);
+  EXPECT_NE(vpci->config_generation(), generation);
+  EXPECT_NE(vpci->isr() & 2, 0);
+  EXPECT_EQ(net->state().status & vn::kStatusLinkUp, vn::kStatusLinkUp);
+}
+
+TEST_F(VirtioNetTest, SendRawGoesOutUnlessTheLinkIsDown) {
+  bring_up(kBaseFeatures);
+  const auto frame = ::ferry::net::rarp_announce_frame(net->current_mac());
+  net->send_raw(frame);
+  ASSERT_EQ(backend.sent.size(), 1u);
+  EXPECT_EQ(backend.sent[0], std::vector<uint8_t>(frame.begin(), frame.end()));
+  net->set_link(false);
+  net->send_raw(frame);
+  EXPECT_EQ(backend.sent.size(), 1u);
+}
+
+TEST_F(VirtioNetTest, CurrentMacFollowsTheDriversAddress) {
+  bring_up(kBaseFeatures | vn::bit(vn::kFCtrlMacAddr));
+  const uint8_t next[] = {0x02, 0x11, 0x22, 0x33, 0x44, 0x55};
+  ASSERT_EQ(ctrl_request(vn::kCtrlMac, vn::kCtrlMacAddrSet, next), vn::kCtrlOk);
+  EXPECT_EQ(net->current_mac(), (MacAddress{0x02, 0x11, 0x22, 0x33, 0x44, 0x55}));
+}
+
+TEST_F(VirtioNetTest, AnnounceWithoutGuestAnnounceOnlyLeavesStatusAlone) {
+  bring_up(kBaseFeatures);  // CTRL_VQ without GUEST_ANNOUNCE
+  (void)vpci->bar_handler(VirtioPci::kModernBar).read(VirtioPci::kIsrOffset, 1);
+  net->announce();
+  EXPECT_EQ(net->state().status & vn::kStatusAnnounce, 0);
+  EXPECT_EQ(vpci->isr() & 2, 0);
+}
+
+TEST_F(VirtioNetTest, AnnounceAsksTheGuestWithGuestAnnounceAndCtrlVq) {
+  bring_up(kBaseFeatures | vn::bit(vn::kFGuestAnnounce));
+  (void)vpci->bar_handler(VirtioPci::kModernBar).read(VirtioPci::kIsrOffset, 1);
+  net->announce();
+  EXPECT_NE(net->state().status & vn::kStatusAnnounce, 0);
+  EXPECT_NE(vpci->isr() & 2, 0);
+  // The guest's acknowledgement clears it.
+  ASSERT_EQ(ctrl_request(vn::kCtrlAnnounce, vn::kCtrlAnnounceAck, {}), vn::kCtrlOk);
+  EXPECT_EQ(net->state().status & vn::kStatusAnnounce, 0);
 }
 
 }  // namespace

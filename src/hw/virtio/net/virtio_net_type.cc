@@ -97,6 +97,7 @@ Status create_virtio_net_pci(hw::DeviceContext& context, const hw::DeviceOptions
   if (!device.ok()) return device.take_status().prepend_message(fmt::format("-device {}", options.driver));
 
   (*device)->own_events(std::make_unique<QmpNicEvents>(context.events, options.id));
+  VirtioNet& nic = **device;  // owned by the function from here on
   VirtioPciOptions pci_options{.type_name = "virtio-net-pci"};
   const uint64_t vectors = opts.number("vectors").value_or(std::numeric_limits<uint32_t>::max());
   if (vectors != std::numeric_limits<uint32_t>::max()) {
@@ -116,6 +117,8 @@ Status create_virtio_net_pci(hw::DeviceContext& context, const hw::DeviceOptions
   (*function)->attach_dma(context.memory);
   auto plugged = context.slot.plug_pci(options, std::move(function).value());
   if (!plugged.ok()) return plugged.take_status();
+  // Plugged in for good: set_link and announce-self reach the NIC through the machine.
+  (void)context.nics.add_nic(options, nic, backend);
   // The device's state description (QEMU 7.2's virtio-net section) is not written yet:
   // migrating without it would lose the rings, so migration is blocked.
   return context.migration.add_blocker(
