@@ -62,6 +62,8 @@ void NetControl::announce_self(const std::string& id, const net::AnnounceParamet
 }
 
 void NetControl::announce_after_incoming(const net::AnnounceParameters& params) {
+  // The NICs' own rounds first, as QEMU's device post_load comes before its announce.
+  for (NicEntry& entry : nics_) entry.nic->incoming_migration_done(params);
   start(std::nullopt, params, std::nullopt);
 }
 

@@ -32,10 +32,16 @@ class FakeNic final : public hw::Nic {
     sent.push_back({clock_.now_ns(), std::vector<uint8_t>(frame.begin(), frame.end())});
   }
   void announce() override { ++announces; }
+  void incoming_migration_done(const net::AnnounceParameters& params) override {
+    incoming_rounds.push_back(params.rounds);
+    incoming_before_frames.push_back(sent.size());
+  }
 
   std::vector<bool> links;
   std::vector<std::pair<int64_t, std::vector<uint8_t>>> sent;
   int announces = 0;
+  std::vector<int64_t> incoming_rounds;
+  std::vector<size_t> incoming_before_frames;
 
  private:
   const Clock& clock_;
@@ -145,6 +151,9 @@ TEST_F(NetControlTest, IncomingMigrationRunsApartFromAnnounceSelf) {
   control_->announce_after_incoming({.initial_ms = 10, .max_ms = 10, .rounds = 2, .step_ms = 1});
   control_->announce_self("", {.initial_ms = 10, .max_ms = 10, .rounds = 2, .step_ms = 1},
                           std::nullopt);
+  // The NIC heard first, before the first round went out.
+  EXPECT_EQ(a.incoming_rounds, std::vector<int64_t>{2});
+  EXPECT_EQ(a.incoming_before_frames, std::vector<size_t>{0});
   EXPECT_EQ(control_->rounds_pending(std::nullopt), 1);
   EXPECT_EQ(control_->rounds_pending(std::string("")), 1);
   loop_->advance_clock(clock_, 100'000'000);

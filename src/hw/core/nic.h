@@ -31,6 +31,9 @@ class Nic {
   // One announce round reached this NIC after its RARP: the model's own way of announcing
   // (QEMU's NetClientInfo::announce; virtio-net asks the guest). None by default.
   virtual void announce() {}
+  // An incoming migration completed, before its announce rounds start (QEMU's virtio-net
+  // arms its own guest announce rounds in its post_load, with the same parameters).
+  virtual void incoming_migration_done(const net::AnnounceParameters& params) { (void)params; }
 };
 
 // Where a NIC model registers its card (the machine's network commands find it there).

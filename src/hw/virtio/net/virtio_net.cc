@@ -52,6 +52,7 @@ VirtioNet::VirtioNet(const VirtioNetOptions& options, const NetConfiguration& co
 }
 
 VirtioNet::~VirtioNet() {
+  cancel_guest_announce();
   if (backend_ != nullptr && backend_->nic() == this) backend_->attach(nullptr);
 }
 
@@ -150,12 +151,17 @@ void VirtioNet::reset() {
   features_ = 0;
   status_ = 0;
   broken_ = false;
+  cancel_guest_announce();  // QEMU's reset drops pending rounds (state_.reset zeroes them)
   state_.reset(options_.mac);
 }
 
 void VirtioNet::set_running(bool running) {
   if (running_ == running) return;
   running_ = running;
+  if (running && announce_due_) {
+    announce_due_ = false;
+    guest_announce_fired();
+  }
   if (!running || !driver_ok() || broken_) return;
   // Resume: the kicks that came while stopped were ignored; look at every queue again.
   for (uint16_t i = 1; i < ctrl_queue(); i += 2) process_tx(i);
@@ -186,6 +192,40 @@ void VirtioNet::send_raw(std::span<const uint8_t> frame) {
   const iovec piece{const_cast<uint8_t*>(frame.data()), frame.size()};
   // A full send queue loses the frame (QEMU would queue it): announce rounds repeat.
   (void)backend_->send(std::span<const iovec>(&piece, 1));
+}
+
+void VirtioNet::incoming_migration_done(const AnnounceParameters& params) {
+  cancel_guest_announce();
+  announce_params_ = params;
+  const std::optional<int64_t> first = start_guest_announce(state_, features_, params);
+  if (first.has_value()) arm_guest_announce(*first);
+}
+
+void VirtioNet::arm_guest_announce(int64_t delay_ms) {
+  if (loop_ == nullptr || clock_ == nullptr) return;
+  cancel_guest_announce();
+  const int64_t now = clock_->now_ns();
+  // Parameters come from migrate-set-parameters (at most 100 s): no overflow here.
+  announce_timer_ = loop_->add_timer(*clock_, now + delay_ms * 1'000'000, [this] {
+    announce_timer_ = 0;
+    guest_announce_fired();
+  });
+}
+
+void VirtioNet::guest_announce_fired() {
+  if (!running_) {
+    announce_due_ = true;  // the VM clock stands still while stopped, as QEMU's
+    return;
+  }
+  if (state_.announce_rounds == 0) return;
+  guest_announce_round(state_);
+  if (transport_ != nullptr) transport_->notify_config();
+}
+
+void VirtioNet::cancel_guest_announce() {
+  announce_due_ = false;
+  if (announce_timer_ != 0 && loop_ != nullptr) loop_->cancel_timer(announce_timer_);
+  announce_timer_ = 0;
 }
 
 void VirtioNet::announce() {
@@ -465,6 +505,9 @@ void VirtioNet::process_ctrl() {
     pushed = true;
     if (outcome.rx_filter_changed && events_ != nullptr && rx_event_gate_.take())
       events_->rx_filter_changed();
+    // The guest acknowledged a round and more remain: the next after QEMU's delay.
+    if (outcome.announce_step)
+      arm_guest_announce(announce_delay_ms(announce_params_, state_.announce_rounds));
   }
   if (!pushed) return;
   if (Status s = ctrl.flush(); !s.ok()) {

@@ -36,8 +36,10 @@
 #include <span>
 #include <vector>
 
+#include "base/event_loop.h"
 #include "base/status.h"
 #include "hw/core/nic.h"
+#include "hw/virtio/net/announce.h"
 #include "hw/virtio/net/net_features.h"
 #include "hw/virtio/net/net_state.h"
 #include "hw/virtio/net/rx_filter_event.h"
@@ -111,6 +113,17 @@ class VirtioNet final : public VirtioDevice,
   // post-migration guest rounds are under way (QEMU's virtio_net_announce).
   void announce() override;
   bool link_up() const { return (state_.status & ::ferry::spec::virtio_net::kStatusLinkUp) != 0; }
+  // After an incoming migration, with GUEST_ANNOUNCE and CTRL_VQ: `params.rounds` rounds
+  // asking the guest (ANNOUNCE + configuration interrupt), the first at once, each next
+  // one when the guest acknowledges, after QEMU's delay (QEMU 7.2's post_load timer, on
+  // the VM clock: none fires while the VM is stopped).
+  void incoming_migration_done(const AnnounceParameters& params) override;
+  // The loop and VM clock the guest announce timer runs on (the factory's; without them
+  // no timer is armed).
+  void attach_timers(EventLoop& loop, const Clock& clock) {
+    loop_ = &loop;
+    clock_ = &clock;
+  }
   // Gives the device its event sink to own (the factory's adapter to QMP).
   void own_events(std::unique_ptr<VirtioNetEvents> events) {
     owned_events_ = std::move(events);
@@ -153,6 +166,10 @@ class VirtioNet final : public VirtioDevice,
   void process_tx(uint16_t index);
   void process_ctrl();
   void notify(Virtqueue& queue);
+  // The guest announce timer: armed `delay_ms` from now, and what it does when it fires.
+  void arm_guest_announce(int64_t delay_ms);
+  void guest_announce_fired();
+  void cancel_guest_announce();
   // Writes `data` into `ranges` starting `skip` bytes in.
   Status write_ranges(std::span<const memory::GuestRange> ranges, uint64_t skip,
                       std::span<const uint8_t> data);
@@ -175,6 +192,11 @@ class VirtioNet final : public VirtioDevice,
   bool broken_ = false;
   std::vector<bool> tx_waiting_;  // per pair: the backend was busy
   std::optional<std::vector<uint8_t>> waiting_frame_;
+  EventLoop* loop_ = nullptr;
+  const Clock* clock_ = nullptr;
+  AnnounceParameters announce_params_;
+  EventLoop::TimerId announce_timer_ = 0;
+  bool announce_due_ = false;  // the timer fired while the VM was stopped
   // Reused per frame / request, so the data path does not allocate once warm.
   std::vector<VirtqueueElement> rx_elems_;
   VirtqueueElement elem_;

@@ -571,5 +571,72 @@ TEST_F(VirtioNetTest, AnnounceAsksTheGuestWithGuestAnnounceAndCtrlVq) {
   EXPECT_EQ(net->state().status & vn::kStatusAnnounce, 0);
 }
 
+// QEMU 7.2's post-migration guest announce: one round at once, each next one only once the
+// guest acknowledged the last, after QEMU's delay, on the VM clock.
+TEST_F(VirtioNetTest, AfterAnIncomingMigrationTheGuestIsAskedRoundByRoundOnItsAcks) {
+  auto loop = EventLoop::create();
+  ASSERT_TRUE(loop.ok());
+  VirtualClock clock;
+  bring_up(kBaseFeatures | vn::bit(vn::kFGuestAnnounce));
+  net->attach_timers(**loop, clock);
+  auto isr = [&] {
+    return vpci->bar_handler(VirtioPci::kModernBar).read(VirtioPci::kIsrOffset, 1);
+  };
+  (void)isr();
+  net->incoming_migration_done({.initial_ms = 50, .max_ms = 550, .rounds = 3, .step_ms = 100});
+  EXPECT_EQ(net->state().status & vn::kStatusAnnounce, 0);  // the timer, not the call
+  (*loop)->advance_clock(clock, 0);
+  EXPECT_NE(net->state().status & vn::kStatusAnnounce, 0);
+  EXPECT_NE(isr() & 2, 0u);
+  EXPECT_EQ(net->state().announce_rounds, 2u);
+  // announce-self meanwhile leaves the guest to these rounds (QEMU's virtio_net_announce).
+  net->announce();
+  EXPECT_EQ(isr() & 2, 0u);
+  // Nothing more until the guest acknowledges.
+  (*loop)->advance_clock(clock, 10'000'000'000);
+  EXPECT_EQ(net->state().announce_rounds, 2u);
+  ASSERT_EQ(ctrl_request(vn::kCtrlAnnounce, vn::kCtrlAnnounceAck, {}), vn::kCtrlOk);
+  EXPECT_EQ(net->state().status & vn::kStatusAnnounce, 0);
+  const int64_t acked = clock.now_ns();
+  (*loop)->advance_clock(clock, acked + 49'000'000);
+  EXPECT_EQ(net->state().announce_rounds, 2u);
+  (*loop)->advance_clock(clock, acked + 50'000'000);  // initial: 50 ms
+  EXPECT_EQ(net->state().announce_rounds, 1u);
+  EXPECT_NE(net->state().status & vn::kStatusAnnounce, 0);
+  // A stopped VM's round waits for it to run again.
+  ASSERT_EQ(ctrl_request(vn::kCtrlAnnounce, vn::kCtrlAnnounceAck, {}), vn::kCtrlOk);
+  net->set_running(false);
+  (*loop)->advance_clock(clock, clock.now_ns() + 150'000'000);  // initial + step
+  EXPECT_EQ(net->state().announce_rounds, 1u);
+  net->set_running(true);
+  EXPECT_EQ(net->state().announce_rounds, 0u);
+  EXPECT_NE(net->state().status & vn::kStatusAnnounce, 0);
+  // The last acknowledgement schedules nothing.
+  ASSERT_EQ(ctrl_request(vn::kCtrlAnnounce, vn::kCtrlAnnounceAck, {}), vn::kCtrlOk);
+  EXPECT_FALSE((*loop)->next_deadline(clock).has_value());
+}
+
+TEST_F(VirtioNetTest, ResetDropsPendingGuestAnnounceRounds) {
+  auto loop = EventLoop::create();
+  ASSERT_TRUE(loop.ok());
+  VirtualClock clock;
+  bring_up(kBaseFeatures | vn::bit(vn::kFGuestAnnounce));
+  net->attach_timers(**loop, clock);
+  net->incoming_migration_done({.initial_ms = 50, .max_ms = 550, .rounds = 3, .step_ms = 100});
+  set_common(vp::kCommonStatus, 0, 1);
+  EXPECT_FALSE((*loop)->next_deadline(clock).has_value());
+  EXPECT_EQ(net->state().announce_rounds, 0u);
+}
+
+TEST_F(VirtioNetTest, NoGuestAnnounceRoundsWithoutTheFeature) {
+  auto loop = EventLoop::create();
+  ASSERT_TRUE(loop.ok());
+  VirtualClock clock;
+  bring_up(kBaseFeatures);
+  net->attach_timers(**loop, clock);
+  net->incoming_migration_done({});
+  EXPECT_FALSE((*loop)->next_deadline(clock).has_value());
+}
+
 }  // namespace
 }  // namespace ferry::virtio::net

@@ -97,6 +97,7 @@ Status create_virtio_net_pci(hw::DeviceContext& context, const hw::DeviceOptions
   if (!device.ok()) return device.take_status().prepend_message(fmt::format("-device {}", options.driver));
 
   (*device)->own_events(std::make_unique<QmpNicEvents>(context.events, options.id));
+  (*device)->attach_timers(context.loop, context.clock);  // guest announce, on the VM clock
   VirtioNet& nic = **device;  // owned by the function from here on
   VirtioPciOptions pci_options{.type_name = "virtio-net-pci"};
   const uint64_t vectors = opts.number("vectors").value_or(std::numeric_limits<uint32_t>::max());
