@@ -9,7 +9,7 @@
 namespace ferry::vm {
 
 namespace {
-constexpr int64_t kNsPerMs = 1'000'000;
+constexpr int64_t kAnnounceNsPerMs = 1'000'000;
 
 // announce-self's four numbers: QEMU takes any int and announces forever on negative
 // rounds; Ferry refuses a negative value instead.
@@ -108,8 +108,8 @@ void NetControl::round(const RunKey& key) {
   const int64_t delay_ms = net::announce_delay_ms(run.params, run.rounds_left);
   // Saturated: a delay beyond the clock's range never comes (QEMU's would wrap).
   const int64_t now = clock_.now_ns();
-  const int64_t delay_ns = delay_ms > (INT64_MAX - now) / kNsPerMs ? INT64_MAX - now
-                                                                   : delay_ms * kNsPerMs;
+  const int64_t delay_ns = delay_ms > (INT64_MAX - now) / kAnnounceNsPerMs ? INT64_MAX - now
+                                                                   : delay_ms * kAnnounceNsPerMs;
   run.timer = loop_.add_timer(clock_, now + delay_ns, [this, key] { round(key); });
 }
 

@@ -9,13 +9,13 @@
 namespace ferry::vm {
 namespace {
 
-net::NetdevConfig netdev(std::string_view text) {
+net::NetdevConfig parsed_netdev(std::string_view text) {
   auto parsed = net::parse_netdev(text);
   EXPECT_TRUE(parsed.ok() && *parsed) << (parsed.ok() ? "help" : parsed.status().to_string());
   return std::move(**parsed);
 }
 
-hw::DeviceOptions device(std::string id) {
+hw::DeviceOptions nic_options(std::string id) {
   hw::DeviceOptions options;
   options.driver = "virtio-net-pci";
   options.id = std::move(id);
@@ -56,8 +56,8 @@ class NetControlTest : public ::testing::Test {
     loop_ = std::move(loop).value();
     registry_ = std::make_unique<BackendRegistry>(*loop_, false);
     ASSERT_TRUE(registry_
-                    ->open_netdevs({netdev("hubport,id=h0,hubid=0"),
-                                    netdev("hubport,id=h1,hubid=0")},
+                    ->open_netdevs({parsed_netdev("hubport,id=h0,hubid=0"),
+                                    parsed_netdev("hubport,id=h1,hubid=0")},
                                    nullptr)
                     .ok());
     control_ = std::make_unique<NetControl>(*loop_, clock_, *registry_);
@@ -76,16 +76,16 @@ class NetControlTest : public ::testing::Test {
 
 TEST_F(NetControlTest, NamesNicsByIdOrQemusModelAndIndex) {
   FakeNic a(clock_, 1), b(clock_, 2), c(clock_, 3);
-  EXPECT_EQ(control_->add_nic(device(""), a, nullptr), "virtio-net-pci.0");
-  EXPECT_EQ(control_->add_nic(device("nic1"), b, nullptr), "nic1");
-  EXPECT_EQ(control_->add_nic(device(""), c, nullptr), "virtio-net-pci.2");
+  EXPECT_EQ(control_->add_nic(nic_options(""), a, nullptr), "virtio-net-pci.0");
+  EXPECT_EQ(control_->add_nic(nic_options("nic1"), b, nullptr), "nic1");
+  EXPECT_EQ(control_->add_nic(nic_options(""), c, nullptr), "virtio-net-pci.2");
 }
 
 TEST_F(NetControlTest, SetLinkByNicOrNetdevNameAsQemuResolvesIt) {
   FakeNic a(clock_, 1), b(clock_, 2);
   net::NetBackend* h0 = registry_->find_netdev("h0");
-  (void)control_->add_nic(device("nic0"), a, h0);
-  (void)control_->add_nic(device("nic1"), b, registry_->find_netdev("h1"));
+  (void)control_->add_nic(nic_options("nic0"), a, h0);
+  (void)control_->add_nic(nic_options("nic1"), b, registry_->find_netdev("h1"));
   // The NIC's name: only the NIC; the netdev keeps its link.
   ASSERT_TRUE(control_->set_link("nic0", false).ok());
   EXPECT_EQ(a.links, std::vector<bool>{false});
@@ -104,8 +104,8 @@ TEST_F(NetControlTest, SetLinkByNicOrNetdevNameAsQemuResolvesIt) {
 
 TEST_F(NetControlTest, AnnounceRoundsFollowQemusScheduleOnEveryNic) {
   FakeNic a(clock_, 1), b(clock_, 2);
-  (void)control_->add_nic(device("nic0"), a, nullptr);
-  (void)control_->add_nic(device("nic1"), b, nullptr);
+  (void)control_->add_nic(nic_options("nic0"), a, nullptr);
+  (void)control_->add_nic(nic_options("nic1"), b, nullptr);
   control_->announce_self("", net::AnnounceParameters{}, std::nullopt);  // 50/550/5/100
   loop_->advance_clock(clock_, 2'000'000'000);
   EXPECT_EQ(times(a), (std::vector<int64_t>{0, 50, 200, 450, 800}));
@@ -119,8 +119,8 @@ TEST_F(NetControlTest, AnnounceRoundsFollowQemusScheduleOnEveryNic) {
 
 TEST_F(NetControlTest, InterfacesLimitTheNicsAndUnknownNamesAreIgnored) {
   FakeNic a(clock_, 1), b(clock_, 2);
-  (void)control_->add_nic(device("nic0"), a, nullptr);
-  (void)control_->add_nic(device("nic1"), b, nullptr);
+  (void)control_->add_nic(nic_options("nic0"), a, nullptr);
+  (void)control_->add_nic(nic_options("nic1"), b, nullptr);
   control_->announce_self("x", {.initial_ms = 1, .max_ms = 1, .rounds = 2, .step_ms = 1},
                           std::vector<std::string>{"nic1", "ghost"});
   loop_->advance_clock(clock_, 10'000'000);
@@ -131,7 +131,7 @@ TEST_F(NetControlTest, InterfacesLimitTheNicsAndUnknownNamesAreIgnored) {
 
 TEST_F(NetControlTest, SameIdReplacesOtherIdsRunSideBySide) {
   FakeNic a(clock_, 1);
-  (void)control_->add_nic(device("nic0"), a, nullptr);
+  (void)control_->add_nic(nic_options("nic0"), a, nullptr);
   const net::AnnounceParameters slow{.initial_ms = 100, .max_ms = 100, .rounds = 3, .step_ms = 1};
   control_->announce_self("one", slow, std::nullopt);                  // t=0
   control_->announce_self("two", slow, std::nullopt);                  // t=0
@@ -147,7 +147,7 @@ TEST_F(NetControlTest, SameIdReplacesOtherIdsRunSideBySide) {
 
 TEST_F(NetControlTest, IncomingMigrationRunsApartFromAnnounceSelf) {
   FakeNic a(clock_, 1);
-  (void)control_->add_nic(device("nic0"), a, nullptr);
+  (void)control_->add_nic(nic_options("nic0"), a, nullptr);
   control_->announce_after_incoming({.initial_ms = 10, .max_ms = 10, .rounds = 2, .step_ms = 1});
   control_->announce_self("", {.initial_ms = 10, .max_ms = 10, .rounds = 2, .step_ms = 1},
                           std::nullopt);
@@ -165,7 +165,7 @@ TEST_F(NetControlTest, IncomingMigrationRunsApartFromAnnounceSelf) {
 
 TEST_F(NetControlTest, DestroyedWithRoundsPendingFiresNothing) {
   FakeNic a(clock_, 1);
-  (void)control_->add_nic(device("nic0"), a, nullptr);
+  (void)control_->add_nic(nic_options("nic0"), a, nullptr);
   control_->announce_self("", net::AnnounceParameters{}, std::nullopt);
   control_.reset();
   loop_->advance_clock(clock_, 2'000'000'000);
