@@ -316,6 +316,21 @@ TEST(VirtioNetLinkAnnounce, AnnounceSelfSendsRarpRoundsAndAsksTheGuest) {
             "Parameter 'rounds' expects a value of 0 or more, found -1");
 }
 
+// A stopped VM's announcement waits, as in QEMU (its net queue holds the frames), and goes
+// out when the VM runs.
+TEST(VirtioNetLinkAnnounce, AnnounceSelfWhileStoppedGoesOutAtCont) {
+  NetVm n = start_net_vm({"-S"});
+  ASSERT_TRUE(n.vm && n.peer >= 0);
+  FerryVm& vm = *n.vm;
+  // One round: it is decided inside the command, so once the reply is here a sent frame
+  // would already be in the socket.
+  vm.ok("announce-self", Json{{"initial", 0}, {"max", 0}, {"rounds", 1}, {"step", 1}});
+  pollfd p{n.peer, POLLIN, 0};
+  EXPECT_EQ(poll(&p, 1, 0), 0) << "a stopped VM sent its announcement";
+  vm.ok("cont");
+  EXPECT_EQ(read_frame(n.peer), expected_rarp(kMac));
+}
+
 // QEMU's default schedule: rounds at 0, 50, 200, 450 and 800 ms. Timers never fire early,
 // so the last frame comes at least ~800 ms after the first (minus the first's own delay).
 TEST(VirtioNetLinkAnnounce, AnnounceSelfFollowsQemusDefaultSchedule) {

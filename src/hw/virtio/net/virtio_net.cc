@@ -158,6 +158,11 @@ void VirtioNet::reset() {
 void VirtioNet::set_running(bool running) {
   if (running_ == running) return;
   running_ = running;
+  if (running) {
+    std::deque<std::vector<uint8_t>> held;
+    held.swap(held_raw_);
+    for (const std::vector<uint8_t>& frame : held) send_raw(frame);
+  }
   if (running && announce_due_) {
     announce_due_ = false;
     guest_announce_fired();
@@ -189,6 +194,11 @@ void VirtioNet::set_link(bool up) {
 
 void VirtioNet::send_raw(std::span<const uint8_t> frame) {
   if (!link_up() || backend_ == nullptr) return;
+  if (!running_) {
+    // QEMU's net queue holds a stopped VM's frames (up to its 10,000) until it runs.
+    if (held_raw_.size() < kHeldRawLimit) held_raw_.emplace_back(frame.begin(), frame.end());
+    return;
+  }
   const iovec piece{const_cast<uint8_t*>(frame.data()), frame.size()};
   // A full send queue loses the frame (QEMU would queue it): announce rounds repeat.
   (void)backend_->send(std::span<const iovec>(&piece, 1));

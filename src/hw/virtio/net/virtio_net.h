@@ -31,6 +31,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <span>
@@ -108,6 +109,7 @@ class VirtioNet final : public VirtioDevice,
   // LINK_UP in the status field and a configuration interrupt on a change.
   void set_link(bool up) override;
   std::array<uint8_t, kMacSize> current_mac() const override { return state_.rx.mac; }
+  // Held while the VM is stopped and sent when it runs, as QEMU's net queue does.
   void send_raw(std::span<const uint8_t> frame) override;
   // Asks the guest to announce (ANNOUNCE + configuration interrupt) when it can and no
   // post-migration guest rounds are under way (QEMU's virtio_net_announce).
@@ -197,6 +199,9 @@ class VirtioNet final : public VirtioDevice,
   AnnounceParameters announce_params_;
   EventLoop::TimerId announce_timer_ = 0;
   bool announce_due_ = false;  // the timer fired while the VM was stopped
+  // Announce frames sent while the VM was stopped: they go out when it runs (QEMU).
+  static constexpr size_t kHeldRawLimit = 10000;
+  std::deque<std::vector<uint8_t>> held_raw_;
   // Reused per frame / request, so the data path does not allocate once warm.
   std::vector<VirtqueueElement> rx_elems_;
   VirtqueueElement elem_;

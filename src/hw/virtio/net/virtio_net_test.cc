@@ -545,6 +545,17 @@ TEST_F(VirtioNetTest, SendRawGoesOutUnlessTheLinkIsDown) {
   EXPECT_EQ(backend.sent.size(), 1u);
 }
 
+TEST_F(VirtioNetTest, SendRawWhileStoppedGoesOutWhenTheVmRuns) {
+  bring_up(kBaseFeatures);
+  const auto frame = ::ferry::net::rarp_announce_frame(net->current_mac());
+  net->set_running(false);
+  net->send_raw(frame);
+  net->send_raw(frame);
+  EXPECT_TRUE(backend.sent.empty());
+  net->set_running(true);
+  EXPECT_EQ(backend.sent.size(), 2u);
+}
+
 TEST_F(VirtioNetTest, CurrentMacFollowsTheDriversAddress) {
   bring_up(kBaseFeatures | vn::bit(vn::kFCtrlMacAddr));
   const uint8_t next[] = {0x02, 0x11, 0x22, 0x33, 0x44, 0x55};
