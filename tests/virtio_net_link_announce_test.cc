@@ -268,6 +268,9 @@ TEST(VirtioNetLinkAnnounce, SetLinkChangesStatusRaisesConfigInterruptAndDropsTxW
 
   EXPECT_EQ(error_of(vm, "set_link", Json{{"name", "nope"}, {"up", false}}),
             "Device 'nope' not found");
+  auto unknown = vm.qmp().execute("set_link", Json{{"name", "nope"}, {"up", false}});
+  ASSERT_TRUE(unknown.ok());
+  EXPECT_EQ((*unknown)["error"]["class"], "DeviceNotFound");  // QEMU 7.2's class
   EXPECT_EQ(error_of(vm, "set_link", Json{{"name", "nic0"}}), "Parameter 'up' is missing");
 }
 

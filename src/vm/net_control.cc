@@ -114,16 +114,21 @@ void NetControl::round(const RunKey& key) {
 }
 
 Status NetControl::register_qmp_commands(QmpServer& qmp) {
-  FERRY_RETURN_IF_ERROR(qmp.add_command("set_link", [this](const Json& args) -> Result<Json> {
-    QmpArgs a(args);
-    auto name = a.string("name");
-    if (!name.ok()) return name.take_status();
-    auto up = a.boolean("up");
-    if (!up.ok()) return up.take_status();
-    FERRY_RETURN_IF_ERROR(a.finish());
-    FERRY_RETURN_IF_ERROR(set_link(*name, *up));
-    return Json::object();
-  }));
+  FERRY_RETURN_IF_ERROR(qmp.add_command(
+      "set_link", QmpClassedHandler([this](const Json& args, std::string& error_class) -> Result<Json> {
+        QmpArgs a(args);
+        auto name = a.string("name");
+        if (!name.ok()) return name.take_status();
+        auto up = a.boolean("up");
+        if (!up.ok()) return up.take_status();
+        FERRY_RETURN_IF_ERROR(a.finish());
+        Status linked = set_link(*name, *up);
+        if (!linked.ok()) {
+          error_class = "DeviceNotFound";  // the only error set_link has (QEMU's class)
+          return linked;
+        }
+        return Json::object();
+      })));
   FERRY_RETURN_IF_ERROR(qmp.add_command("announce-self", [this](const Json& args) -> Result<Json> {
     QmpArgs a(args);
     net::AnnounceParameters params;

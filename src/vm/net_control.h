@@ -2,7 +2,7 @@
 // - set_link NAME: NAME is a netdev or a NIC, netdevs first (they are created first, and
 //   QEMU takes the first net client of that name). A netdev's own link goes down and so
 //   does its NIC's; a NIC's goes down alone (a backend is never changed through its NIC).
-//   Neither: "Device 'NAME' not found".
+//   Neither: "Device 'NAME' not found", class DeviceNotFound.
 // - announce-self: rounds of a RARP per NIC (interfaces= limits it to those NIC names,
 //   unknown ones ignored) followed by the NIC's own announce, the first at once and the
 //   rest on QEMU's schedule (net/announce.h) on the real clock. A new announce-self with
