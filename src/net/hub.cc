@@ -20,7 +20,7 @@ HubPort::HubPort(std::string id, Hub& hub) : NetBackend(std::move(id), "hubport"
 
 HubPort::~HubPort() { std::erase(hub_.ports_, this); }
 
-SendResult HubPort::send(std::span<const iovec> frame) {
+SendResult HubPort::transmit(std::span<const iovec> frame) {
   std::vector<uint8_t> bytes;
   bytes.reserve(frame_size(frame));
   for (const iovec& piece : frame) {

@@ -45,7 +45,7 @@ class HubPort final : public NetBackend {
   HubPort(std::string id, Hub& hub);
   ~HubPort() override;
 
-  SendResult send(std::span<const iovec> frame) override;
+  SendResult transmit(std::span<const iovec> frame) override;
   void receive_ready() override;
 
   const Hub& hub() const { return hub_; }

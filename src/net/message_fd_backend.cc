@@ -75,7 +75,7 @@ void MessageFdBackend::receive_ready() {
   update_watch();
 }
 
-SendResult MessageFdBackend::send(std::span<const iovec> frame) {
+SendResult MessageFdBackend::transmit(std::span<const iovec> frame) {
   if (send_queue_.full()) {
     busy_reported_ = true;
     return SendResult::kBusy;

@@ -24,7 +24,6 @@ class MessageFdBackend : public NetBackend {
  public:
   ~MessageFdBackend() override;
 
-  SendResult send(std::span<const iovec> frame) final;
   void receive_ready() final;
 
  protected:
@@ -36,6 +35,8 @@ class MessageFdBackend : public NetBackend {
   int fd() const { return fd_; }
   // The descriptor is ready: the link goes up and the watch starts.
   void start();
+
+  SendResult transmit(std::span<const iovec> frame) final;
 
   // One frame out now: the bytes sent, or -1 with errno set.
   virtual ssize_t send_frame(std::span<const iovec> frame) = 0;

@@ -8,7 +8,8 @@ void NetBackend::attach(NicPort* nic) {
 }
 
 void NetBackend::deliver(std::span<const uint8_t> frame) {
-  if (nic_) nic_->receive(frame);
+  // A netdev whose link set_link took down sends nothing on (QEMU drops at the sender).
+  if (nic_ && !link_down_) nic_->receive(frame);
 }
 
 void NetBackend::set_link(bool up) {

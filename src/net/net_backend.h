@@ -12,6 +12,9 @@
 // is full it answers kBusy and takes nothing; the NIC stops taking frames from the guest
 // until `send_ready()` (QEMU's sent callback, which stops virtio-net's TX queue). While
 // the backend has no link (no peer connected) frames are dropped, as in QEMU.
+//
+// QMP set_link on the netdev takes its link down (QEMU's link_down of the netdev's net
+// client): frames to it and from it are dropped until it is set up again.
 #pragma once
 
 #include <sys/uio.h>
@@ -68,16 +71,23 @@ class NetBackend {
   void attach(NicPort* nic);
   NicPort* nic() const { return nic_; }
 
-  // One frame, gathered from `frame`.
-  virtual SendResult send(std::span<const iovec> frame) = 0;
+  // One frame, gathered from `frame`; kDropped while set_link took the link down.
+  SendResult send(std::span<const iovec> frame) {
+    return link_down_ ? SendResult::kDropped : transmit(frame);
+  }
   // The NIC has room again: deliver what waits and read on.
   virtual void receive_ready() = 0;
 
   bool link_up() const { return link_up_; }
+  // QMP set_link on this netdev (not the peer connection link_up() reports).
+  void set_link_down(bool down) { link_down_ = down; }
+  bool link_down() const { return link_down_; }
   // What QEMU's `info network` shows: "listening", "connecting", the peer's URI...
   const std::string& info() const { return info_; }
 
  protected:
+  // What send() does while the link is not set down.
+  virtual SendResult transmit(std::span<const iovec> frame) = 0;
   // No NIC: frames are read and dropped.
   bool nic_can_receive() const { return nic_ == nullptr || nic_->can_receive(); }
   void deliver(std::span<const uint8_t> frame);
@@ -90,6 +100,7 @@ class NetBackend {
   std::string_view type_;
   NicPort* nic_ = nullptr;
   bool link_up_ = false;
+  bool link_down_ = false;  // set_link ... up=false on this netdev
   std::string info_;
 };
 

@@ -298,7 +298,7 @@ void StreamBackend::flush_send_queue() {
   }
 }
 
-SendResult StreamBackend::send(std::span<const iovec> frame) {
+SendResult StreamBackend::transmit(std::span<const iovec> frame) {
   if (conn_fd_ < 0) return SendResult::kDropped;
   if (send_queue_.full()) {
     busy_reported_ = true;

@@ -45,7 +45,7 @@ class StreamBackend final : public NetBackend {
                                                        StreamOptions options, NetEvents* events);
   ~StreamBackend() override;
 
-  SendResult send(std::span<const iovec> frame) override;
+  SendResult transmit(std::span<const iovec> frame) override;
   void receive_ready() override;
 
   bool connected() const { return conn_fd_ >= 0; }

@@ -14,7 +14,7 @@ Status DeviceHost::create(const hw::DeviceType& type, const hw::DeviceOptions& o
   }
   hw::DeviceContext context{resources_.loop,     resources_.clock, resources_.memory,
                             resources_.backends, *this,            *this,
-                            resources_.events};
+                            resources_.events,   resources_.nics};
   Status built = type.create(context, options);
   parent_ = nullptr;
   if (built.ok() && plugged_) last_of_type_[std::string(type.name)] = plugged_;

@@ -35,6 +35,7 @@ struct DeviceResources {
   memory::AddressSpace& memory;
   hw::Backends& backends;
   hw::DeviceEvents& events;  // devices' QMP events (the machine's monitors)
+  hw::NicRegistrar& nics;    // the network cards' registry (vm/net_control.h)
 };
 
 class DeviceHost final : public hw::MigrationRegistrar, public hw::DeviceSlot {

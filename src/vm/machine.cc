@@ -180,8 +180,10 @@ Status Machine::build() {
                                   std::string_view name, const Json& data) {
     if (!alive.expired() && qmp_) qmp_->emit_event(name, data);
   });
+  // Announce rounds run on real time whatever the VM clock (QEMU's QEMU_CLOCK_REALTIME).
+  net_ = std::make_unique<NetControl>(loop_, real_clock_, backends_);
   devices_ = std::make_unique<DeviceHost>(
-      DeviceResources{loop_, clock, memory_, backends_, device_events_}, *pci_,
+      DeviceResources{loop_, clock, memory_, backends_, device_events_, *net_}, *pci_,
                                           *migration_, config_.only_migratable);
   for (const DeviceConfig& device : config_.devices) FERRY_RETURN_IF_ERROR(add_device(device));
   backends_.warn_unclaimed_netdevs();
@@ -194,6 +196,7 @@ Status Machine::build() {
     qmp_ = std::move(qmp).value();
     FERRY_RETURN_IF_ERROR(register_qmp_commands());
     FERRY_RETURN_IF_ERROR(backends_.register_qmp_commands(*qmp_));
+    FERRY_RETURN_IF_ERROR(net_->register_qmp_commands(*qmp_));
     FERRY_RETURN_IF_ERROR(migration_->register_qmp_commands(*qmp_));
   }
   if (!config_.qtest.empty()) {
@@ -277,6 +280,10 @@ void Machine::on_block_io_error(const block::BlockBackend& drive,
     Status st = set_run_state(RunState::kIoError);
     if (!st.ok()) log(LogLevel::kError, "cannot pause on an I/O error: {}", st.to_string());
   });
+}
+
+void Machine::announce_after_incoming(const net::AnnounceParameters& params) {
+  net_->announce_after_incoming(params);
 }
 
 Status Machine::activate_drives() { return backends_.activate_claimed(); }

@@ -48,6 +48,7 @@
 #include "vm/io_ports.h"
 #include "vm/machine_lock.h"
 #include "vm/migration_control.h"
+#include "vm/net_control.h"
 #include "vm/qmp_server.h"
 #include "vm/qtest_server.h"
 #include "vm/run_state.h"
@@ -144,6 +145,10 @@ class Machine final : public pci::PciHost,
   // takes them at switchover, a source whose migration failed takes them back. Main loop.
   Status activate_drives();
   Status inactivate_drives();
+  // An incoming migration has completed (the VM runs, or stays paused as its source was):
+  // every NIC announces itself with the migration's announce-* parameters, as QEMU does
+  // once the incoming side has dealt with every error.
+  void announce_after_incoming(const net::AnnounceParameters& params);
   memory::AddressSpace& memory() { return memory_; }
   IoPorts& io_ports() { return io_; }
   pci::PciBus& pci_bus() { return *pci_; }
@@ -233,6 +238,8 @@ class Machine final : public pci::PciHost,
   std::unique_ptr<pci::PciBus> pci_;
   // Builds devices; knows their ids and migration sections.
   std::unique_ptr<DeviceHost> devices_;
+  // The NICs' set_link and announcements; gone before the devices its timers reach.
+  std::unique_ptr<NetControl> net_;
   std::unique_ptr<MsiWindow> msi_window_;
   std::unique_ptr<BarWindow> ecam_window_;
   std::map<std::pair<const pci::PciDevice*, int>, BarMapping> bar_mappings_;

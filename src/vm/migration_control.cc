@@ -151,6 +151,9 @@ std::string MigrationControl::loaded() {
     }
     if (machine_.set_run_state(to).ok())
       state = to == RunState::kRunning ? "running" : "paused";
+    // Every error is dealt with and the VM lives here now: tell the network (QEMU
+    // announces whether or not the VM starts).
+    machine_.announce_after_incoming(announce_params_);
   });
   return state;
 }
@@ -277,23 +280,16 @@ Status MigrationControl::register_qmp_commands(QmpServer& qmp) {
     return Json::object();
   }));
   FERRY_RETURN_IF_ERROR(qmp.add_command("migrate-set-parameters", [this](const Json& args) -> Result<Json> {
-    QmpArgs a(args);
-    auto bandwidth = a.optional_uint64("max-bandwidth");
-    if (!bandwidth.ok()) return bandwidth.take_status();
-    auto downtime = a.optional_uint64("downtime-limit");
-    if (!downtime.ok()) return downtime.take_status();
-    FERRY_RETURN_IF_ERROR(a.finish());
-    if (*downtime && **downtime > 2000000)
-      return Error(ErrorCode::kInvalidArgument,
-                   "Parameter 'downtime_limit' expects an integer in the range of 0 to (2000 * "
-                   "1000) ms");
-    if (*bandwidth) params_.max_bandwidth = **bandwidth;
-    if (*downtime) params_.downtime_limit_ms = **downtime;
-    return Json::object();
+    return set_parameters(args);
   }));
   FERRY_RETURN_IF_ERROR(qmp.add_command("query-migrate-parameters", [this](const Json& args) -> Result<Json> {
     FERRY_RETURN_IF_ERROR(QmpArgs(args).finish());
-    return Json{{"max-bandwidth", params_.max_bandwidth}, {"downtime-limit", params_.downtime_limit_ms}};
+    return Json{{"max-bandwidth", params_.max_bandwidth},
+                {"downtime-limit", params_.downtime_limit_ms},
+                {"announce-initial", announce_params_.initial_ms},
+                {"announce-max", announce_params_.max_ms},
+                {"announce-rounds", announce_params_.rounds},
+                {"announce-step", announce_params_.step_ms}};
   }));
   FERRY_RETURN_IF_ERROR(qmp.add_command("migrate-set-capabilities", [this](const Json& args) -> Result<Json> {
     return set_capabilities(args);
@@ -330,6 +326,50 @@ bool MigrationControl::capability_state(const MigrationCapability& c) const {
   if (c.name == "return-path") return params_.return_path;
   if (c.name == "switchover-ack") return params_.switchover_ack;
   return c.state;
+}
+
+Result<Json> MigrationControl::set_parameters(const Json& args) {
+  QmpArgs a(args);
+  // QEMU's members in its order; all are checked before any changes.
+  auto bandwidth = a.optional_uint64("max-bandwidth");
+  if (!bandwidth.ok()) return bandwidth.take_status();
+  auto downtime = a.optional_uint64("downtime-limit");
+  if (!downtime.ok()) return downtime.take_status();
+  struct AnnounceMember {
+    const char* name;     // the QMP member
+    const char* checked;  // the name QEMU's range check prints
+    uint64_t min, max;    // QEMU's range (its message says 0 even where min is 1)
+    int64_t net::AnnounceParameters::*field;
+  };
+  static constexpr AnnounceMember kAnnounce[] = {
+      {"announce-initial", "announce_initial", 0, 100000, &net::AnnounceParameters::initial_ms},
+      {"announce-max", "announce_max", 0, 100000, &net::AnnounceParameters::max_ms},
+      {"announce-rounds", "announce_rounds", 0, 1000, &net::AnnounceParameters::rounds},
+      {"announce-step", "announce_step", 1, 10000, &net::AnnounceParameters::step_ms},
+  };
+  std::optional<uint64_t> announce[std::size(kAnnounce)];
+  for (size_t i = 0; i < std::size(kAnnounce); ++i) {
+    auto value = a.optional_uint64(kAnnounce[i].name);
+    if (!value.ok()) return value.take_status();
+    announce[i] = *value;
+  }
+  FERRY_RETURN_IF_ERROR(a.finish());
+  if (*downtime && **downtime > 2000000)
+    return Error(ErrorCode::kInvalidArgument,
+                 "Parameter 'downtime_limit' expects an integer in the range of 0 to (2000 * "
+                 "1000) ms");
+  for (size_t i = 0; i < std::size(kAnnounce); ++i) {
+    // A negative number arrives modulo 2^64, so it is out of range too (QEMU's words).
+    const AnnounceMember& m = kAnnounce[i];
+    if (announce[i] && (*announce[i] < m.min || *announce[i] > m.max))
+      return Error(ErrorCode::kInvalidArgument, "Parameter '{}' expects a value between 0 and {}",
+                   m.checked, m.max);
+  }
+  if (*bandwidth) params_.max_bandwidth = **bandwidth;
+  if (*downtime) params_.downtime_limit_ms = **downtime;
+  for (size_t i = 0; i < std::size(kAnnounce); ++i)
+    if (announce[i]) announce_params_.*kAnnounce[i].field = static_cast<int64_t>(*announce[i]);
+  return Json::object();
 }
 
 Result<Json> MigrationControl::set_capabilities(const Json& args) {

@@ -1,6 +1,6 @@
 // Live migration as the VM process offers it: the QMP commands (migrate,
 // migrate-incoming, migrate_cancel, query-migrate, migrate-set-parameters,
-// query-migrate-parameters), the MIGRATION event, and the hooks through which the
+// query-migrate-parameters, with the announce-* parameters), the MIGRATION event, and the hooks through which the
 // migration threads stop, capture, resume or start the machine. Work the threads ask of
 // the machine is done on the main loop (bottom halves) and waited for.
 #pragma once
@@ -14,6 +14,7 @@
 #include "migration/destination.h"
 #include "migration/section_registry.h"
 #include "migration/source.h"
+#include "net/announce.h"
 #include "vm/global_state.h"
 #include "vm/qmp_server.h"
 
@@ -53,6 +54,7 @@ class MigrationControl final : public migration::SourceHooks, public migration::
   bool on_main_loop(const std::function<void()>& work);
   Result<Json> migrate(const Json& args);
   Json query_migrate() const;
+  Result<Json> set_parameters(const Json& args);
   Result<Json> set_capabilities(const Json& args);
 
   struct MigrationCapability {
@@ -69,6 +71,8 @@ class MigrationControl final : public migration::SourceHooks, public migration::
   EventLoop& loop_;
   migration::SectionRegistry registry_;
   migration::MigrationParams params_;
+  // announce-initial/-max/-rounds/-step: the announcement after an incoming migration.
+  net::AnnounceParameters announce_params_;
   std::unique_ptr<migration::SourceMigration> source_;
   std::unique_ptr<migration::DestinationMigration> destination_;
   std::vector<std::string> blockers_;

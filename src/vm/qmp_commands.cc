@@ -3,6 +3,15 @@
 namespace ferry::vm {
 
 Status QmpCommands::add(std::string name, QmpHandler handler) {
+  if (!handler) return add(std::move(name), QmpClassedHandler());
+  return add(std::move(name),
+             QmpClassedHandler([handler = std::move(handler)](const Json& arguments,
+                                                              std::string&) {
+               return handler(arguments);
+             }));
+}
+
+Status QmpCommands::add(std::string name, QmpClassedHandler handler) {
   if (name.empty()) return Error(ErrorCode::kInvalidArgument, "QMP command name is empty");
   if (!handler) {
     return Error(ErrorCode::kInvalidArgument, "QMP command '{}' has no handler", name);
@@ -14,7 +23,7 @@ Status QmpCommands::add(std::string name, QmpHandler handler) {
   return Status::Ok();
 }
 
-const QmpHandler* QmpCommands::find(std::string_view name) const {
+const QmpClassedHandler* QmpCommands::find(std::string_view name) const {
   auto it = handlers_.find(name);
   return it == handlers_.end() ? nullptr : &it->second;
 }

@@ -24,16 +24,21 @@ using Json = nlohmann::ordered_json;
 // Takes the request's `arguments` object (empty when absent) and returns the `return`
 // value. An error becomes {"error": {"class": "GenericError", "desc": message}}.
 using QmpHandler = std::function<Result<Json>(const Json& arguments)>;
+// A handler whose errors may belong to another of QEMU's classes (set_link's unknown name
+// is "DeviceNotFound"): it sets `error_class`, which starts as "GenericError".
+using QmpClassedHandler =
+    std::function<Result<Json>(const Json& arguments, std::string& error_class)>;
 
 class QmpCommands {
  public:
   // Refuses duplicate and empty names.
   Status add(std::string name, QmpHandler handler);
-  const QmpHandler* find(std::string_view name) const;
+  Status add(std::string name, QmpClassedHandler handler);
+  const QmpClassedHandler* find(std::string_view name) const;
   std::vector<std::string> names() const;  // sorted
 
  private:
-  std::map<std::string, QmpHandler, std::less<>> handlers_;
+  std::map<std::string, QmpClassedHandler, std::less<>> handlers_;
 };
 
 // Reads typed members of an `arguments` object; `finish` then refuses members that no

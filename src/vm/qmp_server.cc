@@ -111,6 +111,10 @@ Status QmpServer::add_command(std::string name, QmpHandler handler) {
   return commands_.add(std::move(name), std::move(handler));
 }
 
+Status QmpServer::add_command(std::string name, QmpClassedHandler handler) {
+  return commands_.add(std::move(name), std::move(handler));
+}
+
 Status QmpServer::register_builtins() {
   FERRY_RETURN_IF_ERROR(
       add_command("qmp_capabilities", [this](const Json& arguments) -> Result<Json> {
@@ -273,17 +277,18 @@ Json QmpServer::dispatch(Client& client, const std::string& text) {
     return with_id(qmp_error("CommandNotFound",
                              "Capabilities negotiation is already complete, command ignored"));
   }
-  const QmpHandler* handler = commands_.find(name);
+  const QmpClassedHandler* handler = commands_.find(name);
   if (handler == nullptr) {
     return with_id(
         qmp_error("CommandNotFound", fmt::format("The command {} has not been found", name)));
   }
   static const Json kNoArguments = Json::object();
   // Copied: a handler may register commands, which could move the one running.
-  QmpHandler run = *handler;
+  QmpClassedHandler run = *handler;
   Result<Json> result = Json();
+  std::string error_class = "GenericError";
   try {
-    result = run(arguments != nullptr ? *arguments : kNoArguments);
+    result = run(arguments != nullptr ? *arguments : kNoArguments, error_class);
   } catch (const Json::exception& e) {
     // A handler reading a member it did not check first (a bug of ours): the client gets
     // an error and the VM stays up.
@@ -291,7 +296,7 @@ Json QmpServer::dispatch(Client& client, const std::string& text) {
     return with_id(qmp_error("GenericError", fmt::format("Internal error in {}: {}", name,
                                                          parse_error_text(e.what()))));
   }
-  if (!result.ok()) return with_id(qmp_error("GenericError", result.status().to_string()));
+  if (!result.ok()) return with_id(qmp_error(error_class, result.status().to_string()));
   Json reply = Json::object();
   reply["return"] = result->is_null() ? Json::object() : std::move(result).value();
   return with_id(std::move(reply));

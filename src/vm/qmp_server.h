@@ -62,6 +62,7 @@ class QmpServer {
   QmpServer& operator=(const QmpServer&) = delete;
 
   Status add_command(std::string name, QmpHandler handler);
+  Status add_command(std::string name, QmpClassedHandler handler);
   // Sends an event to every client in command mode.
   void emit_event(std::string_view name, const Json& data = Json());
 

@@ -189,6 +189,25 @@ TEST_F(QmpServerTest, UnknownCommandAndHandlerErrors) {
             Json::parse(R"({"error": {"class": "GenericError", "desc": "device is busy"}})"));
 }
 
+TEST_F(QmpServerTest, AHandlerMayNameQemusErrorClass) {
+  ASSERT_TRUE(server
+                  ->add_command("find", QmpClassedHandler([](const Json& arguments,
+                                                             std::string& error_class)
+                                                              -> Result<Json> {
+                    if (arguments.contains("known")) return Json::object();
+                    error_class = "DeviceNotFound";
+                    return Error(ErrorCode::kInvalidArgument, "Device 'x' not found");
+                  }))
+                  .ok());
+  Client c(*loop, path);
+  c.negotiate();
+  EXPECT_EQ(c.execute(R"({"execute": "find", "id": 4})"),
+            Json::parse(R"({"error": {"class": "DeviceNotFound",
+                "desc": "Device 'x' not found"}, "id": 4})"));
+  EXPECT_EQ(c.execute(R"({"execute": "find", "arguments": {"known": 1}})"),
+            Json::parse(R"({"return": {}})"));
+}
+
 TEST_F(QmpServerTest, ArgumentErrorsUseQemusWording) {
   Client c(*loop, path);
   c.negotiate();

@@ -15,6 +15,7 @@
 #include "base/qemu_opts.h"
 #include "base/status.h"
 #include "block/block_backend.h"
+#include "hw/core/nic.h"
 #include "hw/pci/pci_device.h"
 #include "memory/address_space.h"
 #include "net/net_backend.h"
@@ -101,6 +102,7 @@ struct DeviceContext {
   MigrationRegistrar& migration;
   DeviceSlot& slot;
   DeviceEvents& events;
+  NicRegistrar& nics;            // network cards register here (set_link, announce-self)
 };
 
 struct DeviceType {

@@ -1,33 +1,14 @@
-// Self-announcement after migration: the RARP frame QEMU sends for each NIC so switches
-// relearn where the guest's address lives, and the schedule of its rounds (QEMU's
-// net/announce.c and the migration announce-* parameters).
+// virtio-net's names for the generic self-announcement (net/announce.h), which every NIC
+// shares; the guest-side part is guest_announce.h.
 #pragma once
 
-#include <array>
-#include <cstdint>
-
-#include "hw/virtio/net/mac_address.h"
+#include "net/announce.h"
 
 namespace ferry::virtio::net {
 
-inline constexpr size_t kAnnounceFrameSize = 60;  // Ethernet minimum, no FCS
-
-// Broadcast RARP "request reverse" (ethertype 0x8035, opcode 3) with `mac` as source,
-// sender and target hardware address, zero protocol addresses, zero padding to 60 bytes.
-// Ferry announces the guest's current address; QEMU 7.2 sends the configured one.
-std::array<uint8_t, kAnnounceFrameSize> rarp_announce_frame(const MacAddress& mac);
-
-// migrate-set-parameters announce-initial/-max/-rounds/-step (milliseconds), QEMU's defaults.
-struct AnnounceParameters {
-  int64_t initial_ms = 50;
-  int64_t max_ms = 550;
-  int64_t rounds = 5;
-  int64_t step_ms = 100;
-};
-
-// The wait before the next round when `rounds_left` remain after the one just sent
-// (qemu_announce_timer_step): initial, then one step longer each round, at most max. The
-// first round goes out at once, so QEMU's defaults send at 0, 50, 200, 450 and 800 ms.
-int64_t announce_delay_ms(const AnnounceParameters& params, int64_t rounds_left);
+using ::ferry::net::AnnounceParameters;
+using ::ferry::net::announce_delay_ms;
+using ::ferry::net::kAnnounceFrameSize;
+using ::ferry::net::rarp_announce_frame;
 
 }  // namespace ferry::virtio::net

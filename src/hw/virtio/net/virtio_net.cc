@@ -53,6 +53,7 @@ VirtioNet::VirtioNet(const VirtioNetOptions& options, const NetConfiguration& co
 }
 
 VirtioNet::~VirtioNet() {
+  cancel_guest_announce();
   if (backend_ != nullptr && backend_->nic() == this) backend_->attach(nullptr);
 }
 
@@ -151,19 +152,23 @@ void VirtioNet::reset() {
   features_ = 0;
   status_ = 0;
   broken_ = false;
+  cancel_guest_announce();  // QEMU's reset drops pending rounds (state_.reset zeroes them)
   state_.reset(options_.mac);
 }
 
 void VirtioNet::set_running(bool running) {
   if (running_ == running) return;
   running_ = running;
-  if (!running || !driver_ok() || broken_) return;
-  if (announce_pending_) {
-    // A load armed a guest announce (virtio_net_migration.h): the first round now.
-    announce_pending_ = false;
-    guest_announce_round(state_);
-    if (transport_ != nullptr) transport_->notify_config();
+  if (running) {
+    std::deque<std::vector<uint8_t>> held;
+    held.swap(held_raw_);
+    for (const std::vector<uint8_t>& frame : held) send_raw(frame);
   }
+  if (running && announce_due_) {
+    announce_due_ = false;
+    guest_announce_fired();
+  }
+  if (!running || !driver_ok() || broken_) return;
   // Resume: the kicks that came while stopped were ignored; look at every queue again.
   for (uint16_t i = 1; i < ctrl_queue(); i += 2) process_tx(i);
   flush_rx();
@@ -175,8 +180,67 @@ void VirtioNet::set_link(bool up) {
     state_.status |= vn::kStatusLinkUp;
   else
     state_.status &= static_cast<uint16_t>(~vn::kStatusLinkUp);
-  if (state_.status != before && transport_ != nullptr &&
-      (host_features_ & vn::bit(vn::kFStatus)) != 0)
+  if (state_.status == before) return;
+  // QEMU 7.2 notifies without looking at STATUS (the transport wants DRIVER_OK).
+  if (transport_ != nullptr) transport_->notify_config();
+  if (up) return;
+  // A queue waiting for a busy backend is emptied now rather than later (QEMU drops it
+  // when the link goes down under a waiting queue).
+  for (uint16_t pair = 0; pair < max_pairs(); ++pair) {
+    if (!tx_waiting_[pair]) continue;
+    tx_waiting_[pair] = false;
+    process_tx(static_cast<uint16_t>(2 * pair + 1));
+  }
+}
+
+void VirtioNet::send_raw(std::span<const uint8_t> frame) {
+  if (!link_up() || backend_ == nullptr) return;
+  if (!running_) {
+    // QEMU's net queue holds a stopped VM's frames (up to its 10,000) until it runs.
+    if (held_raw_.size() < kHeldRawLimit) held_raw_.emplace_back(frame.begin(), frame.end());
+    return;
+  }
+  const iovec piece{const_cast<uint8_t*>(frame.data()), frame.size()};
+  // A full send queue loses the frame (QEMU would queue it): announce rounds repeat.
+  (void)backend_->send(std::span<const iovec>(&piece, 1));
+}
+
+void VirtioNet::incoming_migration_done(const AnnounceParameters& params) {
+  cancel_guest_announce();
+  announce_params_ = params;
+  const std::optional<int64_t> first = start_guest_announce(state_, features_, params);
+  if (first.has_value()) arm_guest_announce(*first);
+}
+
+void VirtioNet::arm_guest_announce(int64_t delay_ms) {
+  if (loop_ == nullptr || clock_ == nullptr) return;
+  cancel_guest_announce();
+  const int64_t now = clock_->now_ns();
+  // Parameters come from migrate-set-parameters (at most 100 s): no overflow here.
+  announce_timer_ = loop_->add_timer(*clock_, now + delay_ms * 1'000'000, [this] {
+    announce_timer_ = 0;
+    guest_announce_fired();
+  });
+}
+
+void VirtioNet::guest_announce_fired() {
+  if (!running_) {
+    announce_due_ = true;  // the VM clock stands still while stopped, as QEMU's
+    return;
+  }
+  if (state_.announce_rounds == 0) return;
+  guest_announce_round(state_);
+  if (transport_ != nullptr) transport_->notify_config();
+}
+
+void VirtioNet::cancel_guest_announce() {
+  announce_due_ = false;
+  if (announce_timer_ != 0 && loop_ != nullptr) loop_->cancel_timer(announce_timer_);
+  announce_timer_ = 0;
+}
+
+void VirtioNet::announce() {
+  if (guest_announce_on_self_announce(state_, features_) && transport_ != nullptr)
     transport_->notify_config();
 }
 
@@ -247,6 +311,7 @@ bool VirtioNet::can_receive() {
 }
 
 void VirtioNet::receive(std::span<const uint8_t> frame) {
+  if (!link_up()) return;                 // link down: dropped, as in QEMU
   if (!state_.rx.accepts(frame)) return;  // filtered out: gone, as in QEMU
   if (place_frame(frame) == RxResult::kWaiting)
     waiting_frame_.emplace(frame.begin(), frame.end());
@@ -383,7 +448,8 @@ void VirtioNet::process_tx(uint16_t index) {
       out_iov_[first].iov_len -= skip;
     }
     const std::span<const iovec> frame(out_iov_.data() + first, out_iov_.size() - first);
-    if (backend_ != nullptr) {
+    // Link down: the chain is used up unsent (QEMU's virtio_net_drop_tx_queue_data).
+    if (backend_ != nullptr && link_up()) {
       if (backend_->send(frame) == ::ferry::net::SendResult::kBusy) {
         tx.unpop(elem_);
         tx_waiting_[index / 2] = true;
@@ -450,6 +516,9 @@ void VirtioNet::process_ctrl() {
     pushed = true;
     if (outcome.rx_filter_changed && events_ != nullptr && rx_event_gate_.take())
       events_->rx_filter_changed();
+    // The guest acknowledged a round and more remain: the next after QEMU's delay.
+    if (outcome.announce_step)
+      arm_guest_announce(announce_delay_ms(announce_params_, state_.announce_rounds));
   }
   if (!pushed) return;
   if (Status s = ctrl.flush(); !s.ok()) {

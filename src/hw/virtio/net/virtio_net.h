@@ -22,18 +22,27 @@
 // the backend's link does not change the guest-visible link status (QEMU 7.2 neither: a
 // stream netdev without a peer drops frames silently), set_link() does, as QMP set_link.
 //
+// Link down (QMP set_link, QEMU 7.2's link_down): LINK_UP clear in the config status,
+// frames from the backend dropped, TX chains taken and given back used (length 0) without
+// being sent, announce frames dropped; a change raises the configuration interrupt (QEMU
+// does so whether or not STATUS was negotiated; the transport needs DRIVER_OK).
+//
 // Migration: virtio_net_migration.h (the section, its checks, quiesce and post-load).
 //
 // Threading: none inside; every call runs under the machine lock on the main loop.
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <span>
 #include <vector>
 
+#include "base/event_loop.h"
 #include "base/status.h"
+#include "hw/core/nic.h"
+#include "hw/virtio/net/announce.h"
 #include "hw/virtio/net/net_features.h"
 #include "hw/virtio/net/net_state.h"
 #include "hw/virtio/net/rx_filter_event.h"
@@ -61,7 +70,9 @@ struct VirtioNetOptions {
   NetProperties properties;
 };
 
-class VirtioNet final : public VirtioDevice, public ::ferry::net::NicPort {
+class VirtioNet final : public VirtioDevice,
+                        public ::ferry::net::NicPort,
+                        public ::ferry::hw::Nic {
  public:
   // `backend` (may be null: no netdev) and `events` (may be null) are not owned and must
   // outlive the device. `backend_queues` is the netdev's queue count (0 or 1: one pair).
@@ -99,8 +110,27 @@ class VirtioNet final : public VirtioDevice, public ::ferry::net::NicPort {
   // VM run state (through VirtioPci's quiesce/resume): no RX or TX processing while
   // stopped (QEMU checks vm_running); resuming looks at every queue again.
   void set_running(bool running) override;
-  // QMP set_link: LINK_UP in the status field and a configuration interrupt on a change.
-  void set_link(bool up);
+  // ---- hw::Nic (QMP set_link, announce-self) ----
+  // LINK_UP in the status field and a configuration interrupt on a change.
+  void set_link(bool up) override;
+  std::array<uint8_t, kMacSize> current_mac() const override { return state_.rx.mac; }
+  // Held while the VM is stopped and sent when it runs, as QEMU's net queue does.
+  void send_raw(std::span<const uint8_t> frame) override;
+  // Asks the guest to announce (ANNOUNCE + configuration interrupt) when it can and no
+  // post-migration guest rounds are under way (QEMU's virtio_net_announce).
+  void announce() override;
+  bool link_up() const { return (state_.status & ::ferry::spec::virtio_net::kStatusLinkUp) != 0; }
+  // After an incoming migration, with GUEST_ANNOUNCE and CTRL_VQ: `params.rounds` rounds
+  // asking the guest (ANNOUNCE + configuration interrupt), the first at once, each next
+  // one when the guest acknowledges, after QEMU's delay (QEMU 7.2's post_load timer, on
+  // the VM clock: none fires while the VM is stopped).
+  void incoming_migration_done(const AnnounceParameters& params) override;
+  // The loop and VM clock the guest announce timer runs on (the factory's; without them
+  // no timer is armed).
+  void attach_timers(EventLoop& loop, const Clock& clock) {
+    loop_ = &loop;
+    clock_ = &clock;
+  }
   // Gives the device its event sink to own (the factory's adapter to QMP).
   void own_events(std::unique_ptr<VirtioNetEvents> events) {
     owned_events_ = std::move(events);
@@ -146,6 +176,10 @@ class VirtioNet final : public VirtioDevice, public ::ferry::net::NicPort {
   void process_tx(uint16_t index);
   void process_ctrl();
   void notify(Virtqueue& queue);
+  // The guest announce timer: armed `delay_ms` from now, and what it does when it fires.
+  void arm_guest_announce(int64_t delay_ms);
+  void guest_announce_fired();
+  void cancel_guest_announce();
   // Writes `data` into `ranges` starting `skip` bytes in.
   Status write_ranges(std::span<const memory::GuestRange> ranges, uint64_t skip,
                       std::span<const uint8_t> data);
@@ -168,16 +202,22 @@ class VirtioNet final : public VirtioDevice, public ::ferry::net::NicPort {
   bool broken_ = false;
   std::vector<bool> tx_waiting_;  // per pair: the backend was busy
   std::optional<std::vector<uint8_t>> waiting_frame_;
+  EventLoop* loop_ = nullptr;
+  const Clock* clock_ = nullptr;
+  AnnounceParameters announce_params_;
+  EventLoop::TimerId announce_timer_ = 0;
+  bool announce_due_ = false;  // the timer fired while the VM was stopped
+  // Announce frames sent while the VM was stopped: they go out when it runs (QEMU).
+  static constexpr size_t kHeldRawLimit = 10000;
+  std::deque<std::vector<uint8_t>> held_raw_;
   // Reused per frame / request, so the data path does not allocate once warm.
   std::vector<VirtqueueElement> rx_elems_;
   VirtqueueElement elem_;
   std::vector<iovec> out_iov_;
   std::vector<iovec> in_iov_;
   std::vector<uint8_t> scratch_;
-  // Migration: the wire-shaped state a save fills and a load stages (allocated on first use),
-  // and a guest announce a load armed, sent when the VM first runs.
+  // Migration: the wire-shaped state a save fills and a load stages (allocated on first use).
   std::unique_ptr<VirtioNetMigrationState> migration_;
-  bool announce_pending_ = false;
 };
 
 }  // namespace ferry::virtio::net

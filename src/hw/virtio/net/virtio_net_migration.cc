@@ -384,13 +384,9 @@ Status VirtioNetMigration::post_load(VirtioPci& pci, int) {
     if (queue.broken()) return named(queue.error());
   }
 
-  // Asking the guest to announce: QEMU arms its timer in post_load; Ferry sends the first
-  // round when the destination runs.
-  n.announce_pending_ = false;
-  if ((pci.status() & vps::kStatusDriverOk) && guest_can_announce(features)) {
-    if (start_guest_announce(st, features, AnnounceParameters{}).has_value())
-      n.announce_pending_ = true;
-  }
+  // Asking the guest to announce (QEMU arms its timer in post_load) is not done here: the
+  // machine calls incoming_migration_done on every NIC when the destination leaves
+  // inmigrate, with the announce-* parameters in force then.
   return {};
 }
 

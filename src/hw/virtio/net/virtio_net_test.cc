@@ -11,8 +11,10 @@
 
 #include "hw/pci/test_fakes.h"
 #include "hw/virtio/test_driver.h"
+#include "net/test_backend.h"
 #include "hw/virtio/virtio_pci.h"
 #include "memory/address_space.h"
+#include "net/announce.h"
 #include "memory/ram_block.h"
 #include "spec/virtio_net.h"
 #include "spec/virtio_pci.h"
@@ -25,45 +27,7 @@ namespace vn = ::ferry::spec::virtio_net;
 using testing::Buf;
 using testing::SplitDriver;
 
-// A backend whose network is the test: frames offered wait while the NIC says no.
-class FakeBackend final : public ::ferry::net::NetBackend {
- public:
-  FakeBackend() : NetBackend("n0", "hubport") {}
-  ::ferry::net::SendResult send(std::span<const iovec> frame) override {
-    if (busy) return ::ferry::net::SendResult::kBusy;
-    std::vector<uint8_t> bytes;
-    for (const iovec& piece : frame) {
-      const auto* p = static_cast<const uint8_t*>(piece.iov_base);
-      bytes.insert(bytes.end(), p, p + piece.iov_len);
-    }
-    sent.push_back(std::move(bytes));
-    return ::ferry::net::SendResult::kSent;
-  }
-  void receive_ready() override {
-    ++ready_calls;
-    pump();
-  }
-  void offer(std::vector<uint8_t> frame) {
-    waiting.push_back(std::move(frame));
-    pump();
-  }
-  void pump() {
-    while (!waiting.empty() && nic_can_receive()) {
-      std::vector<uint8_t> frame = std::move(waiting.front());
-      waiting.pop_front();
-      deliver(frame);
-    }
-  }
-  void unblock() {
-    busy = false;
-    notify_send_ready();
-  }
-
-  bool busy = false;
-  int ready_calls = 0;
-  std::deque<std::vector<uint8_t>> waiting;
-  std::vector<std::vector<uint8_t>> sent;
-};
+using ::ferry::net::testing::FakeBackend;
 
 class Events final : public VirtioNetEvents {
  public:
@@ -476,6 +440,176 @@ TEST_F(VirtioNetTest, SetLinkChangesStatusAndInterrupts) {
   EXPECT_EQ(config[6], 0);
   EXPECT_NE(vpci->config_generation(), generation);
   EXPECT_NE(vpci->isr() & 2, 0);
+}
+
+TEST_F(VirtioNetTest, LinkDownDropsReceivedFramesAndUsesTxChainsUnsent) {
+  bring_up(kBaseFeatures);
+  net->set_link(false);
+  EXPECT_EQ(net->state().status & vn::kStatusLinkUp, 0);
+  // RX: buffers posted, the frame is taken from the backend and dropped.
+  post_rx(0, 2048);
+  backend.offer(frame_to(mac, 60, 1));
+  EXPECT_TRUE(backend.waiting.empty());
+  EXPECT_EQ(rx.used_idx(), 0);
+  // TX: the chain comes back used with length 0, nothing reaches the backend.
+  std::vector<uint8_t> packet(12, 0);
+  const auto frame = frame_to(mac, 60, 0xab);
+  packet.insert(packet.end(), frame.begin(), frame.end());
+  write(kBuffers + 0x10000, packet);
+  const Buf b{kBuffers + 0x10000, static_cast<uint32_t>(packet.size())};
+  tx.add(std::span(&b, 1), 0);
+  kick(1);
+  EXPECT_TRUE(backend.sent.empty());
+  EXPECT_EQ(tx.used_idx(), 1);
+  EXPECT_EQ(tx.used_elem(0), (std::pair<uint32_t, uint32_t>{0, 0}));
+  // Up again: frames flow into the buffer still posted.
+  net->set_link(true);
+  backend.offer(frame_to(mac, 60, 2));
+  EXPECT_EQ(rx.used_idx(), 1);
+  EXPECT_EQ(read(kBuffers + 12, 60), frame_to(mac, 60, 2));
+}
+
+TEST_F(VirtioNetTest, LinkDownEmptiesATxQueueWaitingForABusyBackend) {
+  bring_up(kBaseFeatures);
+  backend.busy = true;
+  std::vector<uint8_t> packet(72, 0);
+  write(kBuffers, packet);
+  const Buf b{kBuffers, 72};
+  tx.add(std::span(&b, 1), 0);
+  kick(1);
+  EXPECT_EQ(tx.used_idx(), 0);  // kept for the backend
+  net->set_link(false);
+  EXPECT_EQ(tx.used_idx(), 1);  // dropped, as QEMU does at link down
+  backend.unblock();
+  EXPECT_TRUE(backend.sent.empty());
+}
+
+TEST_F(VirtioNetTest, LinkUpAgainInterruptsOnlyOnAChange) {
+  bring_up(kBaseFeatures);
+  net->set_link(false);
+  (void)vpci->bar_handler(VirtioPci::kModernBar).read(VirtioPci::kIsrOffset, 1);
+  const uint8_t generation = vpci->config_generation();
+  net->set_link(false);
+  EXPECT_EQ(vpci->config_generation(), generation);
+  net->set_link(true);
+  EXPECT_NE(vpci->config_generation(), generation);
+  EXPECT_NE(vpci->isr() & 2, 0);
+  EXPECT_EQ(net->state().status & vn::kStatusLinkUp, vn::kStatusLinkUp);
+}
+
+TEST_F(VirtioNetTest, SendRawGoesOutUnlessTheLinkIsDown) {
+  bring_up(kBaseFeatures);
+  const auto frame = ::ferry::net::rarp_announce_frame(net->current_mac());
+  net->send_raw(frame);
+  ASSERT_EQ(backend.sent.size(), 1u);
+  EXPECT_EQ(backend.sent[0], std::vector<uint8_t>(frame.begin(), frame.end()));
+  net->set_link(false);
+  net->send_raw(frame);
+  EXPECT_EQ(backend.sent.size(), 1u);
+}
+
+TEST_F(VirtioNetTest, SendRawWhileStoppedGoesOutWhenTheVmRuns) {
+  bring_up(kBaseFeatures);
+  const auto frame = ::ferry::net::rarp_announce_frame(net->current_mac());
+  net->set_running(false);
+  net->send_raw(frame);
+  net->send_raw(frame);
+  EXPECT_TRUE(backend.sent.empty());
+  net->set_running(true);
+  EXPECT_EQ(backend.sent.size(), 2u);
+}
+
+TEST_F(VirtioNetTest, CurrentMacFollowsTheDriversAddress) {
+  bring_up(kBaseFeatures | vn::bit(vn::kFCtrlMacAddr));
+  const uint8_t next[] = {0x02, 0x11, 0x22, 0x33, 0x44, 0x55};
+  ASSERT_EQ(ctrl_request(vn::kCtrlMac, vn::kCtrlMacAddrSet, next), vn::kCtrlOk);
+  EXPECT_EQ(net->current_mac(), (MacAddress{0x02, 0x11, 0x22, 0x33, 0x44, 0x55}));
+}
+
+TEST_F(VirtioNetTest, AnnounceWithoutGuestAnnounceOnlyLeavesStatusAlone) {
+  bring_up(kBaseFeatures);  // CTRL_VQ without GUEST_ANNOUNCE
+  (void)vpci->bar_handler(VirtioPci::kModernBar).read(VirtioPci::kIsrOffset, 1);
+  net->announce();
+  EXPECT_EQ(net->state().status & vn::kStatusAnnounce, 0);
+  EXPECT_EQ(vpci->isr() & 2, 0);
+}
+
+TEST_F(VirtioNetTest, AnnounceAsksTheGuestWithGuestAnnounceAndCtrlVq) {
+  bring_up(kBaseFeatures | vn::bit(vn::kFGuestAnnounce));
+  (void)vpci->bar_handler(VirtioPci::kModernBar).read(VirtioPci::kIsrOffset, 1);
+  net->announce();
+  EXPECT_NE(net->state().status & vn::kStatusAnnounce, 0);
+  EXPECT_NE(vpci->isr() & 2, 0);
+  // The guest's acknowledgement clears it.
+  ASSERT_EQ(ctrl_request(vn::kCtrlAnnounce, vn::kCtrlAnnounceAck, {}), vn::kCtrlOk);
+  EXPECT_EQ(net->state().status & vn::kStatusAnnounce, 0);
+}
+
+// QEMU 7.2's post-migration guest announce: one round at once, each next one only once the
+// guest acknowledged the last, after QEMU's delay, on the VM clock.
+TEST_F(VirtioNetTest, AfterAnIncomingMigrationTheGuestIsAskedRoundByRoundOnItsAcks) {
+  auto loop = EventLoop::create();
+  ASSERT_TRUE(loop.ok());
+  VirtualClock clock;
+  bring_up(kBaseFeatures | vn::bit(vn::kFGuestAnnounce));
+  net->attach_timers(**loop, clock);
+  auto isr = [&] {
+    return vpci->bar_handler(VirtioPci::kModernBar).read(VirtioPci::kIsrOffset, 1);
+  };
+  (void)isr();
+  net->incoming_migration_done({.initial_ms = 50, .max_ms = 550, .rounds = 3, .step_ms = 100});
+  EXPECT_EQ(net->state().status & vn::kStatusAnnounce, 0);  // the timer, not the call
+  (*loop)->advance_clock(clock, 0);
+  EXPECT_NE(net->state().status & vn::kStatusAnnounce, 0);
+  EXPECT_NE(isr() & 2, 0u);
+  EXPECT_EQ(net->state().announce_rounds, 2u);
+  // announce-self meanwhile leaves the guest to these rounds (QEMU's virtio_net_announce).
+  net->announce();
+  EXPECT_EQ(isr() & 2, 0u);
+  // Nothing more until the guest acknowledges.
+  (*loop)->advance_clock(clock, 10'000'000'000);
+  EXPECT_EQ(net->state().announce_rounds, 2u);
+  ASSERT_EQ(ctrl_request(vn::kCtrlAnnounce, vn::kCtrlAnnounceAck, {}), vn::kCtrlOk);
+  EXPECT_EQ(net->state().status & vn::kStatusAnnounce, 0);
+  const int64_t acked = clock.now_ns();
+  (*loop)->advance_clock(clock, acked + 49'000'000);
+  EXPECT_EQ(net->state().announce_rounds, 2u);
+  (*loop)->advance_clock(clock, acked + 50'000'000);  // initial: 50 ms
+  EXPECT_EQ(net->state().announce_rounds, 1u);
+  EXPECT_NE(net->state().status & vn::kStatusAnnounce, 0);
+  // A stopped VM's round waits for it to run again.
+  ASSERT_EQ(ctrl_request(vn::kCtrlAnnounce, vn::kCtrlAnnounceAck, {}), vn::kCtrlOk);
+  net->set_running(false);
+  (*loop)->advance_clock(clock, clock.now_ns() + 150'000'000);  // initial + step
+  EXPECT_EQ(net->state().announce_rounds, 1u);
+  net->set_running(true);
+  EXPECT_EQ(net->state().announce_rounds, 0u);
+  EXPECT_NE(net->state().status & vn::kStatusAnnounce, 0);
+  // The last acknowledgement schedules nothing.
+  ASSERT_EQ(ctrl_request(vn::kCtrlAnnounce, vn::kCtrlAnnounceAck, {}), vn::kCtrlOk);
+  EXPECT_FALSE((*loop)->next_deadline(clock).has_value());
+}
+
+TEST_F(VirtioNetTest, ResetDropsPendingGuestAnnounceRounds) {
+  auto loop = EventLoop::create();
+  ASSERT_TRUE(loop.ok());
+  VirtualClock clock;
+  bring_up(kBaseFeatures | vn::bit(vn::kFGuestAnnounce));
+  net->attach_timers(**loop, clock);
+  net->incoming_migration_done({.initial_ms = 50, .max_ms = 550, .rounds = 3, .step_ms = 100});
+  set_common(vp::kCommonStatus, 0, 1);
+  EXPECT_FALSE((*loop)->next_deadline(clock).has_value());
+  EXPECT_EQ(net->state().announce_rounds, 0u);
+}
+
+TEST_F(VirtioNetTest, NoGuestAnnounceRoundsWithoutTheFeature) {
+  auto loop = EventLoop::create();
+  ASSERT_TRUE(loop.ok());
+  VirtualClock clock;
+  bring_up(kBaseFeatures);
+  net->attach_timers(**loop, clock);
+  net->incoming_migration_done({});
+  EXPECT_FALSE((*loop)->next_deadline(clock).has_value());
 }
 
 }  // namespace

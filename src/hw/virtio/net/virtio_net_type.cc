@@ -98,6 +98,8 @@ Status create_virtio_net_pci(hw::DeviceContext& context, const hw::DeviceOptions
   if (!device.ok()) return device.take_status().prepend_message(fmt::format("-device {}", options.driver));
 
   (*device)->own_events(std::make_unique<QmpNicEvents>(context.events, options.id));
+  (*device)->attach_timers(context.loop, context.clock);  // guest announce, on the VM clock
+  VirtioNet& nic = **device;  // owned by the function from here on
   VirtioPciOptions pci_options{.type_name = "virtio-net-pci"};
   const uint64_t vectors = opts.number("vectors").value_or(std::numeric_limits<uint32_t>::max());
   if (vectors != std::numeric_limits<uint32_t>::max()) {
@@ -118,6 +120,8 @@ Status create_virtio_net_pci(hw::DeviceContext& context, const hw::DeviceOptions
   VirtioPci& pci = **function;
   auto plugged = context.slot.plug_pci(options, std::move(function).value());
   if (!plugged.ok()) return plugged.take_status();
+  // Plugged in for good: set_link and announce-self reach the NIC through the machine.
+  (void)context.nics.add_nic(options, nic, backend);
   // The whole device migrates in QEMU 7.2's section "<address>/virtio-net"
   // (virtio_net_migration.h).
   return context.migration.add_pci_section(kVirtioNetState, pci);

@@ -1,14 +1,17 @@
-#include "hw/virtio/net/announce.h"
+#include "net/announce.h"
+
+#include <limits>
 
 #include <gtest/gtest.h>
 
 #include <vector>
 
-namespace ferry::virtio::net {
+namespace ferry::net {
 namespace {
 
 TEST(AnnounceTest, RarpFrameBytes) {
-  const auto frame = rarp_announce_frame({0x52, 0x54, 0x00, 0x12, 0x34, 0x56});
+  const std::array<uint8_t, 6> mac{0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
+  const auto frame = rarp_announce_frame(mac);
   const std::vector<uint8_t> expected{
       0xff, 0xff, 0xff, 0xff, 0xff, 0xff,  // destination: broadcast
       0x52, 0x54, 0x00, 0x12, 0x34, 0x56,  // source
@@ -39,5 +42,14 @@ TEST(AnnounceTest, DefaultScheduleAndClamp) {
   EXPECT_EQ(announce_delay_ms(negative, 5), 30);  // a negative delay becomes max
 }
 
+TEST(AnnounceTest, HugeParametersDoNotOverflow) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  AnnounceParameters huge{.initial_ms = kMax, .max_ms = 1000, .rounds = kMax, .step_ms = kMax};
+  EXPECT_EQ(announce_delay_ms(huge, 1), 1000);
+  AnnounceParameters wide{.initial_ms = 10, .max_ms = kMax, .rounds = kMax, .step_ms = kMax};
+  EXPECT_EQ(announce_delay_ms(wide, kMax - 1), 10);
+  EXPECT_EQ(announce_delay_ms(wide, 1), kMax);  // beyond int64: max
+}
+
 }  // namespace
-}  // namespace ferry::virtio::net
+}  // namespace ferry::net
