@@ -101,6 +101,10 @@ class NetDriver {
   Result<std::optional<std::vector<uint8_t>>> receive(uint16_t pair = 0);
   // RX buffers posted and not yet returned, on `pair`.
   uint16_t rx_posted(uint16_t pair = 0) const;
+  // TX slots not in flight on `pair`, as of the last reclaim_tx or send.
+  uint16_t tx_free(uint16_t pair = 0) const {
+    return pair < tx_.size() ? static_cast<uint16_t>(tx_[pair].free.size()) : 0;
+  }
 
   // Sends a control command and waits for the device's ack (kCtrlOk / kCtrlErr).
   Result<uint8_t> control(const NetCtrlCommand& command);
