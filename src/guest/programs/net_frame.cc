@@ -144,7 +144,8 @@ FrameCheck parse_frame(std::span<const uint8_t> frame, FrameFields& out) {
     return FrameCheck::kCorrupt;
   if (load_be<uint32_t>(p + 14) != kFrameMagic) return FrameCheck::kCorrupt;
   if (p[18] != static_cast<uint8_t>(FrameKind::kData) &&
-      p[18] != static_cast<uint8_t>(FrameKind::kDone))
+      p[18] != static_cast<uint8_t>(FrameKind::kDone) &&
+      p[18] != static_cast<uint8_t>(FrameKind::kHello))
     return FrameCheck::kCorrupt;
   std::copy_n(p, 6, out.dst.begin());
   std::copy_n(p + 6, 6, out.src.begin());

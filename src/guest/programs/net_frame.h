@@ -7,7 +7,7 @@
 // multi-byte field big-endian, offsets from the start of the frame):
 //   0   destination MAC, 6   source MAC, 12  EtherType 0x88b5
 //   14  magic "FNV1"
-//   18  kind (1 data, 2 done), 19..21 zero
+//   18  kind (1 data, 2 done, 3 hello), 19..21 zero
 //   22  sequence number (done: how many data frames the sender sent)
 //   30  sender's send time (ns of its own monotonic clock)
 //   38  echo: the send time of the last frame the sender received from us (0: none yet)
@@ -38,7 +38,9 @@ inline constexpr size_t kFrameHeader = 54;           // through the echo hold
 inline constexpr size_t kMinFrame = 60;              // Ethernet's minimum without FCS
 inline constexpr size_t kMaxFrame = 1514;            // no VLAN tag, no FCS
 
-enum class FrameKind : uint8_t { kData = 1, kDone = 2 };
+// hello: "I am here" until the peer is heard from (frames sent before the link carries them
+// would count as lost); done: no more data, `seq` is how many were sent.
+enum class FrameKind : uint8_t { kData = 1, kDone = 2, kHello = 3 };
 
 struct FrameFields {
   Mac dst{};

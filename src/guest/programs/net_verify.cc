@@ -29,6 +29,7 @@ constexpr unsigned kMaxSendPerStep = 64;
 constexpr int64_t kNetNsPerMs = 1'000'000;
 constexpr uint64_t kNetMaxRate = 1'000'000'000;
 constexpr int64_t kDoneEveryNs = 200 * kNetNsPerMs;
+constexpr int64_t kHelloEveryNs = 100 * kNetNsPerMs;
 constexpr std::array<std::string_view, netverify::kPhaseCount> kNetPhaseNames = {
     "start", "run", "drain", "finished", "failed"};
 constexpr std::array<std::string_view, 3> kRoleNames = {"both", "send", "receive"};
@@ -274,10 +275,7 @@ Status NetVerifyProgram::bring_up(GuestBus& bus) {
   driver_ = std::move(driver).value();
   state_.mac = driver_->mac();
   ++state_.bringups;
-  if (state_.phase == Phase::kStart) {
-    state_.phase = Phase::kRun;
-    state_.run_start_ns = running_ns();
-  }
+  if (state_.phase == Phase::kStart) state_.phase = Phase::kRun;
   return {};
 }
 
@@ -293,6 +291,13 @@ Result<StepResult> NetVerifyProgram::run_step() {
     bool count_reached = config_.count != 0 && s.sent >= config_.count;
     if (s.finish_requested || count_reached) {
       start_drain();
+    } else if (!s.peer_heard) {
+      int64_t now = running_ns();
+      if (now >= s.next_hello_ns && driver_->tx_free() > 0) {
+        FERRY_RETURN_IF_ERROR(send_frame(FrameKind::kHello, s.hellos_sent));
+        ++s.hellos_sent;
+        s.next_hello_ns = now + kHelloEveryNs;
+      }
     } else if (config_.role != Role::kReceive) {
       FERRY_RETURN_IF_ERROR(send_data_frames());
     }
@@ -344,6 +349,11 @@ Status NetVerifyProgram::take_frame(std::span<const uint8_t> frame) {
     case FrameCheck::kCorrupt: ++s.rx.corrupted; return {};
     case FrameCheck::kOk: {
       int64_t now = net_wall_ns();
+      if (!s.peer_heard) {
+        s.peer_heard = true;
+        s.run_start_ns = running_ns();
+      }
+      if (fields.kind == FrameKind::kHello) return {};
       if (fields.kind == FrameKind::kDone) {
         s.peer_done = true;
         s.peer_sent = fields.seq;
@@ -445,7 +455,11 @@ nlohmann::ordered_json NetVerifyProgram::status() const {
   j["bringups"] = s.bringups;
   int64_t elapsed = s.run_start_ns != 0 ? std::max<int64_t>(running_ns() - s.run_start_ns, 0) : 0;
   j["elapsed_ms"] = elapsed / kNetNsPerMs;
-  j["tx"] = {{"sent", s.sent}, {"tx_full", s.tx_full}, {"done_sent", s.done_sent}};
+  j["peer_heard"] = s.peer_heard;
+  j["tx"] = {{"sent", s.sent},
+             {"tx_full", s.tx_full},
+             {"hellos_sent", s.hellos_sent},
+             {"done_sent", s.done_sent}};
   j["rx"] = {{"received", s.rx.received},
              {"lost", s.rx.lost},
              {"duplicates", s.rx.duplicates},

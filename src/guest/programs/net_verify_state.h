@@ -56,8 +56,12 @@ struct NetVerifyState {
   bool finish_requested = false;
   uint32_t bringups = 0;          // driver bring-ups (more than 1: after a reset or a load)
   Mac mac{};                      // the device's, as the driver read it
+  // Until the peer is heard from, hellos instead of data (net_frame.h).
+  bool peer_heard = false;
+  uint64_t hellos_sent = 0;
+  int64_t next_hello_ns = 0;      // running time
   // Sending.
-  int64_t run_start_ns = 0;       // running time the run phase began (the rate's origin)
+  int64_t run_start_ns = 0;       // running time data began (the rate's origin)
   uint64_t sent = 0;              // data frames handed to the device
   uint64_t tx_full = 0;           // times a frame was due but every TX slot was busy
   uint64_t done_sent = 0;         // "done" frames sent
