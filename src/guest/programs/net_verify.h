@@ -9,7 +9,9 @@
 // corrupted, round-trip percentiles from the echoed send times); and, given `ip`, answers
 // ARP requests, ICMP echo requests and UDP datagrams to that address as a host would, so a
 // Linux peer can ping it and talk to it. role=send or receive leaves one direction out
-// (role=receive sends no data frames, so the peer measures no round trips).
+// (role=receive sends no data frames, so the peer measures no round trips). Data starts
+// once the peer is heard from: until then a "hello" goes out every 100 ms, because frames
+// sent before the other end of a stream connects are dropped and would count as lost.
 //
 // The run ends after `count` frames, or at x-guest-finish: the program sends a "done" frame
 // carrying how many it sent (again every 200 ms), keeps receiving until the peer's "done"
