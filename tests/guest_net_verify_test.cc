@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
@@ -59,18 +60,40 @@ Json wait_end(FerryVm& vm) {
   return g;
 }
 
-TEST(GuestNetVerify, TwoVmsOverAStreamSocketLoseNothing) {
+// A is the stream server, B the client. `client_first`: B starts (and its guest says hello
+// into a stream not connected yet, where frames are dropped) before A exists; B's netdev
+// connects when A listens.
+void exchange_without_loss(bool client_first) {
   const std::string sock = unique_base("netverify") + ".sock";
-  auto a = FerryVm::start(
-      kFerryVm, net_vm("stream,id=n0,server=on,addr.type=unix,addr.path=" + sock,
-                       "52:54:00:00:00:01",
-                       "net-verify,device=nic0,peer=52:54:00:00:00:02,rate=5000,size=1514"));
-  ASSERT_TRUE(a);
-  auto b = FerryVm::start(
-      kFerryVm, net_vm("stream,id=n0,server=off,addr.type=unix,addr.path=" + sock,
-                       "52:54:00:00:00:02",
-                       "net-verify,device=nic0,peer=52:54:00:00:00:01,rate=5000,size=1514"));
-  ASSERT_TRUE(b);
+  auto start_a = [&] {
+    return FerryVm::start(
+        kFerryVm, net_vm("stream,id=n0,server=on,addr.type=unix,addr.path=" + sock,
+                         "52:54:00:00:00:01",
+                         "net-verify,device=nic0,peer=52:54:00:00:00:02,rate=5000,size=1514"));
+  };
+  auto start_b = [&] {
+    return FerryVm::start(
+        kFerryVm, net_vm("stream,id=n0,server=off,addr.type=unix,addr.path=" + sock,
+                         "52:54:00:00:00:02",
+                         "net-verify,device=nic0,peer=52:54:00:00:00:01,rate=5000,size=1514"));
+  };
+  std::unique_ptr<FerryVm> a, b;
+  if (client_first) {
+    b = start_b();
+    ASSERT_TRUE(b);
+    // B's guest has said hello into the unconnected stream at least once.
+    for (auto until = Clock::now() + std::chrono::seconds(60);
+         Clock::now() < until && status(*b)["tx"].value("hellos_sent", 0) < 1;)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    ASSERT_GE(status(*b)["tx"].value("hellos_sent", 0), 1) << status(*b).dump();
+    a = start_a();
+    ASSERT_TRUE(a);
+  } else {
+    a = start_a();
+    ASSERT_TRUE(a);
+    b = start_b();
+    ASSERT_TRUE(b);
+  }
   wait_received(*a, *b, 3000);
   a->ok("x-guest-finish");
   b->ok("x-guest-finish");
@@ -100,6 +123,10 @@ TEST(GuestNetVerify, TwoVmsOverAStreamSocketLoseNothing) {
     EXPECT_GT(s.me["rtt_ns"]["p50"].get<int64_t>(), 0);
   }
 }
+
+TEST(GuestNetVerify, TwoVmsOverAStreamSocketLoseNothing) { exchange_without_loss(false); }
+
+TEST(GuestNetVerify, ClientStartedFirstStillLosesNothing) { exchange_without_loss(true); }
 
 // A listening unix socket speaking the stream netdev's framing, the test's end of the wire.
 class StreamPeer {

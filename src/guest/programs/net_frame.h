@@ -38,8 +38,9 @@ inline constexpr size_t kFrameHeader = 54;           // through the echo hold
 inline constexpr size_t kMinFrame = 60;              // Ethernet's minimum without FCS
 inline constexpr size_t kMaxFrame = 1514;            // no VLAN tag, no FCS
 
-// hello: "I am here" until the peer is heard from (frames sent before the link carries them
-// would count as lost); done: no more data, `seq` is how many were sent.
+// hello: "I am here" (`seq` 1: "and I hear you") until the peer is known to hear us (frames
+// sent before the link carries them would count as lost); done: no more data, `seq` is how
+// many were sent.
 enum class FrameKind : uint8_t { kData = 1, kDone = 2, kHello = 3 };
 
 struct FrameFields {

@@ -291,15 +291,16 @@ Result<StepResult> NetVerifyProgram::run_step() {
     bool count_reached = config_.count != 0 && s.sent >= config_.count;
     if (s.finish_requested || count_reached) {
       start_drain();
-    } else if (!s.peer_heard) {
+    } else {
       int64_t now = running_ns();
-      if (now >= s.next_hello_ns && driver_->tx_free() > 0) {
-        FERRY_RETURN_IF_ERROR(send_frame(FrameKind::kHello, s.hellos_sent));
+      if (!s.peer_heard_us && now >= s.next_hello_ns && driver_->tx_free() > 0) {
+        // seq 1: "I hear you".
+        FERRY_RETURN_IF_ERROR(send_frame(FrameKind::kHello, s.peer_heard ? 1 : 0));
         ++s.hellos_sent;
         s.next_hello_ns = now + kHelloEveryNs;
       }
-    } else if (config_.role != Role::kReceive) {
-      FERRY_RETURN_IF_ERROR(send_data_frames());
+      if (s.peer_heard && config_.role != Role::kReceive)
+        FERRY_RETURN_IF_ERROR(send_data_frames());
     }
   }
   if (s.phase == Phase::kDrain) {
@@ -353,7 +354,11 @@ Status NetVerifyProgram::take_frame(std::span<const uint8_t> frame) {
         s.peer_heard = true;
         s.run_start_ns = running_ns();
       }
-      if (fields.kind == FrameKind::kHello) return {};
+      if (fields.kind == FrameKind::kHello) {
+        if (fields.seq == 1) s.peer_heard_us = true;
+        return {};
+      }
+      s.peer_heard_us = true;
       if (fields.kind == FrameKind::kDone) {
         s.peer_done = true;
         s.peer_sent = fields.seq;
@@ -408,18 +413,20 @@ Status NetVerifyProgram::send_data_frames() {
           elapsed % 1'000'000'000u * config_.rate / 1'000'000'000u + 1;
   }
   if (config_.count != 0) due = std::min(due, config_.count);
-  for (unsigned n = 0; n < kMaxSendPerStep && s.sent < due; ++n) {
+  unsigned queued = 0;
+  for (; queued < kMaxSendPerStep && s.sent < due; ++queued) {
     if (driver_->tx_free() == 0) {
       ++s.tx_full;
       break;
     }
-    FERRY_RETURN_IF_ERROR(send_frame(FrameKind::kData, s.sent));
+    FERRY_RETURN_IF_ERROR(send_frame(FrameKind::kData, s.sent, /*kick=*/false));
     ++s.sent;
   }
-  return {};
+  // One notification for the burst.
+  return queued != 0 ? driver_->kick_tx() : Status{};
 }
 
-Status NetVerifyProgram::send_frame(FrameKind kind, uint64_t seq) {
+Status NetVerifyProgram::send_frame(FrameKind kind, uint64_t seq, bool kick) {
   netverify::FrameFields f;
   f.dst = config_.peer;
   f.src = state_.mac;
@@ -431,7 +438,7 @@ Status NetVerifyProgram::send_frame(FrameKind kind, uint64_t seq) {
     f.echo_ns = state_.peer_tx_ns;
     f.echo_hold_ns = static_cast<uint64_t>(std::max<int64_t>(now - state_.peer_rx_wall_ns, 0));
   }
-  return driver_->send(netverify::build_frame(f, config_.frame_size));
+  return driver_->send(netverify::build_frame(f, config_.frame_size), 0, kick);
 }
 
 nlohmann::ordered_json NetVerifyProgram::status() const {
@@ -456,6 +463,7 @@ nlohmann::ordered_json NetVerifyProgram::status() const {
   int64_t elapsed = s.run_start_ns != 0 ? std::max<int64_t>(running_ns() - s.run_start_ns, 0) : 0;
   j["elapsed_ms"] = elapsed / kNetNsPerMs;
   j["peer_heard"] = s.peer_heard;
+  j["peer_heard_us"] = s.peer_heard_us;
   j["tx"] = {{"sent", s.sent},
              {"tx_full", s.tx_full},
              {"hellos_sent", s.hellos_sent},

@@ -10,8 +10,9 @@
 // ARP requests, ICMP echo requests and UDP datagrams to that address as a host would, so a
 // Linux peer can ping it and talk to it. role=send or receive leaves one direction out
 // (role=receive sends no data frames, so the peer measures no round trips). Data starts
-// once the peer is heard from: until then a "hello" goes out every 100 ms, because frames
-// sent before the other end of a stream connects are dropped and would count as lost.
+// once the peer is heard from, because frames sent before the other end of a stream
+// connects are dropped and would count as lost; a "hello" goes out every 100 ms until the
+// peer is known to hear us (its hello says so, or its data arrives).
 //
 // The run ends after `count` frames, or at x-guest-finish: the program sends a "done" frame
 // carrying how many it sent (again every 200 ms), keeps receiving until the peer's "done"
@@ -88,7 +89,7 @@ class NetVerifyProgram final : public GuestProgram {
   Status receive_some();
   Status take_frame(std::span<const uint8_t> frame);
   Status send_data_frames();
-  Status send_frame(netverify::FrameKind kind, uint64_t seq);
+  Status send_frame(netverify::FrameKind kind, uint64_t seq, bool kick = true);
   void start_drain();
   void finish();
   int64_t running_ns() const;

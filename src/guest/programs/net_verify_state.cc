@@ -78,6 +78,7 @@ constexpr auto kStateDesc = describe<NetVerifyState>(
     field("bringups", &NetVerifyState::bringups),
     field("mac", &NetVerifyState::mac),
     field("peer_heard", &NetVerifyState::peer_heard),
+    field("peer_heard_us", &NetVerifyState::peer_heard_us),
     field("hellos_sent", &NetVerifyState::hellos_sent),
     field("next_hello_ns", &NetVerifyState::next_hello_ns),
     field("run_start_ns", &NetVerifyState::run_start_ns),

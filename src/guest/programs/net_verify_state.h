@@ -56,8 +56,11 @@ struct NetVerifyState {
   bool finish_requested = false;
   uint32_t bringups = 0;          // driver bring-ups (more than 1: after a reset or a load)
   Mac mac{};                      // the device's, as the driver read it
-  // Until the peer is heard from, hellos instead of data (net_frame.h).
+  // Data goes out once the peer is heard from; hellos (net_frame.h) go out until the peer is
+  // known to hear us (its hello says so, or its data or done arrives): a hello sent before
+  // the stream connected is gone, and a peer that never hears us never starts.
   bool peer_heard = false;
+  bool peer_heard_us = false;
   uint64_t hellos_sent = 0;
   int64_t next_hello_ns = 0;      // running time
   // Sending.

@@ -92,8 +92,11 @@ class NetDriver {
   Result<bool> announce_requested();
 
   // Sends `frame` (without header; at most kMaxFrame bytes) on pair `pair`. Refused when
-  // every TX slot is still in flight after taking back what the device finished.
-  Status send(std::span<const uint8_t> frame, uint16_t pair = 0);
+  // every TX slot is still in flight after taking back what the device finished. With
+  // `kick` false the device is not told yet: a burst ends with one kick_tx (each
+  // notification is a register write, which costs far more than a ring entry).
+  Status send(std::span<const uint8_t> frame, uint16_t pair = 0, bool kick = true);
+  Status kick_tx(uint16_t pair = 0);
   // Takes back finished TX chains; how many.
   Result<unsigned> reclaim_tx(uint16_t pair = 0);
   // The next received frame of `pair` (header stripped), or nothing; its buffers are
