@@ -184,7 +184,10 @@ NetVerifyProgram::NetVerifyProgram(const NetVerifyConfig& config) : config_(conf
   state_.local = echo;
 }
 
-NetVerifyProgram::~NetVerifyProgram() = default;
+NetVerifyProgram::~NetVerifyProgram() {
+  // The VM is going away; it may hold the machine lock a device access would need.
+  if (driver_) driver_->abandon();
+}
 
 std::unique_ptr<vmstate::StateBinding> NetVerifyProgram::migration_state() {
   return netverify::bind_state(state_);
@@ -203,6 +206,9 @@ void NetVerifyProgram::note_resumed() {
 
 void NetVerifyProgram::note_reset() {
   // The device forgot its rings; the driver's objects describe rings that no longer exist.
+  // Called with the machine lock held: the driver must not touch the device (it is reset
+  // already), only give its memory back.
+  if (driver_) driver_->abandon();
   driver_.reset();
   dma_.reset();
 }

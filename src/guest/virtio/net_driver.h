@@ -77,6 +77,10 @@ class NetDriver {
   static Result<std::unique_ptr<NetDriver>> start(std::unique_ptr<VirtioPciDriver> pci,
                                                   DmaMemory& dma, const Options& options);
   ~NetDriver();
+  // Forgets the device without touching it (the destructor otherwise resets it): for a
+  // device a machine reset already put back, or code that may not reach it now (e.g. while
+  // the machine lock is held on the thread that would need it). Only destruction may follow.
+  void abandon() { pci_.reset(); }
   NetDriver(const NetDriver&) = delete;
   NetDriver& operator=(const NetDriver&) = delete;
 
