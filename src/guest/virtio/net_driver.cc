@@ -225,7 +225,7 @@ Result<unsigned> NetDriver::reclaim_tx(uint16_t pair) {
   }
 }
 
-Status NetDriver::send(std::span<const uint8_t> frame, uint16_t pair) {
+Status NetDriver::send(std::span<const uint8_t> frame, uint16_t pair, bool kick) {
   FERRY_RETURN_IF_ERROR(check_pair(pair));
   if (frame.empty() || frame.size() > kMaxFrame) {
     return Error(ErrorCode::kInvalidArgument, "virtio-net: a frame of {} bytes (1..{})",
@@ -250,7 +250,12 @@ Status NetDriver::send(std::span<const uint8_t> frame, uint16_t pair) {
       {{at, static_cast<uint32_t>(vn::kHdrV1Size + frame.size())}}};
   FERRY_RETURN_IF_ERROR(pool.queue->add(buffer, {}, slot));
   pool.free.pop_back();
-  auto kicked = pool.queue->kick();
+  return kick ? kick_tx(pair) : Status{};
+}
+
+Status NetDriver::kick_tx(uint16_t pair) {
+  FERRY_RETURN_IF_ERROR(check_pair(pair));
+  auto kicked = tx_[pair].queue->kick();
   return kicked.ok() ? Status{} : kicked.take_status();
 }
 

@@ -77,6 +77,10 @@ class NetDriver {
   static Result<std::unique_ptr<NetDriver>> start(std::unique_ptr<VirtioPciDriver> pci,
                                                   DmaMemory& dma, const Options& options);
   ~NetDriver();
+  // Forgets the device without touching it (the destructor otherwise resets it): for a
+  // device a machine reset already put back, or code that may not reach it now (e.g. while
+  // the machine lock is held on the thread that would need it). Only destruction may follow.
+  void abandon() { pci_.reset(); }
   NetDriver(const NetDriver&) = delete;
   NetDriver& operator=(const NetDriver&) = delete;
 
@@ -92,8 +96,11 @@ class NetDriver {
   Result<bool> announce_requested();
 
   // Sends `frame` (without header; at most kMaxFrame bytes) on pair `pair`. Refused when
-  // every TX slot is still in flight after taking back what the device finished.
-  Status send(std::span<const uint8_t> frame, uint16_t pair = 0);
+  // every TX slot is still in flight after taking back what the device finished. With
+  // `kick` false the device is not told yet: a burst ends with one kick_tx (each
+  // notification is a register write, which costs far more than a ring entry).
+  Status send(std::span<const uint8_t> frame, uint16_t pair = 0, bool kick = true);
+  Status kick_tx(uint16_t pair = 0);
   // Takes back finished TX chains; how many.
   Result<unsigned> reclaim_tx(uint16_t pair = 0);
   // The next received frame of `pair` (header stripped), or nothing; its buffers are
@@ -101,6 +108,10 @@ class NetDriver {
   Result<std::optional<std::vector<uint8_t>>> receive(uint16_t pair = 0);
   // RX buffers posted and not yet returned, on `pair`.
   uint16_t rx_posted(uint16_t pair = 0) const;
+  // TX slots not in flight on `pair`, as of the last reclaim_tx or send.
+  uint16_t tx_free(uint16_t pair = 0) const {
+    return pair < tx_.size() ? static_cast<uint16_t>(tx_[pair].free.size()) : 0;
+  }
 
   // Sends a control command and waits for the device's ack (kCtrlOk / kCtrlErr).
   Result<uint8_t> control(const NetCtrlCommand& command);
