@@ -222,7 +222,7 @@ int64_t transfer(const std::vector<uint8_t>& bytes, std::vector<uint8_t>& receiv
   return ns_between(start, done);
 }
 
-struct Result1 {
+struct Phases {
   Stats quiesce, save, transfer, load, total;
   size_t body = 0;
 };
@@ -236,14 +236,14 @@ size_t idle_body() {
   return w.position();
 }
 
-Result1 measure(unsigned pairs, const Options& o) {
+Phases measure(unsigned pairs, const Options& o) {
   Side src(pairs, o.packed);
   pci::test::MachineBus bus(src.machine, src.ram);
   auto dma = guest::DmaMemory::create(kDriverMemoryBegin, kRamSize);
   if (!dma.ok()) die(dma.status().to_string());
   std::unique_ptr<guest::virtio::NetDriver> g = drive(src, bus, *dma, pairs, o);
 
-  Result1 out;
+  Phases out;
   std::vector<uint8_t> ram(kRamSize);
   std::vector<uint8_t> received;
   for (unsigned rep = 0; rep < o.reps; ++rep) {
@@ -294,7 +294,7 @@ Result1 measure(unsigned pairs, const Options& o) {
   return out;
 }
 
-void print(unsigned pairs, const Result1& m, const Options& o) {
+void print(unsigned pairs, const Phases& m, const Options& o) {
   std::printf("virtio-net-pci, %u queue pair%s%s (%s rings, RX queues full, %u frames in and "
               "out per pair, filters set), %u reps\n",
               pairs, pairs == 1 ? "" : "s", pairs > 1 ? " (mq=on, all pairs in use)" : "",
