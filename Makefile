@@ -57,6 +57,7 @@ bench: release
 	@./build/release/bench/nvme_bench
 	@./build/release/bench/nvme_downtime_bench
 	@./build/release/bench/net_bench
+	@./build/release/bench/virtio_net_downtime_bench
 
 clean:
 	rm -rf build

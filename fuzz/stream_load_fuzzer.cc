@@ -1,13 +1,14 @@
 // libFuzzer target: a whole incoming migration stream, hostile bytes through
 // BufferChannel + StreamReader into load_stream, with the VM of stream_load_vm.h
-// registered (64 KiB "pc.ram", a timer, the NVMe-like device at 0000:00:02.0).
+// registered (64 KiB "pc.ram", a timer, the NVMe-like device at 0000:00:02.0, a real
+// virtio-net-pci at 0000:00:03.0 whose post_load checks its rings against that RAM).
 //
 // Input: the stream bytes as they would arrive on the wire (seeds: make_stream_seeds.cc).
 //
 // Properties (a violation prints its reason and aborts, so libFuzzer records the input):
 //   - a failed load reports a non-empty message;
 //   - after a successful load the VM saves again, that stream loads into a fresh VM, the
-//     two VMs are equal (RAM and devices), and analyze_stream accounts for the re-saved
+//     two VMs are equal (RAM and devices; the NICs' sections saved byte for byte), and analyze_stream accounts for the re-saved
 //     stream without an error;
 //   - analyze_stream on the raw input never crashes and gives a verdict (errors, or a
 //     walk that reached the end);
@@ -50,14 +51,15 @@ constexpr size_t kWindow = 256 << 10;
 Status load(StreamVm& vm, std::span<const uint8_t> bytes) {
   mig::BufferChannel channel(bytes);
   mig::StreamReader reader(channel, kWindow);
-  mig::RamLoader loader(mig::test::raw(vm.ram));
+  mig::RamLoader loader(vm.ram);
   return mig::load_stream(reader, kStreamMachine, vm.registry, loader);
 }
 
 std::vector<uint8_t> save(StreamVm& vm) {
   mig::BufferChannel channel;
   mig::StreamWriter writer(channel);
-  mig::RamSaver saver(mig::test::raw(vm.ram));
+  vm.nic->quiesce();  // the stopped VM saves
+  mig::RamSaver saver(vm.ram);
   Status st = mig::save_stream(writer, kStreamMachine, vm.registry, saver);
   if (!st.ok()) fail("saving a loaded VM failed", st);
   return channel.written();

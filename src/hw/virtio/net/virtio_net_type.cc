@@ -4,9 +4,12 @@
 
 #include <cstdio>
 #include <limits>
+#include <string>
+#include <vector>
 
 #include "base/log.h"
 #include "hw/virtio/net/net_features.h"
+#include "hw/virtio/net/virtio_net_allowlist.h"
 #include "hw/virtio/net/virtio_net.h"
 #include "hw/virtio/net/virtio_net_migration.h"
 #include "hw/virtio/virtio_pci.h"
@@ -123,8 +126,17 @@ Status create_virtio_net_pci(hw::DeviceContext& context, const hw::DeviceOptions
   // Plugged in for good: set_link and announce-self reach the NIC through the machine.
   (void)context.nics.add_nic(options, nic, backend);
   // The whole device migrates in QEMU 7.2's section "<address>/virtio-net"
-  // (virtio_net_migration.h).
-  return context.migration.add_pci_section(kVirtioNetState, pci);
+  // (virtio_net_migration.h); a property or backend type the allowlist classifies as
+  // blocking (or does not classify) blocks migration instead.
+  FERRY_RETURN_IF_ERROR(context.migration.add_pci_section(kVirtioNetState, pci));
+  const std::string where = fmt::format("{} at {}", options.driver, pci.address()->to_bdf());
+  std::vector<std::string> reasons = net_property_blockers(opts, where);
+  if (backend != nullptr)
+    for (std::string& reason : netdev_backend_blockers(backend->type(), where))
+      reasons.push_back(std::move(reason));
+  for (std::string& reason : reasons)
+    FERRY_RETURN_IF_ERROR(context.migration.add_blocker(std::move(reason)));
+  return {};
 }
 
 }  // namespace
