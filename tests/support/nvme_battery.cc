@@ -750,12 +750,4 @@ std::vector<Observation> run_battery(guest::GuestBus& bus, const BatteryOptions&
   return battery.run();
 }
 
-std::string find_observation(const std::vector<Observation>& observations,
-                             const std::string& name) {
-  for (const Observation& o : observations) {
-    if (o.name == name) return o.value;
-  }
-  return "(missing)";
-}
-
 }  // namespace ferry::testing

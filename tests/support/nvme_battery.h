@@ -10,13 +10,9 @@
 #include <vector>
 
 #include "guest/guest_bus.h"
+#include "support/observation.h"
 
 namespace ferry::testing {
-
-struct Observation {
-  std::string name;
-  std::string value;
-};
 
 struct BatteryOptions {
   std::string image_path;           // the raw image behind the namespace, for the data check
@@ -27,9 +23,5 @@ struct BatteryOptions {
 // Runs every step; a failing step is recorded as its value ("error: ..."), and the battery
 // goes on unless the controller cannot be brought up at all.
 std::vector<Observation> run_battery(guest::GuestBus& bus, const BatteryOptions& options);
-
-// The value recorded under `name`, or "(missing)".
-std::string find_observation(const std::vector<Observation>& observations,
-                             const std::string& name);
 
 }  // namespace ferry::testing
