@@ -97,7 +97,7 @@ struct Stats {
 class CountingBackend final : public net::NetBackend {
  public:
   CountingBackend() : NetBackend("n0", "hubport") {}
-  net::SendResult send(std::span<const iovec>) override {
+  net::SendResult transmit(std::span<const iovec>) override {
     ++sent;
     return net::SendResult::kSent;
   }

@@ -35,7 +35,7 @@ inline constexpr uint64_t kStreamRamPages = 16;  // 64 KiB
 class SinkBackend final : public net::NetBackend {
  public:
   SinkBackend() : NetBackend("n0", "hubport") {}
-  net::SendResult send(std::span<const iovec>) override { return net::SendResult::kSent; }
+  net::SendResult transmit(std::span<const iovec>) override { return net::SendResult::kSent; }
   void receive_ready() override {}
   bool offer(std::span<const uint8_t> frame) {
     if (!nic_can_receive()) return false;

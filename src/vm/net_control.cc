@@ -56,6 +56,27 @@ Status NetControl::set_link(std::string_view name, bool up) {
   return Error(ErrorCode::kInvalidArgument, "Device '{}' not found", name);
 }
 
+Result<Json> NetControl::query_rx_filter(const std::optional<std::string>& name) {
+  // QEMU walks its net clients, netdevs first: a netdev's name is not a NIC's.
+  if (name && backends_.find_netdev(*name) != nullptr)
+    return Error(ErrorCode::kInvalidArgument, "net client({}) isn't a NIC", *name);
+  Json list = Json::array();
+  for (NicEntry& entry : nics_) {
+    if (name && entry.name != *name) continue;
+    std::optional<nlohmann::ordered_json> info = entry.nic->query_rx_filter(entry.name);
+    if (info) {
+      list.push_back(std::move(*info));
+    } else if (name) {
+      return Error(ErrorCode::kInvalidArgument,
+                   "net client({}) doesn't support rx-filter querying", *name);
+    }
+    if (name) break;
+  }
+  if (name && list.empty())
+    return Error(ErrorCode::kInvalidArgument, "invalid net client name: {}", *name);
+  return list;
+}
+
 void NetControl::announce_self(const std::string& id, const net::AnnounceParameters& params,
                                std::optional<std::vector<std::string>> interfaces) {
   start(RunKey(id), params, std::move(interfaces));
@@ -129,6 +150,13 @@ Status NetControl::register_qmp_commands(QmpServer& qmp) {
         }
         return Json::object();
       })));
+  FERRY_RETURN_IF_ERROR(qmp.add_command("query-rx-filter", [this](const Json& args) -> Result<Json> {
+    QmpArgs a(args);
+    auto name = a.optional_string("name");
+    if (!name.ok()) return name.take_status();
+    FERRY_RETURN_IF_ERROR(a.finish());
+    return query_rx_filter(*name);
+  }));
   FERRY_RETURN_IF_ERROR(qmp.add_command("announce-self", [this](const Json& args) -> Result<Json> {
     QmpArgs a(args);
     net::AnnounceParameters params;

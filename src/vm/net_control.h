@@ -7,6 +7,8 @@
 //   unknown ones ignored) followed by the NIC's own announce, the first at once and the
 //   rest on QEMU's schedule (net/announce.h) on the real clock. A new announce-self with
 //   the same id replaces the old one's remaining rounds; other ids run side by side.
+// - query-rx-filter [NAME]: each NIC's receive filter in creation order; NAME a netdev:
+//   "net client(NAME) isn't a NIC"; unknown: "invalid net client name: NAME".
 // - after an incoming migration: the same rounds with the migration's announce-*
 //   parameters, under a timer of their own.
 // Every NIC type registers through hw::NicRegistrar; nothing here knows a model. Main loop.
@@ -41,6 +43,9 @@ class NetControl final : public hw::NicRegistrar {
 
   // QMP set_link.
   Status set_link(std::string_view name, bool up);
+  // QMP query-rx-filter: every NIC's filter, or the one named (QEMU 7.2's errors for a
+  // netdev's name, a NIC without a filter, an unknown name).
+  Result<Json> query_rx_filter(const std::optional<std::string>& name);
   // QMP announce-self; `interfaces` (nullopt: every NIC) names NICs.
   void announce_self(const std::string& id, const net::AnnounceParameters& params,
                      std::optional<std::vector<std::string>> interfaces);

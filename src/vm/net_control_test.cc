@@ -32,6 +32,10 @@ class FakeNic final : public hw::Nic {
     sent.push_back({clock_.now_ns(), std::vector<uint8_t>(frame.begin(), frame.end())});
   }
   void announce() override { ++announces; }
+  std::optional<nlohmann::ordered_json> query_rx_filter(std::string_view name) override {
+    if (!has_filter) return std::nullopt;
+    return nlohmann::ordered_json{{"name", name}};
+  }
   void incoming_migration_done(const net::AnnounceParameters& params) override {
     incoming_rounds.push_back(params.rounds);
     incoming_before_frames.push_back(sent.size());
@@ -40,6 +44,7 @@ class FakeNic final : public hw::Nic {
   std::vector<bool> links;
   std::vector<std::pair<int64_t, std::vector<uint8_t>>> sent;
   int announces = 0;
+  bool has_filter = true;
   std::vector<int64_t> incoming_rounds;
   std::vector<size_t> incoming_before_frames;
 
@@ -100,6 +105,26 @@ TEST_F(NetControlTest, SetLinkByNicOrNetdevNameAsQemuResolvesIt) {
   Status missing = control_->set_link("nope", true);
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.message(), "Device 'nope' not found");
+}
+
+TEST_F(NetControlTest, QueryRxFilterListsNicsAndNamesWhatItCannotAnswerInQemusWords) {
+  FakeNic a(clock_, 1), b(clock_, 2);
+  b.has_filter = false;
+  (void)control_->add_nic(nic_options("nic0"), a, registry_->find_netdev("h0"));
+  (void)control_->add_nic(nic_options("nic1"), b, nullptr);
+  auto all = control_->query_rx_filter(std::nullopt);
+  ASSERT_TRUE(all.ok()) << all.status().to_string();
+  EXPECT_EQ(all->dump(), R"([{"name":"nic0"}])");  // a NIC without a filter is left out
+  auto one = control_->query_rx_filter("nic0");
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(one->dump(), R"([{"name":"nic0"}])");
+  auto messages = [&](const std::string& name) {
+    auto r = control_->query_rx_filter(name);
+    return r.ok() ? std::string("answered") : std::string(r.status().message());
+  };
+  EXPECT_EQ(messages("nic1"), "net client(nic1) doesn't support rx-filter querying");
+  EXPECT_EQ(messages("h0"), "net client(h0) isn't a NIC");
+  EXPECT_EQ(messages("nope"), "invalid net client name: nope");
 }
 
 TEST_F(NetControlTest, AnnounceRoundsFollowQemusScheduleOnEveryNic) {

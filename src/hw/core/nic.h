@@ -1,13 +1,18 @@
 // A network card as the machine's network commands reach it (QEMU's NIC net client): QMP
-// set_link, announce-self, and the announcement after an incoming migration. A NIC model
+// set_link, announce-self, query-rx-filter, and the announcement after an incoming
+// migration. A NIC model
 // implements `Nic` and registers it through its context's `NicRegistrar`; the machine does
 // the rest (names, netdev peers, announce timers) the same way for every NIC type.
 #pragma once
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
 
 #include "net/announce.h"
 #include "net/net_backend.h"
@@ -34,6 +39,13 @@ class Nic {
   // An incoming migration completed, before its announce rounds start (QEMU's virtio-net
   // arms its own guest announce rounds in its post_load, with the same parameters).
   virtual void incoming_migration_done(const net::AnnounceParameters& params) { (void)params; }
+  // QMP query-rx-filter: the receive filter as QEMU's RxFilterInfo under the NIC's `name`,
+  // or nullopt for a model that has none (QEMU: "doesn't support rx-filter querying").
+  // Answering re-arms the model's NIC_RX_FILTER_CHANGED, as in QEMU.
+  virtual std::optional<nlohmann::ordered_json> query_rx_filter(std::string_view name) {
+    (void)name;
+    return std::nullopt;
+  }
 };
 
 // Where a NIC model registers its card (the machine's network commands find it there).

@@ -7,6 +7,7 @@
 #include "hw/virtio/net/ctrl_commands.h"
 #include "hw/virtio/net/guest_announce.h"
 #include "hw/virtio/net/net_config.h"
+#include "hw/virtio/net/query_rx_filter.h"
 #include "hw/virtio/net/virtio_net_migration.h"
 #include "spec/virtio_net.h"
 #include "spec/virtio_pci.h"
@@ -237,6 +238,11 @@ void VirtioNet::cancel_guest_announce() {
   announce_due_ = false;
   if (announce_timer_ != 0 && loop_ != nullptr) loop_->cancel_timer(announce_timer_);
   announce_timer_ = 0;
+}
+
+std::optional<nlohmann::ordered_json> VirtioNet::query_rx_filter(std::string_view name) {
+  rx_event_gate_.queried();
+  return query_rx_filter_info(name, state_.rx, (features_ >> vn::kFCtrlVlan) & 1);
 }
 
 void VirtioNet::announce() {

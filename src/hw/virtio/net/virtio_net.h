@@ -136,8 +136,8 @@ class VirtioNet final : public VirtioDevice,
     owned_events_ = std::move(events);
     events_ = owned_events_.get();
   }
-  // query-rx-filter was answered for this NIC: the next filter change is reported again.
-  void rx_filter_queried() { rx_event_gate_.queried(); }
+  // QEMU 7.2's RxFilterInfo (query_rx_filter.h); the next filter change is reported again.
+  std::optional<nlohmann::ordered_json> query_rx_filter(std::string_view name) override;
 
   // ---- state, for queries, migration and tests ----
   const NetDeviceState& state() const { return state_; }

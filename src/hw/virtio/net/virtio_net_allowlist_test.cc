@@ -106,7 +106,7 @@ TEST(VirtioNetAllowlistTest, ABackendTypeWithoutARowBlocks) {
 class TypedBackend final : public ::ferry::net::NetBackend {
  public:
   explicit TypedBackend(std::string_view type) : NetBackend("n0", type) {}
-  ::ferry::net::SendResult send(std::span<const iovec>) override {
+  ::ferry::net::SendResult transmit(std::span<const iovec>) override {
     return ::ferry::net::SendResult::kSent;
   }
   void receive_ready() override {}
@@ -115,7 +115,8 @@ class TypedBackend final : public ::ferry::net::NetBackend {
 class FakeHost final : public hw::Backends,
                        public hw::MigrationRegistrar,
                        public hw::DeviceSlot,
-                       public hw::DeviceEvents {
+                       public hw::DeviceEvents,
+                       public hw::NicRegistrar {
  public:
   explicit FakeHost(std::string_view backend_type) : backend(backend_type) {}
   Result<block::BlockBackend*> claim_drive(const hw::DeviceOptions&, std::string_view) override {
@@ -139,6 +140,9 @@ class FakeHost final : public hw::Backends,
   }
   pci::PciDevice* parent() override { return nullptr; }
   void emit(std::string_view, const nlohmann::ordered_json&) override {}
+  std::string add_nic(const hw::DeviceOptions&, hw::Nic&, ::ferry::net::NetBackend*) override {
+    return "nic0";
+  }
 
   TypedBackend backend;
   pci::test::Machine machine;
@@ -152,7 +156,7 @@ std::vector<std::string> blockers_of(std::string_view device, std::string_view b
   MonotonicClock clock;
   memory::AddressSpace memory;
   FakeHost host(backend_type);
-  hw::DeviceContext context{**loop, clock, memory, host, host, host, host};
+  hw::DeviceContext context{**loop, clock, memory, host, host, host, host, host};
   Opts opts = options(device);
   hw::DeviceOptions dev{"virtio-net-pci", "", opts.string("addr").value_or(""), std::move(opts)};
   Status st = virtio_net_pci_type().create(context, dev);

@@ -331,7 +331,10 @@ TEST_F(VirtioNetTest, ControlCommandsAreAckedAndApplyEveryFilterMode) {
   EXPECT_EQ(ctrl_request(vn::kCtrlRx, vn::kCtrlRxNouni, on), vn::kCtrlOk);
   EXPECT_FALSE(delivered(mac));
   EXPECT_EQ(events.changes, 1) << "one event until the filter is queried";
-  net->rx_filter_queried();
+  auto info = net->query_rx_filter("nic0");
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ((*info)["name"], "nic0");
+  EXPECT_EQ((*info)["unicast"], "none");  // nouni on
   EXPECT_EQ(ctrl_request(vn::kCtrlRx, vn::kCtrlRxNouni, off), vn::kCtrlOk);
   EXPECT_EQ(events.changes, 2);
   EXPECT_EQ(ctrl_request(vn::kCtrlRx, vn::kCtrlRxAlluni, off), vn::kCtrlOk);
