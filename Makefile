@@ -30,7 +30,9 @@ demo: release
 test: test-release test-asan test-tsan
 # The release, asan and tsan presets compile in unity batches (CMAKE_UNITY_BUILD): each batch
 # parses the shared headers once, which takes about a third off the three builds of `make
-# test`. The debug preset compiles file by file, so it still shows a file that does not
+# test`. Test code compiles at -O0/-Og (ferry_quick_build in CMakeLists.txt), and the
+# sanitizer presets keep line tables only (-gline-tables-only: reports still name file and
+# line; full debug info doubled object sizes and link times). The debug preset compiles file by file, so it still shows a file that does not
 # include what it uses.
 
 test-release: release
