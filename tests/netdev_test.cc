@@ -15,23 +15,12 @@
 
 #include "support/ferry_vm.h"
 #include "support/run_command.h"
+#include "support/raw_stream.h"
 
 namespace ferry::testing {
 namespace {
 
 const std::string kFerryVm = FERRY_VM_PATH;
-
-int connect_unix(const std::string& path) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un un{};
-  un.sun_family = AF_UNIX;
-  std::strncpy(un.sun_path, path.c_str(), sizeof(un.sun_path) - 1);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&un), sizeof(un)) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
 
 int listen_unix(const std::string& path) {
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -14,6 +14,7 @@
 
 #include "support/ferry_vm.h"
 #include "support/run_command.h"
+#include "support/raw_stream.h"
 
 namespace ferry::testing {
 namespace {
@@ -87,31 +88,6 @@ TEST(VirtioNetBlackbox, BadValuesAreRefusedInQemusWords) {
     EXPECT_EQ(r.exit_code, 1) << c.args << "\n" << r.out;
     EXPECT_NE(r.out.find(c.message), std::string::npos) << c.args << "\n" << r.out;
   }
-}
-
-int connect_unix(const std::string& path) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un un{};
-  un.sun_family = AF_UNIX;
-  std::strncpy(un.sun_path, path.c_str(), sizeof(un.sun_path) - 1);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&un), sizeof(un)) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-// Reads exactly `n` bytes, waiting at most `timeout_ms` for each piece (generous).
-bool read_exact(int fd, uint8_t* out, size_t n, int timeout_ms) {
-  while (n > 0) {
-    pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, timeout_ms) != 1) return false;
-    ssize_t got = ::read(fd, out, n);
-    if (got <= 0) return false;
-    out += got;
-    n -= static_cast<size_t>(got);
-  }
-  return true;
 }
 
 // A guest driver over qtest: BAR4 at 0xe0000000, split rings in RAM, VERSION_1 + MRG_RXBUF,

@@ -19,6 +19,7 @@
 
 #include "support/ferry_vm.h"
 #include "support/vm_waits.h"
+#include "support/raw_stream.h"
 
 namespace ferry::testing {
 namespace {
@@ -34,41 +35,6 @@ constexpr uint32_t kFCtrlVq = 1u << 17;
 constexpr uint32_t kFGuestAnnounce = 1u << 21;
 constexpr std::array<uint8_t, 6> kMac{0x52, 0x54, 0x00, 0xab, 0xcd, 0xef};
 constexpr const char* kMacText = "52:54:00:ab:cd:ef";
-
-int connect_unix(const std::string& path) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un un{};
-  un.sun_family = AF_UNIX;
-  std::strncpy(un.sun_path, path.c_str(), sizeof(un.sun_path) - 1);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&un), sizeof(un)) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-// One frame from the stream: be32 length, then the frame. Waits generously (busy CI).
-std::vector<uint8_t> read_frame(int fd, int timeout_ms = 20000) {
-  auto read_exact = [&](uint8_t* out, size_t n) {
-    while (n > 0) {
-      pollfd p{fd, POLLIN, 0};
-      if (poll(&p, 1, timeout_ms) != 1) return false;
-      ssize_t got = ::read(fd, out, n);
-      if (got <= 0) return false;
-      out += got;
-      n -= static_cast<size_t>(got);
-    }
-    return true;
-  };
-  uint8_t len[4];
-  if (!read_exact(len, 4)) return {};
-  const uint32_t size = (uint32_t(len[0]) << 24) | (uint32_t(len[1]) << 16) |
-                        (uint32_t(len[2]) << 8) | len[3];
-  if (size > 65536) return {};
-  std::vector<uint8_t> frame(size);
-  if (!read_exact(frame.data(), size)) return {};
-  return frame;
-}
 
 // QEMU's announce frame for `mac`: broadcast RARP request-reverse, padded to 60 bytes.
 std::vector<uint8_t> expected_rarp(const std::array<uint8_t, 6>& mac) {
@@ -255,7 +221,7 @@ TEST(VirtioNetLinkAnnounce, SetLinkChangesStatusRaisesConfigInterruptAndDropsTxW
 
   // Up again: the next frame is the first the peer sees (the one sent while down is gone).
   driver.send(marker_frame(0x80), 1);
-  EXPECT_EQ(read_frame(n.peer), marker_frame(0x80));
+  EXPECT_EQ(read_stream_frame(n.peer), marker_frame(0x80));
   ASSERT_TRUE(driver.wait_tx_used(2));
 
   // By the netdev's name: its NIC peer follows, as in QEMU.
@@ -285,22 +251,22 @@ TEST(VirtioNetLinkAnnounce, AnnounceSelfSendsRarpRoundsAndAsksTheGuest) {
   const size_t seen = driver.config_interrupts();
   vm.ok("announce-self", Json{{"initial", 0}, {"max", 0}, {"rounds", 3}, {"step", 1}});
   for (int round = 0; round < 3; ++round)
-    EXPECT_EQ(read_frame(n.peer), expected_rarp(kMac)) << "round " << round;
+    EXPECT_EQ(read_stream_frame(n.peer), expected_rarp(kMac)) << "round " << round;
   // The guest was asked too: ANNOUNCE beside LINK_UP, with a configuration interrupt.
   EXPECT_EQ(driver.link_status(), 3u);
   EXPECT_TRUE(driver.wait_config_interrupt(seen));
   // Exactly three: the guest's next frame is the next thing on the wire.
   driver.send(marker_frame(0x20), 0);
-  EXPECT_EQ(read_frame(n.peer), marker_frame(0x20));
+  EXPECT_EQ(read_stream_frame(n.peer), marker_frame(0x20));
 
   // interfaces= names NICs: another name sends nothing, this one's sends one round.
   vm.ok("announce-self", Json{{"initial", 0}, {"max", 0}, {"rounds", 2}, {"step", 1},
                               {"interfaces", Json::array({"nic9"})}, {"id", "other"}});
   vm.ok("announce-self", Json{{"initial", 0}, {"max", 0}, {"rounds", 1}, {"step", 1},
                               {"interfaces", Json::array({"nic0"})}});
-  EXPECT_EQ(read_frame(n.peer), expected_rarp(kMac));
+  EXPECT_EQ(read_stream_frame(n.peer), expected_rarp(kMac));
   driver.send(marker_frame(0x30), 1);
-  EXPECT_EQ(read_frame(n.peer), marker_frame(0x30));
+  EXPECT_EQ(read_stream_frame(n.peer), marker_frame(0x30));
 
   // Link down: the announcement is dropped like any frame (one round: it goes out within
   // the command, so no later round can race the link coming back).
@@ -308,7 +274,7 @@ TEST(VirtioNetLinkAnnounce, AnnounceSelfSendsRarpRoundsAndAsksTheGuest) {
   vm.ok("announce-self", Json{{"initial", 0}, {"max", 0}, {"rounds", 1}, {"step", 1}});
   vm.ok("set_link", Json{{"name", "nic0"}, {"up", true}});
   driver.send(marker_frame(0x40), 2);
-  EXPECT_EQ(read_frame(n.peer), marker_frame(0x40));
+  EXPECT_EQ(read_stream_frame(n.peer), marker_frame(0x40));
 
   EXPECT_EQ(error_of(vm, "announce-self", Json::object()), "Parameter 'initial' is missing");
   EXPECT_EQ(error_of(vm, "announce-self",
@@ -331,7 +297,7 @@ TEST(VirtioNetLinkAnnounce, AnnounceSelfWhileStoppedGoesOutAtCont) {
   pollfd p{n.peer, POLLIN, 0};
   EXPECT_EQ(poll(&p, 1, 0), 0) << "a stopped VM sent its announcement";
   vm.ok("cont");
-  EXPECT_EQ(read_frame(n.peer), expected_rarp(kMac));
+  EXPECT_EQ(read_stream_frame(n.peer), expected_rarp(kMac));
 }
 
 // QEMU's default schedule: rounds at 0, 50, 200, 450 and 800 ms. Timers never fire early,
@@ -344,7 +310,7 @@ TEST(VirtioNetLinkAnnounce, AnnounceSelfFollowsQemusDefaultSchedule) {
   std::vector<double> at_ms;
   const auto start = std::chrono::steady_clock::now();
   for (int round = 0; round < 5; ++round) {
-    ASSERT_EQ(read_frame(n.peer), expected_rarp(kMac)) << "round " << round;
+    ASSERT_EQ(read_stream_frame(n.peer), expected_rarp(kMac)) << "round " << round;
     at_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
   }
   std::string times;
@@ -417,7 +383,7 @@ TEST(VirtioNetLinkAnnounce, AnnouncesAfterAnIncomingMigration) {
   }
   ASSERT_EQ(wait_migration_end(*src)["status"], "completed");
   for (int round = 0; round < 3; ++round)
-    EXPECT_EQ(read_frame(dst.peer), expected_rarp(kMac)) << "round " << round;
+    EXPECT_EQ(read_stream_frame(dst.peer), expected_rarp(kMac)) << "round " << round;
   EXPECT_EQ(dst.vm->ok("query-status")["status"], "running");
 }
 

@@ -15,6 +15,7 @@
 
 #include "support/ferry_vm.h"
 #include "support/run_command.h"
+#include "support/raw_stream.h"
 
 namespace ferry::testing {
 namespace {
@@ -22,30 +23,6 @@ namespace {
 const std::string kFerryVm = FERRY_VM_PATH;
 const std::string kFerry = FERRY_PATH;
 constexpr uint64_t kBar = 0xe0000000;
-
-int connect_unix(const std::string& path) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un un{};
-  un.sun_family = AF_UNIX;
-  std::strncpy(un.sun_path, path.c_str(), sizeof(un.sun_path) - 1);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&un), sizeof(un)) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-bool read_exact(int fd, uint8_t* out, size_t n, int timeout_ms) {
-  while (n > 0) {
-    pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, timeout_ms) != 1) return false;
-    ssize_t got = ::read(fd, out, n);
-    if (got <= 0) return false;
-    out += got;
-    n -= static_cast<size_t>(got);
-  }
-  return true;
-}
 
 std::vector<std::string> nic_args(const std::string& socket_path, const std::string& extra = "") {
   return {"-m", "64M", "-netdev", "stream,id=n0,server=on,addr.type=unix,addr.path=" + socket_path,
@@ -196,10 +173,8 @@ void peer_send(int fd, const std::vector<uint8_t>& f) {
 // between the frames these tests look at; virtio_net_link_announce_test checks them).
 std::vector<uint8_t> peer_receive(int fd) {
   for (;;) {
-    uint8_t len[4];
-    if (!read_exact(fd, len, 4, 20000)) return {};
-    std::vector<uint8_t> f(len[3] | len[2] << 8);
-    if (!read_exact(fd, f.data(), f.size(), 20000)) return {};
+    std::vector<uint8_t> f = read_stream_frame(fd);
+    if (f.empty()) return {};
     const bool announcement = f.size() >= 14 && f[12] == 0x80 && f[13] == 0x35;
     if (!announcement) return f;
   }
