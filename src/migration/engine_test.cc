@@ -555,7 +555,10 @@ TEST(Engine, DeviceTransferTimeExcludesTheLastRamPass) {
   ASSERT_EQ(stats.status, MigrationStatus::kCompleted) << stats.error;
   EXPECT_TRUE(test::same_ram(src.ram, dst.ram));
   EXPECT_GE(stats.final_ram_ns, 80'000'000);
-  EXPECT_LT(stats.device_transfer_ns, 20'000'000) << stats.final_ram_ns;
+  // Had the last pass been counted, the device time would hold all of it. The device
+  // records cross the slow link too, so their own time grows with their size and the
+  // machine's load: compare with the pass, not with a fixed bound.
+  EXPECT_LT(stats.device_transfer_ns, stats.final_ram_ns / 2) << stats.final_ram_ns;
 }
 
 // A section with device state at setup and again at stop-and-copy (section_handler.h; early

@@ -11,9 +11,9 @@
 
 namespace ferry::net {
 
-MessageFdBackend::MessageFdBackend(EventLoop& loop, std::string id, std::string type,
+MessageFdBackend::MessageFdBackend(EventLoop& loop, std::string id, std::string_view type,
                                    size_t send_queue_limit)
-    : NetBackend(std::move(id), std::move(type)),
+    : NetBackend(std::move(id), type),
       loop_(loop),
       send_queue_(send_queue_limit),
       buffer_(kMaxFrameSize) {}

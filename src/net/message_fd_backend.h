@@ -12,6 +12,7 @@
 
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/event_loop.h"
@@ -27,7 +28,8 @@ class MessageFdBackend : public NetBackend {
   void receive_ready() final;
 
  protected:
-  MessageFdBackend(EventLoop& loop, std::string id, std::string type, size_t send_queue_limit);
+  MessageFdBackend(EventLoop& loop, std::string id, std::string_view type,
+                   size_t send_queue_limit);
 
   // Takes ownership of an open non-blocking descriptor (closed by the destructor, so a
   // create() that fails after this still releases it).

@@ -97,7 +97,7 @@ class NetBackend {
 
  private:
   std::string id_;
-  std::string_view type_;
+  std::string type_;  // owned: a caller's type may be a temporary
   NicPort* nic_ = nullptr;
   bool link_up_ = false;
   bool link_down_ = false;  // set_link ... up=false on this netdev
